@@ -1,0 +1,120 @@
+"""The broker's pluggable, seeded models: fees, slippage, latency and fill probability.
+
+Each is a small class; the broker only calls the methods shown, so a user can pass their
+own object with the same methods. Randomness comes from one ``numpy`` generator seeded
+from the run's seed, so a run repeats exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Bybit's published non-VIP rates (BYBIT.md section 10): (maker, taker).
+DEFAULT_FEES = {"spot": (0.001, 0.001), "linear": (0.0002, 0.00055), "inverse": (0.0002, 0.00055)}
+
+
+@dataclass(frozen=True)
+class FeeModel:
+    """A fee as a fraction of notional, by liquidity side. Fees are never negative here:
+    rebates are not modelled, so a negative rate is refused."""
+
+    maker: float
+    taker: float
+
+    def __post_init__(self) -> None:
+        if self.maker < 0 or self.taker < 0:
+            raise ValueError("fee rates must be >= 0")
+
+    @classmethod
+    def for_category(cls, category: str, maker: float | None = None,
+                     taker: float | None = None) -> FeeModel:
+        default_maker, default_taker = DEFAULT_FEES[category]
+        return cls(default_maker if maker is None else maker,
+                   default_taker if taker is None else taker)
+
+    def fee(self, notional: float, liquidity: str) -> float:
+        return abs(notional) * (self.taker if liquidity == "taker" else self.maker)
+
+
+class SlippageModel:
+    """Taker fills move against the order: a fixed ``bps`` plus square-root market impact
+    ``impact * sigma * sqrt(qty / volume)``, with ``sigma`` the per-bar return volatility
+    and ``volume`` the per-bar traded volume, both exponentially averaged over recent bars.
+    """
+
+    def __init__(self, bps: float = 0.0, impact: float = 0.0, halflife_bars: float = 60.0) -> None:
+        self.bps = bps
+        self.impact = impact
+        self._alpha = 1.0 - 0.5 ** (1.0 / halflife_bars)
+        self._var = 0.0
+        self._volume = 0.0
+        self._last_close: float | None = None
+
+    def observe_bar(self, close: float, volume: float) -> None:
+        """Update the volatility and volume estimates with a finished bar."""
+        if self._last_close is not None and self._last_close > 0 and close > 0:
+            ret = math.log(close / self._last_close)
+            self._var += self._alpha * (ret * ret - self._var)
+            self._volume += self._alpha * (volume - self._volume)
+        else:
+            self._volume = volume
+        self._last_close = close
+
+    def fraction(self, qty: float) -> float:
+        """The adverse price move for a taker order of ``qty``, as a fraction of price."""
+        move = self.bps * 1e-4
+        if self.impact > 0 and self._volume > 0:
+            move += self.impact * math.sqrt(self._var) * math.sqrt(qty / self._volume)
+        return move
+
+    def price(self, price: float, side: int, qty: float) -> float:
+        """The fill price of a taker order of ``side`` and ``qty`` at market ``price``."""
+        return price * (1.0 + side * self.fraction(qty))
+
+
+class LatencyModel:
+    """Delay from a strategy's request to the venue: ``fixed_ms`` plus an exponential
+    random part with mean ``jitter_ms``; cancels have their own fixed part."""
+
+    def __init__(self, rng: np.random.Generator, fixed_ms: float = 0.0, jitter_ms: float = 0.0,
+                 cancel_ms: float | None = None) -> None:
+        self.rng = rng
+        self.fixed_ns = int(fixed_ms * 1e6)
+        self.cancel_fixed_ns = self.fixed_ns if cancel_ms is None else int(cancel_ms * 1e6)
+        self.jitter_ms = jitter_ms
+
+    def _jitter(self) -> int:
+        return int(self.rng.exponential(self.jitter_ms) * 1e6) if self.jitter_ms > 0 else 0
+
+    def submit_delay_ns(self) -> int:
+        return self.fixed_ns + self._jitter()
+
+    def cancel_delay_ns(self) -> int:
+        return self.cancel_fixed_ns + self._jitter()
+
+
+class FillModel:
+    """How resting orders fill: a trade exactly at the limit price fills it with
+    ``touch_probability``; each fill may take at most ``max_participation`` of the volume
+    traded (1.0 = no cap, the whole order fills on the first eligible trade)."""
+
+    def __init__(self, rng: np.random.Generator, touch_probability: float = 1.0,
+                 max_participation: float = 1.0) -> None:
+        self.rng = rng
+        self.touch_probability = touch_probability
+        self.max_participation = max_participation
+
+    @property
+    def capped(self) -> bool:
+        return self.max_participation < 1.0
+
+    def touches_fill(self, n: int) -> np.ndarray:
+        """For ``n`` touching trades, which ones fill a resting order."""
+        if self.touch_probability >= 1.0:
+            return np.ones(n, dtype=bool)
+        if self.touch_probability <= 0.0:
+            return np.zeros(n, dtype=bool)
+        return self.rng.random(n) < self.touch_probability

@@ -1,0 +1,346 @@
+"""The ledger: an append-only record of runs on SQLAlchemy 2 (SQLite in WAL mode by default,
+any SQLAlchemy URL accepted).
+
+Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar), bars,
+strategy_state, predictions and feed_gaps. Rows are buffered in memory and written by a
+background thread, one transaction per batch, so the event loop never waits on disk and a
+crash (even ``kill -9``) loses at most the open batch: a fill is never half-written, and a
+run that did not finish keeps ``status = 'running'`` (shown as ``interrupted`` once its
+process is gone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+log = logging.getLogger(__name__)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    """One backtest or live session: what ran, on what, and how it ended."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    strategy: Mapped[str] = mapped_column(String(200))
+    params: Mapped[str] = mapped_column(Text)
+    symbol: Mapped[str] = mapped_column(String(40))
+    category: Mapped[str] = mapped_column(String(16))
+    interval: Mapped[str] = mapped_column(String(32))
+    data_start: Mapped[int] = mapped_column(BigInteger)
+    data_end: Mapped[int] = mapped_column(BigInteger)
+    data_files: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(Integer)
+    initial_cash: Mapped[float] = mapped_column(Float)
+    config: Mapped[str] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    resumed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+def _run_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("runs.id"), index=True)
+
+
+class OrderRow(Base):
+    __tablename__ = "orders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    client_order_id: Mapped[str] = mapped_column(String(80))
+    strategy_id: Mapped[str] = mapped_column(String(80))
+    symbol: Mapped[str] = mapped_column(String(40))
+    side: Mapped[int] = mapped_column(Integer)
+    qty: Mapped[float] = mapped_column(Float)
+    order_type: Mapped[str] = mapped_column(String(16))
+    price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    trigger_price: Mapped[float | None] = mapped_column(Float, nullable=True)
+    time_in_force: Mapped[str] = mapped_column(String(16))
+    reduce_only: Mapped[int] = mapped_column(Integer)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderUpdateRow(Base):
+    __tablename__ = "order_updates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    client_order_id: Mapped[str] = mapped_column(String(80))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+
+
+class FillRow(Base):
+    """A fill with the position, realized PnL, cash and equity right after it."""
+
+    __tablename__ = "fills"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    client_order_id: Mapped[str] = mapped_column(String(80))
+    strategy_id: Mapped[str] = mapped_column(String(80))
+    symbol: Mapped[str] = mapped_column(String(40))
+    side: Mapped[int] = mapped_column(Integer)
+    price: Mapped[float] = mapped_column(Float)
+    qty: Mapped[float] = mapped_column(Float)
+    fee: Mapped[float] = mapped_column(Float)
+    liquidity: Mapped[str] = mapped_column(String(8))
+    realized_pnl: Mapped[float] = mapped_column(Float)
+    position: Mapped[float] = mapped_column(Float)
+    avg_price: Mapped[float] = mapped_column(Float)
+    cash: Mapped[float] = mapped_column(Float)
+    equity: Mapped[float] = mapped_column(Float)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+
+
+class FundingRow(Base):
+    __tablename__ = "funding"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    symbol: Mapped[str] = mapped_column(String(40))
+    rate: Mapped[float] = mapped_column(Float)
+    mark_price: Mapped[float] = mapped_column(Float)
+    position: Mapped[float] = mapped_column(Float)
+    payment: Mapped[float] = mapped_column(Float)
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+
+
+class EquityRow(Base):
+    """The account at a bar's close: the basis of every return metric."""
+
+    __tablename__ = "equity"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    ts: Mapped[int] = mapped_column(BigInteger)
+    cash: Mapped[float] = mapped_column(Float)
+    equity: Mapped[float] = mapped_column(Float)
+    position: Mapped[float] = mapped_column(Float)
+    mark_price: Mapped[float] = mapped_column(Float)
+    margin_used: Mapped[float] = mapped_column(Float)
+
+
+class BarRow(Base):
+    __tablename__ = "bars"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    symbol: Mapped[str] = mapped_column(String(40))
+    interval: Mapped[str] = mapped_column(String(32))
+    open_time: Mapped[int] = mapped_column(BigInteger)
+    open: Mapped[float] = mapped_column(Float)
+    high: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)
+    close: Mapped[float] = mapped_column(Float)
+    volume: Mapped[float] = mapped_column(Float)
+    turnover: Mapped[float] = mapped_column(Float)
+    trades: Mapped[int] = mapped_column(Integer)
+
+
+class StrategyStateRow(Base):
+    __tablename__ = "strategy_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    strategy_id: Mapped[str] = mapped_column(String(80))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(Text)
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    strategy_id: Mapped[str] = mapped_column(String(80))
+    ts_event: Mapped[int] = mapped_column(BigInteger)
+    ts_init: Mapped[int] = mapped_column(BigInteger)
+    latency_ns: Mapped[int] = mapped_column(BigInteger)
+    dropped: Mapped[int] = mapped_column(Integer)
+    values: Mapped[str] = mapped_column(Text)
+
+
+class FeedGapRow(Base):
+    __tablename__ = "feed_gaps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    symbol: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(16))
+    gap_from: Mapped[int] = mapped_column(BigInteger)
+    gap_to: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
+    ts: Mapped[int] = mapped_column(BigInteger)
+
+
+Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts)
+Index("ix_fills_run_ts", FillRow.run_id, FillRow.ts_event)
+
+TABLES = {cls.__tablename__: cls.__table__ for cls in
+          (OrderRow, OrderUpdateRow, FillRow, FundingRow, EquityRow, BarRow,
+           StrategyStateRow, PredictionRow, FeedGapRow)}
+# The columns each buffered row fills, in order (everything but the autoincrement id).
+COLUMNS = {name: [c.name for c in table.columns if c.name != "id"] for name, table in TABLES.items()}
+
+
+def database_url(target: str | Path) -> str:
+    """A SQLAlchemy URL for ``target``: URLs pass through, paths become SQLite files."""
+    text = str(target)
+    return text if "://" in text else f"sqlite:///{Path(text).expanduser()}"
+
+
+def open_engine(target: str | Path) -> sa.Engine:
+    """An engine on the ledger with the schema created; SQLite gets WAL and NORMAL sync."""
+    url = database_url(target)
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+    Base.metadata.create_all(engine)
+    return engine
+
+
+def code_version() -> str:
+    """The package version plus the git commit when run from a checkout."""
+    from engine import __version__
+
+    head = Path(__file__).resolve().parent.parent / ".git" / "HEAD"
+    try:
+        ref = head.read_text().strip()
+        if ref.startswith("ref: "):
+            ref = (head.parent / ref.removeprefix("ref: ")).read_text().strip()
+        return f"{__version__}+{ref[:12]}"
+    except OSError:
+        return __version__
+
+
+class Ledger:
+    """Writes one run's rows in batches from a background thread."""
+
+    def __init__(self, target: str | Path, batch_rows: int = 50_000, flush_seconds: float = 1.0) -> None:
+        self.target = str(target)
+        self.engine = open_engine(target)
+        self.batch_rows = batch_rows
+        self.flush_seconds = flush_seconds
+        self._buffers: dict[str, list[tuple]] = {name: [] for name in TABLES}
+        self._buffered = 0
+        self._last_flush = time.monotonic()
+        self._statements = {name: self._compile(name) for name in TABLES}
+        self._queue: queue.Queue[dict[str, list[tuple]] | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
+        self._writer.start()
+        self.rows_written = 0
+
+    def _compile(self, name: str):
+        compiled = TABLES[name].insert().compile(dialect=self.engine.dialect,
+                                                 column_keys=COLUMNS[name])
+        return str(compiled), bool(compiled.positional)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(self, **fields: Any) -> int:
+        """Insert a run row (status ``running``) and return its id."""
+        values = {"status": "running", "started_at": time.time(), "host": socket.gethostname(),
+                  "pid": os.getpid(), "code_version": code_version(), **fields}
+        with self.engine.begin() as conn:
+            return int(conn.execute(sa.insert(Run).values(**values)).inserted_primary_key[0])
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None,
+                   summary: dict | None = None) -> None:
+        """Flush everything, then mark the run ``finished``, ``failed`` or ``interrupted``."""
+        self.flush(wait=True)
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Run).where(Run.id == run_id).values(
+                status=status, finished_at=time.time(), error=error,
+                summary=None if summary is None else json.dumps(summary)))
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def add(self, table: str, row: tuple) -> None:
+        """Buffer one row (values in ``COLUMNS[table]`` order); flushes when due."""
+        self._buffers[table].append(row)
+        self._buffered += 1
+        if self._buffered >= self.batch_rows or (
+            self._buffered & 1023 == 0 and time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+
+    def add_many(self, table: str, rows: Iterable[tuple]) -> None:
+        for row in rows:
+            self.add(table, row)
+
+    def flush(self, wait: bool = False) -> None:
+        """Hand the buffered rows to the writer as one transaction; ``wait`` blocks until
+        everything handed over is on disk."""
+        self._raise_writer_error()
+        if self._buffered:
+            batch = {name: rows for name, rows in self._buffers.items() if rows}
+            self._buffers = {name: [] for name in TABLES}
+            self._buffered = 0
+            self._queue.put(batch)
+        self._last_flush = time.monotonic()
+        if wait:
+            self._queue.join()
+            self._raise_writer_error()
+
+    def close(self) -> None:
+        """Flush, stop the writer thread and release the database."""
+        self.flush(wait=True)
+        self._queue.put(None)
+        self._writer.join()
+        self.engine.dispose()
+
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"ledger write failed: {self._error!r}") from self._error
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is None:
+                    return
+                if self._error is None:
+                    self._write(batch)
+            except Exception as exc:  # surfaced to the event loop on its next flush
+                log.exception("ledger write failed")
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _write(self, batch: dict[str, list[tuple]]) -> None:
+        with self.engine.begin() as conn:
+            for name, rows in batch.items():
+                sql, positional = self._statements[name]
+                if not positional:
+                    keys = COLUMNS[name]
+                    rows = [dict(zip(keys, row, strict=True)) for row in rows]
+                conn.exec_driver_sql(sql, rows)
+        self.rows_written += sum(len(rows) for rows in batch.values())

@@ -1,0 +1,123 @@
+"""Reading a ledger back: runs, and one run's equity, fills, bars and other rows as pandas
+frames (SQL straight into pandas, through the database driver for speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from engine.ledger import Run, open_engine
+
+
+class LedgerQueryError(LookupError):
+    """A ledger or run that is not there."""
+
+
+class LedgerReader:
+    """Read-only access to the runs in one ledger."""
+
+    def __init__(self, target: str | Path) -> None:
+        if "://" not in str(target) and not Path(target).is_file():
+            raise LedgerQueryError(f"no ledger at {target}")
+        self.target = str(target)
+        self.engine = open_engine(target)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql), params or {})
+            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+    def runs(self) -> pd.DataFrame:
+        """Every run, newest first, with ``status`` showing ``interrupted`` for a run whose
+        process on this host is gone."""
+        runs = self.frame(
+            "SELECT id, kind, status, strategy, symbol, interval, data_start, data_end, "
+            "started_at, finished_at, host, pid, resumed_from, summary FROM runs ORDER BY id DESC"
+        )
+        if not runs.empty:
+            runs["status"] = [
+                _effective_status(s, h, p) for s, h, p in zip(runs.status, runs.host, runs.pid, strict=True)
+            ]
+        return runs
+
+    def run(self, run_id: int | None = None) -> dict[str, Any]:
+        """One run's row as a dict (the newest run when ``run_id`` is None)."""
+        with self.engine.connect() as conn:
+            query = sa.select(Run)
+            query = query.where(Run.id == run_id) if run_id is not None else query.order_by(Run.id.desc())
+            row = conn.execute(query.limit(1)).mappings().first()
+        if row is None:
+            what = f"run {run_id}" if run_id is not None else "any run"
+            raise LedgerQueryError(f"{self.target} has no {what}")
+        run = dict(row)
+        run["status"] = _effective_status(run["status"], run["host"], run["pid"])
+        return run
+
+    def chain(self, run_id: int) -> list[int]:
+        """The run and the runs it resumed, oldest first (a resumed live session is one
+        account history across several runs)."""
+        ids = []
+        current: int | None = run_id
+        while current is not None:
+            ids.append(current)
+            current = self.run(current)["resumed_from"]
+        return ids[::-1]
+
+    def table(self, name: str, run_ids: list[int], order: str) -> pd.DataFrame:
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        return self.frame(f"SELECT * FROM {name} WHERE run_id IN ({marks}) ORDER BY {order}")
+
+    def equity(self, run_ids: list[int]) -> pd.DataFrame:
+        return self.table("equity", run_ids, "ts, id")
+
+    def fills(self, run_ids: list[int]) -> pd.DataFrame:
+        return self.table("fills", run_ids, "ts_event, id")
+
+    def bars(self, run_ids: list[int]) -> pd.DataFrame:
+        return self.table("bars", run_ids, "open_time, id")
+
+    def funding(self, run_ids: list[int]) -> pd.DataFrame:
+        return self.table("funding", run_ids, "ts_event, id")
+
+    def gaps(self, run_ids: list[int]) -> pd.DataFrame:
+        return self.table("feed_gaps", run_ids, "gap_from, id")
+
+    def params(self, run_id: int) -> dict[str, Any]:
+        return json.loads(self.run(run_id)["params"])
+
+
+def _effective_status(status: str, host: str, pid: int) -> str:
+    if status != "running" or host != socket.gethostname():
+        return status
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return "interrupted"
+    except PermissionError:
+        return status
+    return status
+
+
+def ledger_bars(path: str | Path) -> pd.DataFrame:
+    """The bars recorded by every run in a ledger, in the kline format, de-duplicated."""
+    reader = LedgerReader(path)
+    try:
+        frame = reader.frame(
+            "SELECT open_time, open, high, low, close, volume, turnover, trades FROM bars "
+            "ORDER BY open_time, id"
+        )
+    finally:
+        reader.close()
+    if frame.empty:
+        raise LedgerQueryError(f"{path} holds no bars")
+    frame["open_time"] = frame["open_time"] // 1_000_000
+    return frame.drop_duplicates("open_time").reset_index(drop=True)

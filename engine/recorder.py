@@ -1,0 +1,109 @@
+"""Turns bus events into ledger rows: orders, updates, fills, funding, bars and one equity
+snapshot per bar. It subscribes last, so a bar's snapshot is taken after the broker and the
+strategies have handled that bar."""
+
+from __future__ import annotations
+
+import json
+
+from engine.broker import SimulatedBroker
+from engine.bus import Bus
+from engine.events import (
+    AccountUpdate,
+    Bar,
+    FeedStatus,
+    Fill,
+    Funding,
+    OrderRequest,
+    OrderUpdate,
+    PositionUpdate,
+    Prediction,
+)
+from engine.ledger import Ledger
+
+
+class LedgerRecorder:
+    """Records one run's events; ``interval`` picks the bars that get equity snapshots."""
+
+    def __init__(self, bus: Bus, ledger: Ledger, run_id: int, broker: SimulatedBroker,
+                 symbol: str, interval: str) -> None:
+        self.ledger, self.run_id, self.broker = ledger, run_id, broker
+        self.symbol, self.interval = symbol, interval
+        self.bars = 0
+        self._fill: Fill | None = None
+        self._position: PositionUpdate | None = None
+        bus.subscribe(OrderRequest, self._on_order)
+        bus.subscribe(OrderUpdate, self._on_update)
+        bus.subscribe(Fill, self._on_fill)
+        bus.subscribe(PositionUpdate, self._on_position)
+        bus.subscribe(AccountUpdate, self._on_account)
+        bus.subscribe(Funding, self._on_funding)
+        bus.subscribe(Bar, self._on_bar)
+        bus.subscribe(Prediction, self._on_prediction)
+        bus.subscribe(FeedStatus, self._on_feed_status)
+
+    def _on_order(self, o: OrderRequest) -> None:
+        self.ledger.add("orders", (
+            self.run_id, o.client_order_id, o.strategy_id, o.symbol, o.side, o.qty, o.order_type,
+            o.price, o.trigger_price, o.time_in_force, int(o.reduce_only), o.ts_event, o.ts_init,
+        ))
+
+    def _on_update(self, u: OrderUpdate) -> None:
+        self.ledger.add("order_updates", (
+            self.run_id, u.client_order_id, u.status, u.reason, u.ts_event, u.ts_init,
+        ))
+
+    # The broker publishes Fill, PositionUpdate, AccountUpdate back to back for each fill;
+    # the three become one row.
+    def _on_fill(self, fill: Fill) -> None:
+        self._fill = fill
+
+    def _on_position(self, pos: PositionUpdate) -> None:
+        self._position = pos
+
+    def _on_account(self, acct: AccountUpdate) -> None:
+        f, p = self._fill, self._position
+        if f is None or p is None:
+            return
+        self.ledger.add("fills", (
+            self.run_id, f.client_order_id, f.strategy_id, f.symbol, f.side, f.price, f.qty,
+            f.fee, f.liquidity, p.realized_pnl, p.qty, p.avg_price, acct.cash, acct.equity,
+            f.ts_event, f.ts_init,
+        ))
+        self._fill = self._position = None
+
+    def _on_funding(self, funding: Funding) -> None:
+        position = self.broker.position_qty(funding.symbol)
+        payment = position * funding.mark_price * funding.rate
+        self.ledger.add("funding", (
+            self.run_id, funding.symbol, funding.rate, funding.mark_price, position, payment,
+            funding.ts_event,
+        ))
+
+    def _on_bar(self, bar: Bar) -> None:
+        if bar.symbol != self.symbol or bar.interval != self.interval:
+            return
+        self.bars += 1
+        add = self.ledger.add
+        run_id = self.run_id
+        add("bars", (run_id, bar.symbol, bar.interval, bar.open_time, bar.open, bar.high,
+                     bar.low, bar.close, bar.volume, bar.turnover, bar.trades))
+        account = self.broker.account
+        add("equity", (run_id, bar.close_time, account.cash, account.equity(),
+                       self.broker.position_qty(self.symbol),
+                       account.marks.get(self.symbol, bar.close), account.margin_used()))
+
+    def _on_prediction(self, p: Prediction) -> None:
+        self.ledger.add("predictions", (
+            self.run_id, p.strategy_id, p.ts_event, p.ts_init, p.ts_init - p.ts_event, 0,
+            json.dumps(list(p.values)),
+        ))
+
+    def _on_feed_status(self, s: FeedStatus) -> None:
+        if s.status in ("gap", "backfilled", "unfilled"):
+            self.ledger.add("feed_gaps", (
+                self.run_id, s.symbol, s.status, s.gap_from, s.gap_to, s.detail, s.ts_init,
+            ))
+
+    def save_state(self, strategy_id: str, ts: int, state: dict) -> None:
+        self.ledger.add("strategy_state", (self.run_id, strategy_id, ts, json.dumps(state)))

@@ -1,0 +1,178 @@
+"""Hosts a strategy on the bus: routes it the events it asked for and turns its calls into
+order requests for the broker.
+
+The host is duck-typed (any object with the ``strategies.base.Strategy`` methods works), so
+the engine needs no import of the strategies package. Callback errors follow
+``on_error``: ``"stop"`` (default) lets the bus stop the run; ``"skip"`` logs and counts
+the error and goes on with the next event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from engine.broker import SimulatedBroker
+from engine.bus import Bus
+from engine.events import (
+    BUY,
+    SELL,
+    Bar,
+    CancelRequest,
+    Fill,
+    OrderRequest,
+    OrderUpdate,
+    Prediction,
+    Trades,
+)
+
+_SIDES = {"buy": BUY, "sell": SELL, BUY: BUY, SELL: SELL}
+_DONE = ("rejected", "canceled", "expired", "filled")
+
+
+def _overrides(strategy: Any, name: str) -> bool:
+    """True when the strategy's class defines ``name`` itself rather than inheriting the base no-op."""
+    for klass in type(strategy).__mro__:
+        if name in vars(klass):
+            return klass.__module__ != "strategies.base"
+    return False
+
+
+class StrategyContext:
+    """What a strategy can reach: the clock, its symbol, the account, and order entry."""
+
+    def __init__(
+        self,
+        strategy: Any,
+        strategy_id: str,
+        symbol: str,
+        interval: str,
+        bus: Bus,
+        broker: SimulatedBroker,
+        on_error: str = "stop",
+    ) -> None:
+        self.strategy = strategy
+        self.strategy_id = strategy_id
+        self.symbol = symbol
+        self.interval = interval
+        self.bus = bus
+        self.clock = bus.clock
+        self.broker = broker
+        self.on_error = on_error
+        self.errors = 0
+        self._seq = 0
+        self._open: dict[str, tuple[int, float, str]] = {}  # id -> (side, remaining, type)
+        strategy.attach(self)
+        bus.subscribe(Bar, self._on_bar)
+        self.reads_trades = _overrides(strategy, "on_trades")
+        if self.reads_trades:
+            bus.subscribe(Trades, self._on_trades)
+        bus.subscribe(Fill, self._on_fill)
+        bus.subscribe(OrderUpdate, self._on_order_update)
+        bus.subscribe(Prediction, self._on_prediction)
+
+    # -- account views -------------------------------------------------------------------
+
+    def position(self) -> float:
+        return self.broker.position_qty(self.symbol)
+
+    def cash(self) -> float:
+        return self.broker.account.cash
+
+    def equity(self) -> float:
+        return self.broker.account.equity()
+
+    def open_orders(self) -> list[str]:
+        return list(self._open)
+
+    # -- order entry ---------------------------------------------------------------------
+
+    def next_order_id(self) -> str:
+        self._seq += 1
+        return f"{self.strategy_id}-{self._seq}"
+
+    def submit_order(self, side, qty, order_type, price, trigger_price, time_in_force,
+                     reduce_only) -> str:
+        if side not in _SIDES:
+            raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")
+        side = _SIDES[side]
+        order_id = self.next_order_id()
+        now = self.clock.timestamp_ns()
+        self._open[order_id] = (side, float(qty), order_type)
+        self.bus.publish(OrderRequest(
+            order_id, self.symbol, side, float(qty), order_type,
+            None if price is None else float(price),
+            None if trigger_price is None else float(trigger_price),
+            time_in_force, bool(reduce_only), self.strategy_id, now, now,
+        ))
+        return order_id
+
+    def cancel_order(self, client_order_id: str) -> None:
+        now = self.clock.timestamp_ns()
+        self.bus.publish(CancelRequest(client_order_id, self.symbol, self.strategy_id, now, now))
+
+    def target_position(self, qty: float) -> str | None:
+        if not math.isfinite(qty):
+            raise ValueError(f"target position must be finite, got {qty}")
+        on_the_way = sum(side * left for side, left, kind in self._open.values()
+                         if kind == "market")
+        delta = qty - (self.position() + on_the_way)
+        if abs(delta) < 1e-12:
+            return None
+        return self.submit_order(BUY if delta > 0 else SELL, _clean(abs(delta)), "market",
+                                 None, None, "GTC", False)
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _call(self, callback: Callable[[Any], None], event: Any) -> None:
+        if self.on_error == "stop":
+            callback(event)
+            return
+        try:
+            callback(event)
+        except Exception as exc:
+            self.errors += 1
+            self.bus.record_error(callback, event, exc)
+
+    def _on_bar(self, bar: Bar) -> None:
+        if bar.symbol == self.symbol and bar.interval == self.interval:
+            self._call(self.strategy.on_bar, bar)
+
+    def _on_trades(self, trades: Trades) -> None:
+        if trades.symbol == self.symbol:
+            self._call(self.strategy.on_trades, trades)
+
+    def _on_fill(self, fill: Fill) -> None:
+        if fill.strategy_id != self.strategy_id:
+            return
+        entry = self._open.get(fill.client_order_id)
+        if entry is not None:
+            side, left, kind = entry
+            self._open[fill.client_order_id] = (side, left - fill.qty, kind)
+        self._call(self.strategy.on_fill, fill)
+
+    def _on_order_update(self, update: OrderUpdate) -> None:
+        if update.strategy_id != self.strategy_id:
+            return
+        if update.status in _DONE:
+            self._open.pop(update.client_order_id, None)
+        self._call(self.strategy.on_order_update, update)
+
+    def _on_prediction(self, prediction: Prediction) -> None:
+        if prediction.strategy_id == self.strategy_id:
+            self._call(self.strategy.on_prediction, prediction)
+
+    def start(self) -> None:
+        self.strategy.on_start()
+
+    def stop(self) -> None:
+        self.strategy.on_stop()
+
+    def save(self) -> dict[str, Any]:
+        return self.strategy.on_save()
+
+
+def _clean(qty: float) -> float:
+    """Drop float noise from a difference of quantities (0.30000000000000004 -> 0.3)."""
+    return float(f"{qty:.12g}")

@@ -1,0 +1,152 @@
+"""The strategy plugin API: subclass :class:`Strategy`, give it a frozen config, override the
+callbacks you need, and act through ``submit_order``, ``cancel_order`` or
+``target_position``.
+
+A minimal strategy::
+
+    @dataclass(frozen=True)
+    class BuyDipsConfig(StrategyConfig):
+        drop: float = 0.01
+        qty: float = 0.001
+
+    class BuyDips(Strategy):
+        config_class = BuyDipsConfig
+
+        def on_bar(self, bar):
+            if bar.close < bar.open * (1 - self.config.drop):
+                self.target_position(self.config.qty)
+
+The engine calls the callbacks from one thread, in event order, with ``self.clock`` set to
+the event's time; nothing a callback can see is stamped after the clock. Read time from
+``self.clock``, never from ``time.time()``, so replay and live behave the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from engine.clock import Clock
+    from engine.events import Bar, Fill, OrderUpdate, Prediction, Trades
+    from engine.strategy_host import StrategyContext
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Base for a strategy's typed, frozen parameters; override ``validate`` to check them
+    (raise ValueError with a message naming the parameter)."""
+
+    def validate(self) -> None:
+        """Check the parameters together; the default accepts anything."""
+
+
+class Strategy:
+    """Base class of every strategy. ``config_class`` declares the parameters."""
+
+    config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
+
+    def __init__(self, config: StrategyConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        self._ctx: StrategyContext | None = None
+        self.log = logging.getLogger(f"strategy.{type(self).__name__}")
+
+    def attach(self, ctx: StrategyContext) -> None:
+        """Called by the engine before ``on_start``; gives the strategy its venue and clock."""
+        self._ctx = ctx
+
+    # -- what the strategy can see -------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._ctx.clock
+
+    @property
+    def symbol(self) -> str:
+        return self._ctx.symbol
+
+    @property
+    def interval(self) -> str:
+        return self._ctx.interval
+
+    @property
+    def strategy_id(self) -> str:
+        return self._ctx.strategy_id
+
+    @property
+    def position(self) -> float:
+        """Signed position in base units, built from fills only."""
+        return self._ctx.position()
+
+    @property
+    def cash(self) -> float:
+        return self._ctx.cash()
+
+    @property
+    def equity(self) -> float:
+        """Cash plus positions marked to the last price."""
+        return self._ctx.equity()
+
+    def open_orders(self) -> list[str]:
+        """Client ids of this strategy's orders that are not finished."""
+        return self._ctx.open_orders()
+
+    # -- actions ------------------------------------------------------------------------
+
+    def submit_order(
+        self,
+        side: int | str,
+        qty: float,
+        order_type: str = "market",
+        price: float | None = None,
+        trigger_price: float | None = None,
+        time_in_force: str = "GTC",
+        reduce_only: bool = False,
+    ) -> str:
+        """Send an order; returns its client id. ``side`` is ``"buy"``/``"sell"`` or +1/-1;
+        ``order_type`` is ``market``, ``limit`` (needs ``price``) or ``stop`` (needs
+        ``trigger_price``); ``time_in_force`` is GTC, IOC, FOK or PostOnly. The broker
+        answers with an ``OrderUpdate``: accepted, or rejected with a reason."""
+        return self._ctx.submit_order(
+            side, qty, order_type, price, trigger_price, time_in_force, reduce_only
+        )
+
+    def cancel_order(self, client_order_id: str) -> None:
+        """Ask the broker to cancel a resting order."""
+        self._ctx.cancel_order(client_order_id)
+
+    def target_position(self, qty: float) -> str | None:
+        """Trade at market toward a signed position of ``qty``, counting orders already on
+        their way; returns the order id, or None when nothing needs doing."""
+        return self._ctx.target_position(qty)
+
+    # -- callbacks (override what you need) ----------------------------------------------
+
+    def on_start(self) -> None:
+        """Before the first event."""
+
+    def on_bar(self, bar: Bar) -> None:
+        """A bar of the run's symbol and interval closed."""
+
+    def on_trades(self, trades: Trades) -> None:
+        """A batch of trades arrived (only delivered to strategies that override this)."""
+
+    def on_fill(self, fill: Fill) -> None:
+        """One of this strategy's orders was (partly) filled."""
+
+    def on_order_update(self, update: OrderUpdate) -> None:
+        """One of this strategy's orders changed state (accepted, rejected, ...)."""
+
+    def on_prediction(self, prediction: Prediction) -> None:
+        """A model prediction made for this strategy arrived."""
+
+    def on_stop(self) -> None:
+        """After the last event."""
+
+    def on_save(self) -> dict[str, Any]:
+        """State to keep in the ledger so a resumed run can continue (JSON-serialisable)."""
+        return {}
+
+    def on_load(self, state: dict[str, Any]) -> None:
+        """Restore what ``on_save`` returned, before ``on_start`` of a resumed run."""
