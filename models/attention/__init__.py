@@ -1,0 +1,25 @@
+"""Attention modules with one call signature, ``module(x, mask=None, return_weights=False)``
+mapping ``[batch, seq, d_model]`` to the same shape, and the factory that builds them."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.attention.full import FullAttention
+from models.attention.linformer import LinformerAttention
+from models.attention.nystrom import NystromAttention
+from models.attention.reformer import LSHAttention
+
+ATTENTIONS: dict[str, type[nn.Module]] = {
+    "full": FullAttention,
+    "linformer": LinformerAttention,
+    "reformer": LSHAttention,
+    "nystrom": NystromAttention,
+}
+
+
+def build_attention(kind: str, d_model: int, n_heads: int, seq_len: int, **options) -> nn.Module:
+    """Build the attention ``kind`` (full, linformer, reformer, nystrom) with its options."""
+    if kind not in ATTENTIONS:
+        raise ValueError(f"unknown attention {kind!r}; choose one of {', '.join(ATTENTIONS)}")
+    return ATTENTIONS[kind](d_model, n_heads, seq_len, **options)

@@ -1,0 +1,28 @@
+"""Exact softmax attention through ``torch.nn.functional.scaled_dot_product_attention``:
+the reference every approximation is measured against."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention.base import AttentionBase, masked_softmax
+
+
+class FullAttention(AttentionBase):
+    """Multi-head softmax attention; SDPA picks the fused CPU/CUDA kernel."""
+
+    def __init__(self, d_model: int, n_heads: int, seq_len: int | None = None) -> None:
+        super().__init__(d_model, n_heads)
+        self.to_qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+    ):
+        q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
+        keep = None if mask is None else mask[:, None, None, :]
+        if return_weights:
+            weights = masked_softmax(q @ k.transpose(-1, -2) * self.d_head**-0.5, keep)
+            return self.merge(weights @ v), weights
+        return self.merge(F.scaled_dot_product_attention(q, k, v, attn_mask=keep))

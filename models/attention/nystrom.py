@@ -1,0 +1,98 @@
+"""Nyström attention (Xiong et al. 2021): softmax attention approximated through m
+landmarks, ``softmax(Q K_l^T) pinv(softmax(Q_l K_l^T)) softmax(Q_l K^T) V``.
+
+Landmarks are segment means of queries and keys. A length L that is not a multiple of
+the landmark count is handled by front zero-padding: segments have ``s = ceil(L / m)``
+tokens, ``ceil(L / s)`` landmarks are used (at most m) and the ``< s`` padding tokens are
+masked, so no segment is ever padding only and means count real tokens only. The
+pseudo-inverse is the Newton–Schulz iteration ``Z <- Z (2I - A Z)`` started from
+``Z0 = A^T / (||A||_1 ||A||_inf)``, which guarantees convergence to the Moore–Penrose
+inverse; norms are taken per matrix so a sample's result never depends on its batch.
+The two outer products run through SDPA, so no ``L x m`` matrix is stored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention.base import AttentionBase, masked_softmax
+
+
+def newton_schulz_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Moore–Penrose pseudo-inverse of the trailing square matrices of ``a``."""
+    norm_1 = a.abs().sum(-2).amax(-1)
+    norm_inf = a.abs().sum(-1).amax(-1)
+    z = a.transpose(-1, -2) / (norm_1 * norm_inf)[..., None, None]
+    for _ in range(iterations):
+        z = 2 * z - z @ (a @ z)
+    return z
+
+
+class NystromAttention(AttentionBase):
+    """Multi-head Nyström attention with an optional residual depthwise convolution on V."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        seq_len: int | None = None,
+        num_landmarks: int = 64,
+        pinv_iterations: int = 12,
+        residual_conv: bool = True,
+        conv_kernel: int = 33,
+    ) -> None:
+        super().__init__(d_model, n_heads)
+        self.num_landmarks = num_landmarks
+        self.pinv_iterations = pinv_iterations
+        self.to_qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.conv = None
+        if residual_conv:
+            self.conv = nn.Conv2d(
+                n_heads, n_heads, (conv_kernel, 1), padding=(conv_kernel // 2, 0),
+                groups=n_heads, bias=False,
+            )
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+    ):
+        b, length, _ = x.shape
+        q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
+        seg = math.ceil(length / min(self.num_landmarks, length))
+        m = math.ceil(length / seg)
+        pad = m * seg - length
+        keep = mask
+        if pad:
+            q, k, v = (F.pad(t, (0, 0, pad, 0)) for t in (q, k, v))
+            real = torch.ones(b, length, dtype=torch.bool, device=x.device) if mask is None else mask
+            keep = F.pad(real, (pad, 0), value=False)
+        if keep is not None:
+            v = v * keep[:, None, :, None].to(v.dtype)
+            count = keep.view(b, 1, m, seg, 1).sum(-2).to(q.dtype)
+            q_l = (q * keep[:, None, :, None]).view(b, self.n_heads, m, seg, -1).sum(-2)
+            k_l = (k * keep[:, None, :, None]).view(b, self.n_heads, m, seg, -1).sum(-2)
+            q_l, k_l = q_l / count.clamp(min=1), k_l / count.clamp(min=1)
+            key_keep, lm_keep = keep[:, None, None, :], (count > 0).view(b, 1, 1, m)
+        else:
+            q_l = q.view(b, self.n_heads, m, seg, -1).mean(-2)
+            k_l = k.view(b, self.n_heads, m, seg, -1).mean(-2)
+            key_keep = lm_keep = None
+        scale = self.d_head**-0.5
+        z = newton_schulz_pinv(masked_softmax(q_l @ k_l.transpose(-1, -2) * scale, lm_keep),
+                               self.pinv_iterations)
+        if return_weights:
+            k1 = masked_softmax(q @ k_l.transpose(-1, -2) * scale, lm_keep)
+            k3 = masked_softmax(q_l @ k.transpose(-1, -2) * scale, key_keep)
+            weights = k1 @ z @ k3
+            out = weights @ v
+            weights = weights[:, :, pad:, pad:]
+        else:
+            k3v = F.scaled_dot_product_attention(q_l, k, v, attn_mask=key_keep)
+            out = F.scaled_dot_product_attention(q, k_l, z @ k3v, attn_mask=lm_keep)
+        if self.conv is not None:
+            out = out + self.conv(v)
+        out = self.merge(out[:, :, pad:])
+        return (out, weights) if return_weights else out

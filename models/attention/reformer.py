@@ -1,0 +1,177 @@
+"""Reformer LSH self-attention (Kitaev et al. 2020) with shared query/key projections.
+
+Each hash round draws random rotations R and puts token x in bucket
+``argmax([xR ; -xR])`` (angular LSH). Tokens are sorted by (bucket, position), cut into
+chunks of ``bucket_size`` and every chunk attends to itself and the previous chunk (the
+first wraps to the last). Keys are the unit-normalised queries; a token never attends to
+itself unless nothing else is allowed (score -1e5 instead of -1e9), and ``causal`` masks
+later positions. Rounds are combined with weights ``softmax_r(logsumexp_r)``: each
+round's output weighted by its share of the total softmax mass, which is attention over
+the union of the rounds' windows (a key found by several rounds counts once per round).
+
+The rotations are a buffer drawn once from a seeded generator, so inference is
+deterministic and identical for any batch composition. The bucket count follows the
+input length (``ceil(L / bucket_size)`` rounded up to even, using the first columns of
+the rotations) unless ``n_buckets`` fixes it; ``n_buckets=1`` disables hashing. Masked
+and padding tokens get a bucket of their own after all others, so their content never
+changes which real tokens share a chunk.
+Without gradients the chunks go through PyTorch's fused CPU attention kernel, which
+also returns the log-sum-exp; with gradients they use plain differentiable tensor ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.attention.base import NEG, AttentionBase
+
+SELF = -1e5  # score of attending to oneself: used only when no other key is allowed
+
+
+def _even_buckets(length: int, bucket_size: int) -> int:
+    n = max(2, math.ceil(length / bucket_size))
+    return n + n % 2
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float):
+    """Softmax attention of 4-d ``[B, chunks, c, d]`` inputs with an additive bias,
+    returning output and log-sum-exp (the fused kernel also accepts strided windows)."""
+    fused = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    if fused is not None and q.device.type == "cpu" and not grad and q.dtype == torch.float32:
+        return fused(q, k, v, attn_mask=bias, scale=scale)
+    dots = q @ k.transpose(-1, -2) * scale + bias
+    lse = dots.logsumexp(dim=-1)
+    return (dots - lse[..., None]).exp() @ v, lse
+
+
+class LSHAttention(AttentionBase):
+    """Multi-round LSH attention over sorted chunks; O(L * bucket_size) per round."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        seq_len: int,
+        n_hashes: int = 4,
+        bucket_size: int = 64,
+        causal: bool = False,
+        n_buckets: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(d_model, n_heads)
+        if n_buckets is not None and n_buckets != 1 and n_buckets % 2:
+            raise ValueError("n_buckets must be 1 or even (angular LSH uses ±rotations)")
+        self.n_hashes = n_hashes
+        self.bucket_size = bucket_size
+        self.causal = causal
+        self.n_buckets = n_buckets
+        max_buckets = n_buckets or _even_buckets(seq_len, bucket_size)
+        self.to_qk = nn.Linear(d_model, d_model, bias=False)
+        self.to_v = nn.Linear(d_model, d_model, bias=False)
+        gen = torch.Generator().manual_seed(seed)
+        rotations = torch.randn(n_heads, n_hashes, self.d_head, max(1, max_buckets // 2),
+                                generator=gen)
+        self.register_buffer("rotations", rotations)
+
+    def _buckets(self, qk: torch.Tensor, n_buckets: int) -> torch.Tensor:
+        """Bucket id of every token in every round, ``argmax([xR ; -xR])``: ``[b, h, R, L]``."""
+        b, h, length, _ = qk.shape
+        if n_buckets == 1:
+            return torch.zeros(b, h, self.n_hashes, length, dtype=torch.long, device=qk.device)
+        half = n_buckets // 2
+        rot = self.rotations[..., :half].to(qk.dtype).permute(0, 2, 1, 3).flatten(2)
+        proj = (qk @ rot).view(b, h, length, self.n_hashes, half)
+        top, top_idx = proj.max(dim=-1)
+        bottom, bottom_idx = proj.min(dim=-1)
+        return torch.where(top >= -bottom, top_idx, bottom_idx + half).transpose(2, 3)
+
+    def _round(self, table: torch.Tensor, keep: torch.Tensor | None, order: torch.Tensor):
+        """One hash round over ``table = [q | unit k | v]`` rows of ``[B, L, 3 d]``:
+        attend within chunk windows; output and lse in token order, plus positions and bias."""
+        bh, length = order.shape
+        c, dh = self.bucket_size, self.d_head
+        nc = length // c
+        look = c if nc > 1 else 0
+        ext = torch.cat([order[:, length - look:], order], dim=1)
+        base = torch.arange(bh, device=order.device)[:, None] * length
+        rows = table.reshape(-1, 3 * dh).index_select(0, (ext + base).flatten())
+        rows = rows.view(bh, length + look, 3 * dh)
+        window = (bh, nc, c + look)
+        q = rows[:, look:, :dh].unflatten(1, (nc, c))
+        k = rows.as_strided((*window, dh), (rows.stride(0), c * 3 * dh, 3 * dh, 1),
+                            rows.storage_offset() + dh)
+        v = rows.as_strided((*window, dh), (rows.stride(0), c * 3 * dh, 3 * dh, 1),
+                            rows.storage_offset() + 2 * dh)
+        qpos = order.view(bh, nc, c)
+        kpos = ext.as_strided(window, (ext.stride(0), c, 1))
+        bias = torch.zeros(c, c + look, device=order.device, dtype=table.dtype)
+        bias[:, look:].fill_diagonal_(SELF)
+        if keep is not None:
+            kkeep = keep.gather(1, kpos.reshape(bh, -1)).view(window)
+            bias = bias + torch.where(kkeep, 0.0, NEG).to(table.dtype)[:, :, None, :]
+        if self.causal:
+            bias = bias + torch.where(kpos[:, :, None, :] > qpos[..., None], NEG, 0.0).to(table.dtype)
+        out, lse = _attend(q, k, v, bias, dh**-0.5)
+        flat = (order + base).flatten()
+        out = out.new_empty(bh * length, dh).index_copy_(0, flat, out.reshape(-1, dh))
+        lse = lse.new_empty(bh * length).index_copy_(0, flat, lse.flatten())
+        return out.view(bh, length, dh), lse.view(bh, length), (qpos, kpos, bias)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+    ):
+        b, length, _ = x.shape
+        h, dh = self.n_heads, self.d_head
+        pad = (-length) % self.bucket_size
+        qk, v = self.split(self.to_qk(x)), self.split(self.to_v(x))
+        keep = mask
+        if pad:
+            qk, v = F.pad(qk, (0, 0, 0, pad)), F.pad(v, (0, 0, 0, pad))
+            real = torch.ones(b, length, dtype=torch.bool, device=x.device) if mask is None else mask
+            keep = F.pad(real, (0, pad), value=False)
+        if keep is not None:
+            keep = keep[:, None, :].expand(-1, h, -1).reshape(b * h, -1)
+        padded = length + pad
+        n_buckets = self.n_buckets or _even_buckets(padded, self.bucket_size)
+        pos = torch.arange(padded, device=x.device)
+        table = torch.cat([qk, F.normalize(qk, dim=-1), v], dim=-1).view(b * h, padded, 3 * dh)
+        buckets = self._buckets(qk, n_buckets)
+        if keep is not None:  # padding sorts last, so it never displaces real tokens
+            buckets = buckets.masked_fill(~keep.view(b, h, 1, padded), n_buckets)
+        orders = (buckets * padded + pos).argsort(dim=-1)
+        outs, lses, infos = [], [], []
+        for r in range(self.n_hashes):
+            out_r, lse_r, info = self._round(table, keep, orders[:, :, r].reshape(b * h, padded))
+            outs.append(out_r)
+            lses.append(lse_r)
+            infos.append(info)
+        lse = torch.stack(lses)
+        share = (lse - lse.logsumexp(dim=0)).exp()[..., None]
+        out = outs[0] * share[0]
+        for r in range(1, self.n_hashes):
+            out = out.addcmul_(outs[r], share[r])
+        out = self.merge(out.view(b, h, padded, dh)[:, :, :length])
+        if not return_weights:
+            return out
+        weights = self._dense_weights(table, lse.logsumexp(0), infos)
+        return out, weights.view(b, h, padded, padded)[:, :, :length, :length]
+
+    def _dense_weights(self, table, lse_total, infos):
+        """The attention matrix the combined rounds stand for, ``[b*h, L, L]`` (inspection)."""
+        bh, length, _ = table.shape
+        dh = self.d_head
+        dense = table.new_zeros(bh, length * length)
+        for qpos, kpos, bias in infos:
+            q = table[..., :dh].gather(1, qpos.reshape(bh, -1, 1).expand(-1, -1, dh))
+            k = table[..., dh : 2 * dh].gather(1, kpos.reshape(bh, -1, 1).expand(-1, -1, dh))
+            dots = q.view(*qpos.shape, dh) @ k.view(*kpos.shape, dh).transpose(-1, -2)
+            dots = dots * dh**-0.5 + bias
+            lse_q = lse_total.gather(1, qpos.reshape(bh, -1)).view(qpos.shape)
+            flat = (qpos[..., :, None] * length + kpos[..., None, :]).reshape(bh, -1)
+            dense.scatter_add_(1, flat, (dots - lse_q[..., None]).exp().reshape(bh, -1))
+        return dense.view(bh, length, length)

@@ -1,0 +1,186 @@
+"""Attention modules: common signature, exactness limits, approximation quality, batch
+invariance."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import build_attention
+
+D, H = 32, 4
+KINDS = {
+    "full": {},
+    "linformer": {"k": 16},
+    "reformer": {"bucket_size": 8, "n_hashes": 2},
+    "nystrom": {"num_landmarks": 8},
+}
+
+
+def _inputs(kind: str, n: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "random":
+        return torch.randn(2, n, D, generator=gen)
+    centres = torch.randn(4, D, generator=gen) * 2
+    labels = torch.randint(0, 4, (2, n), generator=gen)
+    return centres[labels] + 0.3 * torch.randn(2, n, D, generator=gen)
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def _lsh_reference(lsh, x, causal=False):
+    """Full softmax attention with LSH's shared QK, unit keys and self-masking."""
+    qk, v = lsh.split(lsh.to_qk(x)), lsh.split(lsh.to_v(x))
+    scores = qk @ F.normalize(qk, dim=-1).transpose(-1, -2) * lsh.d_head**-0.5
+    n = x.shape[1]
+    scores = scores.masked_fill(torch.eye(n, dtype=torch.bool), -1e5)
+    if causal:
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), -1e9)
+    return lsh.merge(scores.softmax(-1) @ v)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_signature_mask_and_weights(kind):
+    torch.manual_seed(0)
+    attn = build_attention(kind, D, H, 64, **KINDS[kind])
+    x = torch.randn(2, 50, D)
+    mask = torch.ones(2, 50, dtype=torch.bool)
+    mask[1, :7] = False
+    for m in (None, mask):
+        with torch.no_grad():
+            fast = attn(x, mask=m)
+        slow, weights = attn(x, mask=m, return_weights=True)
+        assert fast.shape == x.shape and torch.isfinite(fast).all()
+        assert weights.shape[:3] == (2, H, 50)
+        torch.testing.assert_close(fast[0], slow[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast[1, 7:], slow[1, 7:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_does_not_leak(kind):
+    torch.manual_seed(1)
+    attn = build_attention(kind, D, H, 64, **KINDS[kind]).eval()
+    x = torch.randn(1, 40, D)
+    mask = torch.ones(1, 40, dtype=torch.bool)
+    mask[0, :5] = False
+    noisy = x.clone()
+    noisy[0, :5] = 100 * torch.randn(5, D)
+    with torch.no_grad():
+        a, b = attn(x, mask=mask), attn(noisy, mask=mask)
+    torch.testing.assert_close(a[0, 5:], b[0, 5:], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_composition_does_not_change_results(kind):
+    torch.manual_seed(2)
+    attn = build_attention(kind, D, H, 64, **KINDS[kind]).eval()
+    x = torch.randn(5, 48, D)
+    with torch.no_grad():
+        together = attn(x)
+        alone = torch.cat([attn(x[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-5)
+
+
+def test_nystrom_with_a_landmark_per_token_is_exact():
+    torch.manual_seed(3)
+    with torch.autocast("cpu", enabled=False):
+        x = torch.randn(2, 16, D, dtype=torch.float64)
+        full = build_attention("full", D, H, 16).double()
+        nys = build_attention("nystrom", D, H, 16, num_landmarks=16, pinv_iterations=60,
+                              residual_conv=False).double()
+        nys.load_state_dict(full.state_dict())
+        assert _rel(nys(x), full(x)) < 1e-8
+
+
+def test_linformer_with_identity_projections_is_exact():
+    torch.manual_seed(4)
+    n = 24
+    lin = build_attention("linformer", D, H, n, k=n)
+    with torch.no_grad():
+        lin.proj_k.copy_(torch.eye(n))
+        lin.proj_v.copy_(torch.eye(n))
+    full = build_attention("full", D, H, n)
+    full.to_qkv.weight.data = torch.cat([lin.to_q.weight, lin.to_k.weight, lin.to_v.weight])
+    full.to_out.load_state_dict(lin.to_out.state_dict())
+    x = torch.randn(3, n, D)
+    torch.testing.assert_close(lin(x), full(x), atol=1e-5, rtol=1e-5)
+
+
+def test_linformer_shorter_input_equals_zero_padding():
+    torch.manual_seed(5)
+    lin = build_attention("linformer", D, H, 32, k=8, share_kv=True, share_heads=False).eval()
+    x = torch.randn(2, 20, D)
+    with torch.no_grad():
+        short = lin(x)
+        padded = lin(F.pad(x, (0, 0, 0, 12)))[:, :20]
+    torch.testing.assert_close(short, padded, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError):
+        lin(torch.randn(1, 33, D))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_lsh_with_one_bucket_and_one_chunk_is_exact(causal):
+    torch.manual_seed(6)
+    lsh = build_attention("reformer", D, H, 30, n_hashes=1, bucket_size=32, n_buckets=1,
+                          causal=causal)
+    x = torch.randn(2, 30, D)
+    torch.testing.assert_close(lsh(x), _lsh_reference(lsh, x, causal), atol=1e-5, rtol=1e-5)
+
+
+def test_nystrom_with_ragged_length_is_valid():
+    torch.manual_seed(7)
+    nys = build_attention("nystrom", D, H, 64, num_landmarks=16)
+    out, weights = nys(torch.randn(2, 50, D), return_weights=True)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, H, 50), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("inputs", ["random", "structured"])
+def test_nystrom_error_falls_with_landmarks(inputs):
+    torch.manual_seed(8)
+    n = 128
+    x = _inputs(inputs, n).double()
+    full = build_attention("full", D, H, n).double()
+    ref = full(x)
+    errors = []
+    for m in (16, 32, 64, 128):
+        nys = build_attention("nystrom", D, H, n, num_landmarks=m, pinv_iterations=40,
+                              residual_conv=False).double()
+        nys.load_state_dict(full.state_dict())
+        errors.append(_rel(nys(x), ref))
+    assert errors == sorted(errors, reverse=True), errors
+    assert errors[-1] < 1e-4 < errors[0]
+
+
+@pytest.mark.parametrize("inputs", ["random", "structured"])
+def test_lsh_error_falls_with_hash_rounds(inputs):
+    torch.manual_seed(9)
+    n = 128
+    x = _inputs(inputs, n)
+    base = build_attention("reformer", D, H, n, n_hashes=1, bucket_size=16)
+    weights = {k: v for k, v in base.state_dict().items() if k != "rotations"}
+    ref = _lsh_reference(base, x)
+    errors = []
+    for rounds in (1, 2, 4, 8):
+        runs = []
+        for seed in range(3):
+            lsh = build_attention("reformer", D, H, n, n_hashes=rounds, bucket_size=16, seed=seed)
+            lsh.load_state_dict(weights, strict=False)
+            with torch.no_grad():
+                runs.append(_rel(lsh(x), ref))
+        errors.append(sum(runs) / len(runs))
+    assert errors == sorted(errors, reverse=True), errors
+    assert errors[-1] < 0.8 * errors[0]
+
+
+def test_lsh_rotations_are_seeded_buffers():
+    a = build_attention("reformer", D, H, 64, seed=3)
+    b = build_attention("reformer", D, H, 64, seed=3)
+    assert "rotations" in a.state_dict()
+    torch.testing.assert_close(a.rotations, b.rotations)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown attention"):
+        build_attention("performer", D, H, 64)
