@@ -17,8 +17,9 @@ def available(group: str) -> list[str]:
     return sorted(ep.name for ep in entry_points(group=group))
 
 
-def load(group: str, spec: str) -> Any:
-    """The object registered as ``spec`` in ``group``, or at ``module:Attribute``."""
+def load(group: str, spec: str, what: str = "plugin") -> Any:
+    """The object registered as ``spec`` in ``group``, or at ``module:Attribute``; ``what``
+    names the kind of plugin in error messages."""
     if ":" in spec:
         module_name, _, attribute = spec.partition(":")
         try:
@@ -32,8 +33,7 @@ def load(group: str, spec: str) -> Any:
     matches = [ep for ep in entry_points(group=group) if ep.name == spec]
     if not matches:
         names = ", ".join(available(group)) or "none installed"
-        raise PluginError(f"unknown {group.rsplit('.', 1)[-1][:-1]} {spec!r} (available: {names}; "
-                          "or give module:Class)")
+        raise PluginError(f"unknown {what} {spec!r} (available: {names}; or give module:Class)")
     try:
         return matches[0].load()
     except ImportError as exc:

@@ -78,7 +78,7 @@ class SessionResult:
 
 def load_strategy(spec: str, params: dict[str, Any]) -> Any:
     """An instance of the strategy ``spec`` with typed parameters from ``params``."""
-    cls = plugins.load("papertape.strategies", spec)
+    cls = plugins.load("papertape.strategies", spec, "strategy")
     if not isinstance(cls, type) or not hasattr(cls, "config_class") or not hasattr(cls, "attach"):
         raise plugins.PluginError(f"{spec!r} is not a papertape Strategy class")
     config = build(cls.config_class, params, f"strategy {spec} parameters")

@@ -16,7 +16,7 @@ def available_strategies() -> list[str]:
 
 def find_strategy(spec: str) -> type[Strategy]:
     """The strategy class called ``spec`` (a registered name or ``module:Class``)."""
-    cls = plugins.load(GROUP, spec)
+    cls = plugins.load(GROUP, spec, "strategy")
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise plugins.PluginError(f"{spec!r} is not a Strategy subclass")
     return cls
