@@ -1,0 +1,177 @@
+"""The forecasting encoder: input projection, positional (and optional timeframe)
+embeddings, pre-norm encoder layers with pluggable attention, and one output head.
+
+Input is ``[batch, tokens, features]``; with several timeframes the tokens are
+``n_timeframes`` segments of ``seq_len`` bars each, coarsest first, and the last token is
+the newest bar of the base timeframe. The model reads that last token. No causal mask is
+needed: a window holds only bars up to the prediction time.
+
+Heads: ``regression`` gives forward log returns at 1..horizon bars (a buffer holds the
+training targets' scale so outputs are in log-return units), ``classification`` gives
+down/flat/up logits, ``allocation`` a position ``tanh(.)`` in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from models.attention import build_attention
+from models.reversible import ReversibleBlock, ReversibleSequence
+
+HEADS = ("regression", "classification", "allocation")
+
+
+@dataclass
+class EncoderConfig:
+    """Everything needed to rebuild an encoder; stored as JSON in checkpoints."""
+
+    n_features: int
+    seq_len: int = 64
+    attention: str = "full"
+    attention_options: dict = field(default_factory=dict)
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    ff_mult: int = 4
+    ff_chunks: int = 1
+    dropout: float = 0.0
+    reversible: bool = False
+    positional: str = "sinusoidal"
+    n_timeframes: int = 1
+    head: str = "regression"
+    horizon: int = 1
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        if self.positional not in ("sinusoidal", "learned"):
+            raise ValueError("positional encoding must be 'sinusoidal' or 'learned'")
+
+    @property
+    def tokens(self) -> int:
+        return self.seq_len * self.n_timeframes
+
+    @property
+    def out_dim(self) -> int:
+        return {"regression": self.horizon, "classification": 3, "allocation": 1}[self.head]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sinusoidal(length: int, dim: int) -> torch.Tensor:
+    """Fixed sine/cosine position table ``[length, dim]``."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : dim // 2]
+    return table
+
+
+class FeedForward(nn.Module):
+    """Position-wise MLP, optionally run over ``chunks`` slices of the sequence to cap memory."""
+
+    def __init__(self, dim: int, mult: int, dropout: float, chunks: int = 1) -> None:
+        super().__init__()
+        self.chunks = chunks
+        self.net = nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(dim * mult, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.chunks == 1:
+            return self.net(x)
+        return torch.cat([self.net(part) for part in x.chunk(self.chunks, dim=1)], dim=1)
+
+
+class PreNorm(nn.Module):
+    """``fn(LayerNorm(x))`` followed by dropout: one residual branch."""
+
+    def __init__(self, dim: int, fn: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.norm, self.fn, self.drop = nn.LayerNorm(dim), fn, nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.drop(self.fn(self.norm(x), **kwargs))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm residual layer: ``x + attn(LN x)``, then ``x + ff(LN x)``."""
+
+    def __init__(self, attn: nn.Module, ff: nn.Module, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.attn, self.ff = PreNorm(dim, attn, dropout), PreNorm(dim, ff, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(x, mask=mask)
+        return x + self.ff(x)
+
+
+class SeriesEncoder(nn.Module):
+    """Encoder over a window of feature vectors with a regression, classification or
+    allocation head; see the module docstring for shapes."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.inp = nn.Linear(c.n_features, c.d_model)
+        positions = torch.arange(c.seq_len).repeat(c.n_timeframes)
+        self.register_buffer("positions", positions, persistent=False)
+        if c.positional == "learned":
+            self.pos = nn.Embedding(c.seq_len, c.d_model)
+        else:
+            self.register_buffer("pos_table", sinusoidal(c.seq_len, c.d_model), persistent=False)
+        if c.n_timeframes > 1:
+            self.register_buffer("timeframe_ids",
+                                 torch.arange(c.n_timeframes).repeat_interleave(c.seq_len),
+                                 persistent=False)
+            self.timeframe = nn.Embedding(c.n_timeframes, c.d_model)
+        self.drop = nn.Dropout(c.dropout)
+
+        def attn():
+            return build_attention(c.attention, c.d_model, c.n_heads, c.tokens,
+                                   **c.attention_options)
+
+        def ff():
+            return FeedForward(c.d_model, c.ff_mult, c.dropout, c.ff_chunks)
+
+        if c.reversible:
+            self.layers = ReversibleSequence([
+                ReversibleBlock(PreNorm(c.d_model, attn(), c.dropout),
+                                PreNorm(c.d_model, ff(), c.dropout))
+                for _ in range(c.n_layers)])
+        else:
+            self.layers = nn.ModuleList(EncoderLayer(attn(), ff(), c.d_model, c.dropout)
+                                        for _ in range(c.n_layers))
+        self.norm = nn.LayerNorm(c.d_model)
+        self.out = nn.Linear(c.d_model, c.out_dim)
+        self.register_buffer("target_scale", torch.ones(c.out_dim))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Projected inputs plus position (and timeframe) embeddings: ``[b, tokens, d]``."""
+        n = x.shape[1]
+        positions = self.positions[-n:]
+        pos = self.pos(positions) if self.config.positional == "learned" else self.pos_table[positions]
+        h = self.inp(x) + pos
+        if self.config.n_timeframes > 1:
+            h = h + self.timeframe(self.timeframe_ids[-n:])
+        return self.drop(h)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Head output for each window: ``[batch, out_dim]`` (see the module docstring)."""
+        h = self.embed(x)
+        if self.config.reversible:
+            h = self.layers(h, mask=mask)
+        else:
+            for layer in self.layers:
+                h = layer(h, mask=mask)
+        out = self.out(self.norm(h[:, -1]))
+        if self.config.head == "allocation":
+            return torch.tanh(out)
+        if self.config.head == "regression":
+            return out * self.target_scale
+        return out

@@ -1,0 +1,295 @@
+"""Training from bars: chronological or walk-forward splits, AdamW with cosine warm
+restarts, gradient clipping, early stopping on validation loss, seeded, and held-out
+metrics (directional accuracy, MSE/MAE or accuracy, information coefficient).
+
+Splits are ranges of window-end rows. Labels at row i use ``close[i + horizon]``, so
+``horizon`` rows are dropped before every validation and test range: no training label
+reaches into the period it is evaluated on. Normalisation is fitted on the training
+windows only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from models.checkpoint import code_version
+from models.dataset import Frames, Normalizer, build_frames, run_model
+from models.encoder import EncoderConfig, SeriesEncoder
+from models.features import FEATURES, LOOKBACK, FeatureSet
+from models.targets import direction_classes, forward_log_returns, sharpe_loss
+
+
+class DataError(ValueError):
+    """Bars that cannot train the requested model; the message says why."""
+
+
+@dataclass
+class TrainConfig:
+    """Model, data and optimisation settings of one training run."""
+
+    model: str = "full"
+    seq_len: int = 64
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    head: str = "regression"
+    horizon: int = 1
+    threshold: float | None = None
+    d_model: int = 64
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    attention_options: dict = field(default_factory=dict)
+    features: tuple[str, ...] = FEATURES
+    interval: str = "1h"
+    timeframes: tuple[str, ...] = ()
+    positional: str = "sinusoidal"
+    reversible: bool | None = None
+    ff_chunks: int | None = None
+    val_frac: float = 0.15
+    test_frac: float = 0.15
+    patience: int = 5
+    restart_epochs: int = 10
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def encoder_config(self, n_features: int) -> EncoderConfig:
+        reformer = self.model == "reformer"
+        return EncoderConfig(
+            n_features=n_features, seq_len=self.seq_len, attention=self.model,
+            attention_options=dict(self.attention_options), d_model=self.d_model,
+            n_layers=self.layers, n_heads=self.heads, dropout=self.dropout,
+            reversible=reformer if self.reversible is None else self.reversible,
+            ff_chunks=(4 if reformer else 1) if self.ff_chunks is None else self.ff_chunks,
+            positional=self.positional, n_timeframes=len(self.timeframes) + 1,
+            head=self.head, horizon=self.horizon)
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row ranges (window ends) of one train / validation / test split."""
+
+    train: range
+    val: range
+    test: range
+
+
+@dataclass
+class TrainResult:
+    model: SeriesEncoder
+    meta: dict
+    metrics: dict
+    history: list[dict]
+
+
+def chronological_split(n_rows: int, val_frac: float, test_frac: float, gap: int = 0) -> Fold:
+    """Train, then validation, then test, in time order, ``gap`` rows dropped between."""
+    n_test, n_val = round(n_rows * test_frac), round(n_rows * val_frac)
+    test = range(n_rows - n_test, n_rows)
+    val = range(max(test.start - gap - n_val, 0), max(test.start - gap, 0))
+    return Fold(range(0, max(val.start - gap, 0)), val, test)
+
+
+def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2,
+                       gap: int = 0) -> list[Fold]:
+    """Expanding-window folds: the rows are cut into ``n_folds + 1`` blocks and fold k
+    tests on block k + 1 after training on everything before it (its last ``val_frac``
+    as validation); ``gap`` rows are dropped before each validation and test range."""
+    if n_folds < 1:
+        raise ValueError("walk-forward needs at least one fold")
+    edges = np.linspace(0, n_rows, n_folds + 2).astype(int)
+    folds = []
+    for k in range(n_folds):
+        history_end = max(int(edges[k + 1]) - gap, 0)
+        n_val = round(history_end * val_frac)
+        val = range(history_end - n_val, history_end)
+        folds.append(Fold(range(0, max(val.start - gap, 0)), val,
+                          range(int(edges[k + 1]), int(edges[k + 2]))))
+    return folds
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _rank(x: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(np.float64)
+
+
+def information_coefficient(signal: np.ndarray, returns: np.ndarray) -> float:
+    """Spearman rank correlation between a signal and realised returns."""
+    if len(signal) < 3 or np.std(signal) == 0 or np.std(returns) == 0:
+        return 0.0
+    return float(np.corrcoef(_rank(signal), _rank(returns))[0, 1])
+
+
+def evaluate(head: str, pred: np.ndarray, returns: np.ndarray, threshold: float | None) -> dict:
+    """Held-out metrics of predictions ``pred`` against forward returns ``[n, horizon]``."""
+    r = returns[:, -1]
+    moved = r != 0
+    if head == "regression":
+        signal = pred[:, -1]
+        metrics = {"mse": float(np.mean((signal - r) ** 2)),
+                   "mae": float(np.mean(np.abs(signal - r)))}
+    elif head == "classification":
+        probs = np.exp(pred - pred.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        signal = probs[:, 2] - probs[:, 0]
+        labels = direction_classes(r, threshold)
+        metrics = {"accuracy": float(np.mean(pred.argmax(axis=1) == labels))}
+        moved &= pred.argmax(axis=1) != 1
+    else:
+        signal = pred[:, 0]
+        pnl = signal * r
+        metrics = {"sharpe": float(pnl.mean() / (pnl.std() + 1e-12)),
+                   "mean_abs_position": float(np.abs(signal).mean())}
+    agree = np.sign(signal[moved]) == np.sign(r[moved])
+    metrics["directional_accuracy"] = float(agree.mean()) if agree.size else float("nan")
+    metrics["ic"] = information_coefficient(signal, r)
+    metrics["n"] = len(r)
+    return metrics
+
+
+def _loss(head: str, out: torch.Tensor, y: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    if head == "regression":
+        return F.mse_loss(out / scale, y / scale)
+    if head == "classification":
+        return F.cross_entropy(out, y)
+    return sharpe_loss(out, y)
+
+
+def _labels(head: str, returns: np.ndarray, threshold: float | None) -> torch.Tensor:
+    if head == "regression":
+        return torch.from_numpy(returns).float()
+    if head == "classification":
+        return torch.from_numpy(direction_classes(returns[:, -1], threshold)).long()
+    return torch.from_numpy(returns[:, -1]).float()
+
+
+def _batch_loss(model, frames: Frames, ends, labels, cfg: TrainConfig, device) -> float:
+    """Mean loss over ``ends`` in eval mode (validation)."""
+    preds = np.concatenate([run_model(model, frames.windows(ends[i : i + 512], cfg.seq_len))
+                            for i in range(0, len(ends), 512)])
+    with torch.no_grad():
+        return _loss(cfg.head, torch.from_numpy(preds).float(), labels,
+                     model.target_scale.cpu()).item()
+
+
+def _window_ms(bars: pd.DataFrame, ends: np.ndarray) -> list[int]:
+    times = bars["open_time"].to_numpy(np.int64)
+    return [int(times[ends[0]]), int(times[ends[-1]])] if len(ends) else []
+
+
+def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = None) -> TrainResult:
+    """Train one model on ``bars`` (kline columns, time order) and evaluate it."""
+    cfg = config
+    if cfg.head not in ("regression", "classification", "allocation"):
+        raise DataError(f"unknown head {cfg.head!r}; choose regression, classification "
+                        "or allocation")
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    feature_set = FeatureSet(tuple(cfg.features))
+    frames = build_frames(bars, feature_set, cfg.interval, tuple(cfg.timeframes))
+    returns = forward_log_returns(bars["close"].to_numpy(), cfg.horizon)
+    valid = frames.valid_ends(cfg.seq_len) & np.isfinite(returns).all(axis=1)
+    fold = fold or chronological_split(len(bars), cfg.val_frac, cfg.test_frac, gap=cfg.horizon)
+    ends = {name: np.array([i for i in rng if valid[i]], dtype=np.int64)
+            for name, rng in (("train", fold.train), ("validation", fold.val),
+                              ("test", fold.test))}
+    if len(ends["train"]) < 2 * cfg.batch_size or not len(ends["validation"]):
+        raise DataError(
+            f"too few bars: {len(bars)} bars give {int(valid.sum())} usable windows of "
+            f"seq-len {cfg.seq_len} ({feature_set.warmup} bars of feature warm-up, horizon "
+            f"{cfg.horizon}); training needs at least {2 * cfg.batch_size} plus validation")
+    norm = Normalizer.fit(frames, ends["train"][0], ends["train"][-1], cfg.seq_len)
+    frames = norm.transform(frames)
+    threshold = cfg.threshold
+    if cfg.head == "classification" and threshold is None:
+        threshold = float(np.quantile(np.abs(returns[ends["train"], -1]), 1 / 3))
+    labels = {k: _labels(cfg.head, returns[e], threshold) for k, e in ends.items()}
+
+    model = SeriesEncoder(cfg.encoder_config(len(feature_set.names)))
+    if cfg.head == "regression":
+        model.target_scale.copy_(torch.from_numpy(returns[ends["train"]].std(axis=0)).float())
+    model.to(device)
+    history = _fit(model, frames, ends, labels, cfg, device)
+
+    metrics = {}
+    for name in ("validation", "test"):
+        if len(ends[name]):
+            preds = np.concatenate([run_model(model, frames.windows(ends[name][i : i + 512],
+                                                                    cfg.seq_len))
+                                    for i in range(0, len(ends[name]), 512)])
+            metrics[name] = evaluate(cfg.head, preds, returns[ends[name]], threshold)
+    meta = {
+        "features": list(feature_set.names),
+        "feature_lookback": {n: LOOKBACK[n] for n in feature_set.names},
+        "normalization": norm.to_dict(),
+        "interval": cfg.interval,
+        "timeframes": list(cfg.timeframes),
+        "seq_len": cfg.seq_len,
+        "head": cfg.head,
+        "horizon": cfg.horizon,
+        "threshold": threshold,
+        "training_window": {k: _window_ms(bars, e) for k, e in ends.items()},
+        "metrics": metrics,
+        "seed": cfg.seed,
+        "code_version": code_version(),
+    }
+    return TrainResult(model.cpu().eval(), meta, metrics, history)
+
+
+def _fit(model, frames, ends, labels, cfg: TrainConfig, device) -> list[dict]:
+    """The optimisation loop; leaves the best-validation weights in ``model``."""
+    train_ends, y_train = ends["train"], labels["train"]
+    steps = math.ceil(len(train_ends) / cfg.batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        opt, T_0=max(1, cfg.restart_epochs * steps))
+    rng = np.random.default_rng(cfg.seed)
+    scale = model.target_scale
+    best, best_state, stale, history = math.inf, None, 0, []
+    bar = tqdm(range(cfg.epochs), desc=f"train {cfg.model}", file=sys.stderr,
+               disable=not cfg.progress, leave=False)
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(train_ends))
+        total = 0.0
+        for step in range(steps):
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            x = torch.from_numpy(frames.windows(train_ends[idx], cfg.seq_len)).to(device)
+            loss = _loss(cfg.head, model(x), y_train[idx].to(device), scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        val = _batch_loss(model, frames, ends["validation"], labels["validation"], cfg, device)
+        history.append({"epoch": epoch + 1, "loss": total / len(train_ends), "val_loss": val})
+        bar.set_postfix(loss=f"{total / len(train_ends):.4f}", val=f"{val:.4f}")
+        if val < best - 1e-6:
+            best, best_state, stale = val, copy.deepcopy(model.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
