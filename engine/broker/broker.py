@@ -356,7 +356,9 @@ class SimulatedBroker:
             return
         vwap = float(np.dot(price[used], take[used]) / got)
         fill_price = self._cap_at_limit(order, self.slippage.price(vwap, order.side, got))
-        self._fill(order, self._lot(order, got), fill_price, "taker", int(ts[used][-1]))
+        lot = self._lot(order, got)
+        if lot > 0:  # less than one lot available: no fill yet
+            self._fill(order, lot, fill_price, "taker", int(ts[used][-1]))
 
     @staticmethod
     def _cap_at_limit(order: Order, price: float) -> float:
