@@ -446,12 +446,21 @@ class SimulatedBroker:
     # -- fills, funding, liquidation ---------------------------------------------------------
 
     def _fill(self, order: Order, qty: float, price: float, liquidity: str, ts_event: int) -> None:
+        if order.reduce_only:  # as on Bybit: never more than the position left, else canceled
+            pos = self.position_qty(order.symbol)
+            room = abs(pos) if pos * order.side < 0 else 0.0
+            if room <= _EPS:
+                self._finish(order, "canceled", "reduce-only: no position left to reduce")
+                return
+            qty = min(qty, room)
         fee = self.fees.fee(qty * price, liquidity)
         self._book(order.id, order.strategy_id, order.symbol, order.side, qty, price, fee,
                    liquidity, ts_event)
         order.filled += qty
         if order.remaining <= _EPS:
             self._finish(order, "filled", "")
+        elif order.reduce_only and self.position_qty(order.symbol) == 0.0:
+            self._finish(order, "canceled", "reduce-only: position closed")
 
     def _book(self, order_id, strategy_id, symbol, side, qty, price, fee, liquidity, ts_event) -> None:
         acct = self.account
