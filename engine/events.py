@@ -31,9 +31,6 @@ class Trades(NamedTuple):
     trade_id: np.ndarray | None  # bytes (S36), None where the source has no ids
     ts_init: int
 
-    def __len__(self) -> int:  # a batch's length is its trade count, not its field count
-        return len(self.price)
-
 
 class Bar(NamedTuple):
     """A finished bar covering ``[open_time, close_time)``; ``ts_event`` is its close."""

@@ -1,0 +1,20 @@
+"""Shared fixtures: every test gets its own archive cache, and the sample's location."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "engine" / "data" / "sample"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Keep the columnar archive cache out of the user's home directory."""
+    monkeypatch.setenv("PAPERTAPE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def sample_files() -> list[Path]:
+    return sorted(SAMPLE_DIR.glob("BTCUSDT*.csv.gz"))
