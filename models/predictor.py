@@ -1,0 +1,97 @@
+"""Inference for strategies: the same checkpoint over a whole bars history (replay,
+batched) or one closed bar at a time (live), with equal results.
+
+``update(bar)`` keeps the feature streams, coarse-bar builders and the last ``seq_len``
+normalised rows per timeframe, and runs the model on one window. ``predict_history``
+computes the same windows for every row with :func:`predict_windows`; with
+``batch_size=1`` every row is bit-identical to ``update``, with larger batches equal to
+float32 rounding (BLAS may block a batch differently).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pandas as pd
+
+from models.checkpoint import FeatureMismatchError, load_checkpoint
+from models.dataset import Normalizer, build_frames, predict_windows, run_model
+from models.encoder import SeriesEncoder
+from models.features import BAR_FIELDS, FeatureSet, FeatureStream
+from models.timeframes import FIELDS, CoarseBarBuilder, interval_ms
+
+
+def _as_dict(bar) -> dict:
+    """A bar as a dict of kline fields from a mapping, pandas row or object (e.g. a
+    NamedTuple with ``open_time`` in ms); absent turnover/trades count as 0."""
+    if hasattr(bar, "keys"):
+        return {f: bar[f] if f in bar.keys() else 0.0 for f in FIELDS}
+    return {f: getattr(bar, f, 0.0) for f in FIELDS}
+
+
+class Predictor:
+    """A loaded model with its features, normalisation and window layout."""
+
+    def __init__(self, model: SeriesEncoder, meta: dict) -> None:
+        self.model = model.eval()
+        self.meta = meta
+        self.feature_set = FeatureSet(tuple(meta["features"]))
+        self.normalizer = Normalizer.from_dict(meta["normalization"])
+        self.seq_len = int(meta["seq_len"])
+        self.interval = meta["interval"]
+        self.timeframes = sorted(meta["timeframes"], key=interval_ms, reverse=True)
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(cls, path: str, features: list[str] | None = None,
+                        device: str = "cpu") -> Predictor:
+        """Load ``path``; with ``features``, refuse a checkpoint trained on other ones."""
+        model, meta = load_checkpoint(path, features=features, device=device)
+        return cls(model, meta)
+
+    @property
+    def warmup_bars(self) -> int:
+        """Base bars before the first prediction (single timeframe; coarser timeframes
+        need ``lookback + seq_len - 1`` of their own bars)."""
+        return self.feature_set.lookback + self.seq_len - 1
+
+    def check_bars(self, bars: pd.DataFrame) -> None:
+        """Refuse bars that lack a column the checkpoint's features need."""
+        missing = [c for c in ("open_time", *BAR_FIELDS) if c not in bars.columns]
+        if missing:
+            raise FeatureMismatchError(f"bars lack column(s) {', '.join(missing)} needed by "
+                                       f"the checkpoint's features")
+
+    def predict_history(self, bars: pd.DataFrame, batch_size: int = 256) -> np.ndarray:
+        """Outputs for every row of ``bars``, ``[rows, out_dim]``, NaN before warm-up."""
+        self.check_bars(bars)
+        frames = build_frames(bars, self.feature_set, self.interval, tuple(self.timeframes))
+        return predict_windows(self.model, self.normalizer.transform(frames), self.seq_len,
+                               batch_size)
+
+    def reset(self) -> None:
+        """Forget all streamed bars."""
+        n = len(self.timeframes) + 1
+        self._streams = [FeatureStream(self.feature_set) for _ in range(n)]
+        self._rows = [deque(maxlen=self.seq_len) for _ in range(n)]
+        self._builders = [CoarseBarBuilder(self.interval, tf) for tf in self.timeframes]
+
+    def _push(self, k: int, bar: dict) -> None:
+        row = self._streams[k].update(bar)
+        self._rows[k].append(self.normalizer.transform_row(k, row))
+
+    def update(self, bar) -> np.ndarray | None:
+        """Add one closed base bar (``open_time`` in ms); the model output for the window
+        ending at it, or None while warming up."""
+        bar = _as_dict(bar)
+        for k, builder in enumerate(self._builders):
+            for coarse in builder.update(bar):
+                self._push(k, coarse)
+        self._push(len(self._builders), bar)
+        if any(len(rows) < self.seq_len for rows in self._rows):
+            return None
+        window = np.concatenate([np.array(rows) for rows in self._rows]).astype(np.float32)
+        if not np.isfinite(window).all():
+            return None
+        return run_model(self.model, window[None])[0]
