@@ -73,7 +73,9 @@ class OrderRow(Base):
     strategy_id: Mapped[str] = mapped_column(String(80))
     symbol: Mapped[str] = mapped_column(String(40))
     side: Mapped[int] = mapped_column(Integer)
-    qty: Mapped[float] = mapped_column(Float)
+    # NULL when the request's qty was NaN (SQLite stores NaN as NULL); such orders are
+    # rejected, but their request is still recorded.
+    qty: Mapped[float | None] = mapped_column(Float, nullable=True)
     order_type: Mapped[str] = mapped_column(String(16))
     price: Mapped[float | None] = mapped_column(Float, nullable=True)
     trigger_price: Mapped[float | None] = mapped_column(Float, nullable=True)
