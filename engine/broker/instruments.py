@@ -36,12 +36,12 @@ class Instrument:
         if not (math.isfinite(qty) and qty > 0):
             return f"qty must be a positive finite number, got {qty}"
         if not on_grid(qty, self.qty_step):
-            return f"qty {qty:g} is not a multiple of the qty step {self.qty_step:g}"
+            return f"qty {qty:.12g} is not a multiple of the qty step {self.qty_step:g}"
         if qty < self.min_qty - 1e-12:
-            return f"qty {qty:g} is below the minimum {self.min_qty:g}"
+            return f"qty {qty:.12g} is below the minimum {self.min_qty:g}"
         limit = self.max_market_qty if market else self.max_qty
         if qty > limit + 1e-12:
-            return f"qty {qty:g} is above the {'market ' if market else ''}maximum {limit:g}"
+            return f"qty {qty:.12g} is above the {'market ' if market else ''}maximum {limit:g}"
         return None
 
     def check_price(self, price: float, what: str) -> str | None:
@@ -49,7 +49,7 @@ class Instrument:
         if not (math.isfinite(price) and price > 0):
             return f"{what} must be a positive finite number, got {price}"
         if not on_grid(price, self.tick_size):
-            return f"{what} {price:g} is not a multiple of the tick size {self.tick_size:g}"
+            return f"{what} {price:.12g} is not a multiple of the tick size {self.tick_size:g}"
         return None
 
     def notional(self, qty: float, price: float) -> float:
