@@ -414,8 +414,8 @@ class SimulatedBroker:
                     price = self._cap_at_limit(
                         order, self.slippage.price(bar.open, order.side, order.remaining))
                     self._bar_fill(order, price, cap, "taker", when)
-                elif (bar.open - limit) * order.side < 0:
-                    self._bar_fill(order, bar.open, cap, "maker", when)
+                elif (bar.open - limit) * order.side < 0:  # gapped through a resting order:
+                    self._bar_fill(order, limit, cap, "maker", when)  # it fills at its limit
                 else:
                     far = bar.low if order.side > 0 else bar.high
                     through = far < limit if order.side > 0 else far > limit
