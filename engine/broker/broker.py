@@ -192,9 +192,10 @@ class SimulatedBroker:
             return
         order.status = "active"
         self._update(order.id, order.symbol, order.strategy_id, "accepted", "")
-        if order.type == "limit":
+        if order.type == "limit":  # IOC and FOK never rest: they only ever take
             last = self.account.marks.get(order.symbol)
-            order.marketable = last is not None and (order.price - last) * order.side >= 0
+            order.marketable = order.tif in ("IOC", "FOK") or (
+                last is not None and (order.price - last) * order.side >= 0)
         self.active.append(order)
         if self.match_on == "bars" and self.fill_at == "close" and order.type == "market":
             bar = self._last_bar.get(order.symbol)
@@ -416,7 +417,7 @@ class SimulatedBroker:
                     self._bar_fill(order, price, cap, "taker", when)
                 elif (bar.open - limit) * order.side < 0:  # gapped through a resting order:
                     self._bar_fill(order, limit, cap, "maker", when)  # it fills at its limit
-                else:
+                elif order.tif not in ("IOC", "FOK"):
                     far = bar.low if order.side > 0 else bar.high
                     through = far < limit if order.side > 0 else far > limit
                     if through or (far == limit and self.fill_model.touches_fill(1)[0]):
