@@ -120,12 +120,13 @@ def train_config(args: argparse.Namespace):
 def train_frame(bars, args: argparse.Namespace) -> dict:
     """Train on a bars DataFrame as ``args`` say, write the checkpoint(s), return the result."""
     from models.checkpoint import save_checkpoint
-    from models.train import train_model, walk_forward_folds
+    from models.train import first_usable_row, train_model, walk_forward_folds
 
     config = train_config(args)
     out = Path(args.out)
     if args.walk_forward:
-        folds = walk_forward_folds(len(bars), args.walk_forward, gap=config.horizon)
+        folds = walk_forward_folds(len(bars), args.walk_forward, gap=config.horizon,
+                                   start=first_usable_row(bars, config))
         runs = [(out.with_name(f"{out.stem}-fold{k}{out.suffix}"), fold)
                 for k, fold in enumerate(folds)]
     else:

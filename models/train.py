@@ -102,22 +102,37 @@ def chronological_split(n_rows: int, val_frac: float, test_frac: float, gap: int
     return Fold(range(0, max(val.start - gap, 0)), val, test)
 
 
-def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2,
-                       gap: int = 0) -> list[Fold]:
-    """Expanding-window folds: the rows are cut into ``n_folds + 1`` blocks and fold k
-    tests on block k + 1 after training on everything before it (its last ``val_frac``
-    as validation); ``gap`` rows are dropped before each validation and test range."""
+def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2, gap: int = 0,
+                       start: int = 0) -> list[Fold]:
+    """Expanding-window folds over rows ``[start, n_rows)``: they are cut into
+    ``n_folds + 1`` blocks and fold k tests on block k + 1 after training on everything
+    before it (its last ``val_frac`` as validation); ``gap`` rows are dropped before each
+    validation and test range. ``start`` is typically :func:`first_usable_row`."""
     if n_folds < 1:
         raise ValueError("walk-forward needs at least one fold")
-    edges = np.linspace(0, n_rows, n_folds + 2).astype(int)
+    edges = np.linspace(start, n_rows, n_folds + 2).astype(int)
     folds = []
     for k in range(n_folds):
-        history_end = max(int(edges[k + 1]) - gap, 0)
-        n_val = round(history_end * val_frac)
+        history_end = max(int(edges[k + 1]) - gap, start)
+        n_val = round((history_end - start) * val_frac)
         val = range(history_end - n_val, history_end)
-        folds.append(Fold(range(0, max(val.start - gap, 0)), val,
+        folds.append(Fold(range(start, max(val.start - gap, start)), val,
                           range(int(edges[k + 1]), int(edges[k + 2]))))
     return folds
+
+
+def usable_rows(bars: pd.DataFrame, config: TrainConfig) -> np.ndarray:
+    """Rows that end a complete window and have a label: the possible window ends."""
+    frames = build_frames(bars, FeatureSet(tuple(config.features)), config.interval,
+                          tuple(config.timeframes))
+    returns = forward_log_returns(bars["close"].to_numpy(), config.horizon)
+    return np.flatnonzero(frames.valid_ends(config.seq_len) & np.isfinite(returns).all(axis=1))
+
+
+def first_usable_row(bars: pd.DataFrame, config: TrainConfig) -> int:
+    """The first row that can end a training window (after warm-up), or ``len(bars)``."""
+    rows = usable_rows(bars, config)
+    return int(rows[0]) if len(rows) else len(bars)
 
 
 def pick_device(name: str) -> torch.device:

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 HOUR_MS = 3_600_000
 START_MS = 1_700_006_400_000  # a UTC midnight
@@ -35,3 +36,12 @@ def synthetic_bars(n: int = 1500, seed: int = 0, phi: float = 0.5, cycle: float 
 @pytest.fixture
 def bars() -> pd.DataFrame:
     return synthetic_bars()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and do not fight other suites for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,106 @@
+"""Encoder, heads and reversible layers."""
+
+import pytest
+import torch
+
+from models.encoder import EncoderConfig, FeedForward, SeriesEncoder
+from models.reversible import ReversibleBlock, ReversibleSequence
+
+
+class _Noisy(torch.nn.Module):
+    """A residual branch with dropout, to test that recomputation replays randomness."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.Dropout(0.3))
+
+    def forward(self, x, **kwargs):
+        return self.net(x)
+
+
+def _blocks(dim=8, n=3):
+    torch.manual_seed(0)
+    return ReversibleSequence([ReversibleBlock(_Noisy(dim), _Noisy(dim)) for _ in range(n)])
+
+
+def test_reversible_block_inverse_reconstructs_inputs():
+    block = _blocks().blocks[0].eval()
+    x1, x2 = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    with torch.no_grad():
+        y1, y2 = block(x1, x2)
+        r1, r2 = block.inverse(y1, y2)
+    torch.testing.assert_close(r1, x1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(r2, x2, atol=1e-5, rtol=1e-5)
+
+
+def test_reversible_gradients_match_plain_backprop():
+    seq = _blocks()
+    x = torch.randn(2, 5, 8, requires_grad=True)
+    torch.manual_seed(1)
+    seq(x).square().sum().backward()
+    rev = [p.grad.clone() for p in seq.parameters()] + [x.grad.clone()]
+    seq.zero_grad()
+    x.grad = None
+    torch.manual_seed(1)
+    x1 = x2 = x
+    for block in seq.blocks:
+        x1, x2 = block(x1, x2)
+    ((x1 + x2) / 2).square().sum().backward()
+    plain = [p.grad for p in seq.parameters()] + [x.grad]
+    for a, b in zip(rev, plain, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def _saved_bytes(model, x):
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    out.sum().backward()  # recomputation in backward is transient, one block at a time
+    return total
+
+
+def test_reversible_layers_store_less_for_backward():
+    def build(reversible):
+        torch.manual_seed(0)
+        return SeriesEncoder(EncoderConfig(n_features=4, seq_len=64, attention="reformer",
+                                           attention_options={"bucket_size": 16},
+                                           d_model=32, n_layers=4, n_heads=2,
+                                           reversible=reversible, ff_chunks=4))
+
+    x = torch.randn(2, 64, 4)
+    plain, rev = _saved_bytes(build(False), x), _saved_bytes(build(True), x)
+    assert rev < 0.3 * plain, (rev, plain)
+
+
+def test_chunked_feed_forward_equals_unchunked():
+    torch.manual_seed(0)
+    ff = FeedForward(8, 4, 0.0)
+    chunked = FeedForward(8, 4, 0.0, chunks=3)
+    chunked.load_state_dict(ff.state_dict())
+    x = torch.randn(2, 10, 8)
+    torch.testing.assert_close(chunked(x), ff(x))
+
+
+@pytest.mark.parametrize("head,dim", [("regression", 3), ("classification", 3),
+                                      ("allocation", 1)])
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
+def test_heads_and_timeframes(head, dim, positional):
+    torch.manual_seed(0)
+    cfg = EncoderConfig(n_features=5, seq_len=16, attention="nystrom",
+                        attention_options={"num_landmarks": 4}, d_model=16, n_layers=1,
+                        n_heads=2, head=head, horizon=3, n_timeframes=2, positional=positional)
+    out = SeriesEncoder(cfg)(torch.randn(3, 32, 5))
+    assert out.shape == (3, dim)
+    if head == "allocation":
+        assert out.abs().max() <= 1
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="unknown head"):
+        EncoderConfig(n_features=3, head="ranking")
