@@ -46,7 +46,6 @@ class Bus:
         self._handlers: dict[type, list[Handler]] = {}
         self._pending: deque[Any] = deque()
         self.errors = 0
-        self.delivered = 0
 
     def subscribe(self, event_type: type, handler: Handler) -> None:
         """Deliver every event of ``event_type`` to ``handler``, after earlier subscribers."""
@@ -63,8 +62,12 @@ class Bus:
     def process(self, event: Any) -> None:
         """Deliver one outside event: fire due timers, move the clock, deliver, drain."""
         ts = event.ts_init
-        self.advance_to(ts)
-        self.clock.set_time(ts)
+        clock = self.clock
+        heap = clock._heap  # hot path: peek at the timer heap instead of calling into the clock
+        if heap and heap[0][0] <= ts:
+            self.advance_to(ts)
+        if ts > clock._now:
+            clock._now = ts
         self._deliver(event)
         if self._pending:
             self._drain()
@@ -92,7 +95,6 @@ class Bus:
             self._deliver(pending.popleft())
 
     def _deliver(self, event: Any) -> None:
-        self.delivered += 1
         handlers = self._handlers.get(type(event))
         if handlers is None:
             return

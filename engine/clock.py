@@ -95,19 +95,14 @@ class ReplayClock(Clock):
 
 
 class LiveClock(Clock):
-    """Wall time. ``waker`` is called with each new earliest deadline so the live pump can
-    schedule a :class:`~engine.events.Wakeup` for quiet markets."""
+    """Wall time, as the pump sees it: each event is handled at its receive time (its
+    ``ts_init``), so handling is a function of the inputs alone. ``waker`` is called with
+    each new earliest deadline so the live pump can queue a wake-up for quiet markets."""
 
-    def __init__(self, waker: Callable[[int], None] | None = None) -> None:
+    def __init__(self, waker: Callable[[int], None] | None = None, start_ns: int | None = None) -> None:
         super().__init__()
-        self._now = time.time_ns()
+        self._now = time.time_ns() if start_ns is None else start_ns
         self.waker = waker
-
-    def timestamp_ns(self) -> int:
-        now = time.time_ns()
-        if now > self._now:
-            self._now = now
-        return self._now
 
     def _on_new_timer(self, at_ns: int) -> None:
         if self.waker is not None and self.next_deadline() == at_ns:

@@ -21,6 +21,7 @@ from engine.bus import Bus
 from engine.clock import NS_PER_MS, ReplayClock
 from engine.events import Bar, Trades
 from engine.feeds.archive import ArchiveError, TradeArchive, read_header, trade_layout
+from engine.feeds.recording import RecordingReplay
 from engine.feeds.replay import KlineReplay, TradeReplay
 from engine.ledger_query import ledger_bars
 
@@ -73,7 +74,7 @@ def open_source(
     start_ns: int | None = None,
     end_ns: int | None = None,
     cache_root: str | None = None,
-) -> TradeReplay | KlineReplay:
+) -> TradeReplay | KlineReplay | RecordingReplay:
     """A replay source over the given files, which must all be of one kind."""
     paths = expand(patterns)
     kinds = {p: file_kind(p) for p in paths}
@@ -90,9 +91,10 @@ def open_source(
     except (ArchiveError, BarFileError) as exc:
         raise DataError(str(exc)) from None
     if kind == "recording":
-        from engine.feeds.recording import RecordingReplay
-
-        return RecordingReplay(paths, start_ns, end_ns)
+        try:
+            return RecordingReplay(paths, start_ns, end_ns)
+        except ArchiveError as exc:
+            raise DataError(str(exc)) from None
     raise DataError(f"{paths[0]}: a ledger is not replayable data (use it with `papertape train`)")
 
 

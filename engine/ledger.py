@@ -275,13 +275,16 @@ class Ledger:
             return int(conn.execute(sa.insert(Run).values(**values)).inserted_primary_key[0])
 
     def finish_run(self, run_id: int, status: str, error: str | None = None,
-                   summary: dict | None = None) -> None:
-        """Flush everything, then mark the run ``finished``, ``failed`` or ``interrupted``."""
+                   summary: dict | None = None, data_end: int | None = None) -> None:
+        """Flush everything, then mark the run ``finished``, ``stopped``, ``failed`` or
+        ``interrupted`` (a live run also records where its data ended)."""
         self.flush(wait=True)
+        values = {"status": status, "finished_at": time.time(), "error": error,
+                  "summary": None if summary is None else json.dumps(summary)}
+        if data_end is not None:
+            values["data_end"] = data_end
         with self.engine.begin() as conn:
-            conn.execute(sa.update(Run).where(Run.id == run_id).values(
-                status=status, finished_at=time.time(), error=error,
-                summary=None if summary is None else json.dumps(summary)))
+            conn.execute(sa.update(Run).where(Run.id == run_id).values(**values))
 
     # -- rows ------------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ class LedgerRecorder:
         ))
 
     def _on_feed_status(self, s: FeedStatus) -> None:
-        if s.status in ("gap", "backfilled", "unfilled"):
+        if s.status in ("disconnected", "backfilled", "unfilled", "subscribe_failed"):
             self.ledger.add("feed_gaps", (
                 self.run_id, s.symbol, s.status, s.gap_from, s.gap_to, s.detail, s.ts_init,
             ))

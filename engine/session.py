@@ -31,7 +31,7 @@ from engine.broker import (
 from engine.bus import Bus
 from engine.clock import NS_PER_MS, Clock
 from engine.config import Config
-from engine.events import Trades
+from engine.events import FeedStatus, Trades
 from engine.ledger import Ledger
 from engine.ledger_query import LedgerReader
 from engine.metrics import metrics_for_run
@@ -131,6 +131,8 @@ class Session:
                             "start_ns": market.data_start}
             self.aggregator = make_aggregator(market.symbol, spec, clock, self.bus.publish, **options)
             self.bus.subscribe(Trades, self.aggregator.on_trades)
+            if spec.is_time:
+                self.bus.subscribe(FeedStatus, self._on_feed_status)
         strategy_cfg = cfg.strategy
         self.strategy_name = strategy_cfg.name
         self.strategy = load_strategy(strategy_cfg.name, strategy_cfg.params)
@@ -148,6 +150,14 @@ class Session:
         )
         self.recorder = LedgerRecorder(self.bus, self.ledger, self.run_id, self.broker,
                                        market.symbol, market.interval)
+
+    def _on_feed_status(self, status: FeedStatus) -> None:
+        """Hold bar closes while a feed gap is open; close what is due once it is filled
+        (or given up on), so no bar is closed over missing trades."""
+        if status.status == "disconnected":
+            self.aggregator.hold()
+        elif status.status in ("backfilled", "unfilled"):
+            self.aggregator.release()
 
     def wants_fine_batches(self) -> bool:
         """True while an order is working or the strategy reads trades: replay then keeps
@@ -167,10 +177,13 @@ class Session:
         self.host.stop()
         self.recorder.save_state(self.strategy_name, self.clock.timestamp_ns(), self.host.save())
 
-    def close(self, status: str, error: str | None = None) -> SessionResult:
-        """Flush the ledger, mark the run, compute metrics from the ledger, and report."""
+    def close(self, status: str, error: str | None = None, data_end: int | None = None) -> SessionResult:
+        """Flush the ledger, mark the run, compute metrics from the ledger, and report.
+        ``data_end`` is where a live session's data stopped."""
         summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors}
-        self.ledger.finish_run(self.run_id, status, error, summary)
+        if data_end is not None:
+            self.market = dataclasses.replace(self.market, data_end=data_end)
+        self.ledger.finish_run(self.run_id, status, error, summary, data_end=data_end)
         self.ledger.close()
         reader = LedgerReader(self.ledger.target)
         try:

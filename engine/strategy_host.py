@@ -64,6 +64,11 @@ class StrategyContext:
         self._seq = 0
         self._open: dict[str, tuple[int, float, str]] = {}  # id -> (side, remaining, type)
         strategy.attach(self)
+        self._bar_callback = self._guard(strategy.on_bar)
+        self._trades_callback = self._guard(strategy.on_trades)
+        self._fill_callback = self._guard(strategy.on_fill)
+        self._update_callback = self._guard(strategy.on_order_update)
+        self._prediction_callback = self._guard(strategy.on_prediction)
         bus.subscribe(Bar, self._on_bar)
         self.reads_trades = _overrides(strategy, "on_trades")
         if self.reads_trades:
@@ -125,23 +130,27 @@ class StrategyContext:
 
     # -- routing -------------------------------------------------------------------------
 
-    def _call(self, callback: Callable[[Any], None], event: Any) -> None:
+    def _guard(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The callback as is (errors stop the run), or wrapped to log, count and go on."""
         if self.on_error == "stop":
-            callback(event)
-            return
-        try:
-            callback(event)
-        except Exception as exc:
-            self.errors += 1
-            self.bus.record_error(callback, event, exc)
+            return callback
+
+        def guarded(event: Any) -> None:
+            try:
+                callback(event)
+            except Exception as exc:
+                self.errors += 1
+                self.bus.record_error(callback, event, exc)
+
+        return guarded
 
     def _on_bar(self, bar: Bar) -> None:
         if bar.symbol == self.symbol and bar.interval == self.interval:
-            self._call(self.strategy.on_bar, bar)
+            self._bar_callback(bar)
 
     def _on_trades(self, trades: Trades) -> None:
         if trades.symbol == self.symbol:
-            self._call(self.strategy.on_trades, trades)
+            self._trades_callback(trades)
 
     def _on_fill(self, fill: Fill) -> None:
         if fill.strategy_id != self.strategy_id:
@@ -150,18 +159,18 @@ class StrategyContext:
         if entry is not None:
             side, left, kind = entry
             self._open[fill.client_order_id] = (side, left - fill.qty, kind)
-        self._call(self.strategy.on_fill, fill)
+        self._fill_callback(fill)
 
     def _on_order_update(self, update: OrderUpdate) -> None:
         if update.strategy_id != self.strategy_id:
             return
         if update.status in _DONE:
             self._open.pop(update.client_order_id, None)
-        self._call(self.strategy.on_order_update, update)
+        self._update_callback(update)
 
     def _on_prediction(self, prediction: Prediction) -> None:
         if prediction.strategy_id == self.strategy_id:
-            self._call(self.strategy.on_prediction, prediction)
+            self._prediction_callback(prediction)
 
     def start(self) -> None:
         self.strategy.on_start()

@@ -54,7 +54,10 @@ class SlippageModel:
         self._last_close: float | None = None
 
     def observe_bar(self, close: float, volume: float) -> None:
-        """Update the volatility and volume estimates with a finished bar."""
+        """Update the volatility and volume estimates with a finished bar (only needed, and
+        only done, when impact is modelled)."""
+        if not self.impact:
+            return
         if self._last_close is not None and self._last_close > 0 and close > 0:
             ret = math.log(close / self._last_close)
             self._var += self._alpha * (ret * ret - self._var)

@@ -174,13 +174,12 @@ class KlineReplay:
             f["volume"].tolist(), f["turnover"].tolist(), f["trades"].tolist(),
         )
         process = bus.process
-        sent = 0
-        for open_time, o, h, lo, c, v, t, n in zip(*columns, strict=True):
-            close_time = open_time + step
-            process(Bar(symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
-                        close_time, close_time))
-            sent += 1
-            if progress is not None and sent % 65536 == 0:
-                progress(65536)
-        if progress is not None:
-            progress(sent % 65536)
+        block = 65536
+        for lo_index in range(0, len(f), block):
+            rows = zip(*(col[lo_index:lo_index + block] for col in columns), strict=True)
+            for open_time, o, h, lo, c, v, t, n in rows:
+                close_time = open_time + step
+                process(Bar(symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
+                            close_time, close_time))
+            if progress is not None:
+                progress(min(block, len(f) - lo_index))
