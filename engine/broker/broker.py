@@ -406,7 +406,7 @@ class SimulatedBroker:
                 price = max(bar.open, order.trigger) if order.side > 0 else min(bar.open, order.trigger)
                 self._bar_fill(order, self.slippage.price(price, order.side, order.remaining), cap,
                                "taker", when)
-            elif order.type == "market":
+            elif order.type == "market" or order.triggered:  # a stop's remainder is a market order
                 price = self.slippage.price(bar.open, order.side, order.remaining)
                 self._bar_fill(order, price, cap, "taker", when)
             else:
