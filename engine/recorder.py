@@ -57,6 +57,11 @@ class LedgerRecorder:
     # the three become one row.
     def _on_fill(self, fill: Fill) -> None:
         self._fill = fill
+        if fill.strategy_id == "broker":  # a liquidation: record the broker's own order too,
+            self.ledger.add("orders", (  # so that every fill has its order in the ledger
+                self.run_id, fill.client_order_id, fill.strategy_id, fill.symbol, fill.side,
+                fill.qty, "market", None, None, "IOC", 1, fill.ts_event, fill.ts_init,
+            ))
 
     def _on_position(self, pos: PositionUpdate) -> None:
         self._position = pos
