@@ -39,7 +39,7 @@ class RunSection:
 class BarsSection:
     """Bar closing policies (see ``engine.bars``)."""
 
-    close_delay_ms: int = 0
+    close_delay_ms: int = 250
     empty: Literal["flat", "skip"] = "flat"
     first_partial: Literal["skip", "keep"] = "skip"
 

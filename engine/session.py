@@ -150,6 +150,7 @@ class Session:
         )
         self.recorder = LedgerRecorder(self.bus, self.ledger, self.run_id, self.broker,
                                        market.symbol, market.interval)
+        self.closed = False
 
     def _on_feed_status(self, status: FeedStatus) -> None:
         """Hold bar closes while a feed gap is open; close what is due once it is filled
@@ -180,6 +181,7 @@ class Session:
     def close(self, status: str, error: str | None = None, data_end: int | None = None) -> SessionResult:
         """Flush the ledger, mark the run, compute metrics from the ledger, and report.
         ``data_end`` is where a live session's data stopped."""
+        self.closed = True
         summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors}
         if data_end is not None:
             self.market = dataclasses.replace(self.market, data_end=data_end)

@@ -93,6 +93,17 @@ class StrategyContext:
 
     # -- order entry ---------------------------------------------------------------------
 
+    def track_open(self, order_id: str, side: int, remaining: float, order_type: str) -> None:
+        """Count an order restored from the ledger as this strategy's open order."""
+        self._open[order_id] = (side, remaining, order_type)
+
+    def continue_numbering(self, order_ids: list[str]) -> None:
+        """Number new orders after the highest ``<strategy_id>-N`` among ``order_ids``."""
+        prefix = f"{self.strategy_id}-"
+        numbers = [int(i[len(prefix):]) for i in order_ids
+                   if i.startswith(prefix) and i[len(prefix):].isdigit()]
+        self._seq = max([self._seq, *numbers])
+
     def next_order_id(self) -> str:
         self._seq += 1
         return f"{self.strategy_id}-{self._seq}"

@@ -187,11 +187,13 @@ class LiveFeed:
         backoff: Backoff = Backoff(),
         stale_after: float = 30.0,
         backfill_limit: int = 1000,
+        backfill_timeout: float = 60.0,
     ) -> None:
         self.rest, self.category, self.symbol = rest, category, symbol
         self.emit, self.record = emit, record
         self.decoder = FeedDecoder(symbol, mode, interval)
         self.stale_after = stale_after
+        self.backfill_timeout = backfill_timeout
         self.backfill_limit = backfill_limit if category != "spot" else min(backfill_limit, 60)
         topic = f"publicTrade.{symbol}" if mode == "trades" else f"kline.{LABEL_TO_KLINE[interval]}.{symbol}"
         self.ws = BybitWebsocket(f"{ws_url.rstrip('/')}/v5/public/{category}", [topic], self._on_data,
@@ -249,21 +251,26 @@ class LiveFeed:
             task.add_done_callback(self._tasks.discard)
 
     async def _backfill(self) -> None:
-        """Fetch what the gap missed; an unreachable REST leaves the gap unfilled."""
+        """Fetch what the gap missed (raw REST rows, so a recording keeps them); a REST that
+        fails or takes longer than ``backfill_timeout`` leaves the gap unfilled."""
+        kind = "rest_trades" if self.decoder.mode == "trades" else "rest_klines"
         try:
-            if self.decoder.mode == "trades":
-                rows = await self.rest.recent_trades_raw(self.category, self.symbol, self.backfill_limit)
-                self.input("rest_trades", time.time_ns(), {"list": rows, "limit": self.backfill_limit})
+            if kind == "rest_trades":
+                body = await asyncio.wait_for(self.rest.get("/v5/market/recent-trade", {
+                    "category": self.category, "symbol": self.symbol, "limit": self.backfill_limit,
+                }), self.backfill_timeout)
+                payload = {"list": body["result"]["list"], "limit": self.backfill_limit}
             else:
-                gap_ms = (self.decoder.gap_from or time.time_ns()) // NS_PER_MS
-                rows = await self.rest.klines_raw(self.category, self.symbol,
-                                                  LABEL_TO_KLINE[self.decoder.interval], gap_ms,
-                                                  time.time_ns() // NS_PER_MS)
-                self.input("rest_klines", time.time_ns(), {"list": rows})
+                body = await asyncio.wait_for(self.rest.get("/v5/market/kline", {
+                    "category": self.category, "symbol": self.symbol,
+                    "interval": LABEL_TO_KLINE[self.decoder.interval],
+                    "start": (self.decoder.gap_from or time.time_ns()) // NS_PER_MS, "limit": 1000,
+                }), self.backfill_timeout)
+                payload = {"list": body["result"]["list"]}
         except Exception as exc:  # any REST failure: the gap is recorded as unfilled
             log.error("%s backfill failed: %r", self.symbol, exc)
-            kind = "rest_trades" if self.decoder.mode == "trades" else "rest_klines"
-            self.input(kind, time.time_ns(), {"list": [], "error": repr(exc)})
+            payload = {"list": [], "error": repr(exc)}
+        self.input(kind, time.time_ns(), payload)
 
     async def _watch(self) -> None:
         """Force a reconnect when a connected feed has been silent for ``stale_after``."""

@@ -11,6 +11,7 @@ sends each event at its receive time, so bars, orders and fills come out as they
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +22,7 @@ from engine.feeds.bybit_feed import FeedDecoder
 from engine.feeds.replay import Progress, ReplayRange
 
 FORMAT_VERSION = 1
+log = logging.getLogger(__name__)
 
 
 class RecordingWriter:
@@ -59,15 +61,15 @@ class RecordingReplay:
                 raise ArchiveError(f"{self.path}: not a papertape recording") from None
             if self.header.get("papertape_recording") != FORMAT_VERSION:
                 raise ArchiveError(f"{self.path}: not a papertape recording (version 1)")
-            last = None
-            lines = 0
+            end, lines = self.header["started"], 0
             for line in fh:
+                try:
+                    end = json.loads(line)["t"]
+                except (ValueError, KeyError):
+                    log.warning("%s: line %d is cut off (the session was killed); replaying up to it",
+                                self.path, lines + 2)
+                    break
                 lines += 1
-                last = line
-        try:
-            end = json.loads(last)["t"] if last else self.header["started"]
-        except (ValueError, KeyError):
-            raise ArchiveError(f"{self.path}: the last line is cut off; the recording is incomplete") from None
         self.mode = self.header.get("mode", "trades")
         self.kind = "bars" if self.mode == "klines" else "trades"
         self.label = self.header["interval"]
@@ -86,6 +88,8 @@ class RecordingReplay:
         with open(self.path, encoding="utf-8") as fh:
             fh.readline()
             for count, line in enumerate(fh, 1):
+                if count > self.total_rows:
+                    break
                 entry = json.loads(line)
                 received = entry["t"]
                 if entry["k"] == "end" or received > end:

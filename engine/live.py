@@ -1,0 +1,212 @@
+"""Live paper trading: the Bybit feed through the same session as a backtest, on wall time.
+
+Feed inputs and timer wake-ups go through one asyncio queue into a single pump that calls
+the synchronous bus, so event order, and therefore every bar, order and fill, depends only
+on the inputs and their receive times. That is what makes a recorded session replay into
+the same ledger rows. The clock shows each event's receive time while it is handled.
+Ctrl-C or SIGTERM stops the session cleanly: the queue is drained, bars due by then close,
+the ledger is flushed and the run is marked ``stopped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+from engine.clock import NS_PER_S, LiveClock
+from engine.config import Config
+from engine.events import Wakeup
+from engine.feeds.bybit_feed import LiveFeed
+from engine.feeds.bybit_rest import BybitRest
+from engine.feeds.bybit_ws import Backoff
+from engine.feeds.recording import RecordingWriter
+from engine.ledger_query import LedgerReader
+from engine.resume import restore_session
+from engine.session import Market, Session, SessionResult
+
+log = logging.getLogger(__name__)
+
+MAINNET_WS = "wss://stream.bybit.com"
+MAINNET_REST = "https://api.bybit.com"
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Where to connect and how long to run; the rest comes from the config."""
+
+    symbol: str
+    category: str
+    interval: str = "1m"
+    ws_url: str = MAINNET_WS
+    rest_url: str = MAINNET_REST
+    duration_s: float | None = None
+    record: str | None = None
+    resume: int | None = None
+    status_every_s: float = 1.0
+    ping_interval_s: float = 20.0
+    pong_timeout_s: float = 10.0
+    stale_after_s: float = 30.0
+    forbidden_backoff_s: float = 600.0
+
+
+class WallTimer:
+    """Turns the clock's next deadline into a queued :class:`Wakeup` at that wall time, so
+    bars close on time in a quiet market. A wake-up is never queued early."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        self.loop, self.queue = loop, queue
+
+    def __call__(self, deadline: int) -> None:
+        self.loop.call_later(max(0.0, (deadline - time.time_ns()) / NS_PER_S), self._wake, deadline)
+
+    def _wake(self, deadline: int) -> None:
+        early = deadline - time.time_ns()
+        if early > 0:
+            self.loop.call_later(early / NS_PER_S, self._wake, deadline)
+            return
+        self.queue.put_nowait(Wakeup(deadline, deadline))
+
+
+async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
+    """Run one live paper-trading session until the duration ends or a signal arrives."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    start = time.time_ns()
+    clock = LiveClock(waker=WallTimer(loop, queue), start_ns=start)
+    market = Market(opts.symbol, opts.category, opts.interval, "trades", start, start)
+    session = Session(cfg, clock, market, kind="live", ledger_target=cfg.ledger.path,
+                      resume_from=opts.resume)
+    try:
+        if opts.resume is not None:
+            reader = LedgerReader(cfg.ledger.path)
+            try:
+                restore_session(session, reader, opts.resume)
+            finally:
+                reader.close()
+        return await _LiveRun(session, opts, queue, loop).run()
+    except BaseException as exc:
+        if not session.closed:
+            session.close("failed", str(exc) or type(exc).__name__, data_end=time.time_ns())
+        raise
+
+
+class _LiveRun:
+    """The feed, the pump and the status line of one session, and its orderly end."""
+
+    def __init__(self, session: Session, opts: LiveOptions, queue: asyncio.Queue,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.session, self.opts, self.queue, self.loop = session, opts, queue, loop
+        self.recording = None
+        if opts.record:
+            self.recording = RecordingWriter(opts.record, {
+                "symbol": opts.symbol, "category": opts.category, "interval": opts.interval,
+                "mode": "trades", "started": session.market.data_start, "ws_url": opts.ws_url,
+                "run_id": session.run_id,
+            })
+        self.rest = BybitRest(opts.rest_url, forbidden_backoff=opts.forbidden_backoff_s)
+        self.feed = LiveFeed(opts.ws_url, self.rest, opts.category, opts.symbol, queue.put_nowait,
+                             record=self.recording.write if self.recording else None,
+                             interval=opts.interval, ping_interval=opts.ping_interval_s,
+                             pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
+                             stale_after=opts.stale_after_s)
+
+    async def run(self) -> SessionResult:
+        session, feed, queue = self.session, self.feed, self.queue
+        stop = _install_stop(self.loop, queue, self.opts.duration_s)
+        status = asyncio.create_task(_status_line(session, feed, self.opts.status_every_s))
+        feed_task = asyncio.create_task(feed.run())
+        error = None
+        try:
+            session.start()
+            while (event := await queue.get()) is not _STOP:
+                session.bus.process(event)
+        except Exception as exc:
+            error = str(exc)
+            log.error("live session failed: %s", exc)
+        finally:
+            await feed.stop()
+            await asyncio.gather(feed_task, return_exceptions=True)
+            status.cancel()
+            await self.rest.close()
+            _clear_status_line()
+        end = max(time.time_ns(), session.clock.timestamp_ns())
+        if error is None:
+            self._close_out(end)
+        if self.recording is not None:
+            self.recording.close(end)
+        word = "failed" if error else "finished" if stop.reason == "duration" else "stopped"
+        result = session.close(word, error, data_end=end)
+        result.extra |= {"reconnects": feed.reconnects, "duplicates_dropped": feed.decoder.dedup.duplicates,
+                         "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
+                         "trades_received": feed.decoder.trades, "recording": self.opts.record}
+        return result
+
+    def _close_out(self, end: int) -> None:
+        """Handle what arrived before the stop, give up on an open gap, close due bars."""
+        session, feed = self.session, self.feed
+        if feed.decoder.gap_from is not None:
+            feed.input("rest_trades", end, {"list": [], "error": "the session ended before a backfill"})
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is not _STOP:
+                session.bus.process(event)
+        session.bus.advance_to(end)
+        session.stop()
+
+
+def run_live(cfg: Config, opts: LiveOptions) -> SessionResult:
+    return asyncio.run(run_live_async(cfg, opts))
+
+
+class _Stopper:
+    """Why the session stopped (``duration`` or a signal name), once."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
+                  duration_s: float | None) -> _Stopper:
+    stopper = _Stopper()
+
+    def stop(reason: str) -> None:
+        if stopper.reason is not None:
+            return
+        stopper.reason = reason
+        log.warning("stopping (%s): flushing the ledger", reason)
+        queue.put_nowait(_STOP)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    if duration_s is not None:
+        loop.call_later(duration_s, stop, "duration")
+    return stopper
+
+
+async def _status_line(session: Session, feed: LiveFeed, every_s: float) -> None:
+    """Connection state, last trade age, position and equity on stderr, once a second
+    (a line every 10 s when stderr is not a terminal)."""
+    tty = sys.stderr.isatty()
+    ticks = 0
+    while True:
+        await asyncio.sleep(every_s)
+        ticks += 1
+        if not tty and ticks % 10:
+            continue
+        age = (time.time_ns() - feed.last_trade_wall_ns) / NS_PER_S if feed.last_trade_wall_ns else None
+        broker = session.broker
+        line = (f"{session.market.category} {session.market.symbol} {feed.state} | last trade "
+                f"{'-' if age is None else f'{age:.1f}s'} ago | position "
+                f"{broker.position_qty(session.market.symbol):g} | equity {broker.account.equity():,.2f} | "
+                f"bars {session.recorder.bars} | reconnects {feed.reconnects}")
+        print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+
+def _clear_status_line() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
