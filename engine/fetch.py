@@ -1,0 +1,382 @@
+"""``papertape fetch``: download Bybit history into a local data directory.
+
+- ``--trades``: one public trade archive per UTC day (BYBIT.md section 9), saved under the
+  archive's own name (``BTCUSDT2025-06-01.csv.gz``; spot ``BTCUSDT_2025-06-01.csv.gz``) so
+  ``--data 'DIR/BTCUSDT2025-06-*.csv.gz'`` replays it. Downloads go to ``NAME.part`` and
+  resume with HTTP Range requests; a file is kept only once it is verified (gzip intact,
+  trade-archive header, rows parse, right symbol), which also fills the replay cache. A file
+  already present is verified and skipped, or fetched again when corrupt. A missing day
+  (404) is reported and the others still download.
+- ``--klines INTERVAL``: closed klines over REST into one CSV in the kline format of
+  :mod:`engine.bars_io`, ``{SYMBOL}-{interval}-{start}-{end}.csv``.
+- ``--instruments``: the category's instruments-info into ``instruments.json`` (the format
+  of ``engine/data/instruments.json``; entries of other categories already there are kept),
+  for ``--set broker.instruments=FILE``.
+
+``--start`` is inclusive and ``--end`` exclusive, as everywhere in papertape: ``--start
+2025-06-01 --end 2025-06-03`` covers two days.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import logging
+import re
+import sys
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+from tqdm import tqdm
+
+from engine.bars import parse_interval
+from engine.bars_io import BarFileError, read_kline_csv, write_kline_csv
+from engine.clock import NS_PER_MS, NS_PER_S
+from engine.config import parse_time
+from engine.feeds.archive import ArchiveError, ArchiveInfo, TradeArchive, read_header, trade_layout
+from engine.feeds.bybit_rest import BybitAPIError, BybitError, BybitRest, bybit_interval
+from engine.typed import ConfigError
+
+log = logging.getLogger(__name__)
+
+ARCHIVE_URL = "https://public.bybit.com"
+REST_URL = "https://api.bybit.com"
+ATTEMPTS = 5
+CHUNK_BYTES = 1 << 16
+CATEGORIES = ("linear", "inverse", "spot")
+
+
+class FetchError(RuntimeError):
+    """A download that failed for good."""
+
+
+@dataclass
+class DayResult:
+    """What happened to one day's archive: downloaded, present, missing or failed."""
+
+    day: str
+    url: str
+    path: str
+    status: str
+    bytes: int = 0
+    rows: int = 0
+    detail: str = ""
+
+
+def archive_name(symbol: str, category: str, day: str) -> str:
+    """Bybit's file name: ``{SYMBOL}{day}.csv.gz``, spot ``{SYMBOL}_{day}.csv.gz``."""
+    return f"{symbol}_{day}.csv.gz" if category == "spot" else f"{symbol}{day}.csv.gz"
+
+
+def archive_url(base: str, symbol: str, category: str, day: str) -> str:
+    folder = "spot" if category == "spot" else "trading"
+    return f"{base.rstrip('/')}/{folder}/{symbol}/{archive_name(symbol, category, day)}"
+
+
+def days_between(start_ns: int, end_ns: int) -> list[str]:
+    """The UTC days (``YYYY-MM-DD``) that overlap ``[start_ns, end_ns)``."""
+    day = datetime.fromtimestamp(start_ns // NS_PER_S, UTC).date()
+    days = []
+    while datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * NS_PER_S < end_ns:
+        days.append(day.isoformat())
+        day += timedelta(days=1)
+    return days
+
+
+def check_gzip(path: Path) -> None:
+    """Read a gzip file to the end, so a truncated or corrupt one raises (OSError/EOFError)."""
+    with gzip.open(path, "rb") as fh:
+        while fh.read(1 << 20):
+            pass
+
+
+def verify_archive(path: Path, symbol: str) -> ArchiveInfo:
+    """Check that ``path`` is an intact trade archive of ``symbol`` with trades in it."""
+    try:
+        check_gzip(path)
+    except (OSError, EOFError) as exc:
+        raise ArchiveError(f"{path.name}: broken gzip ({exc})") from None
+    if trade_layout(read_header(path)) is None:
+        raise ArchiveError(f"{path.name}: not a trade archive (header {','.join(read_header(path))[:80]!r})")
+    info = TradeArchive(path).info()
+    if info.rows == 0:
+        raise ArchiveError(f"{path.name}: no trades in it")
+    if info.symbol != symbol:
+        raise ArchiveError(f"{path.name}: holds {info.symbol}, not {symbol}")
+    return info
+
+
+def _content_range(header: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) of a ``Content-Range`` header; None where it does not say."""
+    match = re.fullmatch(r"bytes (?:(\d+)-\d+|\*)/(\d+|\*)", (header or "").strip())
+    if not match:
+        return None, None
+    first, total = match.groups()
+    return (int(first) if first else None), (int(total) if total != "*" else None)
+
+
+async def download(session: aiohttp.ClientSession, url: str, part: Path, progress: bool) -> int | None:
+    """Download ``url`` into ``part``, resuming from what it already holds; returns its size
+    once complete, None when the server has no such file (404)."""
+    problem = ""
+    for attempt in range(ATTEMPTS):
+        have = part.stat().st_size if part.exists() else 0
+        try:
+            async with session.get(url, headers={"Range": f"bytes={have}-"} if have else {}) as resp:
+                if resp.status == 404:
+                    return None
+                first, total = _content_range(resp.headers.get("Content-Range"))
+                if resp.status == 416:
+                    if total == have:
+                        return have
+                    part.unlink()
+                    problem = "the partial file does not match the server's"
+                    continue
+                if resp.status == 206 and first == have:
+                    mode = "ab"
+                elif resp.status == 200:
+                    mode, have, total = "wb", 0, resp.content_length
+                elif resp.status == 206 or resp.status == 429 or resp.status >= 500:
+                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
+                                                      message="resumed at the wrong byte"
+                                                      if resp.status == 206 else resp.reason or "")
+                else:
+                    raise FetchError(f"HTTP {resp.status} for {url}")
+                with tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5],
+                          leave=False, disable=None if progress else True, file=sys.stderr) as bar, \
+                        open(part, mode) as fh:
+                    async for block in resp.content.iter_chunked(CHUNK_BYTES):
+                        fh.write(block)
+                        bar.update(len(block))
+            size = part.stat().st_size
+            if total is None or size == total:
+                return size
+            problem = f"got {size:,} of {total:,} bytes"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        held = part.stat().st_size if part.exists() else 0
+        log.warning("%s: interrupted (%s); resuming from byte %d", url, problem, held)
+        await asyncio.sleep(min(30.0, 0.25 * 2**attempt))
+    raise FetchError(f"{url}: incomplete after {ATTEMPTS} attempts ({problem})")
+
+
+async def fetch_day(session: aiohttp.ClientSession, symbol: str, category: str, day: str, out: Path,
+                    base_url: str, progress: bool) -> DayResult:
+    """Make sure ``out`` holds a verified archive of ``symbol`` for ``day``."""
+    url = archive_url(base_url, symbol, category, day)
+    dest = out / archive_name(symbol, category, day)
+    part = dest.with_name(dest.name + ".part")
+    result = DayResult(day, url, str(dest), "failed")
+    if dest.exists():
+        try:
+            info = verify_archive(dest, symbol)
+        except (ArchiveError, OSError) as exc:
+            log.warning("%s is corrupt (%s); downloading it again", dest, exc)
+            dest.unlink()
+        else:
+            result.status, result.bytes, result.rows = "present", dest.stat().st_size, info.rows
+            return result
+    for _ in range(2):  # a file that arrives whole but does not verify gets one fresh download
+        try:
+            size = await download(session, url, part, progress)
+        except FetchError as exc:
+            result.detail = str(exc)
+            return result
+        if size is None:
+            result.status, result.detail = "missing", f"HTTP 404: {url}"
+            return result
+        try:
+            check_gzip(part)
+            part.replace(dest)
+            info = verify_archive(dest, symbol)
+        except (ArchiveError, OSError, EOFError) as exc:
+            result.detail = f"downloaded file does not verify: {exc}"
+            log.warning("%s: %s", url, result.detail)
+            part.unlink(missing_ok=True)
+            dest.unlink(missing_ok=True)
+            continue
+        result.status, result.bytes, result.rows, result.detail = "downloaded", size, info.rows, ""
+        return result
+    return result
+
+
+async def fetch_trades(symbol: str, category: str, days: list[str], out: Path, base_url: str,
+                       progress: bool = True) -> list[DayResult]:
+    """Fetch every day's archive in turn; one day's failure does not stop the others."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
+    results = []
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for day in tqdm(days, unit="day", desc=f"{symbol} archives", disable=None if progress else True,
+                        file=sys.stderr):
+            results.append(await fetch_day(session, symbol, category, day, out, base_url, progress))
+    return results
+
+
+def _stamp(ns: int) -> str:
+    """A time for a file name: ``2025-06-01``, or ``2025-06-01T1230`` when not midnight."""
+    moment = datetime.fromtimestamp(ns / NS_PER_S, UTC)
+    return moment.strftime("%Y-%m-%d" if ns % (86400 * NS_PER_S) == 0 else "%Y-%m-%dT%H%M")
+
+
+async def fetch_klines(rest: BybitRest, symbol: str, category: str, interval: str, start_ns: int,
+                       end_ns: int, out: Path) -> dict:
+    """Closed klines of ``[start, end)`` into one kline CSV. A file already there is kept
+    when it reads and was written after ``end`` (so no candle of the range was still to come)."""
+    label, code = parse_interval(interval).label, bybit_interval(interval)
+    path = out / f"{symbol}-{label}-{_stamp(start_ns)}-{_stamp(end_ns)}.csv"
+    start_ms, end_ms = start_ns // NS_PER_MS, end_ns // NS_PER_MS
+    if path.exists() and path.stat().st_mtime_ns // NS_PER_MS >= end_ms:
+        try:
+            frame = read_kline_csv(path)
+        except BarFileError as exc:
+            log.warning("%s does not read (%s); fetching it again", path, exc)
+        else:
+            return {"file": str(path), "status": "present", "rows": len(frame), "gaps": 0}
+    frame = await rest.klines(category, symbol, code, start_ms, end_ms)
+    part = path.with_name(path.name + ".part")
+    write_kline_csv(frame, part)
+    part.replace(path)
+    status = "downloaded" if len(frame) else "empty"
+    return {"file": str(path), "status": status, "rows": len(frame), "gaps": len(frame.attrs["gaps"])}
+
+
+async def fetch_instruments(rest: BybitRest, category: str, out: Path) -> dict:
+    """The category's instruments into ``out/instruments.json``, keeping other categories'."""
+    instruments = await rest.instruments(category)
+    path = out / "instruments.json"
+    kept = []
+    if path.exists():
+        try:
+            existing = json.loads(path.read_text())["instruments"]
+            kept = [row for row in existing if row.get("category") != category]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            log.warning("%s does not read (%s); replacing it", path, exc)
+    rows = kept + [asdict(i) for i in sorted(instruments, key=lambda i: i.symbol)]
+    fetched = datetime.now(UTC).isoformat(timespec="seconds")
+    document = {"_source": f"Bybit instruments-info from {rest.base_url}, {category} fetched {fetched}",
+                "instruments": rows}
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps(document, indent=1) + "\n")
+    part.replace(path)
+    return {"file": str(path), "status": "downloaded", "count": len(instruments)}
+
+
+EXAMPLES = """\
+examples:
+  papertape fetch --symbol BTCUSDT --start 2025-06-01 --end 2025-06-08 --out data --trades
+  papertape fetch --symbol BTCUSDT --start 2025-01-01 --end 2025-07-01 --out data --klines 1h
+  papertape fetch --category spot --out data --instruments
+exit status: 0 when everything asked for is there, 1 when a day is missing or failed (the
+others are kept), 2 for a mistake in the arguments.
+"""
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``fetch`` verb to a ``papertape`` subparsers object."""
+    p = subparsers.add_parser("fetch", help="download trade archives, klines or instruments from Bybit",
+                              description=__doc__.split("\n\n", 1)[1].replace("``", "'"), epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--symbol", help="symbol, e.g. BTCUSDT")
+    p.add_argument("--category", choices=CATEGORIES, default="linear", help="market (default linear)")
+    p.add_argument("--start", help="first day/time, YYYY-MM-DD[THH:MM] UTC or epoch ms (inclusive)")
+    p.add_argument("--end", help="end day/time (exclusive)")
+    p.add_argument("--out", default="data", metavar="DIR", help="data directory (default ./data)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--klines", metavar="INTERVAL",
+                      help="klines over REST: 1m 3m 5m 15m 30m 1h 2h 4h 6h 12h 1d 1w")
+    mode.add_argument("--trades", action="store_true", help="daily public trade archives")
+    p.add_argument("--instruments", action="store_true", help="save the category's instruments-info too")
+    p.add_argument("--rest-url", default=REST_URL, metavar="URL", help=f"REST base URL (default {REST_URL})")
+    p.add_argument("--archive-url", default=ARCHIVE_URL, metavar="URL",
+                   help=f"archive base URL (default {ARCHIVE_URL})")
+    p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def _plan(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
+    """The symbol and time range after checking the arguments; raises ConfigError."""
+    if not (args.klines or args.trades or args.instruments):
+        raise ConfigError("nothing to fetch: give --trades, --klines INTERVAL and/or --instruments")
+    symbol = (args.symbol or "").upper()
+    start_ns, end_ns = parse_time(args.start, "--start"), parse_time(args.end, "--end")
+    if args.klines or args.trades:
+        if not symbol or start_ns is None or end_ns is None:
+            raise ConfigError("--trades and --klines need --symbol, --start and --end")
+        if start_ns >= end_ns:
+            raise ConfigError(f"--start {args.start} is not before --end {args.end}")
+    if args.klines:
+        try:
+            bybit_interval(args.klines)
+            parse_interval(args.klines)
+        except ValueError as exc:
+            raise ConfigError(f"--klines: {exc}") from None
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: not a directory")
+    return symbol, start_ns, end_ns
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fetch what the arguments ask for; 0 all there, 1 something missing, 2 bad arguments."""
+    try:
+        symbol, start_ns, end_ns = _plan(args)
+    except ConfigError as exc:
+        print(f"papertape fetch: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = asyncio.run(_fetch(args, symbol, start_ns, end_ns, out))
+    except BybitAPIError as exc:
+        print(f"papertape fetch: error: {exc}", file=sys.stderr)
+        return 2
+    except (BybitError, aiohttp.ClientError) as exc:
+        print(f"papertape fetch: failed: {exc}", file=sys.stderr)
+        return 1
+    _report(summary, args.json)
+    return 0 if summary["ok"] else 1
+
+
+async def _fetch(args: argparse.Namespace, symbol: str, start_ns: int | None, end_ns: int | None,
+                 out: Path) -> dict:
+    summary: dict = {"out": str(out), "symbol": symbol, "category": args.category,
+                     "trades": None, "klines": None, "instruments": None}
+    if args.trades:
+        days = await fetch_trades(symbol, args.category, days_between(start_ns, end_ns), out,
+                                  args.archive_url, progress=not args.no_progress)
+        summary["trades"] = [asdict(d) for d in days]
+    if args.klines or args.instruments:
+        async with BybitRest(args.rest_url) as rest:
+            if args.klines:
+                summary["klines"] = await fetch_klines(rest, symbol, args.category, args.klines,
+                                                       start_ns, end_ns, out)
+            if args.instruments:
+                summary["instruments"] = await fetch_instruments(rest, args.category, out)
+    summary["ok"] = (all(d["status"] in ("downloaded", "present") for d in summary["trades"] or [])
+                     and (summary["klines"] is None or summary["klines"]["status"] != "empty"))
+    return summary
+
+
+def _report(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+        return
+    for day in summary["trades"] or []:
+        name = Path(day["path"]).name
+        if day["status"] in ("downloaded", "present"):
+            size = f"{day['bytes']:,} bytes, {day['rows']:,} trades"
+            print(f"{day['day']}  {day['status']:<10} {name} ({size})")
+        else:
+            print(f"{day['day']}  {day['status'].upper():<10} {day['detail']}")
+    if summary["klines"]:
+        k = summary["klines"]
+        gaps = f", {k['gaps']} gap(s)" if k["gaps"] else ""
+        print(f"klines     {k['status']:<10} {k['file']} ({k['rows']:,} bars{gaps})")
+    if summary["instruments"]:
+        i = summary["instruments"]
+        print(f"instruments {i['status']:<9} {i['file']} ({i['count']} {summary['category']} instruments)")
