@@ -57,18 +57,20 @@ def return_stats(returns: np.ndarray, per_year: float) -> dict[str, float | None
 
 def drawdown(equity: np.ndarray, ts: np.ndarray) -> tuple[float, float]:
     """Largest peak-to-trough fall as a positive fraction, and the longest time in seconds
-    spent below a previous peak."""
+    spent below a previous peak: from the peak's snapshot to the first snapshot back at or
+    above it (or to the last snapshot, if it never got back)."""
     if len(equity) == 0:
         return 0.0, 0.0
     peaks = np.maximum.accumulate(equity)
     depth = float(np.max(1.0 - equity / peaks))
-    longest, since = 0, None
-    for value, peak, t in zip(equity.tolist(), peaks.tolist(), ts.tolist(), strict=True):
-        if value < peak:
-            since = t if since is None else since
-            longest = max(longest, t - since)
-        else:
-            since = None
+    below = equity < peaks
+    if not below.any():
+        return max(depth, 0.0), 0.0
+    index = np.arange(len(equity))
+    peak_ts = ts[np.maximum.accumulate(np.where(below, 0, index))]  # when each peak was set
+    under = ts[below] - peak_ts[below]  # still under water at these snapshots
+    back = np.flatnonzero(below[:-1] & ~below[1:]) + 1  # the snapshots that recovered
+    longest = max(int(under.max()), int((ts[back] - peak_ts[back - 1]).max()) if len(back) else 0)
     return max(depth, 0.0), longest / NS_PER_S
 
 
