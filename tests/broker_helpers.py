@@ -42,6 +42,7 @@ from engine.events import (
 )
 from engine.ledger import Ledger
 from engine.recorder import LedgerRecorder
+from strategies.base import Strategy, StrategyConfig
 
 BTC = "BTCUSDT"
 MINUTE = 60 * NS_PER_S
@@ -289,3 +290,35 @@ def read_table(path: str | Path, sql: str, params: Sequence[Any] = ()) -> pd.Dat
         return pd.read_sql_query(sql, conn, params=list(params))
     finally:
         conn.close()
+
+
+# -- a test strategy that goes long and short, so round trips flip ------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FlipperConfig(StrategyConfig):
+    """Every ``every`` bars, target +qty, then -qty, then +qty, ... (``flat_every``: go flat
+    instead of flipping on every such step, so trips both flip and close)."""
+
+    every: int = 7
+    qty: float = 0.01
+    flat_every: int = 3
+
+
+class Flipper(Strategy):
+    config_class = FlipperConfig
+
+    def __init__(self, config: FlipperConfig | None = None) -> None:
+        super().__init__(config)
+        self._bars = 0
+        self._steps = 0
+
+    def on_bar(self, bar) -> None:
+        self._bars += 1
+        if self._bars % self.config.every:
+            return
+        self._steps += 1
+        if self._steps % self.config.flat_every == 0:
+            self.target_position(0.0)
+        else:
+            self.target_position(self.config.qty * (1 if self._steps % 2 else -1))
