@@ -6,10 +6,13 @@ import logging
 
 from tqdm import tqdm
 
+from engine.bars_io import bars_to_frame
 from engine.bus import HandlerError
 from engine.clock import NS_PER_MS, ReplayClock
 from engine.config import Config, parse_time
-from engine.datasource import open_source
+from engine.datasource import aggregate_bars, open_source
+from engine.feeds.replay import KlineReplay
+from engine.predictions import BatchPredictions
 from engine.session import Market, Session, SessionResult
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
                     rng.start, rng.end, tuple(str(p) for p in run.data))
     session = Session(cfg, ReplayClock(rng.start), market, kind="backtest",
                       ledger_target=cfg.ledger.path)
+    if callable(getattr(session.strategy, "predict_batch", None)):
+        _install_batch_predictions(session, source, cfg)
     unit = "bars" if source.kind == "bars" else "trades"
     bar = tqdm(total=source.total_rows, unit=unit, unit_scale=True, disable=None if progress else True,
                desc=f"replay {rng.symbol}", leave=False)
@@ -55,3 +60,19 @@ def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
     result = session.close("finished")
     result.data |= {"rows": source.total_rows, "bad_rows": source.bad_rows}
     return result
+
+
+def _install_batch_predictions(session: Session, source, cfg: Config) -> None:
+    """Run the strategy's ``predict_batch`` over every bar of the run (a first pass over the
+    data) and have each row delivered when its bar closes."""
+    market = session.market
+    if isinstance(source, KlineReplay):
+        bars = source.frame
+    else:
+        bars = bars_to_frame(aggregate_bars(
+            source, market.interval, close_delay_ns=cfg.bars.close_delay_ms * NS_PER_MS,
+            empty=cfg.bars.empty, first_partial=cfg.bars.first_partial))
+    log.info("computing batch predictions for %d bars", len(bars))
+    outputs = session.strategy.predict_batch(bars)
+    BatchPredictions(session.bus, session.strategy_name, market.symbol, market.interval, bars, outputs,
+                     int(getattr(session.strategy, "inference_latency_ns", 0)))

@@ -137,9 +137,9 @@ def resample_klines(frame: pd.DataFrame, interval_ms: int, offset_ms: int = 0) -
     return out
 
 
-def aggregate_bars(source: TradeReplay, interval: str, *, close_delay_ns: int = 0,
+def aggregate_bars(source: TradeReplay | RecordingReplay, interval: str, *, close_delay_ns: int = 0,
                    empty: str = "flat", first_partial: str = "skip", progress=None) -> list[Bar]:
-    """Replay trade archives through the bus into bars of ``interval`` and return them."""
+    """Replay trades (archives or a recording) through a bus into bars of ``interval``."""
     clock = ReplayClock(source.range.start)
     bus = Bus(clock)
     bars: list[Bar] = []

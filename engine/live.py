@@ -15,11 +15,12 @@ import logging
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine.clock import NS_PER_S, LiveClock
 from engine.config import Config
-from engine.events import Wakeup
+from engine.events import Prediction, Wakeup
 from engine.feeds.bybit_feed import LiveFeed
 from engine.feeds.bybit_rest import BybitRest
 from engine.feeds.bybit_ws import Backoff
@@ -115,6 +116,27 @@ class _LiveRun:
                              pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
                              stale_after=opts.stale_after_s)
 
+        self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        session.host.offload = self._offload
+        self.inference_errors = 0
+
+    def _offload(self, fn, ts_event: int) -> None:
+        """Run a strategy's model off the event loop; the result comes back as a Prediction
+        stamped when it finished."""
+        future = self.loop.run_in_executor(self.inference, fn)
+        future.add_done_callback(lambda done: self._inferred(done, ts_event))
+
+    def _inferred(self, done: asyncio.Future, ts_event: int) -> None:
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            self.inference_errors += 1
+            log.error("inference for the bar closing at %d failed: %r", ts_event, done.exception())
+            return
+        values = tuple(float(v) for v in done.result())
+        host = self.session.host
+        self.queue.put_nowait(Prediction(host.strategy_id, host.symbol, values, ts_event, time.time_ns()))
+
     async def run(self) -> SessionResult:
         session, feed, queue = self.session, self.feed, self.queue
         stop = _install_stop(self.loop, queue, self.opts.duration_s)
@@ -133,6 +155,7 @@ class _LiveRun:
             await asyncio.gather(feed_task, return_exceptions=True)
             status.cancel()
             await self.rest.close()
+            self.inference.shutdown(wait=True, cancel_futures=True)
             _clear_status_line()
         end = max(time.time_ns(), session.clock.timestamp_ns())
         if error is None:
@@ -143,7 +166,9 @@ class _LiveRun:
         result = session.close(word, error, data_end=end)
         result.extra |= {"reconnects": feed.reconnects, "duplicates_dropped": feed.decoder.dedup.duplicates,
                          "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
-                         "trades_received": feed.decoder.trades, "recording": self.opts.record}
+                         "trades_received": feed.decoder.trades, "recording": self.opts.record,
+                         "predictions_dropped": session.host.predictions_dropped,
+                         "inference_errors": self.inference_errors}
         return result
 
     def _close_out(self, end: int) -> None:

@@ -20,6 +20,7 @@ from engine.events import (
     Prediction,
 )
 from engine.ledger import Ledger
+from engine.strategy_host import is_late
 
 
 class LedgerRecorder:
@@ -30,6 +31,7 @@ class LedgerRecorder:
         self.ledger, self.run_id, self.broker = ledger, run_id, broker
         self.symbol, self.interval = symbol, interval
         self.bars = 0
+        self.last_close = -1
         self._fill: Fill | None = None
         self._position: PositionUpdate | None = None
         bus.subscribe(OrderRequest, self._on_order)
@@ -89,6 +91,7 @@ class LedgerRecorder:
         if bar.symbol != self.symbol or bar.interval != self.interval:
             return
         self.bars += 1
+        self.last_close = bar.close_time
         add = self.ledger.add
         run_id = self.run_id
         add("bars", (run_id, bar.symbol, bar.interval, bar.open_time, bar.open, bar.high,
@@ -100,8 +103,8 @@ class LedgerRecorder:
 
     def _on_prediction(self, p: Prediction) -> None:
         self.ledger.add("predictions", (
-            self.run_id, p.strategy_id, p.ts_event, p.ts_init, p.ts_init - p.ts_event, 0,
-            json.dumps(list(p.values)),
+            self.run_id, p.strategy_id, p.ts_event, p.ts_init, p.ts_init - p.ts_event,
+            int(is_late(p, self.last_close)), json.dumps(list(p.values)),
         ))
 
     def _on_feed_status(self, s: FeedStatus) -> None:

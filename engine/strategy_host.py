@@ -9,6 +9,7 @@ the error and goes on with the next event.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from engine.events import (
     Prediction,
     Trades,
 )
+
+log = logging.getLogger(__name__)
 
 _SIDES = {"buy": BUY, "sell": SELL, BUY: BUY, SELL: SELL}
 _DONE = ("rejected", "canceled", "expired", "filled")
@@ -62,6 +65,10 @@ class StrategyContext:
         self.on_error = on_error
         self.errors = 0
         self._seq = 0
+        self.mode = "replay"
+        self.offload: Callable[[Callable[[], Any], int], None] | None = None
+        self.last_bar_close = -1
+        self.predictions_dropped = 0
         self._open: dict[str, tuple[int, float, str]] = {}  # id -> (side, remaining, type)
         strategy.attach(self)
         self._bar_callback = self._guard(strategy.on_bar)
@@ -155,8 +162,19 @@ class StrategyContext:
 
         return guarded
 
+    def run_inference(self, fn: Callable[[], Any], ts_event: int) -> None:
+        """Compute ``fn()`` (a model's outputs for the bar closing at ``ts_event``) and
+        deliver it as a :class:`Prediction`: live, in an executor, stamped when it finished;
+        in replay, at once."""
+        if self.offload is not None:
+            self.offload(fn, ts_event)
+            return
+        now = self.clock.timestamp_ns()
+        self.bus.publish(Prediction(self.strategy_id, self.symbol, tuple(map(float, fn())), ts_event, now))
+
     def _on_bar(self, bar: Bar) -> None:
         if bar.symbol == self.symbol and bar.interval == self.interval:
+            self.last_bar_close = bar.close_time
             self._bar_callback(bar)
 
     def _on_trades(self, trades: Trades) -> None:
@@ -180,8 +198,14 @@ class StrategyContext:
         self._update_callback(update)
 
     def _on_prediction(self, prediction: Prediction) -> None:
-        if prediction.strategy_id == self.strategy_id:
-            self._prediction_callback(prediction)
+        if prediction.strategy_id != self.strategy_id:
+            return
+        if is_late(prediction, self.last_bar_close):
+            self.predictions_dropped += 1
+            log.warning("%s: prediction for the bar closing at %d arrived after the next bar "
+                        "closed; dropped", self.strategy_id, prediction.ts_event)
+            return
+        self._prediction_callback(prediction)
 
     def start(self) -> None:
         self.strategy.on_start()
@@ -191,6 +215,11 @@ class StrategyContext:
 
     def save(self) -> dict[str, Any]:
         return self.strategy.on_save()
+
+
+def is_late(prediction: Prediction, last_bar_close: int) -> bool:
+    """A prediction is late (and dropped) once a newer bar than its own has closed."""
+    return prediction.ts_event < last_bar_close
 
 
 def _clean(qty: float) -> float:

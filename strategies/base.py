@@ -24,6 +24,7 @@ the event's time; nothing a callback can see is stamped after the clock. Read ti
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -88,6 +89,11 @@ class Strategy:
         """Cash plus positions marked to the last price."""
         return self._ctx.equity()
 
+    @property
+    def mode(self) -> str:
+        """``replay`` in a backtest, ``live`` when paper trading on the live feed."""
+        return self._ctx.mode
+
     def open_orders(self) -> list[str]:
         """Client ids of this strategy's orders that are not finished."""
         return self._ctx.open_orders()
@@ -120,6 +126,19 @@ class Strategy:
         """Trade at market toward a signed position of ``qty``, counting orders already on
         their way; returns the order id, or None when nothing needs doing."""
         return self._ctx.target_position(qty)
+
+    def run_inference(self, fn: Callable[[], Sequence[float]], ts_event: int) -> None:
+        """Compute ``fn()`` for the bar that closed at ``ts_event`` and receive the result in
+        ``on_prediction``. Live, it runs in a worker thread so the feed never waits, and
+        the prediction is stamped when it finished; one that arrives after the next bar has
+        closed is dropped and counted. In a backtest it runs at once."""
+        self._ctx.run_inference(fn, ts_event)
+
+    # A strategy may also define ``predict_batch(bars: pandas.DataFrame) -> numpy.ndarray``:
+    # model outputs for every bar row (NaN where there is none), each computed from that
+    # row and the rows before it only. A backtest then calls it once, in batches, and
+    # delivers row i as a Prediction when bar i closes, instead of calling run_inference
+    # (an ``inference_latency_ns`` attribute delays each delivery by that much).
 
     # -- callbacks (override what you need) ----------------------------------------------
 

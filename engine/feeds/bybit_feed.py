@@ -35,7 +35,7 @@ from engine.feeds.bybit_messages import (
     decode_trades,
     parse,
 )
-from engine.feeds.bybit_ws import Backoff, BybitWebsocket
+from engine.feeds.bybit_ws import DEFAULT_BACKOFF, Backoff, BybitWebsocket
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class LiveFeed:
         mode: str = "trades",
         ping_interval: float = 20.0,
         pong_timeout: float = 10.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         stale_after: float = 30.0,
         backfill_limit: int = 1000,
         backfill_timeout: float = 60.0,

@@ -48,6 +48,9 @@ class Backoff:
             yield base * (1.0 + self.jitter * (2.0 * rng.random() - 1.0))
 
 
+DEFAULT_BACKOFF = Backoff()
+
+
 class DeadConnection(Exception):
     """The server stopped answering pings."""
 
@@ -64,7 +67,7 @@ class BybitWebsocket:
         *,
         ping_interval: float = 20.0,
         pong_timeout: float = 10.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         open_timeout: float = 10.0,
         args_per_subscribe: int = 10,
         rng: random.Random | None = None,
