@@ -119,49 +119,56 @@ def _content_range(header: str | None) -> tuple[int | None, int | None]:
     return (int(first) if first else None), (int(total) if total != "*" else None)
 
 
+class _Retry(Exception):
+    """A download attempt that ended early but can be resumed."""
+
+
 async def download(session: aiohttp.ClientSession, url: str, part: Path, progress: bool) -> int | None:
     """Download ``url`` into ``part``, resuming from what it already holds; returns its size
     once complete, None when the server has no such file (404)."""
     problem = ""
     for attempt in range(ATTEMPTS):
-        have = part.stat().st_size if part.exists() else 0
         try:
-            async with session.get(url, headers={"Range": f"bytes={have}-"} if have else {}) as resp:
-                if resp.status == 404:
-                    return None
-                first, total = _content_range(resp.headers.get("Content-Range"))
-                if resp.status == 416:
-                    if total == have:
-                        return have
-                    part.unlink()
-                    problem = "the partial file does not match the server's"
-                    continue
-                if resp.status == 206 and first == have:
-                    mode = "ab"
-                elif resp.status == 200:
-                    mode, have, total = "wb", 0, resp.content_length
-                elif resp.status == 206 or resp.status == 429 or resp.status >= 500:
-                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status,
-                                                      message="resumed at the wrong byte"
-                                                      if resp.status == 206 else resp.reason or "")
-                else:
-                    raise FetchError(f"HTTP {resp.status} for {url}")
-                with tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5],
-                          leave=False, disable=None if progress else True, file=sys.stderr) as bar, \
-                        open(part, mode) as fh:
-                    async for block in resp.content.iter_chunked(CHUNK_BYTES):
-                        fh.write(block)
-                        bar.update(len(block))
-            size = part.stat().st_size
-            if total is None or size == total:
-                return size
-            problem = f"got {size:,} of {total:,} bytes"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
+            return await _attempt(session, url, part, progress)
+        except (_Retry, aiohttp.ClientError, TimeoutError) as exc:
+            problem = str(exc) if isinstance(exc, _Retry) else f"{type(exc).__name__}: {exc}"
         held = part.stat().st_size if part.exists() else 0
         log.warning("%s: interrupted (%s); resuming from byte %d", url, problem, held)
         await asyncio.sleep(min(30.0, 0.25 * 2**attempt))
     raise FetchError(f"{url}: incomplete after {ATTEMPTS} attempts ({problem})")
+
+
+async def _attempt(session: aiohttp.ClientSession, url: str, part: Path, progress: bool) -> int | None:
+    """One request, asking with Range for the bytes ``part`` does not hold yet."""
+    have = part.stat().st_size if part.exists() else 0
+    async with session.get(url, headers={"Range": f"bytes={have}-"} if have else {}) as resp:
+        first, total = _content_range(resp.headers.get("Content-Range"))
+        if resp.status == 404:
+            return None
+        if resp.status == 416:  # nothing left to send: complete, or not the server's file
+            if total == have:
+                return have
+            part.unlink()
+            raise _Retry("the partial file is longer than the server's")
+        if resp.status == 206 and first != have:
+            part.unlink()
+            raise _Retry(f"the server resumed at byte {first}, not {have}")
+        if resp.status == 429 or resp.status >= 500:
+            raise _Retry(f"HTTP {resp.status}")
+        if resp.status == 200:
+            have, total = 0, resp.content_length
+        elif resp.status != 206:
+            raise FetchError(f"HTTP {resp.status} for {url}")
+        with tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=part.name[:-5], leave=False,
+                  disable=None if progress else True, file=sys.stderr) as bar, \
+                open(part, "ab" if have else "wb") as fh:
+            async for block in resp.content.iter_chunked(CHUNK_BYTES):
+                fh.write(block)
+                bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise _Retry(f"got {size:,} of {total:,} bytes")
+    return size
 
 
 async def fetch_day(session: aiohttp.ClientSession, symbol: str, category: str, day: str, out: Path,
