@@ -60,7 +60,7 @@ class Hub:
     def __init__(self, faults: FaultState) -> None:
         self.faults = faults
         self.connections: set[Connection] = set()
-        self.messages_sent = 0
+        self.messages_published = 0
         self._last_trade: tuple[str, str, str] | None = None
         self._held: tuple[str, str, str] | None = None
 
@@ -69,13 +69,14 @@ class Hub:
         return {(c.category, t) for c in self.connections for t in c.topics}
 
     def broadcast(self, category: str, topic: str, text: str) -> None:
-        """Send a data message to the topic's subscribers, unless the stream is stalled."""
+        """Send a data message to the topic's subscribers (if any), unless the stream is
+        stalled; counted in ``messages_published``."""
         if self.faults.stalled():
             return
         for conn in self.connections:
             if conn.category == category and topic in conn.topics:
                 conn.send(text)
-        self.messages_sent += 1
+        self.messages_published += 1
 
     def publish_trades(self, category: str, topic: str, text: str) -> None:
         """Broadcast a trade message, holding one back if an out-of-order fault is pending
@@ -88,12 +89,11 @@ class Hub:
             return
         self.broadcast(category, topic, text)
         self._last_trade = (category, topic, text)
-        if self._held is not None and self._held[:2] == (category, topic):
-            self.release_held()
+        self.release_held(category, topic)
 
-    def release_held(self) -> None:
-        """Send the message held back by an out-of-order fault, if any."""
-        if self._held is not None:
+    def release_held(self, category: str, topic: str) -> None:
+        """Send the topic's message held back by an out-of-order fault, if there is one."""
+        if self._held is not None and self._held[:2] == (category, topic):
             held, self._held = self._held, None
             self.broadcast(*held)
             self._last_trade = held

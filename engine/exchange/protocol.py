@@ -46,7 +46,8 @@ def handle_request(conn: Connection, text: str, topics: TopicIndex, faults: Faul
         conn.send(dumps(ack(conn.category, "", False, conn.conn_id, "", reason)))
         return
     op = request.get("op")
-    req_id = str(request.get("req_id", ""))
+    req_id = request.get("req_id")
+    req_id = "" if req_id is None else str(req_id)
     if op == "ping":
         if not faults.ignoring_pings():
             conn.send(dumps(pong(conn.category, conn.conn_id, req_id)))

@@ -73,7 +73,7 @@ class ExchangeServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._started = 0.0
-        self.archive_files = None
+        self.archive_files: ArchiveFiles | None = None
         if options.archive_dir is not None:
             self.archive_files = ArchiveFiles(Path(options.archive_dir), self.faults)
 
@@ -152,7 +152,7 @@ class ExchangeServer:
             "now_ms": now,
             "hist_now_ms": timemap.hist_ns(now) // NS_PER_MS if timemap else None,
             "trades_served": sum(s.trades for s in self.stores.values()),
-            "messages_sent": self.hub.messages_sent,
+            "messages_published": self.hub.messages_published,
             "connections": len(self.hub.connections),
             "finished": all(s.finished for s in self.stores.values()),
             "symbols": [{"category": s.category, "symbol": s.symbol, "trades_served": s.trades,

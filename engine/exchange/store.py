@@ -40,7 +40,8 @@ class SymbolStore:
     """Served trades of one symbol, summarised as minute candles plus the last 1000 trades.
 
     Volume is summed size; turnover is price * size, or size / price for inverse contracts
-    (whose size is in USD), as Bybit's klines report them (BYBIT.md section 7).
+    (whose size is in USD), as Bybit's klines report them (BYBIT.md section 7). Recent-trade
+    items carry ``seq`` as a string like the endpoint's other numbers (BYBIT.md gives no type).
     """
 
     def __init__(self, category: str, symbol: str) -> None:

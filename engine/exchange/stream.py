@@ -64,7 +64,7 @@ class TradeStream:
                                         cols.trade_id[rows], cols.tick[rows], seq[rows])
                 self.hub.publish_trades(self.tape.category, self.topic, dumps(message))
         self.store.finished = True
-        self.hub.release_held()
+        self.hub.release_held(self.tape.category, self.topic)
 
     async def _sleep_until(self, served_ms: int) -> None:
         delay = (served_ms - self.now()) / 1000
