@@ -73,7 +73,7 @@ def register(subparsers) -> None:
     g.add_argument("--bucket-size", type=int, help="reformer: bucket/chunk size (default 64)")
     g.add_argument("--causal", action="store_true", default=None, help="reformer: causal mask")
     g.add_argument("--num-landmarks", type=int, help="nystrom: landmarks (default 64)")
-    g.add_argument("--pinv-iterations", type=int, help="nystrom: pseudo-inverse iterations")
+    g.add_argument("--pinv-iterations", type=int, help="nystrom: pseudo-inverse iterations (default 20)")
     g.add_argument("--no-residual-conv", dest="residual_conv", action="store_false",
                    default=None, help="nystrom: drop the depthwise conv on values")
     p.set_defaults(func=run)

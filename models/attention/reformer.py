@@ -49,6 +49,22 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tenso
     return (dots - lse[..., None]).exp() @ v, lse
 
 
+def _chunk_windows(rows: torch.Tensor, c: int, look: int) -> torch.Tensor:
+    """``[B, look + L, e]`` (last chunk prepended when ``look == c``) -> ``[B, chunks,
+    look + c, e]``: every chunk after the one before it. Without gradients an overlapping
+    strided view (no copy); with gradients a concatenation, whose backward is cheap."""
+    bh, total, e = rows.shape
+    nc = (total - look) // c
+    if not (torch.is_grad_enabled() and rows.requires_grad):
+        return rows.as_strided((bh, nc, c + look, e),
+                               (rows.stride(0), c * rows.stride(1), rows.stride(1),
+                                rows.stride(2)), rows.storage_offset())
+    own = rows[:, look:].unflatten(1, (nc, c))
+    if not look:
+        return own
+    return torch.cat([rows[:, : total - c].unflatten(1, (nc, c)), own], dim=2)
+
+
 class LSHAttention(AttentionBase):
     """Multi-round LSH attention over sorted chunks; O(L * bucket_size) per round."""
 
@@ -103,12 +119,10 @@ class LSHAttention(AttentionBase):
         rows = rows.view(bh, length + look, 3 * dh)
         window = (bh, nc, c + look)
         q = rows[:, look:, :dh].unflatten(1, (nc, c))
-        k = rows.as_strided((*window, dh), (rows.stride(0), c * 3 * dh, 3 * dh, 1),
-                            rows.storage_offset() + dh)
-        v = rows.as_strided((*window, dh), (rows.stride(0), c * 3 * dh, 3 * dh, 1),
-                            rows.storage_offset() + 2 * dh)
+        kv = _chunk_windows(rows, c, look)
+        k, v = kv[..., dh : 2 * dh], kv[..., 2 * dh :]
         qpos = order.view(bh, nc, c)
-        kpos = ext.as_strided(window, (ext.stride(0), c, 1))
+        kpos = _chunk_windows(ext[..., None], c, look)[..., 0]
         bias = torch.zeros(c, c + look, device=order.device, dtype=table.dtype)
         bias[:, look:].fill_diagonal_(SELF)
         if keep is not None:
