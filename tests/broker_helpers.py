@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -232,14 +231,17 @@ def write_trade_archive(directory: Path, day: str, n: int, seed: int, symbol: st
     ``n`` trades at sorted random times (decimal seconds, 4 places)."""
     rng = np.random.default_rng(seed)
     start_s = int(pd.Timestamp(day, tz="UTC").timestamp())
-    times = np.sort(rng.integers(0, 86_400 * 10_000, n)) / 10_000 + start_s
+    ticks = np.sort(rng.integers(0, 86_400 * 10_000, n)) + start_s * 10_000  # 1e-4 s
     prices = random_walk(n, seed + 1, price, vol)
     sizes = np.round(rng.uniform(0.001, 0.5, n), 3)
     sides = np.where(rng.random(n) < 0.5, "Buy", "Sell")
+    ids = rng.integers(0, 2**62, (n, 2))
     frame = pd.DataFrame({
-        "timestamp": [f"{t:.4f}" for t in times], "symbol": symbol, "side": sides,
+        "timestamp": np.char.add(np.char.add((ticks // 10_000).astype(str), "."),
+                                 np.char.zfill((ticks % 10_000).astype(str), 4)),
+        "symbol": symbol, "side": sides,
         "size": sizes, "price": prices, "tickDirection": "ZeroPlusTick",
-        "trdMatchID": [str(uuid.UUID(int=int(x))) for x in rng.integers(0, 2**62, n)],
+        "trdMatchID": [f"{a:016x}-{b:016x}" for a, b in ids.tolist()],
         "grossValue": 0, "homeNotional": sizes, "foreignNotional": np.round(sizes * prices, 4),
         "RPI": 0,
     })
@@ -322,3 +324,36 @@ class Flipper(Strategy):
             self.target_position(0.0)
         else:
             self.target_position(self.config.qty * (1 if self._steps % 2 else -1))
+
+
+@dataclasses.dataclass(frozen=True)
+class QuoterConfig(StrategyConfig):
+    """Every ``every`` bars: cancel what is open, then quote a limit ``offset_ticks`` from the
+    close (buy when flat or short, sell when long); every fourth time flatten at market."""
+
+    qty: float = 0.01
+    every: int = 2
+    offset_ticks: int = 0
+    tick: float = 0.1
+
+
+class Quoter(Strategy):
+    config_class = QuoterConfig
+
+    def __init__(self, config: QuoterConfig | None = None) -> None:
+        super().__init__(config)
+        self._bars = 0
+
+    def on_bar(self, bar) -> None:
+        self._bars += 1
+        cfg = self.config
+        if self._bars % cfg.every:
+            return
+        for cid in self.open_orders():
+            self.cancel_order(cid)
+        if (self._bars // cfg.every) % 4 == 0:
+            self.target_position(0.0)
+            return
+        side = -1 if self.position > 0 else 1
+        price = round(round(bar.close / cfg.tick) * cfg.tick - side * cfg.offset_ticks * cfg.tick, 10)
+        self.submit_order(side, cfg.qty, "limit", price=price)

@@ -220,7 +220,7 @@ def schedule(h: Harness, orders, start: int, span: int, price_of) -> None:
                 CancelRequest(f"c{i}", BTC, "test", at, at)), "cancel")
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(5, 150),
@@ -266,7 +266,7 @@ def test_invariants_on_trades(seed, n, category, leverage, costs, orders, fundin
         1 for u in h.updates if u.status == "rejected")
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(2, 60),
