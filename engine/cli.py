@@ -24,8 +24,10 @@ from engine.bars_io import bars_to_frame, write_kline_csv
 from engine.clock import NS_PER_MS
 from engine.config import Config, load_config, parse_time
 from engine.datasource import DataError, aggregate_bars, open_source
+from engine.exchange.cli import register as register_serve_exchange
 from engine.feeds.archive import ArchiveError
 from engine.feeds.replay import KlineReplay
+from engine.fetch import register as register_fetch
 from engine.ledger_query import LedgerQueryError, LedgerReader
 from engine.live import MAINNET_REST, MAINNET_WS, LiveOptions, run_live
 from engine.metrics import metrics_for_run
@@ -284,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_report)
 
+    register_serve_exchange(sub)
+    register_fetch(sub)
     for ep in sorted(entry_points(group="papertape.commands"), key=lambda e: e.name):
         try:
             ep.load()(sub)
