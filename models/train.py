@@ -94,12 +94,15 @@ class TrainResult:
     history: list[dict]
 
 
-def chronological_split(n_rows: int, val_frac: float, test_frac: float, gap: int = 0) -> Fold:
-    """Train, then validation, then test, in time order, ``gap`` rows dropped between."""
-    n_test, n_val = round(n_rows * test_frac), round(n_rows * val_frac)
+def chronological_split(n_rows: int, val_frac: float, test_frac: float, gap: int = 0,
+                        start: int = 0) -> Fold:
+    """Rows ``[start, n_rows)`` as train, then validation, then test, in time order, with
+    ``gap`` rows dropped before validation and before test."""
+    n = n_rows - start
+    n_test, n_val = round(n * test_frac), round(n * val_frac)
     test = range(n_rows - n_test, n_rows)
-    val = range(max(test.start - gap - n_val, 0), max(test.start - gap, 0))
-    return Fold(range(0, max(val.start - gap, 0)), val, test)
+    val = range(max(test.start - gap - n_val, start), max(test.start - gap, start))
+    return Fold(range(start, max(val.start - gap, start)), val, test)
 
 
 def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2, gap: int = 0,
@@ -222,7 +225,9 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
     frames = build_frames(bars, feature_set, cfg.interval, tuple(cfg.timeframes))
     returns = forward_log_returns(bars["close"].to_numpy(), cfg.horizon)
     valid = frames.valid_ends(cfg.seq_len) & np.isfinite(returns).all(axis=1)
-    fold = fold or chronological_split(len(bars), cfg.val_frac, cfg.test_frac, gap=cfg.horizon)
+    if fold is None:
+        first = int(np.argmax(valid)) if valid.any() else len(bars)
+        fold = chronological_split(len(bars), cfg.val_frac, cfg.test_frac, cfg.horizon, first)
     ends = {name: np.array([i for i in rng if valid[i]], dtype=np.int64)
             for name, rng in (("train", fold.train), ("validation", fold.val),
                               ("test", fold.test))}
