@@ -60,9 +60,24 @@ class NystromAttention(AttentionBase):
                 groups=n_heads, bias=False,
             )
 
+    def _add_conv(self, out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``out`` plus the depthwise convolution of ``v`` along the sequence, one sample at
+        a time (the convolution's workspace stays small), in place when no grad is needed."""
+        if torch.is_grad_enabled() and (out.requires_grad or v.requires_grad):
+            return out + torch.cat([self.conv(part) for part in v.split(1)])
+        for i, part in enumerate(v.split(1)):
+            out[i : i + 1] += self.conv(part)
+        return out
+
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
     ):
+        out, weights = self._heads(x, mask, return_weights)
+        out = self.merge(out)  # after _heads returned, so q, k, v are already freed
+        return (out, weights) if return_weights else out
+
+    def _heads(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool):
+        """Per-head outputs ``[b, h, L, d_head]`` and, if asked, the attention matrix."""
         b, length, _ = x.shape
         q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
         seg = math.ceil(length / min(self.num_landmarks, length))
@@ -94,9 +109,9 @@ class NystromAttention(AttentionBase):
             out = weights @ v
             weights = weights[:, :, pad:, pad:]
         else:
+            weights = None
             k3v = F.scaled_dot_product_attention(q_l, k, v, attn_mask=key_keep)
             out = F.scaled_dot_product_attention(q, k_l, z @ k3v, attn_mask=lm_keep)
         if self.conv is not None:
-            out = out + self.conv(v)
-        out = self.merge(out[:, :, pad:])
-        return (out, weights) if return_weights else out
+            out = self._add_conv(out, v)
+        return out[:, :, pad:], weights
