@@ -153,7 +153,8 @@ class BybitWebsocket:
                     self.on_state("subscribe_failed", meaning.reason, received)
             if pinger.done() and pinger.exception():
                 raise pinger.exception()
-            raise ConnectionClosed(conn.close_rcvd, conn.close_sent)
+            # a clean close (1000/1001) ends the iteration without raising: it is a drop too
+            raise conn.close_exc
         finally:
             pinger.cancel()
 
