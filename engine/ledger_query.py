@@ -34,7 +34,13 @@ class LedgerReader:
     def frame(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql), params or {})
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            # plain tuples: pandas probes SQLAlchemy Row objects attribute by attribute, which
+            # made a million-row frame take seconds; SQLite's rows come straight off its cursor
+            if conn.dialect.name == "sqlite" and result.cursor is not None:
+                rows = result.cursor.fetchall()
+            else:
+                rows = [tuple(row) for row in result]
+            return pd.DataFrame.from_records(rows, columns=list(result.keys()), coerce_float=False)
 
     def runs(self) -> pd.DataFrame:
         """Every run, newest first, with ``status`` showing ``interrupted`` for a run whose
@@ -72,21 +78,21 @@ class LedgerReader:
             current = self.run(current)["resumed_from"]
         return ids[::-1]
 
-    def table(self, name: str, run_ids: list[int], order: str) -> pd.DataFrame:
+    def table(self, name: str, run_ids: list[int], order: str, columns: str = "*") -> pd.DataFrame:
         marks = ", ".join(str(int(i)) for i in run_ids)
-        return self.frame(f"SELECT * FROM {name} WHERE run_id IN ({marks}) ORDER BY {order}")
+        return self.frame(f"SELECT {columns} FROM {name} WHERE run_id IN ({marks}) ORDER BY {order}")
 
-    def equity(self, run_ids: list[int]) -> pd.DataFrame:
-        return self.table("equity", run_ids, "ts, id")
+    def equity(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
+        return self.table("equity", run_ids, "ts, id", columns)
 
-    def fills(self, run_ids: list[int]) -> pd.DataFrame:
-        return self.table("fills", run_ids, "ts_event, id")
+    def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
+        return self.table("fills", run_ids, "ts_event, id", columns)
 
     def bars(self, run_ids: list[int]) -> pd.DataFrame:
         return self.table("bars", run_ids, "open_time, id")
 
-    def funding(self, run_ids: list[int]) -> pd.DataFrame:
-        return self.table("funding", run_ids, "ts_event, id")
+    def funding(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
+        return self.table("funding", run_ids, "ts_event, id", columns)
 
     def gaps(self, run_ids: list[int]) -> pd.DataFrame:
         return self.table("feed_gaps", run_ids, "gap_from, id")
