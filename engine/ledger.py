@@ -61,8 +61,9 @@ class Run(Base):
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
-def _run_fk() -> Mapped[int]:
-    return mapped_column(ForeignKey("runs.id"), index=True)
+def _run_fk(index: bool = True) -> Mapped[int]:
+    """The run a row belongs to; ``index=False`` where a (run_id, ts) index covers it."""
+    return mapped_column(ForeignKey("runs.id"), index=index)
 
 
 class OrderRow(Base):
@@ -101,7 +102,7 @@ class FillRow(Base):
 
     __tablename__ = "fills"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = _run_fk()
+    run_id: Mapped[int] = _run_fk(index=False)  # ix_*_run_ts covers run_id
     client_order_id: Mapped[str] = mapped_column(String(80))
     strategy_id: Mapped[str] = mapped_column(String(80))
     symbol: Mapped[str] = mapped_column(String(40))
@@ -136,7 +137,7 @@ class EquityRow(Base):
 
     __tablename__ = "equity"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = _run_fk()
+    run_id: Mapped[int] = _run_fk(index=False)  # ix_*_run_ts covers run_id
     ts: Mapped[int] = mapped_column(BigInteger)
     cash: Mapped[float] = mapped_column(Float)
     equity: Mapped[float] = mapped_column(Float)
@@ -291,9 +292,9 @@ class Ledger:
     def add(self, table: str, row: tuple) -> None:
         """Buffer one row (values in ``COLUMNS[table]`` order); flushes when due."""
         self._buffers[table].append(row)
-        self._buffered += 1
-        if self._buffered >= self.batch_rows or (
-            self._buffered & 1023 == 0 and time.monotonic() - self._last_flush >= self.flush_seconds
+        buffered = self._buffered = self._buffered + 1
+        if buffered >= self.batch_rows or (
+            not buffered & 1023 and time.monotonic() - self._last_flush >= self.flush_seconds
         ):
             self.flush()
 

@@ -88,18 +88,20 @@ class LedgerRecorder:
         ))
 
     def _on_bar(self, bar: Bar) -> None:
-        if bar.symbol != self.symbol or bar.interval != self.interval:
+        # one unpack instead of a dozen attribute reads: this runs for every bar
+        symbol, interval, open_time, close_time, o, h, lo, c, volume, turnover, trades = bar[:11]
+        if symbol != self.symbol or interval != self.interval:
             return
         self.bars += 1
-        self.last_close = bar.close_time
+        self.last_close = close_time
         add = self.ledger.add
         run_id = self.run_id
-        add("bars", (run_id, bar.symbol, bar.interval, bar.open_time, bar.open, bar.high,
-                     bar.low, bar.close, bar.volume, bar.turnover, bar.trades))
+        add("bars", (run_id, symbol, interval, open_time, o, h, lo, c, volume, turnover, trades))
         account = self.broker.account
-        add("equity", (run_id, bar.close_time, account.cash, account.equity(),
-                       self.broker.position_qty(self.symbol),
-                       account.marks.get(self.symbol, bar.close), account.margin_used()))
+        equity, margin = account.equity_and_margin()
+        pos = account.positions.get(symbol)
+        add("equity", (run_id, close_time, account.cash, equity, 0.0 if pos is None else pos.qty,
+                       account.marks.get(symbol, c), margin))
 
     def _on_prediction(self, p: Prediction) -> None:
         self.ledger.add("predictions", (

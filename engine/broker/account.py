@@ -97,19 +97,29 @@ class Account:
 
     def equity(self) -> float:
         """Cash plus positions marked to their last prices."""
-        if self.category == "spot":
-            return self.cash + sum(
-                p.qty * self.marks.get(s, p.avg_price) for s, p in self.positions.items()
-            )
-        return self.cash + sum(self.unrealized(s) for s in self.positions)
+        return self.equity_and_margin()[0]
 
     def margin_used(self) -> float:
         """Initial margin of open positions at their marks (linear); 0 for spot."""
-        if self.category == "spot":
-            return 0.0
-        return sum(
-            abs(p.qty) * self.marks.get(s, p.avg_price) for s, p in self.positions.items()
-        ) / self.leverage
+        return self.equity_and_margin()[1]
+
+    def equity_and_margin(self) -> tuple[float, float]:
+        """``equity()`` and ``margin_used()`` in one pass (asked for at every bar)."""
+        marks = self.marks
+        equity = self.cash
+        notional = 0.0
+        spot = self.category == "spot"
+        for symbol, pos in self.positions.items():
+            qty = pos.qty
+            if qty == 0.0:
+                continue
+            mark = marks.get(symbol, pos.avg_price)
+            if spot:
+                equity += qty * mark
+            else:
+                equity += qty * (mark - pos.avg_price)
+                notional += abs(qty) * mark
+        return equity, (0.0 if spot else notional / self.leverage)
 
     def liquidation_price(self, symbol: str) -> float | None:
         """The mark at which equity equals maintenance margin for this position alone
