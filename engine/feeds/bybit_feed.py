@@ -126,15 +126,21 @@ class FeedDecoder:
         return [FeedStatus(self.symbol, status, gap_from or 0, reached, detail, received, received)]
 
     def _backfill_trades(self, rows: list[dict], limit: int, received: int) -> list[Any]:
-        """Trades newer than the gap's start from a recent-trade answer (order not assumed)."""
+        """Trades newer than the gap's start from a recent-trade answer, oldest first. Trades
+        that share a millisecond keep the exchange's order (a list that runs newest first,
+        as Bybit's does, is read backwards), so a bar's open and close are the venue's."""
         if self.gap_from is None:
             return []
         try:
-            parsed = sorted((int(r["time"]) * NS_PER_MS, float(r["price"]), float(r["size"]),
-                             _SIDES[r["side"]], str(r["execId"])) for r in rows)
+            parsed = [(int(r["time"]) * NS_PER_MS, float(r["price"]), float(r["size"]),
+                       _SIDES[r["side"]], str(r["execId"])) for r in rows]
         except (KeyError, TypeError, ValueError) as exc:
             self.malformed += 1
             return self._close_gap(received, False, received, f"bad REST answer: {exc!r}")
+        if any(a[0] < b[0] for a, b in zip(parsed, parsed[1:], strict=False)):
+            parsed.sort(key=lambda row: row[0])  # oldest first already; stable for ties
+        else:
+            parsed.reverse()  # newest first
         oldest = parsed[0][0] if parsed else None
         reaches_back = len(parsed) < limit or (oldest is not None and oldest <= self.gap_from)
         newer = [row for row in parsed if row[0] >= self.gap_from]
