@@ -221,6 +221,7 @@ def open_engine(target: str | Path) -> sa.Engine:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record) -> None:
             cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA page_size=16384")  # a new file only: ~20% faster bulk inserts
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=10000")
