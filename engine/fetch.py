@@ -1,14 +1,14 @@
 """``papertape fetch``: download Bybit history into a local data directory.
 
-- ``--trades``: one public trade archive per UTC day (BYBIT.md section 9), saved under the
+- ``--trades``: one public trade archive per UTC day (public.bybit.com), saved under the
   archive's own name (``BTCUSDT2025-06-01.csv.gz``; spot ``BTCUSDT_2025-06-01.csv.gz``) so
   ``--data 'DIR/BTCUSDT2025-06-*.csv.gz'`` replays it. Downloads go to ``NAME.part`` and
   resume with HTTP Range requests; a file is kept only once it is verified (gzip intact,
   trade-archive header, rows parse, right symbol), which also fills the replay cache. A file
   already present is verified and skipped, or fetched again when corrupt. A missing day
   (404) is reported and the others still download.
-- ``--klines INTERVAL``: closed klines over REST into one CSV in the kline format of
-  :mod:`engine.bars_io`, ``{SYMBOL}-{interval}-{start}-{end}.csv``.
+- ``--klines INTERVAL``: closed klines over REST into one CSV in the kline format that
+  ``papertape bars`` writes, ``{SYMBOL}-{interval}-{start}-{end}.csv``.
 - ``--instruments``: the category's instruments-info into ``instruments.json`` (the format
   of ``engine/data/instruments.json``; entries of other categories already there are kept),
   for ``--set broker.instruments=FILE``.
