@@ -1,0 +1,221 @@
+"""Backtest benchmark: the bundled sma_cross on one-minute bars with the ledger on.
+
+Prints five figures, each with its target and PASS/MISS:
+
+1. bars per second end to end through ``run_backtest`` (kline CSV in, equity snapshot per
+   bar written, metrics computed from the ledger at the end);
+2. ledger write rate for fills alone (``Ledger.add`` + flush, rows per second);
+3. the cost of one order's whole life (request, risk checks, fill on the next trade,
+   position and ledger update) through a real Bus + SimulatedBroker + LedgerRecorder,
+   as the mean over many market orders;
+4. ``metrics_for_run`` on the big run's ledger;
+5. peak RSS of this process.
+
+Usage: ``python bench/backtest.py [--bars N] [--quick] [--json]``. The data is a seeded
+random walk written to a temporary directory; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.backtest import run_backtest
+from engine.broker import (
+    Account,
+    FeeModel,
+    FillModel,
+    InstrumentBook,
+    LatencyModel,
+    SimulatedBroker,
+    SlippageModel,
+)
+from engine.bus import Bus
+from engine.clock import ReplayClock
+from engine.config import load_config
+from engine.events import OrderRequest, Trades
+from engine.ledger import COLUMNS, Ledger
+from engine.ledger_query import LedgerReader
+from engine.metrics import metrics_for_run
+from engine.recorder import LedgerRecorder
+
+T0_MS = 1_748_736_000_000  # 2025-06-01 00:00 UTC
+TARGETS = {
+    "bars_per_s": (">=", 100_000),
+    "ledger_fill_rows_per_s": (">=", 200_000),
+    "order_life_us": ("<", 100.0),
+    "metrics_s": ("<", 2.0),
+    "peak_rss_mb": ("<", 500.0),
+}
+UNITS = {"bars_per_s": "bars/s", "ledger_fill_rows_per_s": "rows/s", "order_life_us": "us",
+         "metrics_s": "s", "peak_rss_mb": "MB"}
+
+
+def write_klines(path: Path, n: int, seed: int = 42, chunk: int = 100_000) -> None:
+    """``n`` one-minute bars of a seeded random walk in the kline CSV format, written in
+    chunks so that making the data does not set the benchmark's peak memory."""
+    rng = np.random.default_rng(seed)
+    last = 30_000.0
+    with open(path, "w", newline="") as fh:
+        for lo in range(0, n, chunk):
+            m = min(chunk, n - lo)
+            close = np.round(last * np.exp(np.cumsum(rng.normal(0.0, 0.0008, m))), 1)
+            opens = np.concatenate(([last], close[:-1]))
+            last = float(close[-1])
+            wiggle = np.round(rng.uniform(0.0, 15.0, (2, m)), 1)
+            volume = np.round(rng.uniform(1.0, 30.0, m), 3)
+            pd.DataFrame({
+                "open_time": T0_MS + (lo + np.arange(m, dtype=np.int64)) * 60_000,
+                "open": opens, "high": np.round(np.maximum(opens, close) + wiggle[0], 1),
+                "low": np.round(np.minimum(opens, close) - wiggle[1], 1), "close": close,
+                "volume": volume, "turnover": np.round(volume * close, 2),
+                "trades": rng.integers(1, 1_000, m),
+            }).to_csv(fh, index=False, header=lo == 0, float_format="%.10g")
+
+
+def bench_backtest(workdir: Path, bars: int) -> tuple[dict, Path, int]:
+    data = workdir / "klines.csv"
+    t = time.perf_counter()
+    write_klines(data, bars)
+    generate_s = time.perf_counter() - t
+    ledger = workdir / "backtest.db"
+    cfg = load_config(None, [f"ledger.path={ledger}", "strategy.params.fast=10",
+                             "strategy.params.slow=30", "strategy.params.qty=0.01"])
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, data=(str(data),)))
+    t = time.perf_counter()
+    result = run_backtest(cfg, progress=False)
+    elapsed = time.perf_counter() - t
+    return ({"bars": result.bars, "fills": result.fills, "backtest_s": elapsed,
+             "bars_per_s": result.bars / elapsed, "generate_s": generate_s},
+            ledger, result.run_id)
+
+
+def bench_metrics(ledger: Path, run_id: int) -> dict:
+    reader = LedgerReader(ledger)
+    try:
+        t = time.perf_counter()
+        metrics = metrics_for_run(reader, run_id)
+        elapsed = time.perf_counter() - t
+    finally:
+        reader.close()
+    return {"metrics_s": elapsed, "metrics_bars": metrics["bars"]}
+
+
+def bench_ledger(workdir: Path, rows: int) -> dict:
+    ledger = Ledger(workdir / "fills.db")
+    run_id = ledger.start_run(kind="bench", strategy="-", params="{}", symbol="BTCUSDT",
+                              category="linear", interval="1m", data_start=0, data_end=0,
+                              data_files="[]", seed=0, initial_cash=10_000.0, config="{}")
+    assert len(COLUMNS["fills"]) == 16
+    pool = 50_000  # distinct rows, cycled: a million prebuilt tuples would cost 300 MB of RSS
+    made = [(run_id, f"o{i}", "bench", "BTCUSDT", 1 if i % 2 else -1, 30_000.0 + i % 100, 0.001,
+             0.0165, "taker", 0.0, 0.001 * (i % 2), 30_000.0, 10_000.0, 10_000.0, i, i)
+            for i in range(min(pool, rows))]
+    add = ledger.add
+    t = time.perf_counter()
+    for k in range(0, rows, len(made)):
+        for row in made[: rows - k]:
+            add("fills", row)
+    ledger.flush(wait=True)
+    elapsed = time.perf_counter() - t
+    ledger.close()
+    return {"ledger_rows": rows, "ledger_s": elapsed, "ledger_fill_rows_per_s": rows / elapsed}
+
+
+def bench_order_life(workdir: Path, orders: int) -> dict:
+    """Market orders through the real bus, broker and recorder: each is sent, accepted,
+    filled by the next trade and recorded (order, updates, fill row)."""
+    t0 = T0_MS * 1_000_000
+    clock = ReplayClock(t0)
+    bus = Bus(clock)
+    account = Account("linear", 1e9)
+    broker = SimulatedBroker(
+        bus, account, InstrumentBook.load(), fees=FeeModel.for_category("linear"),
+        slippage=SlippageModel(), latency=LatencyModel(np.random.default_rng(0)),
+        fill_model=FillModel(np.random.default_rng(1)),
+    )
+    ledger = Ledger(workdir / "orders.db")
+    run_id = ledger.start_run(kind="bench", strategy="-", params="{}", symbol="BTCUSDT",
+                              category="linear", interval="1m", data_start=t0, data_end=t0,
+                              data_files="[]", seed=0, initial_cash=1e9, config="{}")
+    LedgerRecorder(bus, ledger, run_id, broker, "BTCUSDT", "1m")
+    one = np.ones(1)
+    side = np.ones(1, dtype=np.int8)
+    process = bus.process
+    process(Trades("BTCUSDT", np.array([t0]), np.array([30_000.0]), one, side, None, t0))
+    requests = [OrderRequest(f"o{i}", "BTCUSDT", 1 if i % 2 == 0 else -1, 0.01, "market", None, None,
+                             "GTC", False, "bench", t0 + (2 * i + 1) * 1000, t0 + (2 * i + 1) * 1000)
+                for i in range(orders)]
+    trades = [Trades("BTCUSDT", np.array([t0 + (2 * i + 2) * 1000]), np.array([30_000.0 + i % 7]),
+                     one, side, None, t0 + (2 * i + 2) * 1000) for i in range(orders)]
+    gc.collect()
+    t = time.perf_counter()
+    for request, trade in zip(requests, trades, strict=True):
+        process(request)
+        process(trade)
+    ledger.flush(wait=True)
+    elapsed = time.perf_counter() - t
+    ledger.close()
+    assert broker.fill_count == orders, broker.fill_count
+    return {"orders": orders, "order_life_us": elapsed / orders * 1e6}
+
+
+def verdict(key: str, value: float) -> str:
+    op, target = TARGETS[key]
+    ok = value >= target if op == ">=" else value < target
+    return "PASS" if ok else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bars", type=int, default=1_000_000, help="one-minute bars (default 1,000,000)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 100,000 bars, 100,000 ledger rows, 20,000 orders")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    bars = 100_000 if args.quick else args.bars
+    rows = 100_000 if args.quick else 1_000_000
+    orders = 20_000 if args.quick else 100_000
+    out: dict = {"bars_requested": bars, "quick": args.quick, "python": sys.version.split()[0]}
+    with tempfile.TemporaryDirectory(prefix="papertape-bench-") as tmp:
+        workdir = Path(tmp)
+        figures, ledger, run_id = bench_backtest(workdir, bars)
+        out |= figures
+        out |= bench_metrics(ledger, run_id)
+        out |= bench_ledger(workdir, rows)
+        out |= bench_order_life(workdir, orders)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["verdicts"] = {key: verdict(key, out[key]) for key in TARGETS}
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"papertape backtest benchmark: {out['bars']:,} one-minute bars, sma_cross(10, 30), "
+          f"ledger on ({out['fills']:,} fills); data generated in {out['generate_s']:.1f} s")
+    labels = {
+        "bars_per_s": f"run_backtest end to end ({out['backtest_s']:.2f} s)",
+        "ledger_fill_rows_per_s": f"ledger fill rows ({out['ledger_rows']:,} rows, {out['ledger_s']:.2f} s)",
+        "order_life_us": f"one order's life (mean of {out['orders']:,} market orders)",
+        "metrics_s": f"metrics_for_run on {out['metrics_bars']:,} bars",
+        "peak_rss_mb": "peak RSS",
+    }
+    for key, label in labels.items():
+        op, target = TARGETS[key]
+        value = out[key]
+        shown = f"{value:,.0f}" if value >= 1000 else f"{value:,.2f}"
+        print(f"  {label:<52} {shown:>12} {UNITS[key]:<6} target {op} {target:,} {UNITS[key]:<6} "
+              f"{out['verdicts'][key]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
