@@ -9,9 +9,13 @@ live and when a recording is replayed, so a replay gives the live session's even
 
 Gaps: a disconnect (or a silent feed, which is forced to reconnect) opens a gap at the
 last trade seen; the aggregator holds its bar closes meanwhile. After the reconnect the
-feed backfills from REST; trades already seen are dropped by id, and the gap closes as
-``backfilled``, or ``unfilled`` (recorded in the ledger, shown in reports) when the REST
-answer cannot reach back to the gap's start.
+feed backfills from REST; trades already seen are dropped by id. The gap closes as
+``backfilled`` once REST and the new connection's stream overlap (REST reaches the first
+trade the socket delivered since the reconnect), or when REST shows that nothing was
+missed (a quiet market); until then the feed asks REST again as the stream comes back, so
+trades served while a stream was silent but not yet known dead are not lost. It closes as
+``unfilled`` (recorded in the ledger, shown in reports) when the REST answer cannot reach
+back to the part of the gap not yet covered, or REST fails.
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ class FeedDecoder:
         self.last_trade_ns: int | None = None
         self.last_bar_open: int | None = None
         self.gap_from: int | None = None
+        self.need_from: int | None = None  # REST must reach back to here (gap not yet covered)
+        self.live_first: int | None = None  # first trade on the socket since the reconnect
+        self.gap_trades = 0
         self.malformed = 0
         self.trades = 0
 
@@ -84,6 +91,8 @@ class FeedDecoder:
         try:
             if topic.startswith("publicTrade.") and self.mode == "trades":
                 trades, ids = decode_trades(message, received)
+                if self.gap_from is not None and self.live_first is None:
+                    self.live_first = int(trades.ts_event[0])
                 return self._fresh(trades, ids)
             if topic.startswith("kline.") and self.mode == "klines":
                 return self._new_bars(decode_confirmed_klines(message, received))
@@ -112,13 +121,18 @@ class FeedDecoder:
         if status in ("disconnected", "stale"):
             if self.gap_from is None:
                 anchor = self.last_trade_ns if self.mode == "trades" else self.last_bar_open
-                self.gap_from = anchor if anchor is not None else received
+                self.gap_from = self.need_from = anchor if anchor is not None else received
+                self.gap_trades = 0
             gap_from = self.gap_from
             status = "disconnected"
+            self.live_first = None
+        elif status == "connected":
+            self.live_first = None
         return [FeedStatus(self.symbol, status, gap_from, 0, detail, received, received)]
 
     def _close_gap(self, reached: int, complete: bool, received: int, detail: str) -> list[Any]:
         gap_from, self.gap_from = self.gap_from, None
+        self.need_from = self.live_first = None
         status = "backfilled" if complete else "unfilled"
         if not complete:
             log.warning("%s: gap %s .. %s could not be fully backfilled (%s)", self.symbol,
@@ -141,9 +155,11 @@ class FeedDecoder:
             parsed.sort(key=lambda row: row[0])  # oldest first already; stable for ties
         else:
             parsed.reverse()  # newest first
+        need = self.need_from if self.need_from is not None else self.gap_from
         oldest = parsed[0][0] if parsed else None
-        reaches_back = len(parsed) < limit or (oldest is not None and oldest <= self.gap_from)
-        newer = [row for row in parsed if row[0] >= self.gap_from]
+        newest = parsed[-1][0] if parsed else None
+        reaches_back = len(parsed) < limit or (oldest is not None and oldest <= need)
+        newer = [row for row in parsed if row[0] >= need]
         events: list[Any] = []
         if newer:
             ts, price, size, side, ids = (list(col) for col in zip(*newer, strict=True))
@@ -151,10 +167,20 @@ class FeedDecoder:
                            np.array(size), np.array(side, dtype=np.int8), np.array(ids, dtype="S36"),
                            received)
             events += self._fresh(batch, ids)
-        reached = oldest if (oldest is not None and not reaches_back) else received
-        detail = f"{len(newer)} trades from REST" if reaches_back else \
-            f"REST gave {len(parsed)} trades, oldest after the gap start"
-        return events + self._close_gap(reached, reaches_back, received, detail)
+        fresh = sum(len(e.price) for e in events)
+        self.gap_trades += fresh
+        if not reaches_back:
+            return events + self._close_gap(oldest, False, received,
+                                            f"REST gave {len(parsed)} trades, oldest after the gap start")
+        if self.live_first is not None and newest is not None and newest >= self.live_first:
+            return events + self._close_gap(received, True, received, f"{self.gap_trades} trades from REST")
+        if self.live_first is None and fresh == 0:  # nothing was missed: a quiet market
+            return events + self._close_gap(received, True, received, f"{self.gap_trades} trades from REST")
+        # REST has not reached the stream of the new connection yet: keep holding the bars,
+        # and ask again from what this answer covered once the stream delivers
+        if newest is not None and newest > need:
+            self.need_from = newest
+        return events
 
     def _backfill_klines(self, rows: list[list[str]], received: int) -> list[Any]:
         """Closed klines after the last bar from a kline answer (newest first, as Bybit sends;
@@ -209,6 +235,7 @@ class LiveFeed:
         self.reconnects = 0
         self.last_data = time.monotonic()
         self.last_trade_wall_ns = 0
+        self._backfilling = False
         self._tasks: set[asyncio.Task] = set()
 
     def input(self, kind: str, received: int, payload: Any) -> None:
@@ -240,6 +267,8 @@ class LiveFeed:
             self.last_trade_wall_ns = received
         for event in events:
             self.emit(event)
+        if self.decoder.live_first is not None and self.decoder.gap_from is not None:
+            self._start_backfill()  # the stream is back: REST can now be made to reach it
 
     def _on_state(self, state: str, detail: str, received: int) -> None:
         if state == "connected" and self.state == "disconnected":
@@ -252,14 +281,44 @@ class LiveFeed:
         self.last_data = time.monotonic()
         self.input("status", received, {"status": state, "detail": detail})
         if state == "connected" and self.decoder.gap_from is not None:
-            task = asyncio.create_task(self._backfill())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_backfill()
+
+    def _start_backfill(self) -> None:
+        if self._backfilling:
+            return  # the running backfill looks at the gap again when its answer is in
+        self._backfilling = True
+        task = asyncio.create_task(self._backfill())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _backfill(self) -> None:
-        """Fetch what the gap missed (raw REST rows, so a recording keeps them); a REST that
-        fails or takes longer than ``backfill_timeout`` leaves the gap unfilled."""
+        """Backfill until the gap closes or the feed must wait: for the new connection's
+        stream (its first trade starts another backfill) or for a reconnect. Asked after
+        the stream is back, REST reaches it unless REST lags; after three such answers the
+        gap is given up as unfilled."""
         kind = "rest_trades" if self.decoder.mode == "trades" else "rest_klines"
+        after_stream = 0
+        try:
+            while True:
+                asked_after_stream = self.decoder.live_first is not None
+                self.input(kind, *await self._fetch(kind))
+                decoder = self.decoder
+                if decoder.gap_from is None or self.state != "connected" or decoder.live_first is None:
+                    return
+                if asked_after_stream:
+                    after_stream += 1
+                    if after_stream >= 3:
+                        self.input(kind, time.time_ns(), {"list": [], "error": "REST does not reach "
+                                                          "the trades of the new connection"})
+                        return
+                    await asyncio.sleep(0.5)
+        finally:
+            self._backfilling = False
+
+    async def _fetch(self, kind: str) -> tuple[int, dict]:
+        """One REST answer (raw rows, so a recording keeps them) and when it came; a REST
+        that fails or takes longer than ``backfill_timeout`` gives an error payload, which
+        leaves the gap unfilled."""
         try:
             if kind == "rest_trades":
                 body = await asyncio.wait_for(self.rest.get("/v5/market/recent-trade", {
@@ -276,7 +335,7 @@ class LiveFeed:
         except Exception as exc:  # any REST failure: the gap is recorded as unfilled
             log.error("%s backfill failed: %r", self.symbol, exc)
             payload = {"list": [], "error": repr(exc)}
-        self.input(kind, time.time_ns(), payload)
+        return time.time_ns(), payload
 
     async def _watch(self) -> None:
         """Force a reconnect when a connected feed has been silent for ``stale_after``."""
