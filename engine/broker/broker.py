@@ -118,6 +118,7 @@ class SimulatedBroker:
         self.rejections: Counter[str] = Counter()
         self.fill_count = 0
         self._liq_price: dict[str, float | None] = {}
+        self._liq_since: dict[str, int] = {}  # the last fill's time: older trades cannot liquidate
         self._liq_seq = 0
         self._last_bar: dict[str, Bar] = {}
         self.funding_rate = funding_rate
@@ -474,6 +475,7 @@ class SimulatedBroker:
         publish(PositionUpdate(symbol, pos.qty, pos.avg_price, realized, ts_event, now))
         publish(AccountUpdate(acct.cash, acct.equity(), acct.margin_used(), ts_event, now))
         self._liq_price[symbol] = acct.liquidation_price(symbol)
+        self._liq_since[symbol] = ts_event
 
     def _finish(self, order: Order, status: str, reason: str) -> None:
         order.status = status
@@ -488,6 +490,7 @@ class SimulatedBroker:
     def _liquidate_on_trades(self, tr: Trades, liq: float) -> None:
         pos = self.account.positions[tr.symbol].qty
         breached = tr.price <= liq if pos > 0 else tr.price >= liq
+        breached &= tr.ts_event >= self._liq_since.get(tr.symbol, 0)  # not before its last fill
         if breached.any():
             i = int(np.argmax(breached))
             self._liquidate(tr.symbol, float(tr.price[i]), int(tr.ts_event[i]))
