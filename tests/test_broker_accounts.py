@@ -161,3 +161,18 @@ def test_liquidation_on_bars_fills_at_the_liquidation_price_or_a_worse_open():
     h.bar(T0 + 2 * m, 29_950.0, 29_960.0, 24_000.0, 24_500.0)  # opens above, trades through
     assert h.fills[-1].price == pytest.approx(liq) and h.position == 0.0
     assert h.fills[-1].ts_event == T0 + 2 * m
+
+
+def test_liquidation_never_uses_a_trade_from_before_the_position_was_opened():
+    """A buy stop triggered late in a batch opens a 100x long; an earlier trade of the
+    same batch lay below the new position's liquidation price, but it happened before the
+    position existed and must not liquidate it."""
+    h = Harness(cash=1_000.0, leverage=100.0)
+    h.trade(T0 + S, 30_000.0)
+    stop = h.order(+1, 1.0, "stop", trigger=30_050.0, ts=T0 + 2 * S)
+    h.trades([T0 + 3 * S, T0 + 4 * S, T0 + 5 * S], [29_000.0, 30_100.0, 30_100.0])
+    assert [(f.client_order_id, f.price) for f in h.fills] == [(stop, 30_100.0)]
+    assert h.position == pytest.approx(1.0)
+    liq = h.account.liquidation_price(BTC)
+    h.trades([T0 + 6 * S, T0 + 7 * S], [liq + 1.0, liq - 1.0])  # a later breach does
+    assert h.position == 0.0 and h.fills[-1].ts_event == T0 + 7 * S

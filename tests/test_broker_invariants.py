@@ -43,6 +43,7 @@ class Books:
         self.fees = 0.0
         self.funding = 0.0
         self.mark: float | None = None
+        self.last_fill_ts = 0
         self.accepted: dict[str, int] = {}
         self.done: dict[str, int] = {}
         self.filled: dict[str, float] = {}
@@ -77,7 +78,9 @@ class Books:
         if f.client_order_id.startswith("liquidation-"):
             self.check_price_traded(f.price, f.ts_event, f.ts_event, 0.0)
             assert abs(self.pos) < 1e-9
+            assert f.ts_event >= self.last_fill_ts  # not on a trade from before the position
             return
+        self.last_fill_ts = max(self.last_fill_ts, f.ts_event)
         req = h.sent[f.client_order_id]
         assert f.side == req.side
         arrival = self.accepted[f.client_order_id]  # it was accepted, and before the fill
@@ -225,7 +228,7 @@ def schedule(h: Harness, orders, start: int, span: int, price_of) -> None:
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(5, 150),
     category=st.sampled_from(["linear", "linear", "spot"]),
-    leverage=st.sampled_from([1.0, 5.0, 25.0]),
+    leverage=st.sampled_from([1.0, 5.0, 25.0, 100.0]),
     costs=COSTS,
     orders=st.lists(ORDER, min_size=1, max_size=12),
     funding=st.lists(st.tuples(st.floats(0.0, 1.0), st.floats(-0.003, 0.003)), max_size=3),
