@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from engine.clock import NS_PER_S, LiveClock
+from engine.clock import NS_PER_MS, NS_PER_S, LiveClock
 from engine.config import Config
 from engine.events import Prediction, Wakeup
 from engine.feeds.bybit_feed import LiveFeed
@@ -172,7 +172,10 @@ class _LiveRun:
         return result
 
     def _close_out(self, end: int) -> None:
-        """Handle what arrived before the stop, give up on an open gap, close due bars."""
+        """Handle what arrived before the stop, give up on an open gap, and close the bars
+        that ended by the stop without waiting out their close delay (no trade comes any
+        more), as a backtest does at the end of its data, so a replay of the recording
+        ends with the same bars."""
         session, feed = self.session, self.feed
         if feed.decoder.gap_from is not None:
             feed.input("rest_trades", end, {"list": [], "error": "the session ended before a backfill"})
@@ -180,7 +183,7 @@ class _LiveRun:
             event = self.queue.get_nowait()
             if event is not _STOP:
                 session.bus.process(event)
-        session.bus.advance_to(end)
+        session.bus.advance_to(end + session.cfg.bars.close_delay_ms * NS_PER_MS)
         session.stop()
 
 
