@@ -257,3 +257,21 @@ def test_summary_is_json(tmp_path):
     ledger.finish_run(run_id, "finished", summary={"rejections": {"x": 2}})
     ledger.close()
     assert json.loads(read_table(path, "SELECT summary FROM runs").summary[0]) == {"rejections": {"x": 2}}
+
+
+def test_funding_rows_record_what_the_account_paid(tmp_path):
+    """A spot account pays no funding; its ledger row says so (metrics sum these rows)."""
+    for category, expected in (("linear", 0.1 * 30_000.0 * 0.001), ("spot", 0.0)):
+        path = tmp_path / f"{category}.db"
+        h = Harness(category, maker=0.001, taker=0.001)
+        ledger, run_id, _ = attach_ledger(h, path)
+        h.trade(T0, 30_000.0)
+        h.order(+1, 0.1, ts=T0 + S)
+        h.trade(T0 + 2 * S, 30_000.0)
+        cash = h.account.cash
+        h.bus.process(Funding(BTC, 0.001, 30_000.0, T0 + 3 * S, T0 + 3 * S))
+        ledger.finish_run(run_id, "finished")
+        ledger.close()
+        payment = read_table(path, "SELECT payment FROM funding").payment.tolist()
+        assert payment == [pytest.approx(expected)]
+        assert cash - h.account.cash == pytest.approx(expected)
