@@ -114,7 +114,7 @@ class _LiveRun:
                              record=self.recording.write if self.recording else None,
                              interval=opts.interval, ping_interval=opts.ping_interval_s,
                              pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
-                             stale_after=opts.stale_after_s)
+                             stale_after=opts.stale_after_s, start_ns=session.market.data_start)
 
         self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         session.host.offload = self._offload

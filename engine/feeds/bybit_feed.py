@@ -220,6 +220,7 @@ class LiveFeed:
         stale_after: float = 30.0,
         backfill_limit: int = 1000,
         backfill_timeout: float = 60.0,
+        start_ns: int | None = None,
     ) -> None:
         self.rest, self.category, self.symbol = rest, category, symbol
         self.emit, self.record = emit, record
@@ -235,6 +236,7 @@ class LiveFeed:
         self.reconnects = 0
         self.last_data = time.monotonic()
         self.last_trade_wall_ns = 0
+        self.start_ns = start_ns
         self._backfilling = False
         self._tasks: set[asyncio.Task] = set()
 
@@ -246,7 +248,11 @@ class LiveFeed:
             self.emit(event)
 
     async def run(self) -> None:
-        """Run the websocket and the silence watch until :meth:`stop`."""
+        """Run the websocket and the silence watch until :meth:`stop`. With ``start_ns`` (the
+        session start), the time until the first connection is a gap like any other: bars
+        are held and the first connection backfills it."""
+        if self.start_ns is not None:
+            self.input("status", self.start_ns, {"status": "disconnected", "detail": "not connected yet"})
         watch = asyncio.create_task(self._watch())
         try:
             await self.ws.run()
