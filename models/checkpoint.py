@@ -2,11 +2,11 @@
 where ``meta`` is a JSON string, so the file loads with ``torch.load(weights_only=True)``.
 
 The metadata holds: ``model`` (the :class:`EncoderConfig` fields), ``features`` (names in
-input order) and ``feature_lookback`` (bars each needs, i.e. their definitions),
+input order), ``feature_lookback`` and ``feature_version`` (their definitions),
 ``normalization`` (per-timeframe mean/std and clip, fitted on the training window),
 ``interval``, ``timeframes``, ``seq_len``, ``head``, ``horizon``, ``threshold``
 (classification), ``training_window`` (first/last ``open_time`` ms of the train,
-validation and test windows), ``metrics`` and ``code_version``.
+validation and test windows), ``metrics``, ``seed`` and ``code_version``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from models.encoder import EncoderConfig, SeriesEncoder
-from models.features import LOOKBACK
+from models.features import FEATURE_VERSION, LOOKBACK
 
 FORMAT = "papertape-model/1"
 
@@ -68,9 +68,11 @@ def check_features(meta: dict, features: list[str] | tuple[str, ...]) -> None:
             f"checkpoint was trained on features [{', '.join(want)}] but the data has "
             f"[{', '.join(have)}] ({detail})")
     changed = [f for f in want if LOOKBACK.get(f) != meta["feature_lookback"].get(f)]
-    if changed:
+    if changed or meta.get("feature_version") != FEATURE_VERSION:
         raise FeatureMismatchError(
-            f"feature definition(s) changed since the checkpoint was made: {', '.join(changed)}")
+            "feature definitions changed since the checkpoint was made "
+            f"(version {meta.get('feature_version')} -> {FEATURE_VERSION}"
+            + (f"; {', '.join(changed)}" if changed else "") + "): retrain it")
 
 
 def load_checkpoint(path: str | Path, features: list[str] | None = None,

@@ -41,6 +41,7 @@ LOOKBACK = {  # bars a feature needs, the current one included
     "hl_range": 1,
 }
 FEATURES: tuple[str, ...] = tuple(LOOKBACK)
+FEATURE_VERSION = 1  # bump when a definition changes: checkpoints made before are refused
 BAR_FIELDS = ("open", "high", "low", "close", "volume")
 
 

@@ -82,8 +82,9 @@ class Predictor:
         self._rows[k].append(self.normalizer.transform_row(k, row))
 
     def update(self, bar) -> np.ndarray | None:
-        """Add one closed base bar (``open_time`` in ms); the model output for the window
-        ending at it, or None while warming up."""
+        """Add one closed base bar; the model output for the window ending at it, or None
+        while warming up. ``open_time`` must be in ms (engine ``Bar`` events carry ns:
+        pass a mapping with ``open_time // 1_000_000``); only coarser timeframes use it."""
         bar = _as_dict(bar)
         for k, builder in enumerate(self._builders):
             for coarse in builder.update(bar):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from models.checkpoint import code_version
 from models.dataset import Frames, Normalizer, build_frames, run_model
 from models.encoder import EncoderConfig, SeriesEncoder
-from models.features import FEATURES, LOOKBACK, FeatureSet
+from models.features import FEATURE_VERSION, FEATURES, LOOKBACK, FeatureSet
 from models.targets import direction_classes, forward_log_returns, sharpe_loss
 
 
@@ -124,12 +124,18 @@ def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2, gap: in
     return folds
 
 
+def _inputs(bars: pd.DataFrame, cfg: TrainConfig):
+    """Features, raw frames, forward returns and the valid window ends of ``bars``."""
+    feature_set = FeatureSet(tuple(cfg.features))
+    frames = build_frames(bars, feature_set, cfg.interval, tuple(cfg.timeframes))
+    returns = forward_log_returns(bars["close"].to_numpy(), cfg.horizon)
+    valid = frames.valid_ends(cfg.seq_len) & np.isfinite(returns).all(axis=1)
+    return feature_set, frames, returns, valid
+
+
 def usable_rows(bars: pd.DataFrame, config: TrainConfig) -> np.ndarray:
     """Rows that end a complete window and have a label: the possible window ends."""
-    frames = build_frames(bars, FeatureSet(tuple(config.features)), config.interval,
-                          tuple(config.timeframes))
-    returns = forward_log_returns(bars["close"].to_numpy(), config.horizon)
-    return np.flatnonzero(frames.valid_ends(config.seq_len) & np.isfinite(returns).all(axis=1))
+    return np.flatnonzero(_inputs(bars, config)[3])
 
 
 def first_usable_row(bars: pd.DataFrame, config: TrainConfig) -> int:
@@ -199,13 +205,16 @@ def _labels(head: str, returns: np.ndarray, threshold: float | None) -> torch.Te
     return torch.from_numpy(returns[:, -1]).float()
 
 
-def _batch_loss(model, frames: Frames, ends, labels, cfg: TrainConfig, device) -> float:
+def _predict(model, frames: Frames, ends: np.ndarray, seq_len: int) -> np.ndarray:
+    """Eval-mode outputs for the windows ending at ``ends``, in batches of 512."""
+    return np.concatenate([run_model(model, frames.windows(ends[i : i + 512], seq_len))
+                           for i in range(0, len(ends), 512)])
+
+
+def _eval_loss(model, frames: Frames, ends, labels, cfg: TrainConfig) -> float:
     """Mean loss over ``ends`` in eval mode (validation)."""
-    preds = np.concatenate([run_model(model, frames.windows(ends[i : i + 512], cfg.seq_len))
-                            for i in range(0, len(ends), 512)])
-    with torch.no_grad():
-        return _loss(cfg.head, torch.from_numpy(preds).float(), labels,
-                     model.target_scale.cpu()).item()
+    preds = torch.from_numpy(_predict(model, frames, ends, cfg.seq_len)).float()
+    return _loss(cfg.head, preds, labels, model.target_scale.cpu()).item()
 
 
 def _window_ms(bars: pd.DataFrame, ends: np.ndarray) -> list[int]:
@@ -221,16 +230,14 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
                         "or allocation")
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
-    feature_set = FeatureSet(tuple(cfg.features))
-    frames = build_frames(bars, feature_set, cfg.interval, tuple(cfg.timeframes))
-    returns = forward_log_returns(bars["close"].to_numpy(), cfg.horizon)
-    valid = frames.valid_ends(cfg.seq_len) & np.isfinite(returns).all(axis=1)
+    feature_set, frames, returns, valid = _inputs(bars, cfg)
     if fold is None:
         first = int(np.argmax(valid)) if valid.any() else len(bars)
         fold = chronological_split(len(bars), cfg.val_frac, cfg.test_frac, cfg.horizon, first)
-    ends = {name: np.array([i for i in rng if valid[i]], dtype=np.int64)
-            for name, rng in (("train", fold.train), ("validation", fold.val),
-                              ("test", fold.test))}
+    ends = {}
+    for name, rows in (("train", fold.train), ("validation", fold.val), ("test", fold.test)):
+        idx = np.arange(rows.start, min(rows.stop, len(bars)), dtype=np.int64)
+        ends[name] = idx[valid[idx]]
     if len(ends["train"]) < 2 * cfg.batch_size or not len(ends["validation"]):
         raise DataError(
             f"too few bars: {len(bars)} bars give {int(valid.sum())} usable windows of "
@@ -252,13 +259,12 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
     metrics = {}
     for name in ("validation", "test"):
         if len(ends[name]):
-            preds = np.concatenate([run_model(model, frames.windows(ends[name][i : i + 512],
-                                                                    cfg.seq_len))
-                                    for i in range(0, len(ends[name]), 512)])
+            preds = _predict(model, frames, ends[name], cfg.seq_len)
             metrics[name] = evaluate(cfg.head, preds, returns[ends[name]], threshold)
     meta = {
         "features": list(feature_set.names),
         "feature_lookback": {n: LOOKBACK[n] for n in feature_set.names},
+        "feature_version": FEATURE_VERSION,
         "normalization": norm.to_dict(),
         "interval": cfg.interval,
         "timeframes": list(cfg.timeframes),
@@ -300,7 +306,7 @@ def _fit(model, frames, ends, labels, cfg: TrainConfig, device) -> list[dict]:
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        val = _batch_loss(model, frames, ends["validation"], labels["validation"], cfg, device)
+        val = _eval_loss(model, frames, ends["validation"], labels["validation"], cfg)
         history.append({"epoch": epoch + 1, "loss": total / len(train_ends), "val_loss": val})
         bar.set_postfix(loss=f"{total / len(train_ends):.4f}", val=f"{val:.4f}")
         if val < best - 1e-6:

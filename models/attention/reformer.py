@@ -15,8 +15,11 @@ input length (``ceil(L / bucket_size)`` rounded up to even, using the first colu
 the rotations) unless ``n_buckets`` fixes it; ``n_buckets=1`` disables hashing. Masked
 and padding tokens get a bucket of their own after all others, so their content never
 changes which real tokens share a chunk.
-Without gradients the chunks go through PyTorch's fused CPU attention kernel, which
-also returns the log-sum-exp; with gradients they use plain differentiable tensor ops.
+
+Without gradients on CPU the chunks go through the fused kernel behind SDPA
+(``aten._scaled_dot_product_flash_attention_for_cpu``), which also returns the
+log-sum-exp the rounds need; otherwise (training, CUDA, or if that op is missing) plain
+differentiable tensor ops compute the same thing.
 """
 
 from __future__ import annotations
