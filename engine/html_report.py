@@ -30,9 +30,7 @@ import pandas as pd
 from engine.clock import NS_PER_MS, NS_PER_S
 from engine.ledger_query import LedgerReader
 from engine.metrics import daily_equity
-from engine.report import _ROWS as METRIC_ROWS
-from engine.report import _fmt as format_value
-from engine.report import format_time
+from engine.report import METRIC_ROWS, format_time, format_value
 
 MAX_POINTS = 4000
 MAX_FILL_ROWS = 2000

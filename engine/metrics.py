@@ -110,7 +110,7 @@ def compute_metrics(
     final = float(curve[-1])
     total = final / initial_cash - 1.0
     years = (curve_ts[-1] - curve_ts[0]) / NS_PER_S / SECONDS_PER_YEAR
-    cagr = (final / initial_cash) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else None
+    cagr = float((final / initial_cash) ** (1.0 / years) - 1.0) if years > 0 and final > 0 else None
     per_year = periods_per_year(interval, ts) if len(ts) else float("nan")
     with np.errstate(divide="ignore", invalid="ignore"):
         bar_returns = curve[1:] / curve[:-1] - 1.0

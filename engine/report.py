@@ -10,7 +10,7 @@ import pandas as pd
 
 from engine.clock import NS_PER_S
 
-_ROWS = (
+METRIC_ROWS = (
     ("total_return", "Total return", "pct"),
     ("cagr", "CAGR", "pct"),
     ("volatility", "Volatility (ann.)", "pct"),
@@ -33,7 +33,7 @@ _ROWS = (
 )
 
 
-def _fmt(value: Any, kind: str) -> str:
+def format_value(value: Any, kind: str) -> str:
     if value is None:
         return "n/a"
     if kind == "pct":
@@ -58,12 +58,12 @@ def format_duration(seconds: float) -> str:
 def format_metrics(metrics: dict[str, Any], title: str = "") -> str:
     """The metrics as an aligned two-column table, with the annualisation stated."""
     lines = [title] if title else []
-    width = max(len(label) for _, label, _ in _ROWS)
-    for key, label, kind in _ROWS:
-        lines.append(f"  {label:<{width}}  {_fmt(metrics.get(key), kind):>16}")
+    width = max(len(label) for _, label, _ in METRIC_ROWS)
+    for key, label, kind in METRIC_ROWS:
+        lines.append(f"  {label:<{width}}  {format_value(metrics.get(key), kind):>16}")
     daily = metrics.get("daily") or {}
-    lines.append(f"  {'Sharpe / Sortino (daily)':<{width}}  "
-                 f"{_fmt(daily.get('sharpe'), 'num'):>7} / {_fmt(daily.get('sortino'), 'num'):>6}")
+    sharpe, sortino = format_value(daily.get("sharpe"), "num"), format_value(daily.get("sortino"), "num")
+    lines.append(f"  {'Sharpe / Sortino (daily)':<{width}}  {sharpe:>7} / {sortino:>6}")
     ann = (metrics.get("annualisation") or {}).get("bar", {})
     per_year = ann.get("periods_per_year")
     if per_year:

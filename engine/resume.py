@@ -67,7 +67,6 @@ def _restore_orders(session: Session, reader: LedgerReader, ids: list[int], fill
         broker.orders[order.id] = order
         if order.status == "active" and order.id in accepted:
             broker.active.append(order)
-            host.track_open(order.id, order.side, order.remaining, order.type)
         elif order.status == "active":
             order.status = "lost"  # sent but never accepted before the crash: not on the venue
     host.continue_numbering([o.client_order_id for o in orders.itertuples()])

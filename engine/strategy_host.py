@@ -31,7 +31,6 @@ from engine.events import (
 log = logging.getLogger(__name__)
 
 _SIDES = {"buy": BUY, "sell": SELL, BUY: BUY, SELL: SELL}
-_DONE = ("rejected", "canceled", "expired", "filled")
 
 
 def _overrides(strategy: Any, name: str) -> bool:
@@ -69,7 +68,7 @@ class StrategyContext:
         self.offload: Callable[[Callable[[], Any], int], None] | None = None
         self.last_bar_close = -1
         self.predictions_dropped = 0
-        self._open: dict[str, tuple[int, float, str]] = {}  # id -> (side, remaining, type)
+        self._in_flight: dict[str, OrderRequest] = {}  # sent, not yet seen by the broker
         strategy.attach(self)
         self._bar_callback = self._guard(strategy.on_bar)
         self._trades_callback = self._guard(strategy.on_trades)
@@ -80,6 +79,7 @@ class StrategyContext:
         self.reads_trades = _overrides(strategy, "on_trades")
         if self.reads_trades:
             bus.subscribe(Trades, self._on_trades)
+        bus.subscribe(OrderRequest, self._on_request)
         bus.subscribe(Fill, self._on_fill)
         bus.subscribe(OrderUpdate, self._on_order_update)
         bus.subscribe(Prediction, self._on_prediction)
@@ -96,13 +96,9 @@ class StrategyContext:
         return self.broker.account.equity()
 
     def open_orders(self) -> list[str]:
-        return list(self._open)
+        return [*self._in_flight, *(o.id for o in self.broker.open_orders(self.strategy_id))]
 
     # -- order entry ---------------------------------------------------------------------
-
-    def track_open(self, order_id: str, side: int, remaining: float, order_type: str) -> None:
-        """Count an order restored from the ledger as this strategy's open order."""
-        self._open[order_id] = (side, remaining, order_type)
 
     def continue_numbering(self, order_ids: list[str]) -> None:
         """Number new orders after the highest ``<strategy_id>-N`` among ``order_ids``."""
@@ -122,13 +118,14 @@ class StrategyContext:
         side = _SIDES[side]
         order_id = self.next_order_id()
         now = self.clock.timestamp_ns()
-        self._open[order_id] = (side, float(qty), order_type)
-        self.bus.publish(OrderRequest(
+        request = OrderRequest(
             order_id, self.symbol, side, float(qty), order_type,
             None if price is None else float(price),
             None if trigger_price is None else float(trigger_price),
             time_in_force, bool(reduce_only), self.strategy_id, now, now,
-        ))
+        )
+        self._in_flight[order_id] = request
+        self.bus.publish(request)
         return order_id
 
     def cancel_order(self, client_order_id: str) -> None:
@@ -138,8 +135,11 @@ class StrategyContext:
     def target_position(self, qty: float) -> str | None:
         if not math.isfinite(qty):
             raise ValueError(f"target position must be finite, got {qty}")
-        on_the_way = sum(side * left for side, left, kind in self._open.values()
-                         if kind == "market")
+        # Market orders still on their way count as done; position and the broker's
+        # remaining quantities change together, at the fill.
+        on_the_way = sum(r.side * r.qty for r in self._in_flight.values() if r.order_type == "market")
+        on_the_way += sum(o.side * o.remaining for o in self.broker.open_orders(self.strategy_id)
+                          if o.type == "market")
         delta = qty - (self.position() + on_the_way)
         if abs(delta) < 1e-12:
             return None
@@ -181,21 +181,17 @@ class StrategyContext:
         if trades.symbol == self.symbol:
             self._trades_callback(trades)
 
+    def _on_request(self, request: OrderRequest) -> None:
+        """The broker (subscribed first) has the order now; it tracks it from here."""
+        self._in_flight.pop(request.client_order_id, None)
+
     def _on_fill(self, fill: Fill) -> None:
-        if fill.strategy_id != self.strategy_id:
-            return
-        entry = self._open.get(fill.client_order_id)
-        if entry is not None:
-            side, left, kind = entry
-            self._open[fill.client_order_id] = (side, left - fill.qty, kind)
-        self._fill_callback(fill)
+        if fill.strategy_id == self.strategy_id:
+            self._fill_callback(fill)
 
     def _on_order_update(self, update: OrderUpdate) -> None:
-        if update.strategy_id != self.strategy_id:
-            return
-        if update.status in _DONE:
-            self._open.pop(update.client_order_id, None)
-        self._update_callback(update)
+        if update.strategy_id == self.strategy_id:
+            self._update_callback(update)
 
     def _on_prediction(self, prediction: Prediction) -> None:
         if prediction.strategy_id != self.strategy_id:

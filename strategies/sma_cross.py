@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from strategies.base import Strategy, StrategyConfig
@@ -47,7 +48,7 @@ class SmaCross(Strategy):
         if len(closes) < slow_n:
             return
         fast_n = self.config.fast
-        fast = math.fsum(closes[i] for i in range(slow_n - fast_n, slow_n)) / fast_n
+        fast = math.fsum(islice(closes, slow_n - fast_n, slow_n)) / fast_n
         slow = math.fsum(closes) / slow_n
         above = fast > slow
         was_above = self._was_above

@@ -93,13 +93,7 @@ def test_sma_cross_fills_at_the_next_bar_open_or_only_when_asked_at_the_close(kl
     assert [sent[c] for c in fills.client_order_id] == [open_ns[i] + step for i, _, _ in expected]
 
 
-@pytest.mark.parametrize("fill_at", [
-    pytest.param("next", marks=pytest.mark.xfail(strict=True, reason=(
-        "engine/strategy_host.py target_position counts an order that the broker filled at "
-        "this bar's open as still on its way (its Fill is delivered after the strategy's "
-        "on_bar), so sma_cross buys 2 x qty after a sell filled on the same bar"))),
-    "close",
-])
+@pytest.mark.parametrize("fill_at", ["next", "close"])
 def test_sma_cross_holds_exactly_its_qty(klines, tmp_path, fill_at):
     _, fills, _, expected = sma_run(klines, tmp_path, fill_at)
     assert [round(q, 9) for q in fills.qty] == [round(q, 9) for _, _, q in expected]

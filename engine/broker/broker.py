@@ -115,6 +115,7 @@ class SimulatedBroker:
         self.match_on, self.fill_at = match_on, fill_at
         self.orders: dict[str, Order] = {}
         self.active: list[Order] = []
+        self.pending: list[Order] = []
         self.rejections: Counter[str] = Counter()
         self.fill_count = 0
         self._liq_price: dict[str, float | None] = {}
@@ -136,9 +137,9 @@ class SimulatedBroker:
         return pos.qty if pos is not None else 0.0
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
-        """Orders sent or resting and not finished, in arrival order."""
-        return [o for o in self.orders.values() if o.status in ("pending", "active")
-                and (strategy_id is None or o.strategy_id == strategy_id)]
+        """Orders on their way to the venue or working there, oldest first."""
+        return [o for o in (*self.pending, *self.active)
+                if strategy_id is None or o.strategy_id == strategy_id]
 
     def start_funding(self, from_ns: int) -> None:
         """Settle funding every interval (00:00, 08:00, 16:00 UTC by default) from now on."""
@@ -159,6 +160,7 @@ class SimulatedBroker:
                       req.reduce_only, req.ts_init)
         self.orders[order.id] = order
         delay = self.latency.submit_delay_ns()
+        self.pending.append(order)
         if delay <= 0:
             self._arrive(order)
         else:
@@ -183,6 +185,7 @@ class SimulatedBroker:
         self._finish(order, "canceled", "canceled by strategy")
 
     def _arrive(self, order: Order) -> None:
+        self.pending.remove(order)
         order.arrival = self.clock.timestamp_ns()
         reason = self._check(order)
         if reason is not None:

@@ -168,15 +168,14 @@ class KlineReplay:
         """Send every bar through ``bus`` at its close (``fine`` is unused: bars are atomic)."""
         f = self.frame
         symbol, label, step = self.range.symbol, self.label, self.interval_ns
-        columns = (
-            (f["open_time"].to_numpy(dtype=np.int64) * NS_PER_MS).tolist(),
-            f["open"].tolist(), f["high"].tolist(), f["low"].tolist(), f["close"].tolist(),
-            f["volume"].tolist(), f["turnover"].tolist(), f["trades"].tolist(),
-        )
+        open_ns = f["open_time"].to_numpy(dtype=np.int64) * NS_PER_MS
+        names = ("open", "high", "low", "close", "volume", "turnover", "trades")
+        columns = [f[name].to_numpy() for name in names]
         process = bus.process
-        block = 65536
+        block = 65536  # Python lists of one block at a time keep memory flat
         for lo_index in range(0, len(f), block):
-            rows = zip(*(col[lo_index:lo_index + block] for col in columns), strict=True)
+            part = slice(lo_index, lo_index + block)
+            rows = zip(open_ns[part].tolist(), *(col[part].tolist() for col in columns), strict=True)
             for open_time, o, h, lo, c, v, t, n in rows:
                 close_time = open_time + step
                 process(Bar(symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
