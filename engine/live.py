@@ -141,6 +141,7 @@ class _LiveRun:
         session, feed, queue = self.session, self.feed, self.queue
         stop = _install_stop(self.loop, queue, self.opts.duration_s)
         status = asyncio.create_task(_status_line(session, feed, self.opts.status_every_s))
+        flusher = asyncio.create_task(_flush_ledger(session, session.cfg.ledger.flush_seconds))
         feed_task = asyncio.create_task(feed.run())
         error = None
         try:
@@ -154,6 +155,7 @@ class _LiveRun:
             await feed.stop()
             await asyncio.gather(feed_task, return_exceptions=True)
             status.cancel()
+            flusher.cancel()
             await self.rest.close()
             self.inference.shutdown(wait=True, cancel_futures=True)
             _clear_status_line()
@@ -214,6 +216,15 @@ def _install_stop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
     if duration_s is not None:
         loop.call_later(duration_s, stop, "duration")
     return stopper
+
+
+async def _flush_ledger(session: Session, every_s: float) -> None:
+    """Hand the buffered ledger rows to its writer every ``every_s`` seconds. The ledger
+    checks the time only every 1024 rows, which a live session takes hours to add; a crash
+    must not lose more than the last few seconds (and a resume needs the fills)."""
+    while True:
+        await asyncio.sleep(every_s)
+        session.ledger.flush()
 
 
 async def _status_line(session: Session, feed: LiveFeed, every_s: float) -> None:
