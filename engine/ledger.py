@@ -1,9 +1,10 @@
 """The ledger: an append-only record of runs on SQLAlchemy 2 (SQLite in WAL mode by default,
 any SQLAlchemy URL accepted).
 
-Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar), bars,
-strategy_state, predictions and feed_gaps. Rows are buffered in memory and written by a
-background thread, one transaction per batch, so the event loop never waits on disk and a
+Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar, with the
+bar; the ``bars`` view shows just the bars), strategy_state, predictions and feed_gaps. Rows
+are buffered in memory and written by a background thread, one transaction per batch, so
+the event loop never waits on disk and a
 crash (even ``kill -9``) loses at most the open batch: a fill is never half-written, and a
 run that did not finish keeps ``status = 'running'`` (shown as ``interrupted`` once its
 process is gone).
@@ -133,7 +134,9 @@ class FundingRow(Base):
 
 
 class EquityRow(Base):
-    """The account at a bar's close: the basis of every return metric."""
+    """One row per closed bar: the account at the bar's close (the basis of every return
+    metric) and the bar itself. One row instead of two halves the ledger's write cost; the
+    ``bars`` view shows the bar columns as a table of their own."""
 
     __tablename__ = "equity"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -144,12 +147,6 @@ class EquityRow(Base):
     position: Mapped[float] = mapped_column(Float)
     mark_price: Mapped[float] = mapped_column(Float)
     margin_used: Mapped[float] = mapped_column(Float)
-
-
-class BarRow(Base):
-    __tablename__ = "bars"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = _run_fk()
     symbol: Mapped[str] = mapped_column(String(40))
     interval: Mapped[str] = mapped_column(String(32))
     open_time: Mapped[int] = mapped_column(BigInteger)
@@ -160,6 +157,10 @@ class BarRow(Base):
     volume: Mapped[float] = mapped_column(Float)
     turnover: Mapped[float] = mapped_column(Float)
     trades: Mapped[int] = mapped_column(Integer)
+
+
+BARS_VIEW = ("CREATE VIEW IF NOT EXISTS bars AS SELECT id, run_id, symbol, interval, open_time, open, "
+             "high, low, close, volume, turnover, trades FROM equity")
 
 
 class StrategyStateRow(Base):
@@ -199,7 +200,7 @@ Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts)
 Index("ix_fills_run_ts", FillRow.run_id, FillRow.ts_event)
 
 TABLES = {cls.__tablename__: cls.__table__ for cls in
-          (OrderRow, OrderUpdateRow, FillRow, FundingRow, EquityRow, BarRow,
+          (OrderRow, OrderUpdateRow, FillRow, FundingRow, EquityRow,
            StrategyStateRow, PredictionRow, FeedGapRow)}
 # The columns each buffered row fills, in order (everything but the autoincrement id).
 COLUMNS = {name: [c.name for c in table.columns if c.name != "id"] for name, table in TABLES.items()}
@@ -227,6 +228,8 @@ def open_engine(target: str | Path) -> sa.Engine:
             cur.execute("PRAGMA busy_timeout=10000")
             cur.close()
     Base.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(BARS_VIEW))
     return engine
 
 

@@ -95,14 +95,14 @@ class LedgerRecorder:
             return
         self.bars += 1
         self.last_close = close_time
-        add = self.ledger.add
-        run_id = self.run_id
-        add("bars", (run_id, symbol, interval, open_time, o, h, lo, c, volume, turnover, trades))
         account = self.broker.account
         equity, margin = account.equity_and_margin()
         pos = account.positions.get(symbol)
-        add("equity", (run_id, close_time, account.cash, equity, 0.0 if pos is None else pos.qty,
-                       account.marks.get(symbol, c), margin))
+        self.ledger.add("equity", (
+            self.run_id, close_time, account.cash, equity, 0.0 if pos is None else pos.qty,
+            account.marks.get(symbol, c), margin, symbol, interval, open_time, o, h, lo, c, volume,
+            turnover, trades,
+        ))
 
     def _on_prediction(self, p: Prediction) -> None:
         self.ledger.add("predictions", (
