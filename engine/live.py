@@ -75,6 +75,12 @@ class WallTimer:
 
 async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
     """Run one live paper-trading session until the duration ends or a signal arrives."""
+    if opts.resume is not None:  # a run that is not there is a typo, not a failed run
+        reader = LedgerReader(cfg.ledger.path)
+        try:
+            reader.run(opts.resume)
+        finally:
+            reader.close()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     start = time.time_ns()
