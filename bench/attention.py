@@ -10,6 +10,8 @@ sequence length; and a training step of a 4-layer encoder at batch 16, seq 1024.
 Peak memory: every case runs in a fresh subprocess and reports the growth of its peak
 resident set size (``ru_maxrss``) from just before the first forward pass (module and
 input already allocated) to the end, i.e. the extra memory the computation needed.
+Each case waits for an idle machine first and reports the share of the cores other
+processes used while it ran; rows above 10% are marked, since their times are inflated.
 
     python bench/attention.py [--quick] [--json]
 """
@@ -109,17 +111,49 @@ def run_case(case: dict) -> dict:
             "peak_mb": (_peak_rss_bytes() - base) / 2**20}
 
 
+def _machine_busy_s() -> float:
+    """CPU seconds all processes on the machine have used (Linux ``/proc/stat``)."""
+    try:
+        with open("/proc/stat") as fh:
+            ticks = [int(v) for v in fh.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wait_until_quiet(limit_s: float = 30.0) -> None:
+    """Wait (up to ``limit_s``) for a second in which other work used < 10% of one core."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = _machine_busy_s()
+        time.sleep(1.0)
+        if _machine_busy_s() - before < 0.1:
+            return
+
+
 def _in_subprocess(case: dict) -> dict:
+    """Run one case in a fresh interpreter; also report the CPU time other processes
+    used meanwhile (``other_cpu_share`` of the cores: above ~0.1 the time is inflated)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    _wait_until_quiet()
+    busy, ours, start = _machine_busy_s(), _children_cpu_s(), time.monotonic()
     try:
         proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], env=env,
                               capture_output=True, text=True, timeout=1800)
     except subprocess.TimeoutExpired:
         return {"error": "timed out"}
+    other = (_machine_busy_s() - busy) - (_children_cpu_s() - ours)
+    share = max(other, 0.0) / (THREADS * (time.monotonic() - start))
     if proc.returncode:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
                 f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**json.loads(proc.stdout.strip().splitlines()[-1]),
+            "other_cpu_share": round(share, 3)}
 
 
 def cases(quick: bool) -> list[dict]:
@@ -203,7 +237,8 @@ def print_table(rows: list[dict], summary: dict) -> None:
     for r in rows:
         if "time_s" in r:
             speed = f"{r['speedup_vs_full']:.2f}x" if "speedup_vs_full" in r else ""
-            cells = f"{r['time_s']:9.3f} {r['peak_mb']:9.0f} {speed:>8}"
+            busy = "  (machine busy)" if r.get("other_cpu_share", 0) > 0.1 else ""
+            cells = f"{r['time_s']:9.3f} {r['peak_mb']:9.0f} {speed:>8}{busy}"
         else:
             cells = r.get("skipped") or r.get("error")
         print(f"{r['what']:8} {_label(r):34} {r['batch']:5} {r['seq']:5} {cells}")
@@ -211,9 +246,9 @@ def print_table(rows: list[dict], summary: dict) -> None:
           + ", ".join(f"{k} {v}" for k, v in summary["memory_exponents"].items()))
     for t in summary["targets"]:
         print(f"{'MET ' if t['met'] else 'MISS'} {t['target']}: {t['value']}")
-    load = summary["load_average"]
-    print(f"1-minute load average before {load['before']:.2f}, after {load['after']:.2f} "
-          f"(more than ~{THREADS} means other work shared the cores)")
+    busy = sum(r.get("other_cpu_share", 0) > 0.1 for r in rows)
+    print(f"{busy} of {len(rows)} cases ran while other processes used more than 10% of the "
+          "cores (marked 'machine busy'; their times are inflated)")
 
 
 def main() -> int:
@@ -228,12 +263,9 @@ def main() -> int:
     from tqdm import tqdm
 
     rows = []
-    load_before = os.getloadavg()[0]
     for case in tqdm(cases(args.quick), desc="attention bench", file=sys.stderr):
         rows.append({**case, **_in_subprocess(case)})
     summary = summarise(rows)
-    # other work on the machine slows every case; the load average tells if there was any
-    summary["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
     if args.json:
         print(json.dumps({"threads": THREADS, "d_model": D_MODEL, "heads": HEADS,
                           "rows": rows, **summary}))
