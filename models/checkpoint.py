@@ -5,8 +5,9 @@ The metadata holds: ``model`` (the :class:`EncoderConfig` fields), ``features`` 
 input order), ``feature_lookback`` and ``feature_version`` (their definitions),
 ``normalization`` (per-timeframe mean/std and clip, fitted on the training window),
 ``interval``, ``timeframes``, ``seq_len``, ``head``, ``horizon``, ``threshold``
-(classification), ``training_window`` (first/last ``open_time`` ms of the train,
-validation and test windows), ``metrics``, ``seed`` and ``code_version``.
+(classification), ``training_window`` (``open_time`` ms of the first and last window-end
+bar of the train, validation and test splits: a backtest of this model should trade only
+after ``test[0]``), ``metrics``, ``seed`` and ``code_version``.
 """
 
 from __future__ import annotations
