@@ -16,10 +16,11 @@ the rotations) unless ``n_buckets`` fixes it; ``n_buckets=1`` disables hashing. 
 and padding tokens get a bucket of their own after all others, so their content never
 changes which real tokens share a chunk.
 
-Without gradients on CPU the chunks go through the fused kernel behind SDPA
+On CPU the chunks go through the fused kernel behind SDPA
 (``aten._scaled_dot_product_flash_attention_for_cpu``), which also returns the
-log-sum-exp the rounds need; otherwise (training, CUDA, or if that op is missing) plain
-differentiable tensor ops compute the same thing.
+log-sum-exp the rounds need (elsewhere plain tensor ops compute the same); a small
+autograd function supplies the gradient of both outputs, recomputing the chunk
+probabilities in the backward pass instead of storing them.
 """
 
 from __future__ import annotations
@@ -40,32 +41,70 @@ def _even_buckets(length: int, bucket_size: int) -> int:
     return n + n % 2
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float):
-    """Softmax attention of 4-d ``[B, chunks, c, d]`` inputs with an additive bias,
-    returning output and log-sum-exp (the fused kernel also accepts strided windows)."""
+def _forward(q, k, v, bias, scale: float):
+    """Output and log-sum-exp of softmax attention with an additive bias (no autograd)."""
     fused = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-    if fused is not None and q.device.type == "cpu" and not grad and q.dtype == torch.float32:
+    if fused is not None and q.device.type == "cpu" and q.dtype == torch.float32:
         return fused(q, k, v, attn_mask=bias, scale=scale)
     dots = q @ k.transpose(-1, -2) * scale + bias
     lse = dots.logsumexp(dim=-1)
     return (dots - lse[..., None]).exp() @ v, lse
 
 
-def _chunk_windows(rows: torch.Tensor, c: int, look: int) -> torch.Tensor:
-    """``[B, look + L, e]`` (last chunk prepended when ``look == c``) -> ``[B, chunks,
-    look + c, e]``: every chunk after the one before it. Without gradients an overlapping
-    strided view (no copy); with gradients a concatenation, whose backward is cheap."""
+def _windows(rows: torch.Tensor, c: int, look: int) -> torch.Tensor:
+    """``[B, look + L, e]`` (last chunk prepended when ``look == c``) -> overlapping view
+    ``[B, chunks, look + c, e]``: every chunk after the one before it, without a copy."""
     bh, total, e = rows.shape
-    nc = (total - look) // c
-    if not (torch.is_grad_enabled() and rows.requires_grad):
-        return rows.as_strided((bh, nc, c + look, e),
-                               (rows.stride(0), c * rows.stride(1), rows.stride(1),
-                                rows.stride(2)), rows.storage_offset())
-    own = rows[:, look:].unflatten(1, (nc, c))
-    if not look:
-        return own
-    return torch.cat([rows[:, : total - c].unflatten(1, (nc, c)), own], dim=2)
+    return rows.as_strided((bh, (total - look) // c, c + look, e),
+                           (rows.stride(0), c * rows.stride(1), rows.stride(1), rows.stride(2)),
+                           rows.storage_offset())
+
+
+def _split_rows(rows: torch.Tensor, c: int, look: int, dh: int):
+    """Queries ``[B, chunks, c, dh]`` and key/value windows from ``[q | unit k | v]`` rows."""
+    win = _windows(rows, c, look)
+    return rows[:, look:, :dh].unflatten(1, (-1, c)), win[..., dh : 2 * dh], win[..., 2 * dh :]
+
+
+class _RoundAttention(torch.autograd.Function):
+    """Chunk-window attention of one hash round on sorted ``[q | unit k | v]`` rows,
+    returning ``(output, logsumexp)``, both differentiable with respect to the rows.
+
+    The forward stores no score matrix (fused kernel on CPU). The backward recomputes the
+    probabilities P, applies ``dS = P * (dO V^T - rowsum(dO * O) + dlse)`` and adds the
+    window gradients back onto the rows each window was cut from."""
+
+    @staticmethod
+    def forward(ctx, rows, bias, c, look, dh):
+        q, k, v = _split_rows(rows, c, look, dh)
+        out, lse = _forward(q, k, v, bias, dh**-0.5)
+        ctx.save_for_backward(rows, bias, out, lse)
+        ctx.shape = c, look, dh
+        return out, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, d_out, d_lse):
+        rows, bias, out, lse = ctx.saved_tensors
+        c, look, dh = ctx.shape
+        q, k, v = _split_rows(rows, c, look, dh)
+        scale = dh**-0.5
+        probs = (q * scale) @ k.transpose(-1, -2)
+        probs.add_(bias).sub_(lse[..., None]).exp_()
+        d_out = torch.zeros_like(out) if d_out is None else d_out
+        shift = (d_out * out).sum(-1, keepdim=True)
+        if d_lse is not None:
+            shift = shift - d_lse[..., None]
+        d_scores = (d_out @ v.transpose(-1, -2)).sub_(shift).mul_(probs)
+        d_rows = torch.zeros_like(rows)
+        d_rows[:, look:, :dh] = (d_scores @ k).mul_(scale).flatten(1, 2)
+        d_k = (d_scores.transpose(-1, -2) @ q).mul_(scale)
+        d_v = probs.transpose(-1, -2) @ d_out
+        for grad, part in ((d_k, slice(dh, 2 * dh)), (d_v, slice(2 * dh, None))):
+            d_rows[:, look:, part].unflatten(1, (-1, c)).add_(grad[:, :, look:])
+            if look:
+                d_rows[:, : rows.shape[1] - c, part].unflatten(1, (-1, c)).add_(grad[:, :, :look])
+        return d_rows, None, None, None, None
 
 
 class LSHAttention(AttentionBase):
@@ -97,6 +136,7 @@ class LSHAttention(AttentionBase):
                                 generator=gen)
         self.register_buffer("rotations", rotations)
 
+    @torch.no_grad()
     def _buckets(self, qk: torch.Tensor, n_buckets: int) -> torch.Tensor:
         """Bucket id of every token in every round, ``argmax([xR ; -xR])``: ``[b, h, R, L]``."""
         b, h, length, _ = qk.shape
@@ -121,11 +161,8 @@ class LSHAttention(AttentionBase):
         rows = table.reshape(-1, 3 * dh).index_select(0, (ext + base).flatten())
         rows = rows.view(bh, length + look, 3 * dh)
         window = (bh, nc, c + look)
-        q = rows[:, look:, :dh].unflatten(1, (nc, c))
-        kv = _chunk_windows(rows, c, look)
-        k, v = kv[..., dh : 2 * dh], kv[..., 2 * dh :]
         qpos = order.view(bh, nc, c)
-        kpos = _chunk_windows(ext[..., None], c, look)[..., 0]
+        kpos = _windows(ext[..., None], c, look)[..., 0]
         bias = torch.zeros(c, c + look, device=order.device, dtype=table.dtype)
         bias[:, look:].fill_diagonal_(SELF)
         if keep is not None:
@@ -133,7 +170,7 @@ class LSHAttention(AttentionBase):
             bias = bias + torch.where(kkeep, 0.0, NEG).to(table.dtype)[:, :, None, :]
         if self.causal:
             bias = bias + torch.where(kpos[:, :, None, :] > qpos[..., None], NEG, 0.0).to(table.dtype)
-        out, lse = _attend(q, k, v, bias, dh**-0.5)
+        out, lse = _RoundAttention.apply(rows, bias, c, look, dh)
         flat = (order + base).flatten()
         out = out.new_empty(bh * length, dh).index_copy_(0, flat, out.reshape(-1, dh))
         lse = lse.new_empty(bh * length).index_copy_(0, flat, lse.flatten())
