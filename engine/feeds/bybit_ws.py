@@ -92,7 +92,7 @@ class BybitWebsocket:
         while not self._stopping:
             try:
                 async with connect(self.url, ping_interval=None, open_timeout=self.open_timeout,
-                                   max_size=2**24) as conn:
+                                   max_size=2**24, compression=None) as conn:
                     self._conn = conn
                     await self._subscribe(conn)
                     self.connects += 1
