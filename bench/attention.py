@@ -11,7 +11,8 @@ Peak memory: every case runs in a fresh subprocess and reports the growth of its
 resident set size (``ru_maxrss``) from just before the first forward pass (module and
 input already allocated) to the end, i.e. the extra memory the computation needed.
 Each case waits for an idle machine first and reports the share of the cores other
-processes used while it ran; rows above 10% are marked, since their times are inflated.
+processes used while it ran; a case above 10% is run up to twice more and the quietest
+run kept; rows still above 10% are marked, since their times are inflated.
 
     python bench/attention.py [--quick] [--json]
 """
@@ -264,7 +265,14 @@ def main() -> int:
 
     rows = []
     for case in tqdm(cases(args.quick), desc="attention bench", file=sys.stderr):
-        rows.append({**case, **_in_subprocess(case)})
+        result = _in_subprocess(case)
+        for _ in range(2):  # a disturbed case is measured again; the quietest run is kept
+            if result.get("other_cpu_share", 0) <= 0.1:
+                break
+            again = _in_subprocess(case)
+            if again.get("other_cpu_share", 1) < result["other_cpu_share"]:
+                result = again
+        rows.append({**case, **result})
     summary = summarise(rows)
     if args.json:
         print(json.dumps({"threads": THREADS, "d_model": D_MODEL, "heads": HEADS,
