@@ -24,10 +24,13 @@ from models.timeframes import FIELDS, CoarseBarBuilder, interval_ms
 
 def _as_dict(bar) -> dict:
     """A bar as a dict of kline fields from a mapping, pandas row or object (e.g. a
-    NamedTuple with ``open_time`` in ms); absent turnover/trades count as 0."""
-    if hasattr(bar, "keys"):
-        return {f: bar[f] if f in bar.keys() else 0.0 for f in FIELDS}
-    return {f: getattr(bar, f, 0.0) for f in FIELDS}
+    NamedTuple); absent turnover/trades count as 0, other absent fields are refused."""
+    has = (lambda f: f in bar.keys()) if hasattr(bar, "keys") else (lambda f: hasattr(bar, f))
+    get = bar.__getitem__ if hasattr(bar, "keys") else (lambda f: getattr(bar, f))
+    missing = [f for f in ("open_time", *BAR_FIELDS) if not has(f)]
+    if missing:
+        raise FeatureMismatchError(f"bar lacks field(s) {', '.join(missing)}")
+    return {f: get(f) if has(f) else 0.0 for f in FIELDS}
 
 
 class Predictor:

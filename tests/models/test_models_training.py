@@ -180,3 +180,10 @@ def test_multi_timeframe_live_equals_replay():
     ready = [i for i, v in enumerate(live) if v is not None]
     assert ready and ready == list(np.flatnonzero(np.isfinite(replay[:, 0])))
     np.testing.assert_array_equal(np.array([live[i] for i in ready]), replay[ready])
+
+
+def test_streaming_refuses_incomplete_bars(trained):
+    _, results = trained
+    predictor = Predictor(results["full"].model, results["full"].meta)
+    with pytest.raises(FeatureMismatchError, match="lacks field"):
+        predictor.update({"open_time": 0, "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0})
