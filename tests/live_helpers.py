@@ -56,6 +56,14 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
 
 # -- the loopback exchange as a process ---------------------------------------------------
 
+def aligned_start_ms(lead_s: float = 3.0, step_ms: int = 2000) -> int:
+    """A served start (``--wall-start-ms``) ``lead_s`` or a little more from now, on a bar
+    boundary: the first trade then opens a bar, so a session that starts before it builds
+    the same bars whenever it runs."""
+    now = time.time_ns() // 1_000_000
+    return -(-(now + int(lead_s * 1000)) // step_ms) * step_ms
+
+
 @dataclass
 class Exchange:
     proc: subprocess.Popen

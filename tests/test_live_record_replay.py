@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import json
 
-from tests.live_helpers import SAMPLE_DAY, LiveProcess, assert_same_rows, papertape, query, start_exchange
+from tests.live_helpers import (
+    SAMPLE_DAY,
+    LiveProcess,
+    aligned_start_ms,
+    assert_same_rows,
+    papertape,
+    query,
+    start_exchange,
+)
 
 SMA = ("--strategy", "sma_cross", "--param", "fast=2", "--param", "slow=4", "--interval", "2s")
 
 
 def test_a_recorded_session_replays_into_the_same_ledger_rows(tmp_path):
-    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400)  # the sample's first hours cross often
+    # the stream starts on a bar boundary, so the bars are the same in every run: at 400x
+    # sma_cross(2, 4) buys after bar 5, sells after bar 9 and buys after bar 10
+    wall_start = aligned_start_ms(lead_s=5.5)
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400, wall_start_ms=wall_start)
     try:
         live = LiveProcess(exchange, tmp_path, tmp_path / "live.db", *SMA, "--record",
-                           str(tmp_path / "rec.jsonl"), duration="26s")
+                           str(tmp_path / "rec.jsonl"), duration="29s")
         done = live.wait(90)
     finally:
         exchange.stop()
@@ -26,7 +37,9 @@ def test_a_recorded_session_replays_into_the_same_ledger_rows(tmp_path):
     result = json.loads(replay.stdout)
     counts = assert_same_rows(tmp_path / "live.db", done.result["run_id"], tmp_path / "replay.db",
                               result["run_id"])
-    assert counts["bars"] >= 10 and counts["orders"] >= 1 and counts["fills"] >= 1, counts
+    first_bar = query(tmp_path / "live.db", "SELECT min(open_time) AS t FROM bars").t.iloc[0]
+    assert first_bar == wall_start * 1_000_000  # the session was up before the stream began
+    assert counts["bars"] >= 10 and counts["orders"] >= 2 and counts["fills"] >= 2, counts
     assert result["bars"] == done.result["bars"] and result["fills"] == done.result["fills"]
     assert result["metrics"] == done.result["metrics"]
     live_run = query(tmp_path / "live.db", "SELECT * FROM runs").iloc[0]

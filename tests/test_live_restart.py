@@ -23,7 +23,7 @@ from tests.live_helpers import (
     wait_for,
 )
 
-SPEED = 300
+SPEED = 200  # REST keeps 1000 trades: enough for an outage of up to 10 s
 INTERVAL_MS = 2000
 
 
@@ -33,7 +33,7 @@ def test_session_survives_the_exchange_being_killed_and_restarted(tmp_path):
     first = start_exchange([SAMPLE_DAY], tmp_path, port=port, speed=SPEED, wall_start_ms=wall_start)
     second = None
     try:
-        live = LiveProcess(first, tmp_path, ledger, "--param", "fast=2", "--param", "slow=4", duration="16s")
+        live = LiveProcess(first, tmp_path, ledger, "--param", "fast=2", "--param", "slow=4", duration="18s")
         wait_for(lambda: table_has(ledger, "SELECT 1 FROM bars LIMIT 2 OFFSET 1"), 30, "two bars")
         killed_ms = wall_ms()
         first.kill()

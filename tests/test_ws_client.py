@@ -67,7 +67,7 @@ async def test_heartbeat_sends_a_json_ping_every_interval():
     subscribed_at = next(t for t, m in conn.received if isinstance(m, dict) and m.get("op") == "subscribe")
     assert pings[0][0] - subscribed_at < interval / 2  # the first ping goes out at once
     gaps = [b[0] - a[0] for a, b in zip(pings, pings[1:], strict=False)]
-    assert min(gaps) > interval * 0.9, gaps
+    assert min(gaps) > interval * 0.75, gaps
     assert sorted(gaps)[len(gaps) // 2] < interval * 1.5, gaps
     assert len(server.conns) == 1 and client.ws.connects == 1  # answered pings: no reconnect
 
@@ -76,7 +76,7 @@ async def test_heartbeat_sends_a_json_ping_every_interval():
 async def test_every_pong_shape_keeps_the_connection_alive(shape):
     assert control(PONGS[shape]({"op": "ping", "req_id": "7"})).kind == "pong"
     async with FakeBybit(pong=PONGS[shape]) as server:
-        client = Client(server.url, ["publicTrade.BTCUSDT"], ping_interval=0.08, pong_timeout=0.08)
+        client = Client(server.url, ["publicTrade.BTCUSDT"], ping_interval=0.1, pong_timeout=0.5)
         await run_until(client.ws.run, client.ws.stop,
                         lambda: server.conns and len(server.conns[0].pings()) >= 8)
     assert len(server.conns) == 1 and client.ws.connects == 1, client.states
