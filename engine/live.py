@@ -144,8 +144,14 @@ class _LiveRun:
         self.queue.put_nowait(Prediction(host.strategy_id, host.symbol, values, ts_event, time.time_ns()))
 
     async def run(self) -> SessionResult:
+        stop = _install_stop(self.loop, self.queue, self.opts.duration_s)
+        try:
+            return await self._run(stop)
+        finally:
+            stop.remove()  # Ctrl-C goes back to whoever had it once the ledger is closed
+
+    async def _run(self, stop: _Stopper) -> SessionResult:
         session, feed, queue = self.session, self.feed, self.queue
-        stop = _install_stop(self.loop, queue, self.opts.duration_s)
         status = asyncio.create_task(_status_line(session, feed, self.opts.status_every_s))
         flusher = asyncio.create_task(_flush_ledger(session, session.cfg.ledger.flush_seconds))
         feed_task = asyncio.create_task(feed.run())
@@ -199,16 +205,31 @@ def run_live(cfg: Config, opts: LiveOptions) -> SessionResult:
     return asyncio.run(run_live_async(cfg, opts))
 
 
-class _Stopper:
-    """Why the session stopped (``duration`` or a signal name), once."""
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self) -> None:
+
+class _Stopper:
+    """Why the session stopped (``duration`` or a signal name), once; ``remove()`` puts the
+    signal handlers that were there before back (the event loop may outlive the session)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
         self.reason: str | None = None
+        self.previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def remove(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        for sig, handler in self.previous.items():
+            self.loop.remove_signal_handler(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
                   duration_s: float | None) -> _Stopper:
-    stopper = _Stopper()
+    stopper = _Stopper(loop)
 
     def stop(reason: str) -> None:
         if stopper.reason is not None:
@@ -217,10 +238,10 @@ def _install_stop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
         log.warning("stopping (%s): flushing the ledger", reason)
         queue.put_nowait(_STOP)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _SIGNALS:
         loop.add_signal_handler(sig, stop, sig.name)
     if duration_s is not None:
-        loop.call_later(duration_s, stop, "duration")
+        stopper.timer = loop.call_later(duration_s, stop, "duration")
     return stopper
 
 
