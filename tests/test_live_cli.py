@@ -1,11 +1,22 @@
-"""``papertape live`` as a user runs it: the help, and mistakes that end with exit code 2
-and one line naming the problem (before any connection is made)."""
+"""``papertape live`` as a user runs it: the help, mistakes that end with exit code 2 and one
+line naming the problem (before any connection is made), and SIGTERM stopping a session
+cleanly."""
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 
-from tests.live_helpers import papertape, query
+from tests.live_helpers import (
+    SAMPLE_DAY,
+    LiveProcess,
+    papertape,
+    query,
+    start_exchange,
+    table_has,
+    wait_for,
+)
 
 NOWHERE = ("--ws-url", "ws://127.0.0.1:9", "--rest-url", "http://127.0.0.1:9", "--duration", "5s")
 
@@ -48,3 +59,20 @@ def test_resuming_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_path
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no run 7" in lines[0], done.stderr
     assert list(query(ledger, "SELECT kind FROM runs").kind) == ["backtest"]  # no failed live run left
+
+
+def test_sigterm_stops_a_session_cleanly(tmp_path):
+    ledger = tmp_path / "live.db"
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400)
+    try:
+        live = LiveProcess(exchange, tmp_path, ledger, duration=None, interval="1s")
+        wait_for(lambda: table_has(ledger, "SELECT 1 FROM bars LIMIT 1 OFFSET 1"), 30, "two bars")
+        live.proc.send_signal(signal.SIGTERM)
+        done = live.wait(30)
+    finally:
+        exchange.stop()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.result["status"] == "stopped" and "stopping (SIGTERM)" in done.stderr
+    run = query(ledger, "SELECT * FROM runs").iloc[0]
+    assert run.status == "stopped" and run.data_end > run.data_start
+    assert len(query(ledger, "SELECT * FROM bars")) == done.result["bars"] >= 2

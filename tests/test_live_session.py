@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import time
 
 import pandas as pd
@@ -54,10 +55,13 @@ async def test_bars_hold_every_trade_from_the_start_when_the_first_connection_is
         opts = LiveOptions("BTCUSDT", "linear", interval="1s", ws_url=server.base,
                            rest_url=f"http://127.0.0.1:{server.port}", duration_s=5.0, status_every_s=60,
                            ping_interval_s=1, pong_timeout_s=1, stale_after_s=3)
+        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
         try:
             result = await run_live_async(cfg, opts)
         finally:
             producer.cancel()
+        # the session's Ctrl-C/SIGTERM handling ends with it (the loop may go on)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
     assert result.status == "finished"
     bars = query(tmp_path / "live.db", "SELECT * FROM bars ORDER BY open_time")
     run = query(tmp_path / "live.db", "SELECT * FROM runs").iloc[0]
