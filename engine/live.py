@@ -182,7 +182,8 @@ class _LiveRun:
                          "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
                          "trades_received": feed.decoder.trades, "recording": self.opts.record,
                          "predictions_dropped": session.host.predictions_dropped,
-                         "inference_errors": self.inference_errors}
+                         "inference_errors": self.inference_errors,
+                         "late_trades": getattr(session.aggregator, "late_trades", 0)}
         return result
 
     def _close_out(self, end: int) -> None:
