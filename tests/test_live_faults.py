@@ -115,6 +115,7 @@ def test_faults_are_survived_logged_and_recorded(session):
     assert "reconnect" in stderr and "Traceback" not in stderr
     assert result["reconnects"] >= 4  # drop, drop, nopong, stall, drop
     assert result["malformed_messages"] >= 1 and result["duplicates_dropped"] >= 1
+    assert result["late_trades"] == 0  # the bars were held over every gap: no trade came too late
     gaps = query(session.ledger, "SELECT * FROM feed_gaps WHERE run_id = ? ORDER BY id", (session.run_id,))
     assert (gaps.status == "backfilled").sum() >= 3
     unfilled = gaps[gaps.status == "unfilled"]
