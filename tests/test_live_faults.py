@@ -37,7 +37,9 @@ INTERVAL_MS = 2000
 # starts at 4.5 to 6.5 s, on a bar boundary, so the bars and sma_cross's orders are the
 # same in every run: it buys after bar 5, sells after bar 9, buys after bar 10). The first
 # rest403 makes one backfill retry twice; the last one outlasts every retry, so that gap
-# cannot be filled and must be recorded as such.
+# cannot be filled and must be recorded as such. A stalled stream is noticed only after
+# --stale-after (0.6 s) of silence, so bars close 1 s after their end: none closes over
+# the stall before the gap is known.
 FAULTS = ("drop@9,malformed@11,duplicate@12,outoforder@13,rest403@15+2,drop@15.2,nopong@18+1.5,"
           "stall@22+2,rest403@26+50,drop@26.2")
 NAMES = {"drop", "stall", "nopong", "malformed", "duplicate", "outoforder", "rest403"}
