@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from engine.broker import SimulatedBroker
+from engine.broker import Instrument, SimulatedBroker
 from engine.bus import Bus
 from engine.events import (
     BUY,
@@ -65,6 +65,7 @@ class StrategyContext:
         self.errors = 0
         self._seq = 0
         self.mode = "replay"
+        self.rest_url: str | None = None  # the venue's REST API, live only
         self.offload: Callable[[Callable[[], Any], int], None] | None = None
         self.last_bar_close = -1
         self.predictions_dropped = 0
@@ -94,6 +95,9 @@ class StrategyContext:
 
     def equity(self) -> float:
         return self.broker.account.equity()
+
+    def instrument(self) -> Instrument:
+        return self.broker.instruments.get(self.broker.account.category, self.symbol)
 
     def open_orders(self) -> list[str]:
         return [*self._in_flight, *(o.id for o in self.broker.open_orders(self.strategy_id))]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from engine.broker.instruments import Instrument
     from engine.clock import Clock
     from engine.events import Bar, Fill, OrderUpdate, Prediction, Trades
     from engine.strategy_host import StrategyContext
@@ -93,6 +94,18 @@ class Strategy:
     def mode(self) -> str:
         """``replay`` in a backtest, ``live`` when paper trading on the live feed."""
         return self._ctx.mode
+
+    @property
+    def instrument(self) -> Instrument:
+        """The traded contract's rules (``tick_size``, ``qty_step``, ``min_qty``,
+        ``min_notional``, ``category``): round prices and sizes to them, the broker never does."""
+        return self._ctx.instrument()
+
+    @property
+    def rest_url(self) -> str | None:
+        """Base URL of the venue's REST API when paper trading live (history for warm-up);
+        None in a backtest."""
+        return self._ctx.rest_url
 
     def open_orders(self) -> list[str]:
         """Client ids of this strategy's orders that are not finished."""
