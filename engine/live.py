@@ -134,6 +134,10 @@ class _LiveRun:
         future = self.loop.run_in_executor(self.inference, fn)
         future.add_done_callback(lambda done: self._inferred(done, ts_event))
 
+    def _stopped(self, fn, ts_event: int) -> None:
+        """After the stop no forecast could be acted on: bars closed out then get none."""
+        log.info("stopped: no inference for the bar closing at %d", ts_event)
+
     def _inferred(self, done: asyncio.Future, ts_event: int) -> None:
         if done.cancelled():
             return
@@ -177,6 +181,7 @@ class _LiveRun:
             flusher.cancel()
             await self.rest.close()
             self.inference.shutdown(wait=True, cancel_futures=True)
+            session.host.offload = self._stopped
             _clear_status_line()
         end = max(time.time_ns(), session.clock.timestamp_ns())
         if error is None:
