@@ -11,6 +11,7 @@ from engine.bus import HandlerError
 from engine.clock import NS_PER_MS, ReplayClock
 from engine.config import Config, parse_time
 from engine.datasource import aggregate_bars, open_source
+from engine.feeds.recording import RecordingReplay
 from engine.feeds.replay import KlineReplay
 from engine.predictions import BatchPredictions
 from engine.session import Market, Session, SessionResult
@@ -38,7 +39,8 @@ def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
     market = Market(rng.symbol, rng.category, interval, "trades" if source.kind != "bars" else "bars",
                     rng.start, rng.end, tuple(str(p) for p in run.data))
     session = Session(cfg, ReplayClock(rng.start), market, kind="backtest",
-                      ledger_target=cfg.ledger.path)
+                      ledger_target=cfg.ledger.path,
+                      save_state_every_bar=isinstance(source, RecordingReplay))
     if callable(getattr(session.strategy, "predict_batch", None)):
         _install_batch_predictions(session, source, cfg)
     unit = "bars" if source.kind == "bars" else "trades"

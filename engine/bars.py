@@ -248,6 +248,10 @@ class TimeBarAggregator:
         at = self.open_time(self._next_key + 1) + self.close_delay_ns
         self._timer = self.clock.set_timer(at, self._on_timer, f"close {self.spec.label}")
 
+    @property
+    def held(self) -> bool:
+        return self._held
+
     def hold(self) -> None:
         """Stop closing bars (a feed gap is being backfilled); timers keep their place."""
         self._held = True

@@ -298,7 +298,7 @@ class Ledger:
         self._buffers[table].append(row)
         buffered = self._buffered = self._buffered + 1
         if buffered >= self.batch_rows or (
-            not buffered & 1023 and time.monotonic() - self._last_flush >= self.flush_seconds
+            not buffered & 63 and time.monotonic() - self._last_flush >= self.flush_seconds
         ):
             self.flush()
 

@@ -88,7 +88,7 @@ async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
     clock = LiveClock(waker=WallTimer(loop, queue), start_ns=start)
     market = Market(opts.symbol, opts.category, opts.interval, "trades", start, start)
     session = Session(cfg, clock, market, kind="live", ledger_target=cfg.ledger.path,
-                      resume_from=opts.resume)
+                      resume_from=opts.resume, save_state_every_bar=True)
     try:
         if opts.resume is not None:
             reader = LedgerReader(cfg.ledger.path)

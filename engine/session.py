@@ -31,7 +31,7 @@ from engine.broker import (
 from engine.bus import Bus
 from engine.clock import NS_PER_MS, Clock
 from engine.config import Config
-from engine.events import FeedStatus, Trades
+from engine.events import Bar, FeedStatus, Trades
 from engine.ledger import Ledger
 from engine.ledger_query import LedgerReader
 from engine.metrics import metrics_for_run
@@ -97,6 +97,7 @@ class Session:
         kind: str,
         ledger_target: str,
         resume_from: int | None = None,
+        save_state_every_bar: bool = False,
     ) -> None:
         self.cfg, self.market, self.kind = cfg, market, kind
         self.bus = Bus(clock)
@@ -132,6 +133,7 @@ class Session:
             self.aggregator = make_aggregator(market.symbol, spec, clock, self.bus.publish, **options)
             self.bus.subscribe(Trades, self.aggregator.on_trades)
             if spec.is_time:
+                self._late_at_gap = 0
                 self.bus.subscribe(FeedStatus, self._on_feed_status)
         strategy_cfg = cfg.strategy
         self.strategy_name = strategy_cfg.name
@@ -151,20 +153,36 @@ class Session:
         )
         self.recorder = LedgerRecorder(self.bus, self.ledger, self.run_id, self.broker,
                                        market.symbol, market.interval)
+        if save_state_every_bar:  # live: a run killed at any time resumes from its last bar
+            self.bus.subscribe(Bar, self._save_state)
         self.closed = False
 
     def _on_feed_status(self, status: FeedStatus) -> None:
         """Hold bar closes while a feed gap is open; close what is due once it is filled
-        (or given up on), so no bar is closed over missing trades."""
+        (or given up on), so no bar is closed over missing trades. A silence noticed only
+        after its bars closed leaves backfilled trades late: that gap is recorded unfilled."""
+        aggregator = self.aggregator
         if status.status == "disconnected":
-            self.aggregator.hold()
+            if not aggregator.held:
+                self._late_at_gap = aggregator.late_trades
+            aggregator.hold()
         elif status.status in ("backfilled", "unfilled"):
-            self.aggregator.release()
+            aggregator.release()
+            late = aggregator.late_trades - self._late_at_gap
+            self._late_at_gap = aggregator.late_trades
+            if late and status.status == "backfilled":
+                self.bus.publish(status._replace(
+                    status="unfilled",
+                    detail=f"{late} backfilled trade(s) came after their bars had closed"))
 
     def wants_fine_batches(self) -> bool:
         """True while an order is working or the strategy reads trades: replay then keeps
         trade batches short so fills and trades are seen when they happen."""
         return bool(self.broker.active) or self.host.reads_trades
+
+    def _save_state(self, bar: Bar) -> None:
+        if bar.symbol == self.market.symbol and bar.interval == self.market.interval:
+            self.recorder.save_state(self.strategy_name, bar.ts_init, self.host.save())
 
     def start(self) -> None:
         """Start timers (bar closes, funding) at the data start and call ``on_start``."""

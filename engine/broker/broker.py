@@ -313,10 +313,16 @@ class SimulatedBroker:
         self.account.marks[symbol] = bar.close
 
     def _match_trades(self, tr: Trades) -> None:
-        price, size, ts = tr.price, tr.size, tr.ts_event
+        all_price, all_size, all_ts = tr.price, tr.size, tr.ts_event
         for order in [o for o in self.active if o.symbol == tr.symbol]:
             if order.status != "active":
                 continue
+            # Only trades that happened at the venue after the order got there may fill it. A
+            # replay cuts batches at arrivals; live, a late or backfilled trade can be older.
+            first = 0 if all_ts[0] >= order.arrival else int(np.searchsorted(all_ts, order.arrival))
+            if first == len(all_ts):
+                continue
+            price, size, ts = all_price[first:], all_size[first:], all_ts[first:]
             start = 0
             if order.type == "stop" and not order.triggered:
                 crossed = price >= order.trigger if order.side > 0 else price <= order.trigger
