@@ -1,0 +1,117 @@
+"""A checkpoint ready to trade: its input window kept one closed bar at a time (live), the
+windows of a whole history cut at once (replay), and one forward pass that both use.
+
+Replay and live give bit-identical outputs because the model runs the same arithmetic on
+the same bits in both: one window per forward pass (batch 1), in float32, from a fresh
+tensor (so the BLAS sees the same shapes and memory alignment), on the same number of
+threads. Stacking windows into a larger batch would be a little faster, but BLAS blocks a
+different matrix shape differently, which changes the last bits of the outputs (measured:
+up to 2e-7), enough to flip a decision at a threshold once in a long run. Windows are
+identical because the streaming features equal the batch features bit for bit
+(:mod:`models.features`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+import pandas as pd
+import torch
+
+from models.dataset import build_frames
+from models.features import FeatureStream
+from models.predictor import Predictor
+from models.timeframes import CoarseBarBuilder, interval_ms
+
+
+class ModelRunner:
+    """A loaded checkpoint: metadata views, streaming windows, batch windows, forward."""
+
+    def __init__(self, predictor: Predictor, path: str = "") -> None:
+        self.predictor = predictor
+        self.model = predictor.model.eval()
+        self.meta = predictor.meta
+        self.path = path
+        self.head: str = self.meta["head"]
+        self.horizon = int(self.meta["horizon"])
+        self.interval_ms = interval_ms(self.meta["interval"])
+        self.out_dim = int(self.model.config.out_dim)
+        self.threads = torch.get_num_threads()
+
+    @classmethod
+    def load(cls, path: str) -> ModelRunner:
+        return cls(Predictor.from_checkpoint(path), path)
+
+    @property
+    def warmup_bars(self) -> int:
+        return self.predictor.warmup_bars
+
+    @property
+    def trade_from_ms(self) -> int | None:
+        """Open time of the first bar whose forecast never met the training or validation
+        data (labels reach ``horizon`` bars past a window), or None without a training window."""
+        window = self.meta.get("training_window") or {}
+        seen = [t for split in ("train", "validation") for t in window.get(split) or []]
+        return max(seen) + (self.horizon + 1) * self.interval_ms if seen else None
+
+    def stream(self) -> WindowStream:
+        return WindowStream(self.predictor)
+
+    def forward(self, window: np.ndarray) -> np.ndarray:
+        """Outputs for one window ``[tokens, features]`` (float32), as float64; on the thread
+        count of the loading thread, whichever thread calls (OpenMP counts are per thread)."""
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        x = torch.empty((1, *window.shape), dtype=torch.float32)
+        x[0] = torch.from_numpy(window)
+        with torch.inference_mode():
+            return self.model(x)[0].double().numpy()
+
+    def predict_rows(self, bars: pd.DataFrame, wanted: np.ndarray,
+                     durations: list[float] | None = None) -> np.ndarray:
+        """Outputs ``[rows, out_dim]`` for the rows of ``bars`` where ``wanted`` is True and a
+        full window exists (NaN elsewhere); each forward's seconds go to ``durations``."""
+        p = self.predictor
+        p.check_bars(bars)
+        frames = p.normalizer.transform(build_frames(bars, p.feature_set, p.interval, tuple(p.timeframes)))
+        ends = np.flatnonzero(frames.valid_ends(p.seq_len) & wanted)
+        out = np.full((len(bars), self.out_dim), np.nan)
+        for start in range(0, len(ends), 256):
+            chunk = ends[start : start + 256]
+            for row, window in zip(chunk, frames.windows(chunk, p.seq_len), strict=True):
+                began = time.perf_counter()
+                out[row] = self.forward(window)
+                if durations is not None:
+                    durations.append(time.perf_counter() - began)
+        return out
+
+
+class WindowStream:
+    """The newest normalised input window, updated one closed base bar at a time; the same
+    steps as :meth:`Predictor.update` without the forward pass, so the window can be made
+    on the event thread and the model run elsewhere."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        p = predictor
+        self.seq_len, self.normalizer = p.seq_len, p.normalizer
+        self._builders = [CoarseBarBuilder(p.interval, tf) for tf in p.timeframes]
+        n = len(self._builders) + 1
+        self._features = [FeatureStream(p.feature_set) for _ in range(n)]
+        self._rows: list[deque] = [deque(maxlen=p.seq_len) for _ in range(n)]
+
+    def _add(self, k: int, bar: dict) -> None:
+        self._rows[k].append(self.normalizer.transform_row(k, self._features[k].update(bar)))
+
+    def push(self, bar: dict) -> np.ndarray | None:
+        """Add a bar (kline fields, ``open_time`` in ms); the window ending at it
+        ``[tokens, features]`` in float32, or None while warming up."""
+        for k, builder in enumerate(self._builders):
+            for coarse in builder.update(bar):
+                self._add(k, coarse)
+        self._add(len(self._builders), bar)
+        if any(len(rows) < self.seq_len for rows in self._rows):
+            return None
+        window = np.concatenate([np.array(rows) for rows in self._rows]).astype(np.float32)
+        return window if np.isfinite(window).all() else None
