@@ -1,0 +1,43 @@
+"""Bars from before a live session, so a model's window is full at the first live bar
+instead of ``seq_len`` + feature look-back bars later: Bybit klines from the venue's REST
+API, or bars from archive / kline / ledger files."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+
+from engine.bars_io import load_bars
+
+
+def load_history(source: str, *, rest_url: str | None, category: str, symbol: str, interval: str,
+                 interval_ms: int, before_ms: int, bars: int) -> pd.DataFrame:
+    """The last ``bars`` bars closed by ``before_ms`` from ``source``: ``rest`` (klines from
+    ``rest_url``) or comma-separated files/globs. Raises ValueError or OSError when there
+    are none to be had (e.g. Bybit has no klines of ``interval``)."""
+    start_ms = before_ms - (bars + 1) * interval_ms
+    if source == "rest":
+        if rest_url is None:
+            raise ValueError("history=rest needs a live session's REST URL")
+        frame = _in_thread(_rest_klines(rest_url, category, symbol, interval, start_ms, before_ms))
+    else:
+        frame = load_bars([p for p in source.split(",") if p], interval)
+    closed = frame[frame["open_time"] + interval_ms <= before_ms]
+    return closed.tail(bars).reset_index(drop=True)
+
+
+async def _rest_klines(url: str, category: str, symbol: str, interval: str, start_ms: int,
+                       end_ms: int) -> pd.DataFrame:
+    from engine.feeds.bybit_rest import BybitRest
+
+    async with BybitRest(url, max_retries=2) as rest:
+        return await rest.klines(category, symbol, interval, start_ms, end_ms)
+
+
+def _in_thread(coroutine) -> pd.DataFrame:
+    """Run a coroutine to the end from synchronous code, even inside a running event loop
+    (live ``on_start``: before the feed starts, so nothing waits on it)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
