@@ -1,0 +1,153 @@
+"""The model strategy's rules, by hand: signals per head, sizing, caps and lots, parameter
+checks, stop-loss and take-profit exits, and trading only after the model's own data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from engine.broker import InstrumentBook
+from engine.session import load_strategy
+from engine.typed import ConfigError
+from models.runner import ModelRunner
+from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
+from tests.model_helpers import ar1_bars, backtest, rows, train_tiny, write_bars
+
+BTC = InstrumentBook.load().get("linear", "BTCUSDT")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpt")
+    return train_tiny(ar1_bars(500, seed=9), "full", root / "model.pt")
+
+
+@pytest.mark.parametrize("head, values, threshold, view", [
+    ("regression", [0.002], 0.001, 1.0),
+    ("regression", [-0.002], 0.001, -1.0),
+    ("regression", [0.0005], 0.001, 0.0),
+    ("regression", [-0.01, 0.003], 0.001, 1.0),  # the model's horizon: the last output
+    ("classification", [0.1, 0.2, 1.5], 0.0, 1.0),
+    ("classification", [2.0, 0.2, 0.1], 0.0, -1.0),
+    ("classification", [0.1, 1.0, 0.2], 0.0, 0.0),
+    ("classification", [0.3, 0.2, 0.4], 0.5, 0.0),  # up is likeliest, but p(up) is only 0.37
+    ("allocation", [-0.4], 0.1, -0.4),
+    ("allocation", [0.05], 0.1, 0.0),
+])
+def test_signal_of_each_head(head, values, threshold, view):
+    assert signal(head, values, threshold) == view
+
+
+def test_sizing_rules_and_caps():
+    kw = dict(notional=1000.0, vol_target=0.2, volatility=0.5, max_leverage=2.0)
+    assert target_notional("fixed", -1.0, 10_000, **kw) == -1000.0
+    assert target_notional("volatility", 1.0, 10_000, **kw) == pytest.approx(4000.0)
+    assert target_notional("volatility", 1.0, 10_000, **kw | {"volatility": 0.01}) == 20_000  # capped
+    assert target_notional("volatility", 1.0, 10_000, **kw | {"volatility": None}) == 0.0
+    assert target_notional("allocation", -0.25, 10_000, **kw) == -5000.0
+    assert target_notional("fixed", 0.0, 10_000, **kw) == 0.0
+
+
+def test_quantities_are_whole_lots_above_the_minimum():
+    assert to_lots(1000.0, 100_000.0, BTC, None) == 0.01
+    assert to_lots(-1234.0, 100_000.0, BTC, None) == -0.012  # toward zero
+    assert to_lots(50_000.0, 100_000.0, BTC, 0.2) == 0.2
+    assert to_lots(40.0, 100_000.0, BTC, None) == 0.0  # below the minimum order
+
+
+def test_annual_volatility():
+    closes = 100 * np.exp(np.cumsum([0.0, 0.01, -0.01, 0.01, -0.01]))
+    expected = np.std([0.01, -0.01] * 2, ddof=1) * math.sqrt(365)
+    assert annual_volatility(closes, 365.0) == pytest.approx(expected)
+    assert annual_volatility(closes[:2], 365.0) is None
+
+
+@pytest.mark.parametrize("params, message", [
+    ({}, "checkpoint is required"),
+    ({"checkpoint": "m.pt", "threshold": "-1"}, "threshold must be >= 0"),
+    ({"checkpoint": "m.pt", "sizing": "kelly"}, "'kelly' is not one of"),
+    ({"checkpoint": "m.pt", "vol_window": "1"}, "vol_window must be at least 2"),
+    ({"checkpoint": "m.pt", "stoploss": "0.1"}, "unknown key 'stoploss'"),
+    ({"checkpoint": "missing.pt"}, "no such checkpoint"),
+])
+def test_bad_parameters_are_refused_by_name(params, message):
+    with pytest.raises(ConfigError, match=message):
+        load_strategy("model", params)
+
+
+def test_a_checkpoint_of_another_interval_is_refused(ckpt, tmp_path):
+    data = write_bars(ar1_bars(300, step_ms=2 * 3_600_000), tmp_path / "2h.csv")
+    with pytest.raises(ConfigError, match="trained on 1h bars, the run has 2h bars"):
+        backtest(data, tmp_path / "l.db", {"checkpoint": ckpt})
+
+
+def test_trades_only_after_the_data_the_model_saw(ckpt, tmp_path):
+    bars = ar1_bars(500, seed=9)  # the training bars themselves
+    result = backtest(write_bars(bars, tmp_path / "b.csv"), tmp_path / "l.db", {"checkpoint": ckpt})
+    start_ns = ModelRunner.load(str(ckpt)).trade_from_ms * 1_000_000
+    forecasts = rows(tmp_path / "l.db", "predictions", result.run_id)
+    assert forecasts.ts_event.min() == start_ns + 3_600_000 * 1_000_000  # the first unseen bar's close
+    assert rows(tmp_path / "l.db", "orders", result.run_id).ts_init.min() >= start_ns
+
+
+def crash_then_rally(n_flat: int = 200) -> pd.DataFrame:
+    bars = ar1_bars(n_flat + 60, phi=0.0, sigma=0.0005, seed=2)
+    close = bars.close.to_numpy().copy()
+    close[n_flat:n_flat + 30] = close[n_flat - 1] * np.linspace(0.99, 0.95, 30)  # down 5% ...
+    close[n_flat + 30:] = close[n_flat - 1] * np.linspace(0.96, 1.10, 30)  # ... then up 10%
+    bars["close"] = np.round(close, 1)
+    bars["open"] = np.r_[bars.open[0], bars.close[:-1]]
+    bars["high"] = bars[["open", "close"]].max(axis=1)
+    bars["low"] = bars[["open", "close"]].min(axis=1)
+    return bars
+
+
+@pytest.mark.parametrize("side, exit_param", [(1, "stop_loss"), (-1, "take_profit")])
+def test_an_exit_closes_the_position_and_the_same_side_is_not_re_entered(ckpt, tmp_path, side, exit_param):
+    bars = crash_then_rally()
+    params = {"checkpoint": ckpt, "in_sample": "true", "forecast": str(0.01 * side), exit_param: "0.02"}
+    result = backtest(write_bars(bars, tmp_path / "b.csv"), tmp_path / "l.db", params,
+                      strategy="tests.model_helpers:ConstantModel")
+    fills = rows(tmp_path / "l.db", "fills", result.run_id)
+    assert list(np.sign(fills.side)) == [side, -side]  # in, out; never back in the same way
+    entry, exit_ = fills.price
+    gain = (exit_ / entry - 1) * side
+    assert gain <= -0.02 if exit_param == "stop_loss" else gain >= 0.02
+
+
+def test_no_short_positions_when_shorts_are_off(ckpt, tmp_path):
+    data = write_bars(ar1_bars(400, phi=0.3, seed=5), tmp_path / "b.csv")
+    params = {"checkpoint": ckpt, "in_sample": "true", "allow_short": "false"}
+    result = backtest(data, tmp_path / "l.db", params)
+    fills = rows(tmp_path / "l.db", "fills", result.run_id)
+    assert len(fills) > 10 and (fills.position >= 0).all()
+
+
+def test_volatility_sizing_targets_the_volatility(ckpt, tmp_path):
+    bars = ar1_bars(300, phi=0.0, sigma=0.004, seed=1)
+    params = {"checkpoint": ckpt, "in_sample": "true", "forecast": "0.01", "sizing": "volatility",
+              "vol_target": "0.1", "vol_window": "100", "max_leverage": "5"}
+    result = backtest(write_bars(bars, tmp_path / "b.csv"), tmp_path / "l.db", params,
+                      strategy="tests.model_helpers:ConstantModel")
+    first = rows(tmp_path / "l.db", "fills", result.run_id).iloc[0]
+    realised = 0.004 * math.sqrt(8760)  # per-bar sigma, annualised
+    assert first.qty * first.price == pytest.approx(10_000 * 0.1 / realised, rel=0.2)
+
+
+def test_walk_forward_is_for_the_model_strategy(tmp_path, capsys):
+    from engine.cli import main
+
+    assert main(["backtest", "--walk-forward", "2", "--ledger", str(tmp_path / "l.db"), "--no-progress"]) == 2
+    assert "--walk-forward trains models for --strategy model, not sma_cross" in capsys.readouterr().err
