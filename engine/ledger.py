@@ -3,7 +3,7 @@ any SQLAlchemy URL accepted).
 
 Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar, with the
 bar; the ``bars`` view shows just the bars), strategy_state, predictions and feed_gaps. Rows
-are buffered in memory and written by a background thread, one transaction per batch, so
+are buffered in memory and written by a writer process, one transaction per batch, so
 the event loop never waits on disk and a
 crash (even ``kill -9``) loses at most the open batch: a fill is never half-written, and a
 run that did not finish keeps ``status = 'running'`` (shown as ``interrupted`` once its
@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import queue
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -212,6 +215,21 @@ def database_url(target: str | Path) -> str:
     return text if "://" in text else f"sqlite:///{Path(text).expanduser()}"
 
 
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA page_size=16384")  # a new file only: ~20% faster bulk inserts
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _bulk_pragmas(dbapi_conn, _record) -> None:
+    """The writer checkpoints the WAL every 64 MB instead of every 16 MB: ~25% faster bulk
+    inserts, and the WAL stays small."""
+    dbapi_conn.execute("PRAGMA wal_autocheckpoint=4000")
+
+
 def open_engine(target: str | Path) -> sa.Engine:
     """An engine on the ledger with the schema created; SQLite gets WAL and NORMAL sync."""
     url = database_url(target)
@@ -219,14 +237,7 @@ def open_engine(target: str | Path) -> sa.Engine:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url)
     if engine.dialect.name == "sqlite":
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA page_size=16384")  # a new file only: ~20% faster bulk inserts
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.close()
+        event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
     with engine.begin() as conn:
         conn.execute(sa.text(BARS_VIEW))
@@ -247,8 +258,41 @@ def code_version() -> str:
         return __version__
 
 
+class BatchWriter:
+    """Writes batches of rows into one database, each batch in one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _bulk_pragmas)
+        self.statements = {name: _compile(self.engine, name) for name in TABLES}
+
+    def write(self, batch: dict[str, list[tuple]]) -> None:
+        with self.engine.begin() as conn:
+            for name, rows in batch.items():
+                sql, positional = self.statements[name]
+                if not positional:
+                    keys = COLUMNS[name]
+                    rows = [dict(zip(keys, row, strict=True)) for row in rows]
+                conn.exec_driver_sql(sql, rows)
+
+
+def _compile(engine: sa.Engine, name: str) -> tuple[str, bool]:
+    compiled = TABLES[name].insert().compile(dialect=engine.dialect, column_keys=COLUMNS[name])
+    return str(compiled), bool(compiled.positional)
+
+
+SYNC, STOP = b"sync", b"stop"
+
+
 class Ledger:
-    """Writes one run's rows in batches from a background thread."""
+    """Buffers one run's rows and hands them, a batch at a time, to a writer process.
+
+    The SQLite work (binding every value of every row) then runs on another core instead of
+    competing with the event loop for Python's GIL; the loop only pickles each batch. A
+    writer that fails reports it on the next ``flush(wait=True)``.
+    """
 
     def __init__(self, target: str | Path, batch_rows: int = 50_000, flush_seconds: float = 1.0) -> None:
         self.target = str(target)
@@ -258,17 +302,17 @@ class Ledger:
         self._buffers: dict[str, list[tuple]] = {name: [] for name in TABLES}
         self._buffered = 0
         self._last_flush = time.monotonic()
-        self._statements = {name: self._compile(name) for name in TABLES}
-        self._queue: queue.Queue[dict[str, list[tuple]] | None] = queue.Queue(maxsize=4)
-        self._error: BaseException | None = None
-        self._writer = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
-        self._writer.start()
+        self._writer = subprocess.Popen(
+            [sys.executable, "-m", "engine.ledger_writer", database_url(target)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
+        )
+        # A feeder thread moves pickled batches into the pipe (the GIL is released while it
+        # writes), so the event loop never waits for the writer to finish the batch before.
+        self._outbox: queue.Queue[bytes] = queue.Queue(maxsize=4)
+        self._feed_error: OSError | None = None
+        self._feeder = threading.Thread(target=self._feed, name="ledger-feeder", daemon=True)
+        self._feeder.start()
         self.rows_written = 0
-
-    def _compile(self, name: str):
-        compiled = TABLES[name].insert().compile(dialect=self.engine.dialect,
-                                                 column_keys=COLUMNS[name])
-        return str(compiled), bool(compiled.positional)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -309,48 +353,82 @@ class Ledger:
     def flush(self, wait: bool = False) -> None:
         """Hand the buffered rows to the writer as one transaction; ``wait`` blocks until
         everything handed over is on disk."""
-        self._raise_writer_error()
         if self._buffered:
             batch = {name: rows for name, rows in self._buffers.items() if rows}
             self._buffers = {name: [] for name in TABLES}
             self._buffered = 0
-            self._queue.put(batch)
+            self.send(batch)
         self._last_flush = time.monotonic()
         if wait:
-            self._queue.join()
-            self._raise_writer_error()
+            self.wait_written()
+
+    def wait_written(self) -> None:
+        """Block until every batch handed to the writer is on disk (rows still buffered stay
+        buffered); raise if a write failed."""
+        self._ask(SYNC)
+
+    def send(self, batch: dict[str, list[tuple]]) -> None:
+        """Give the writer one batch (one transaction) of rows by table."""
+        self._frame(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        self.rows_written += sum(len(rows) for rows in batch.values())
 
     def close(self) -> None:
-        """Flush, stop the writer thread and release the database."""
-        self.flush(wait=True)
-        self._queue.put(None)
-        self._writer.join()
+        """Flush, stop the writer and release the database."""
+        self.flush()
+        self._ask(STOP)
+        self._writer.wait(timeout=60)
         self.engine.dispose()
 
-    def _raise_writer_error(self) -> None:
-        if self._error is not None:
-            raise RuntimeError(f"ledger write failed: {self._error!r}") from self._error
+    def _frame(self, payload: bytes) -> None:
+        if self._feed_error is not None:
+            raise RuntimeError(f"ledger write failed: the writer process is gone ({self._feed_error})")
+        self._outbox.put(payload)
 
-    def _write_loop(self) -> None:
+    def _feed(self) -> None:
         while True:
-            batch = self._queue.get()
+            payload = self._outbox.get()
             try:
-                if batch is None:
-                    return
-                if self._error is None:
-                    self._write(batch)
-            except Exception as exc:  # surfaced to the event loop on its next flush
-                log.exception("ledger write failed")
-                self._error = exc
+                if self._feed_error is None:
+                    write_frame(self._writer.stdin, payload)
+            except OSError as exc:
+                self._feed_error = exc
             finally:
-                self._queue.task_done()
+                self._outbox.task_done()
 
-    def _write(self, batch: dict[str, list[tuple]]) -> None:
-        with self.engine.begin() as conn:
-            for name, rows in batch.items():
-                sql, positional = self._statements[name]
-                if not positional:
-                    keys = COLUMNS[name]
-                    rows = [dict(zip(keys, row, strict=True)) for row in rows]
-                conn.exec_driver_sql(sql, rows)
-        self.rows_written += sum(len(rows) for rows in batch.values())
+    def _ask(self, command: bytes) -> None:
+        self._frame(command)
+        self._outbox.join()
+        if self._feed_error is not None:
+            raise RuntimeError(f"ledger write failed: the writer process is gone ({self._feed_error})")
+        try:
+            error = read_frame(self._writer.stdout).decode()
+        except EOFError:
+            raise RuntimeError("ledger write failed: the writer process is gone") from None
+        if error:
+            raise RuntimeError(f"ledger write failed: {error}")
+
+
+def _child_env() -> dict[str, str]:
+    """The environment for the writer, with this package importable even uninstalled."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
+def write_frame(stream, payload: bytes) -> None:
+    """A length-prefixed message on a pipe."""
+    stream.write(len(payload).to_bytes(8, "big"))
+    stream.write(payload)
+    stream.flush()
+
+
+def read_frame(stream) -> bytes:
+    """The next length-prefixed message; EOFError when the pipe is closed."""
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError
+    payload = stream.read(int.from_bytes(head, "big"))
+    if len(payload) < int.from_bytes(head, "big"):
+        raise EOFError
+    return payload

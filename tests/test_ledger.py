@@ -124,7 +124,7 @@ def test_rows_are_batched_and_each_batch_is_one_transaction(tmp_path):
     run_id = start_run(ledger)
     for i in range(25):
         ledger.add("fills", fill_row(run_id, i))
-    ledger._queue.join()  # the writer is idle: what is on disk is what it committed
+    ledger.wait_written()  # the writer is idle: what is on disk is what it committed
     assert len(read_table(path, "SELECT id FROM fills")) == 20  # two full batches, 5 buffered
     ledger.flush(wait=True)
     assert len(read_table(path, "SELECT id FROM fills")) == 25
@@ -132,12 +132,9 @@ def test_rows_are_batched_and_each_batch_is_one_transaction(tmp_path):
     for i in range(25, 28):
         ledger.add("fills", fill_row(run_id, i))
     ledger.add("fills", fill_row(run_id, 28)[:-1])  # one column short
-    ledger._queue.put({name: rows for name, rows in ledger._buffers.items() if rows})
-    ledger._buffers = {name: [] for name in ledger._buffers}
-    ledger._buffered = 0
-    ledger._queue.join()
+    ledger.flush()
     with pytest.raises(RuntimeError, match="ledger write failed"):
-        ledger.flush()
+        ledger.wait_written()
     assert len(read_table(path, "SELECT id FROM fills")) == 25
     ledger.add("fills", fill_row(run_id, 29))  # later batches are refused too, loudly
     with pytest.raises(RuntimeError, match="ledger write failed"):
@@ -149,10 +146,10 @@ def test_time_based_flush(tmp_path):
     path = tmp_path / "ledger.db"
     ledger = Ledger(path, batch_rows=1_000_000, flush_seconds=0.0)
     run_id = start_run(ledger)
-    for i in range(1024):  # the clock is looked at every 1024 rows
+    for i in range(64):  # the clock is looked at every 64 rows
         ledger.add("fills", fill_row(run_id, i))
-    ledger._queue.join()
-    assert len(read_table(path, "SELECT id FROM fills")) == 1024
+    ledger.wait_written()
+    assert len(read_table(path, "SELECT id FROM fills")) == 64
     ledger.close()
 
 
@@ -162,7 +159,7 @@ def test_readers_see_committed_rows_while_the_writer_runs(tmp_path):
     run_id = start_run(ledger)
     for i in range(5):
         ledger.add("fills", fill_row(run_id, i))
-    ledger._queue.join()
+    ledger.wait_written()
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
