@@ -199,7 +199,8 @@ class FeedGapRow(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
 
 
-Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts)
+# covers the metrics' read of a run's equity curve: an index-only scan, no row lookups
+Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts, EquityRow.equity, EquityRow.position)
 Index("ix_fills_run_ts", FillRow.run_id, FillRow.ts_event)
 
 TABLES = {cls.__tablename__: cls.__table__ for cls in

@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -41,6 +42,14 @@ class LedgerReader:
             else:
                 rows = [tuple(row) for row in result]
             return pd.DataFrame.from_records(rows, columns=list(result.keys()), coerce_float=False)
+
+    def numeric(self, sql: str, dtype: list[tuple[str, str]]) -> pd.DataFrame:
+        """A query of numeric columns through a numpy structured array: for a million rows
+        several times faster than a generic frame, which converts cell by cell."""
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql))
+            rows = result.cursor.fetchall() if result.cursor is not None else [tuple(r) for r in result]
+        return pd.DataFrame(np.array(rows, dtype=dtype))
 
     def runs(self) -> pd.DataFrame:
         """Every run, newest first, with ``status`` showing ``interrupted`` for a run whose
@@ -84,6 +93,12 @@ class LedgerReader:
 
     def equity(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("equity", run_ids, "ts, id", columns)
+
+    def equity_curve(self, run_ids: list[int]) -> pd.DataFrame:
+        """``ts``, ``equity`` and ``position`` of every snapshot, fast (for metrics)."""
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
+                            "ORDER BY ts", [("ts", "i8"), ("equity", "f8"), ("position", "f8")])
 
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)

@@ -173,7 +173,7 @@ def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
     ids = reader.chain(run_id)
     first = reader.run(ids[0])
     return compute_metrics(  # only the columns the metrics use: a run can have 10^6 snapshots
-        reader.equity(ids, "ts, equity, position"),
+        reader.equity_curve(ids),
         reader.fills(ids, "qty, price, fee, realized_pnl, position"),
         reader.funding(ids, "payment"),
         initial_cash=first["initial_cash"], interval=first["interval"],

@@ -90,7 +90,7 @@ class LedgerRecorder:
 
     def _on_bar(self, bar: Bar) -> None:
         # one unpack instead of a dozen attribute reads: this runs for every bar
-        symbol, interval, open_time, close_time, o, h, lo, c, volume, turnover, trades = bar[:11]
+        symbol, interval, open_time, close_time, o, h, lo, c, volume, turnover, trades, _, _ = bar
         if symbol != self.symbol or interval != self.interval:
             return
         self.bars += 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from strategies.base import Strategy, StrategyConfig
@@ -39,16 +38,18 @@ class SmaCross(Strategy):
     def __init__(self, config: SmaCrossConfig | None = None) -> None:
         super().__init__(config)
         self._closes: deque[float] = deque(maxlen=self.config.slow)
+        self._recent: deque[float] = deque(maxlen=self.config.fast)
         self._was_above: bool | None = None
 
     def on_bar(self, bar) -> None:
-        closes = self._closes
-        closes.append(bar.close)
+        closes, recent = self._closes, self._recent
+        close = bar.close
+        closes.append(close)
+        recent.append(close)
         slow_n = self.config.slow
         if len(closes) < slow_n:
             return
-        fast_n = self.config.fast
-        fast = math.fsum(islice(closes, slow_n - fast_n, slow_n)) / fast_n
+        fast = math.fsum(recent) / self.config.fast
         slow = math.fsum(closes) / slow_n
         above = fast > slow
         was_above = self._was_above
@@ -62,4 +63,5 @@ class SmaCross(Strategy):
 
     def on_load(self, state: dict[str, Any]) -> None:
         self._closes.extend(state.get("closes", []))
+        self._recent.extend(state.get("closes", []))
         self._was_above = state.get("was_above")
