@@ -84,10 +84,12 @@ class Predictor:
         row = self._streams[k].update(bar)
         self._rows[k].append(self.normalizer.transform_row(k, row))
 
-    def update(self, bar) -> np.ndarray | None:
-        """Add one closed base bar; the model output for the window ending at it, or None
-        while warming up. ``open_time`` must be in ms (engine ``Bar`` events carry ns:
-        pass a mapping with ``open_time // 1_000_000``); only coarser timeframes use it."""
+    def push(self, bar) -> np.ndarray | None:
+        """Add one closed base bar; the normalised window ``[tokens, features]`` (float32)
+        ending at it, or None while warming up. ``open_time`` must be in ms (engine ``Bar``
+        events carry ns: pass a mapping with ``open_time // 1_000_000``); only coarser
+        timeframes use it. A live strategy makes the window on its event thread and runs
+        the model in a worker."""
         bar = _as_dict(bar)
         for k, builder in enumerate(self._builders):
             for coarse in builder.update(bar):
@@ -96,6 +98,10 @@ class Predictor:
         if any(len(rows) < self.seq_len for rows in self._rows):
             return None
         window = np.concatenate([np.array(rows) for rows in self._rows]).astype(np.float32)
-        if not np.isfinite(window).all():
-            return None
-        return run_model(self.model, window[None])[0]
+        return window if np.isfinite(window).all() else None
+
+    def update(self, bar) -> np.ndarray | None:
+        """Add one closed base bar; the model output for the window ending at it, or None
+        while warming up (see :meth:`push`)."""
+        window = self.push(bar)
+        return None if window is None else run_model(self.model, window[None])[0]

@@ -8,23 +8,21 @@ threads. Stacking windows into a larger batch would be faster (for full attentio
 sequence 512, about 1.2x), but BLAS blocks a different matrix shape differently, which
 changes the last bits of the outputs (measured: up to 2.4e-7 for every attention type),
 enough to flip a decision at a threshold now and then. Float64 would hide that only most of
-the time, at 1.5 to 11 times the cost. Windows are identical because the streaming features equal the
-batch features bit for bit (:mod:`models.features`).
+the time, at 1.5 to 11 times the cost. Windows are identical because the streaming features
+equal the batch features bit for bit (:mod:`models.features`).
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 
 import numpy as np
 import pandas as pd
 import torch
 
 from models.dataset import build_frames
-from models.features import FeatureStream
 from models.predictor import Predictor
-from models.timeframes import CoarseBarBuilder, interval_ms
+from models.timeframes import interval_ms
 
 
 class ModelRunner:
@@ -57,8 +55,9 @@ class ModelRunner:
         seen = [t for split in ("train", "validation") for t in window.get(split) or []]
         return max(seen) + (self.horizon + 1) * self.interval_ms if seen else None
 
-    def stream(self) -> WindowStream:
-        return WindowStream(self.predictor)
+    def stream(self) -> Predictor:
+        """A fresh streaming window over this model (``push`` one closed bar at a time)."""
+        return Predictor(self.model, self.meta)
 
     def forward(self, window: np.ndarray) -> np.ndarray:
         """Outputs for one window ``[tokens, features]`` (float32), as float64; on the thread
@@ -87,32 +86,3 @@ class ModelRunner:
                 if durations is not None:
                     durations.append(time.perf_counter() - began)
         return out
-
-
-class WindowStream:
-    """The newest normalised input window, updated one closed base bar at a time; the same
-    steps as :meth:`Predictor.update` without the forward pass, so the window can be made
-    on the event thread and the model run elsewhere."""
-
-    def __init__(self, predictor: Predictor) -> None:
-        p = predictor
-        self.seq_len, self.normalizer = p.seq_len, p.normalizer
-        self._builders = [CoarseBarBuilder(p.interval, tf) for tf in p.timeframes]
-        n = len(self._builders) + 1
-        self._features = [FeatureStream(p.feature_set) for _ in range(n)]
-        self._rows: list[deque] = [deque(maxlen=p.seq_len) for _ in range(n)]
-
-    def _add(self, k: int, bar: dict) -> None:
-        self._rows[k].append(self.normalizer.transform_row(k, self._features[k].update(bar)))
-
-    def push(self, bar: dict) -> np.ndarray | None:
-        """Add a bar (kline fields, ``open_time`` in ms); the window ending at it
-        ``[tokens, features]`` in float32, or None while warming up."""
-        for k, builder in enumerate(self._builders):
-            for coarse in builder.update(bar):
-                self._add(k, coarse)
-        self._add(len(self._builders), bar)
-        if any(len(rows) < self.seq_len for rows in self._rows):
-            return None
-        window = np.concatenate([np.array(rows) for rows in self._rows]).astype(np.float32)
-        return window if np.isfinite(window).all() else None

@@ -83,7 +83,8 @@ from engine.events import Bar, Fill, Prediction
 from engine.metrics import SECONDS_PER_YEAR
 from engine.typed import ConfigError
 from models.checkpoint import CheckpointError
-from models.runner import ModelRunner, WindowStream
+from models.predictor import Predictor
+from models.runner import ModelRunner
 from strategies.base import Strategy, StrategyConfig
 from strategies.model_history import load_history
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
@@ -163,7 +164,7 @@ class ModelStrategy(Strategy):
         if not cfg.batch_replay:
             self.predict_batch = None  # the engine then calls run_inference bar by bar
         self.inference_latency_ns = round(cfg.inference_latency_ms * NS_PER_MS)
-        self._streams: list[WindowStream] | None = None  # live and per-bar replay only
+        self._streams: list[Predictor] | None = None  # live and per-bar replay only
         self._closes: deque[float] = deque(maxlen=cfg.vol_window + 1)
         self._price = math.nan
         self._entry = 0.0
