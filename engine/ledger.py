@@ -270,13 +270,22 @@ class BatchWriter:
         self.statements = {name: _compile(self.engine, name) for name in TABLES}
 
     def write(self, batch: dict[str, list[tuple]]) -> None:
-        with self.engine.begin() as conn:
+        """One transaction, straight through the database driver's ``executemany``."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
             for name, rows in batch.items():
                 sql, positional = self.statements[name]
                 if not positional:
                     keys = COLUMNS[name]
                     rows = [dict(zip(keys, row, strict=True)) for row in rows]
-                conn.exec_driver_sql(sql, rows)
+                cursor.executemany(sql, rows)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            raw.close()
 
 
 def _compile(engine: sa.Engine, name: str) -> tuple[str, bool]:
@@ -291,7 +300,7 @@ class Ledger:
     """Buffers one run's rows and hands them, a batch at a time, to a writer process.
 
     The SQLite work (binding every value of every row) then runs on another core instead of
-    competing with the event loop for Python's GIL; the loop only pickles each batch. A
+    competing with the event loop for Python's GIL; the loop only serialises each batch. A
     writer that fails reports it on the next ``flush(wait=True)``.
     """
 
@@ -307,7 +316,7 @@ class Ledger:
             [sys.executable, "-m", "engine.ledger_writer", database_url(target)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
         )
-        # A feeder thread moves pickled batches into the pipe (the GIL is released while it
+        # A feeder thread moves serialised batches into the pipe (the GIL is released while it
         # writes), so the event loop never waits for the writer to finish the batch before.
         self._outbox: queue.Queue[bytes] = queue.Queue(maxsize=4)
         self._feed_error: OSError | None = None
@@ -370,6 +379,7 @@ class Ledger:
 
     def send(self, batch: dict[str, list[tuple]]) -> None:
         """Give the writer one batch (one transaction) of rows by table."""
+        # pickle, not marshal: marshal would turn a stray numpy scalar into raw bytes, silently
         self._frame(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
         self.rows_written += sum(len(rows) for rows in batch.values())
 
