@@ -117,15 +117,15 @@ def bench_ledger(workdir: Path, rows: int) -> dict:
                               category="linear", interval="1m", data_start=0, data_end=0,
                               data_files="[]", seed=0, initial_cash=10_000.0, config="{}")
     assert len(COLUMNS["fills"]) == 16
-    pool = 50_000  # distinct rows, cycled: a million prebuilt tuples would cost 300 MB of RSS
-    made = [(run_id, f"o{i}", "bench", "BTCUSDT", 1 if i % 2 else -1, 30_000.0 + i % 100, 0.001,
-             0.0165, "taker", 0.0, 0.001 * (i % 2), 30_000.0, 10_000.0, 10_000.0, i, i)
-            for i in range(min(pool, rows))]
+    ids = [f"o{i}" for i in range(1_000)]
     add = ledger.add
     t = time.perf_counter()
-    for k in range(0, rows, len(made)):
-        for row in made[: rows - k]:
-            add("fills", row)
+    # fills arrive in time order, as in a run: the (run_id, ts_event) index grows at its end
+    for i in range(rows):
+        ts = T0_MS * 1_000_000 + i * 1_000_000
+        add("fills", (run_id, ids[i % 1_000], "bench", "BTCUSDT", 1 if i % 2 else -1,
+                      30_000.0 + i % 100, 0.001, 0.0165, "taker", 0.0, 0.001 * (i % 2), 30_000.0,
+                      10_000.0, 10_000.0, ts, ts))
     ledger.flush(wait=True)
     elapsed = time.perf_counter() - t
     ledger.close()

@@ -42,7 +42,7 @@ def main(url: str) -> int:
                 error = repr(exc)
                 log.error("ledger write failed: %s", error)
     finally:
-        writer.engine.dispose()
+        writer.close()
 
 
 if __name__ == "__main__":
