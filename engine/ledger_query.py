@@ -44,12 +44,13 @@ class LedgerReader:
             return pd.DataFrame.from_records(rows, columns=list(result.keys()), coerce_float=False)
 
     def numeric(self, sql: str, dtype: list[tuple[str, str]]) -> pd.DataFrame:
-        """A query of numeric columns through a numpy structured array: for a million rows
-        several times faster than a generic frame, which converts cell by cell."""
+        """A query of numeric columns straight into a numpy structured array, row by row off
+        the cursor: several times faster than a generic frame, and no list of a million
+        tuples in memory."""
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(sql))
-            rows = result.cursor.fetchall() if result.cursor is not None else [tuple(r) for r in result]
-        return pd.DataFrame(np.array(rows, dtype=dtype))
+            rows = result.cursor if result.cursor is not None else (tuple(r) for r in result)
+            return pd.DataFrame(np.fromiter(rows, dtype=dtype))
 
     def runs(self) -> pd.DataFrame:
         """Every run, newest first, with ``status`` showing ``interrupted`` for a run whose
