@@ -15,8 +15,9 @@ nystrom 6x, reformer 2x). A last row times the full model with its attention rep
 zeros: the rest of the encoder (input, feed-forward, norms), which bounds every speed-up.
 
 Models have random weights (timing only). Attention settings: linformer k 128, nystrom 64
-landmarks, reformer 4 hashes and buckets of 64. The load average is printed with every
-section: the machine may be shared, and other work inflates the times.
+landmarks, reformer 4 hashes and buckets of 64. The load average and the share of CPU time
+the host stole from this virtual machine (``bench/steal.py``) are printed with every section:
+the machine may be shared, and other work inflates the times.
 
     python bench/model_strategy.py [--quick] [--json]
 """
@@ -48,6 +49,9 @@ from models.features import FEATURE_VERSION, FEATURES, LOOKBACK, FeatureSet  # n
 from models.runner import ModelRunner  # noqa: E402
 from models.train import TrainConfig  # noqa: E402
 from strategies.model import ModelStrategy  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from steal import StealMeter  # noqa: E402
 
 THREADS, D_MODEL, LAYERS, HEADS = 2, 128, 4, 4
 KINDS = ("full", "linformer", "nystrom", "reformer")
@@ -150,9 +154,11 @@ def replay(kind: str, n_bars: int, seq_len: int, work: Path) -> dict:
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, data=(str(data),)))
     before = load()
     matmul = matmul_gflops()  # just before, under the same load
+    meter = StealMeter()
     start = time.perf_counter()
     result = run_backtest(cfg, progress=False)
     total = time.perf_counter() - start
+    steal = meter.share()
     runner = ModelRunner.load(str(ckpt))
     windows = n_bars - runner.warmup_bars + 1
     inference = TimedModel.seconds[kind]
@@ -161,7 +167,7 @@ def replay(kind: str, n_bars: int, seq_len: int, work: Path) -> dict:
     return {"kind": kind, "bars": n_bars, "seq_len": seq_len, "windows": windows, "fills": result.fills,
             "total_s": total, "inference_s": inference, "windows_per_s": windows / total,
             "gflop_per_window": flops / 1e9, "gflops": gflops, "matmul_gflops_before": matmul,
-            "load_before": before, "load_after": load()}
+            "load_before": before, "load_after": load(), "steal": steal}
 
 
 def latency(kinds: tuple[str, ...], seq_len: int, repeats: int, work: Path) -> list[dict]:
@@ -177,9 +183,10 @@ def latency(kinds: tuple[str, ...], seq_len: int, repeats: int, work: Path) -> l
             for layer in runner.model.layers:
                 layer.attn.fn = NoAttention()
         runner.forward(window)
+        meter = StealMeter()
         times = np.array([_timed(lambda r=runner: r.forward(window)) for _ in range(repeats)])
         rows.append({"kind": kind, "seq_len": seq_len, "runs": repeats, "median_s": float(np.median(times)),
-                     "p99_s": float(np.percentile(times, 99)), "load": load()})
+                     "p99_s": float(np.percentile(times, 99)), "load": load(), "steal": meter.share()})
     full = rows[0]["median_s"]
     for row in rows:
         row["speedup_vs_full"] = full / row["median_s"]
@@ -202,7 +209,7 @@ def main() -> None:
         say(f"\nreplay: {n_bars:,} 1h bars, {LAYERS} layers, d_model {D_MODEL}, seq 512, one window per "
             "forward pass (exact)")
         say(f"{'kind':<11}{'total s':>8}{'infer s':>8}{'windows':>8}{'win/s':>7}{'GFLOP/win':>10}"
-            f"{'GFLOP/s':>8}{'matmul':>8}{'share':>6}  load average before -> after")
+            f"{'GFLOP/s':>8}{'matmul':>8}{'share':>6}{'steal':>6}  load average before -> after")
         replays = []
         for kind in KINDS:
             print(f"  replaying with {kind} ...", file=sys.stderr)
@@ -212,7 +219,7 @@ def main() -> None:
             r["matmul_share"] = r["gflops"] / matmul
             say(f"{r['kind']:<11}{r['total_s']:>8.1f}{r['inference_s']:>8.1f}{r['windows']:>8,}"
                 f"{r['windows_per_s']:>7.1f}{r['gflop_per_window']:>10.3f}{r['gflops']:>8.1f}"
-                f"{r['matmul_gflops_before']:>8.1f}{r['matmul_share']:>6.0%}  "
+                f"{r['matmul_gflops_before']:>8.1f}{r['matmul_share']:>6.0%}{r['steal']:>6.0%}  "
                 f"{r['load_before']} -> {r['load_after']}")
         say(f"share: of the best matmul measured, {matmul:.1f} GFLOP/s (target >= 40%)")
         lat = []
@@ -220,11 +227,11 @@ def main() -> None:
             rows = latency(KINDS, seq, repeats[seq], work)
             lat += rows
             say(f"\nlive: per-bar inference, batch 1, seq {seq}, {repeats[seq]} runs each")
-            say(f"{'kind':<13}{'median s':>9}{'p99 s':>8}{'x full':>7}{'target':>8}  load")
+            say(f"{'kind':<13}{'median s':>9}{'p99 s':>8}{'x full':>7}{'target':>8}{'steal':>6}  load")
             for r in rows:
                 target = TARGET_SPEEDUP.get(r["kind"]) if seq == 4096 else None
                 say(f"{r['kind']:<13}{r['median_s']:>9.4f}{r['p99_s']:>8.4f}{r['speedup_vs_full']:>7.1f}"
-                    f"{'' if target is None else f'>= {target:g}':>8}  {r['load']}")
+                    f"{'' if target is None else f'>= {target:g}':>8}{r['steal']:>6.0%}  {r['load']}")
     if args.json:
         print(json.dumps({"threads": THREADS, "matmul_gflops": matmul, "replay": replays, "latency": lat}))
 

@@ -102,8 +102,15 @@ def phase_replay(paths: list[str], cache: str) -> dict:
 
 
 def phase_bars(n_bars: int) -> dict:
-    from engine.broker import Account, FeeModel, FillModel, InstrumentBook, LatencyModel
-    from engine.broker import SimulatedBroker, SlippageModel
+    from engine.broker import (
+        Account,
+        FeeModel,
+        FillModel,
+        InstrumentBook,
+        LatencyModel,
+        SimulatedBroker,
+        SlippageModel,
+    )
     from engine.bus import Bus
     from engine.clock import ReplayClock
     from engine.feeds.replay import KlineReplay
@@ -136,7 +143,8 @@ def run_phase(name: str, *args: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=int, default=10, help="days of scaled data (default 10)")
     parser.add_argument("--density", type=int, default=60, help="copies of each sample trade (default 60)")
     parser.add_argument("--bars", type=int, default=1_000_000, help="bars for the bars/s figure")
@@ -156,7 +164,8 @@ def main() -> None:
     if args.quick:
         args.days, args.density, args.bars = 2, 10, 200_000
     workdir = Path(args.workdir)
-    print(f"preparing {args.days} days at {args.density}x the sample's trade rate in {workdir}", file=sys.stderr)
+    print(f"preparing {args.days} days at {args.density}x the sample's trade rate in {workdir}",
+          file=sys.stderr)
     paths = [str(p) for p in make_archives(workdir, args.days, args.density)]
     cache = tempfile.mkdtemp(prefix="cache-", dir=workdir)
     parse = run_phase("parse", *paths, cache)
