@@ -181,6 +181,21 @@ def test_lsh_rotations_are_seeded_buffers():
     torch.testing.assert_close(a.rotations, b.rotations)
 
 
+@pytest.mark.parametrize("values", ["random", "ties"])
+def test_lsh_buckets_are_the_argmax_of_plus_and_minus_rotations(values):
+    """Angular LSH by definition: bucket = first argmax of [xR ; -xR], ties included."""
+    lsh = build_attention("reformer", D, H, 64, n_hashes=3, bucket_size=8)
+    gen = torch.Generator().manual_seed(5)
+    qk = torch.randn(2, H, 64, D // H, generator=gen)
+    if values == "ties":  # small integers: many rows with equal top and -bottom values
+        lsh.rotations.copy_(torch.randint(-2, 3, lsh.rotations.shape, generator=gen).float())
+        qk = torch.randint(-1, 2, qk.shape, generator=gen).float()
+    half = 4
+    proj = torch.einsum("bhld,hrdk->bhrlk", qk, lsh.rotations[..., :half])
+    expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
+    assert torch.equal(lsh._buckets(qk, 2 * half), expected)
+
+
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown attention"):
         build_attention("performer", D, H, 64)
