@@ -230,7 +230,7 @@ def main() -> None:
             say(f"{'kind':<13}{'median s':>9}{'p99 s':>8}{'x full':>7}{'target':>8}{'steal':>6}  load")
             for r in rows:
                 target = TARGET_SPEEDUP.get(r["kind"]) if seq == 4096 else None
-                say(f"{r['kind']:<13}{r['median_s']:>9.4f}{r['p99_s']:>8.4f}{r['speedup_vs_full']:>7.1f}"
+                say(f"{r['kind']:<13}{r['median_s']:>9.4f}{r['p99_s']:>8.4f}{r['speedup_vs_full']:>7.2f}"
                     f"{'' if target is None else f'>= {target:g}':>8}{r['steal']:>6.0%}  {r['load']}")
     if args.json:
         print(json.dumps({"threads": THREADS, "matmul_gflops": matmul, "replay": replays, "latency": lat}))

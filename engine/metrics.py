@@ -144,7 +144,7 @@ def compute_metrics(
             "daily": {"periods_per_year": 365.0},
             "calendar": "365-day year, returns from equity snapshots at bar closes",
         },
-        "daily": daily_stats,
+        "daily": {**daily_stats, "days": int(max(len(daily) - 1, 0))},
         "bars": int(len(eq)),
     }
     return {k: _clean(v) for k, v in metrics.items()}

@@ -63,7 +63,9 @@ def format_metrics(metrics: dict[str, Any], title: str = "") -> str:
         lines.append(f"  {label:<{width}}  {format_value(metrics.get(key), kind):>16}")
     daily = metrics.get("daily") or {}
     sharpe, sortino = format_value(daily.get("sharpe"), "num"), format_value(daily.get("sortino"), "num")
-    lines.append(f"  {'Sharpe / Sortino (daily)':<{width}}  {sharpe:>7} / {sortino:>6}")
+    days = daily.get("days")
+    few = f"   (from {days} daily returns: too few to mean much)" if days is not None and days < 30 else ""
+    lines.append(f"  {'Sharpe / Sortino (daily)':<{width}}  {sharpe:>7} / {sortino:>6}{few}")
     ann = (metrics.get("annualisation") or {}).get("bar", {})
     per_year = ann.get("periods_per_year")
     if per_year:

@@ -56,7 +56,8 @@ def independent_metrics(path, run_id: int) -> dict:
     snapshots = curve.iloc[1:]
     day = (snapshots.index - pd.Timedelta(1, "ns")).floor("D")
     daily = pd.concat([curve.iloc[:1], snapshots.groupby(day).last()])
-    out["daily"] = stats(daily.pct_change().dropna(), 365.0)
+    daily_returns = daily.pct_change().dropna()
+    out["daily"] = {**stats(daily_returns, 365.0), "days": len(daily_returns)}
 
     out["max_drawdown"] = (1 - curve / curve.cummax()).max()
     out["calmar"] = out["cagr"] / out["max_drawdown"]
