@@ -11,7 +11,8 @@ Prints five figures, each with its target and PASS/MISS:
 4. ``metrics_for_run`` on the big run's ledger;
 5. peak RSS of this process.
 
-Each timed figure shows the share of CPU time the host stole from this virtual machine while
+A reference loop timed first shows how fast the CPU is at the moment, and each timed
+figure shows the share of CPU time the host stole from this virtual machine while
 it ran (``/proc/stat``): on a shared host, a figure measured under heavy steal is low.
 
 Usage: ``python bench/backtest.py [--bars N] [--quick] [--json]``. The data is a seeded
@@ -53,7 +54,7 @@ from engine.metrics import metrics_for_run
 from engine.recorder import LedgerRecorder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from steal import StealMeter  # noqa: E402
+from steal import StealMeter, reference_loop_s  # noqa: E402
 
 T0_MS = 1_748_736_000_000  # 2025-06-01 00:00 UTC
 TARGETS = {
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = 100_000 if args.quick else 1_000_000
     orders = 20_000 if args.quick else 100_000
     out: dict = {"bars_requested": bars, "quick": args.quick, "python": sys.version.split()[0]}
+    out["reference_loop_s"] = reference_loop_s()
     steal, meter = {}, StealMeter()
     with tempfile.TemporaryDirectory(prefix="papertape-bench-") as tmp:
         workdir = Path(tmp)
@@ -212,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(out))
         return 0
     print(f"papertape backtest benchmark: {out['bars']:,} one-minute bars, sma_cross(10, 30), "
-          f"ledger on ({out['fills']:,} fills); data generated in {out['generate_s']:.1f} s")
+          f"ledger on ({out['fills']:,} fills); data generated in {out['generate_s']:.1f} s\n"
+          f"  CPU reference: 10 million Python additions in {out['reference_loop_s']:.2f} s "
+          "(lower is a faster CPU)")
     labels = {
         "bars_per_s": f"run_backtest end to end ({out['backtest_s']:.2f} s)",
         "ledger_fill_rows_per_s": f"ledger fill rows ({out['ledger_rows']:,} rows, {out['ledger_s']:.2f} s)",

@@ -1,4 +1,5 @@
-"""CPU time stolen from this virtual machine by its host while a benchmark ran.
+"""How much CPU a benchmark really had: time stolen from this virtual machine by its host,
+and a reference loop that times the CPU itself.
 
 On a shared host the hypervisor gives other guests some of "our" cores' time; the guest
 sees it as ``steal`` in ``/proc/stat``, and a figure measured during heavy steal is slower
@@ -7,6 +8,7 @@ than the code. Benchmarks print the share next to their figures so a reader can 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 STAT = Path("/proc/stat")
@@ -36,3 +38,16 @@ class StealMeter:
         if self._start is None or end is None or end[1] == self._start[1]:
             return 0.0
         return (end[0] - self._start[0]) / (end[1] - self._start[1])
+
+
+def reference_loop_s() -> float:
+    """Seconds for ten million pure-Python additions (best of three): the speed of this CPU
+    right now, to compare figures taken at different times on a host whose speed varies."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return best
