@@ -13,6 +13,7 @@ process is gone).
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -281,16 +282,22 @@ class BatchWriter:
         self.statements = {name: _compile(self.engine, name) for name in TABLES}
 
     def write(self, batch: dict[str, list[tuple]]) -> None:
-        """One transaction, straight through the database driver's ``executemany``."""
+        """One transaction, straight through the database driver's ``executemany``; rows go
+        ``ROWS_PER_INSERT`` to a statement where the driver takes positional parameters."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             for name, rows in batch.items():
-                sql, positional = self.statements[name]
+                one, many, positional = self.statements[name]
                 if not positional:
                     keys = COLUMNS[name]
-                    rows = [dict(zip(keys, row, strict=True)) for row in rows]
-                cursor.executemany(sql, rows)
+                    cursor.executemany(one, [dict(zip(keys, row, strict=True)) for row in rows])
+                    continue
+                whole = len(rows) - len(rows) % ROWS_PER_INSERT
+                if whole:
+                    cursor.executemany(many, _grouped(rows, whole))
+                if whole < len(rows):
+                    cursor.executemany(one, rows[whole:])
             raw.commit()
         except BaseException:
             raw.rollback()
@@ -318,9 +325,24 @@ class BatchWriter:
                     log.warning("ledger checkpoint failed: %s", exc)
 
 
-def _compile(engine: sa.Engine, name: str) -> tuple[str, bool]:
+# Rows per INSERT statement: SQLite steps one statement of 50 rows about 1.5x faster than
+# 50 statements of one row. 50 x 17 columns stays under SQLite's oldest limit of 999 parameters.
+ROWS_PER_INSERT = 50
+
+
+def _compile(engine: sa.Engine, name: str) -> tuple[str, str, bool]:
+    """The table's one-row INSERT, its ``ROWS_PER_INSERT``-row form, and whether the
+    driver's parameters are positional (only then is the many-row form used)."""
     compiled = TABLES[name].insert().compile(dialect=engine.dialect, column_keys=COLUMNS[name])
-    return str(compiled), bool(compiled.positional)
+    one = str(compiled)
+    head, values = one.split(" VALUES ")
+    return one, f"{head} VALUES {', '.join([values] * ROWS_PER_INSERT)}", bool(compiled.positional)
+
+
+def _grouped(rows: list[tuple], whole: int) -> Iterator[tuple]:
+    """The first ``whole`` rows as parameter tuples of ``ROWS_PER_INSERT`` rows each."""
+    flat = itertools.chain.from_iterable
+    return (tuple(flat(rows[i : i + ROWS_PER_INSERT])) for i in range(0, whole, ROWS_PER_INSERT))
 
 
 SYNC, STOP = b"sync", b"stop"

@@ -14,7 +14,7 @@ import pytest
 
 from engine.clock import NS_PER_MS, NS_PER_S
 from engine.events import Funding
-from engine.ledger import COLUMNS, Ledger, database_url
+from engine.ledger import COLUMNS, ROWS_PER_INSERT, Ledger, database_url
 from engine.ledger_query import LedgerQueryError, LedgerReader, ledger_bars
 from tests.broker_helpers import BTC, MINUTE, T0, Harness, attach_ledger, read_table, start_run
 
@@ -140,6 +140,31 @@ def test_rows_are_batched_and_each_batch_is_one_transaction(tmp_path):
     with pytest.raises(RuntimeError, match="ledger write failed"):
         ledger.flush(wait=True)
     assert len(read_table(path, "SELECT id FROM fills")) == 25
+
+
+def test_many_row_inserts_keep_every_row_its_values_and_order(tmp_path):
+    """Batches go in ROWS_PER_INSERT-row statements plus one-row statements for the rest:
+    every row arrives once, in order, with its values; a bad row inside a group fails the
+    whole batch."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(path, batch_rows=1_000_000, flush_seconds=3600)
+    run_id = start_run(ledger)
+    n = 2 * ROWS_PER_INSERT + 23
+    rows = [fill_row(run_id, i) for i in range(n)]
+    for row in rows:
+        ledger.add("fills", row)
+    ledger.flush(wait=True)
+    columns = ", ".join(COLUMNS["fills"])
+    stored = read_table(path, f"SELECT {columns} FROM fills ORDER BY id")
+    assert list(stored.itertuples(index=False, name=None)) == rows
+    bad = [fill_row(run_id, n + i) for i in range(ROWS_PER_INSERT)]
+    bad[7] = bad[7][:-1]
+    for row in bad:
+        ledger.add("fills", row)
+    ledger.flush()
+    with pytest.raises(RuntimeError, match="ledger write failed"):
+        ledger.wait_written()
+    assert len(read_table(path, "SELECT id FROM fills")) == n
 
 
 def test_time_based_flush(tmp_path):
