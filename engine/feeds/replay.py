@@ -172,13 +172,14 @@ class KlineReplay:
         names = ("open", "high", "low", "close", "volume", "turnover", "trades")
         columns = [f[name].to_numpy() for name in names]
         process = bus.process
+        make = tuple.__new__  # Bar(...) would run namedtuple's Python-level __new__ per bar
         block = 65536  # Python lists of one block at a time keep memory flat
         for lo_index in range(0, len(f), block):
             part = slice(lo_index, lo_index + block)
             rows = zip(open_ns[part].tolist(), *(col[part].tolist() for col in columns), strict=True)
             for open_time, o, h, lo, c, v, t, n in rows:
                 close_time = open_time + step
-                process(Bar(symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
-                            close_time, close_time))
+                process(make(Bar, (symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
+                                   close_time, close_time)))
             if progress is not None:
                 progress(min(block, len(f) - lo_index))
