@@ -177,13 +177,16 @@ class _LiveRun:
         finally:
             await feed.stop()
             await asyncio.gather(feed_task, return_exceptions=True)
+            # The data ends here: no trade comes after this. Waiting for a running inference
+            # below can take seconds, and bars that end in them must not be closed.
+            feed_stopped = time.time_ns()
             status.cancel()
             flusher.cancel()
             await self.rest.close()
             self.inference.shutdown(wait=True, cancel_futures=True)
             session.host.offload = self._stopped
             _clear_status_line()
-        end = max(time.time_ns(), session.clock.timestamp_ns())
+        end = max(feed_stopped, session.clock.timestamp_ns())
         if error is None:
             self._close_out(end)
         if self.recording is not None:
@@ -206,10 +209,17 @@ class _LiveRun:
         session, feed = self.session, self.feed
         if feed.decoder.gap_from is not None:
             feed.input("rest_trades", end, {"list": [], "error": "the session ended before a backfill"})
+        late = 0
         while not self.queue.empty():
             event = self.queue.get_nowait()
-            if event is not _STOP:
-                session.bus.process(event)
+            if event is _STOP:
+                continue
+            if event.ts_init > end:  # a forecast finished after the data ended: nothing to act on
+                late += 1
+                continue
+            session.bus.process(event)
+        if late:
+            log.info("%d event(s) made after the feed stopped were left out", late)
         session.bus.advance_to(end + session.cfg.bars.close_delay_ms * NS_PER_MS)
         session.stop()
 

@@ -18,3 +18,14 @@ def _private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture
 def sample_files() -> list[Path]:
     return sorted(SAMPLE_DIR.glob("BTCUSDT*.csv.gz"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and do not fight other work for the cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

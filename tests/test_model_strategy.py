@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from engine.broker import InstrumentBook
 from engine.session import load_strategy
@@ -20,12 +19,7 @@ from tests.model_helpers import ar1_bars, backtest, rows, train_tiny, write_bars
 BTC = InstrumentBook.load().get("linear", "BTCUSDT")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-import torch
 
 from engine.bars_io import load_bars, read_kline_csv
 from models.predictor import Predictor
@@ -18,12 +17,7 @@ TRADING = {"in_sample": "true", "sizing": "volatility", "vol_window": "24", "sto
 TABLES = ("predictions", "orders", "order_updates", "fills", "equity")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

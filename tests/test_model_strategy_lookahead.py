@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from engine.bars_io import read_kline_csv
 from models.runner import ModelRunner
@@ -18,12 +17,7 @@ from tests.model_helpers import ar1_bars, backtest, rows, train_tiny, write_bars
 HOUR_NS = 3_600_000 * 1_000_000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 HOUR_MS = 3_600_000
 START_MS = 1_700_006_400_000  # a UTC midnight
@@ -39,9 +38,5 @@ def bars() -> pd.DataFrame:
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and do not fight other suites for cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Every model test runs on one torch thread (``one_torch_thread`` in tests/conftest.py)."""
