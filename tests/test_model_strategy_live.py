@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from engine.bars_io import load_bars
 from tests.live_helpers import (
@@ -30,12 +29,7 @@ from tests.model_helpers import ar1_bars, train_tiny, write_bars
 INTERVAL_MS = 2000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_a_slow_model_drops_late_forecasts_and_never_holds_up_the_feed(tmp_path):
