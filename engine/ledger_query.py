@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from engine import curve_columns
 from engine.ledger import Run, open_engine
 
 
@@ -96,8 +98,17 @@ class LedgerReader:
         return self.table("equity", run_ids, "ts, id", columns)
 
     def equity_curve(self, run_ids: list[int]) -> pd.DataFrame:
-        """``ts``, ``equity`` and ``position`` of every snapshot, fast (for metrics)."""
+        """``ts``, ``equity`` and ``position`` of every snapshot in time order (for metrics):
+        from the packed ``equity_curve`` columns when they hold exactly as many rows as the
+        equity table, which is always unless rows were added or removed by hand (or the
+        ledger predates that table); else from the rows themselves."""
         marks = ", ".join(str(int(i)) for i in run_ids)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM equity WHERE run_id IN ({marks})")).scalar_one()
+            chunks = conn.execute(sa.text(f"SELECT n, ts, equity, position FROM equity_curve "
+                                          f"WHERE run_id IN ({marks}) ORDER BY id")).all()
+        if sum(chunk[0] for chunk in chunks) == rows:
+            return unpack_curve(chunks)
         return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
                             "ORDER BY ts", [("ts", "i8"), ("equity", "f8"), ("position", "f8")])
 
@@ -127,6 +138,25 @@ def _effective_status(status: str, host: str, pid: int) -> str:
     except PermissionError:
         return status
     return status
+
+
+def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFrame:
+    """``ts``, ``equity`` and ``position`` from packed ``(n, ts, equity, position)`` chunks
+    in the order they were written, sorted by ``ts`` (stably: ties keep their written order)."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in curve_columns.STORED}
+    for n, *blobs in chunks:
+        for (name, stored), blob in zip(curve_columns.STORED.items(), blobs, strict=True):
+            column = np.frombuffer(blob, dtype=stored)
+            if len(column) != n:
+                raise LedgerQueryError(f"an equity_curve chunk says {n} rows but its {name} has {len(column)}")
+            parts[name].append(column)
+    frame = pd.DataFrame({
+        name: np.concatenate(parts[name] or [np.empty(0, stored)]).astype(np.dtype(stored).newbyteorder("="))
+        for name, stored in curve_columns.STORED.items()
+    })
+    if not frame["ts"].is_monotonic_increasing:
+        frame = frame.iloc[np.argsort(frame["ts"].to_numpy(), kind="stable")].reset_index(drop=True)
+    return frame
 
 
 def ledger_bars(path: str | Path) -> pd.DataFrame:

@@ -223,6 +223,8 @@ def test_sigkill_mid_run_leaves_a_consistent_ledger_and_an_interrupted_run(tmp_p
     assert np.allclose(fills.cash, cash, rtol=0, atol=1e-6)
     equity = read_table(ledger, "SELECT ts FROM equity WHERE run_id = ? ORDER BY id", [int(run.id)])
     assert equity.ts.is_monotonic_increasing and len(equity) > 0
+    packed = read_table(ledger, "SELECT sum(n) AS n FROM equity_curve WHERE run_id = ?", [int(run.id)])
+    assert packed.n[0] == len(equity)  # the packed curve is committed with its rows
 
     listed = papertape("runs", "--ledger", str(ledger), "--json")
     assert listed.returncode == 0, listed.stderr
