@@ -130,7 +130,11 @@ class Account:
         if pos is None or pos.qty == 0.0:
             return None
         q, mmr = pos.qty, self.maintenance_margin
-        others = self.cash + sum(self.unrealized(s) for s in self.positions if s != symbol)
+        unrealized = 0.0  # a loop, not sum() over a generator: this runs after every fill
+        for other in self.positions:
+            if other != symbol:
+                unrealized += self.unrealized(other)
+        others = self.cash + unrealized
         denominator = q * (1.0 - mmr) if q > 0 else q * (1.0 + mmr)
         price = (q * pos.avg_price - others) / denominator
         return price if price > 0 else None

@@ -482,7 +482,8 @@ class SimulatedBroker:
         publish = self.bus.publish
         publish(Fill(order_id, symbol, side, price, qty, fee, liquidity, strategy_id, ts_event, now))
         publish(PositionUpdate(symbol, pos.qty, pos.avg_price, realized, ts_event, now))
-        publish(AccountUpdate(acct.cash, acct.equity(), acct.margin_used(), ts_event, now))
+        equity, margin = acct.equity_and_margin()
+        publish(AccountUpdate(acct.cash, equity, margin, ts_event, now))
         self._liq_price[symbol] = acct.liquidation_price(symbol)
         self._liq_since[symbol] = ts_event
 
