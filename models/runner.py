@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.allocator import keep_freed_memory
 from models.dataset import build_frames
 from models.predictor import Predictor
 from models.timeframes import interval_ms
@@ -41,6 +42,7 @@ class ModelRunner:
 
     @classmethod
     def load(cls, path: str) -> ModelRunner:
+        keep_freed_memory()  # long windows otherwise page-fault on every activation
         return cls(Predictor.from_checkpoint(path), path)
 
     @property
