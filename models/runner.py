@@ -3,18 +3,26 @@ windows of a whole history cut at once (replay), and one forward pass that both 
 
 Replay and live give bit-identical outputs because the model runs the same arithmetic on
 the same bits in both: one window per forward pass (batch 1), in float32, from a fresh
-tensor (so the BLAS sees the same shapes and memory alignment), on the same number of
-threads. Stacking windows into a larger batch would be faster (for full attention at
-sequence 512, about 1.2x), but BLAS blocks a different matrix shape differently, which
-changes the last bits of the outputs (measured: up to 2.4e-7 for every attention type),
-enough to flip a decision at a threshold now and then. Float64 would hide that only most of
-the time, at 1.5 to 11 times the cost. Windows are identical because the streaming features
-equal the batch features bit for bit (:mod:`models.features`).
+tensor (so the BLAS sees the same shapes and memory alignment). Stacking windows into a
+larger batch would be faster (for full attention at sequence 512, about 1.2x), but BLAS
+blocks a different matrix shape differently, which changes the last bits of the outputs
+(measured: up to 2.4e-7 for every attention type), enough to flip a decision at a
+threshold now and then. Float64 would hide that only most of the time, at 1.5 to 11 times
+the cost. Windows are identical because the streaming features equal the batch features
+bit for bit (:mod:`models.features`).
+
+Replay uses the cores by running windows side by side instead: one worker thread per
+OpenMP thread of the live forward, each forward on one OpenMP thread. The kernels split
+work across threads by rows and heads, never inside a sum, so a window's outputs do not
+depend on the thread count; the runner checks that on the run's first windows and falls
+back to one window at a time on all threads if any output differs.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -24,6 +32,11 @@ from models.allocator import keep_freed_memory
 from models.dataset import build_frames
 from models.predictor import Predictor
 from models.timeframes import interval_ms
+
+log = logging.getLogger(__name__)
+
+CHECKED_WINDOWS = 8  # computed both ways before windows run side by side
+CHUNK = 256
 
 
 class ModelRunner:
@@ -61,11 +74,13 @@ class ModelRunner:
         """A fresh streaming window over this model (``push`` one closed bar at a time)."""
         return Predictor(self.model, self.meta)
 
-    def forward(self, window: np.ndarray) -> np.ndarray:
-        """Outputs for one window ``[tokens, features]`` (float32), as float64; on the thread
-        count of the loading thread, whichever thread calls (OpenMP counts are per thread)."""
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+    def forward(self, window: np.ndarray, threads: int | None = None) -> np.ndarray:
+        """Outputs for one window ``[tokens, features]`` (float32), as float64; on
+        ``threads`` OpenMP threads (default: the loading thread's count), whichever thread
+        calls (OpenMP counts are per thread)."""
+        threads = threads or self.threads
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         x = torch.empty((1, *window.shape), dtype=torch.float32)
         x[0] = torch.from_numpy(window)
         with torch.inference_mode():
@@ -74,17 +89,54 @@ class ModelRunner:
     def predict_rows(self, bars: pd.DataFrame, wanted: np.ndarray,
                      durations: list[float] | None = None) -> np.ndarray:
         """Outputs ``[rows, out_dim]`` for the rows of ``bars`` where ``wanted`` is True and a
-        full window exists (NaN elsewhere); each forward's seconds go to ``durations``."""
+        full window exists (NaN elsewhere). ``durations`` receives the seconds of forwards
+        timed as live runs them (all threads, one window): every window's when they run one
+        at a time, the first ``CHECKED_WINDOWS``' when they run side by side."""
         p = self.predictor
         p.check_bars(bars)
         frames = p.normalizer.transform(build_frames(bars, p.feature_set, p.interval, tuple(p.timeframes)))
         ends = np.flatnonzero(frames.valid_ends(p.seq_len) & wanted)
         out = np.full((len(bars), self.out_dim), np.nan)
-        for start in range(0, len(ends), 256):
-            chunk = ends[start : start + 256]
+        first = ends[:CHECKED_WINDOWS]
+        for row, window in zip(first, frames.windows(first, p.seq_len), strict=True):
+            out[row] = self._timed_forward(window, durations)
+        rest = ends[len(first):]
+        if len(rest) and self._thread_count_free(frames, first, out):
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="replay") as pool:
+                for chunk in _chunks(rest):
+                    windows = frames.windows(chunk, p.seq_len)
+                    results = pool.map(lambda w: self.forward(w, threads=1), windows)
+                    for row, result in zip(chunk, results, strict=True):
+                        out[row] = result
+            return out
+        for chunk in _chunks(rest):
             for row, window in zip(chunk, frames.windows(chunk, p.seq_len), strict=True):
-                began = time.perf_counter()
-                out[row] = self.forward(window)
-                if durations is not None:
-                    durations.append(time.perf_counter() - began)
+                out[row] = self._timed_forward(window, durations)
         return out
+
+    def _timed_forward(self, window: np.ndarray, durations: list[float] | None) -> np.ndarray:
+        began = time.perf_counter()
+        result = self.forward(window)
+        if durations is not None:
+            durations.append(time.perf_counter() - began)
+        return result
+
+    def _thread_count_free(self, frames, rows: np.ndarray, out: np.ndarray) -> bool:
+        """Whether one-thread forwards of ``rows`` (in a worker thread, as replay runs them)
+        equal their all-thread outputs in ``out`` bit for bit."""
+        if self.threads < 2 or not len(rows):
+            return False
+        windows = frames.windows(rows, self.predictor.seq_len)
+        with ThreadPoolExecutor(1, thread_name_prefix="replay-check") as pool:
+            alone = pool.submit(lambda: [self.forward(w, threads=1) for w in windows]).result()
+        same = all(a.tobytes() == out[row].tobytes() for a, row in zip(alone, rows, strict=True))
+        if not same:
+            log.info("one-thread forwards differ from %d-thread ones in their last bits; replaying "
+                     "one window at a time on all threads", self.threads)
+        return same
+
+
+def _chunks(rows: np.ndarray) -> list[np.ndarray]:
+    """``rows`` in pieces of ``CHUNK``: the windows of one piece are cut at a time, so memory
+    stays flat on long histories."""
+    return [rows[i : i + CHUNK] for i in range(0, len(rows), CHUNK)]
