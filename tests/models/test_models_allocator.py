@@ -1,0 +1,59 @@
+"""Forward passes over long windows reuse freed memory instead of page-faulting on fresh
+mmap pages for every large activation (models/allocator.py), and loading a checkpoint to
+trade turns that on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from models import runner as runner_module
+from models.allocator import keep_freed_memory
+from tests.model_helpers import ar1_bars, train_tiny
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# In a fresh process, as a live session starts: a Linformer encoder at sequence 2048, warmed
+# up, then the minor page faults of one forward pass.
+FAULTS_PER_FORWARD = textwrap.dedent("""
+    import resource, sys, torch
+    from models.allocator import keep_freed_memory
+    from models.encoder import EncoderConfig, SeriesEncoder
+    if sys.argv[1] == "keep":
+        assert keep_freed_memory()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = SeriesEncoder(EncoderConfig(n_features=8, seq_len=2048, d_model=128, n_layers=2, n_heads=4,
+                                        attention="linformer", attention_options={"k": 64})).eval()
+    x = torch.randn(1, 2048, 8)
+    with torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(5):
+            model(x)
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+""")
+
+
+def faults_per_forward(mode: str) -> float:
+    done = subprocess.run([sys.executable, "-c", FAULTS_PER_FORWARD, mode], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return float(done.stdout)
+
+
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    plain, kept = faults_per_forward("plain"), faults_per_forward("keep")
+    assert plain > 1_000, plain  # glibc's defaults: every forward faults in fresh pages
+    assert kept < plain / 20, (kept, plain)
+
+
+def test_loading_a_checkpoint_keeps_freed_memory(tmp_path, monkeypatch):
+    assert keep_freed_memory()  # Linux with glibc, as CI runs
+    ckpt = train_tiny(ar1_bars(300, seed=2), "full", tmp_path / "model.pt")
+    calls = []
+    monkeypatch.setattr(runner_module, "keep_freed_memory", lambda: calls.append(1))
+    runner_module.ModelRunner.load(str(ckpt))
+    assert calls == [1]
