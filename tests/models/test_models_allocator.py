@@ -47,7 +47,7 @@ def faults_per_forward(mode: str) -> float:
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     plain, kept = faults_per_forward("plain"), faults_per_forward("keep")
     assert plain > 1_000, plain  # glibc's defaults: every forward faults in fresh pages
-    assert kept < plain / 20, (kept, plain)
+    assert kept < plain / 5, (kept, plain)
 
 
 def test_loading_a_checkpoint_keeps_freed_memory(tmp_path, monkeypatch):
