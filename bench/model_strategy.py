@@ -1,7 +1,8 @@
 """Benchmark of the model strategy on 2 CPU threads, for each attention type.
 
 Replay: a backtest (``run_backtest``, the strategy ``model``) of 8,760 synthetic one-hour
-klines - a year - with a 4-layer, d_model 128 encoder at sequence 512: total time, windows
+klines - a year - with a 4-layer, d_model 128 encoder at sequence 512 (windows run side by
+side, one per thread, as ``models/runner.py`` replays them): total time, windows
 (forecasts) per second, and the model's achieved GFLOP/s while computing them as a share of
 the best GFLOP/s of a plain 2048 x 2048 ``torch.matmul`` measured in the same run (before
 each backtest: a measurement well below the best shows a disturbed backtest). FLOPs of one
@@ -207,7 +208,7 @@ def main() -> None:
         say(f"torch {torch.__version__}, {THREADS} threads, {os.cpu_count()} CPUs; matmul 2048x2048: "
             f"{matmul:.1f} GFLOP/s; load average {load()}")
         say(f"\nreplay: {n_bars:,} 1h bars, {LAYERS} layers, d_model {D_MODEL}, seq 512, one window per "
-            "forward pass (exact)")
+            f"forward pass, {THREADS} side by side on one thread each (exact)")
         say(f"{'kind':<11}{'total s':>8}{'infer s':>8}{'windows':>8}{'win/s':>7}{'GFLOP/win':>10}"
             f"{'GFLOP/s':>8}{'matmul':>8}{'share':>6}{'steal':>6}  load average before -> after")
         replays = []
