@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 from tqdm import tqdm
@@ -42,7 +43,7 @@ def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
                       ledger_target=cfg.ledger.path,
                       save_state_every_bar=isinstance(source, RecordingReplay))
     if callable(getattr(session.strategy, "predict_batch", None)):
-        _install_batch_predictions(session, source, cfg)
+        _install_batch_predictions(session, source, cfg, progress)
     unit = "bars" if source.kind == "bars" else "trades"
     bar = tqdm(total=source.total_rows, unit=unit, unit_scale=True, disable=None if progress else True,
                desc=f"replay {rng.symbol}", leave=False)
@@ -64,9 +65,10 @@ def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
     return result
 
 
-def _install_batch_predictions(session: Session, source, cfg: Config) -> None:
+def _install_batch_predictions(session: Session, source, cfg: Config, progress: bool) -> None:
     """Run the strategy's ``predict_batch`` over every bar of the run (a first pass over the
-    data) and have each row delivered when its bar closes."""
+    data, with a progress bar when it takes a ``progress`` callback) and have each row
+    delivered when its bar closes."""
     market = session.market
     if isinstance(source, KlineReplay):
         bars = source.frame
@@ -75,6 +77,12 @@ def _install_batch_predictions(session: Session, source, cfg: Config) -> None:
             source, market.interval, close_delay_ns=cfg.bars.close_delay_ms * NS_PER_MS,
             empty=cfg.bars.empty, first_partial=cfg.bars.first_partial))
     log.info("computing batch predictions for %d bars", len(bars))
-    outputs = session.strategy.predict_batch(bars)
+    predict = session.strategy.predict_batch
+    if "progress" in inspect.signature(predict).parameters:
+        with tqdm(total=len(bars), unit="bars", unit_scale=True, desc="forecasts", leave=False,
+                  disable=None if progress else True) as bar:
+            outputs = predict(bars, progress=bar.update)
+    else:
+        outputs = predict(bars)
     BatchPredictions(session.bus, session.strategy_name, market.symbol, market.interval, bars, outputs,
                      int(getattr(session.strategy, "inference_latency_ns", 0)))

@@ -104,9 +104,10 @@ class LedgerReader:
         ledger predates that table); else from the rows themselves."""
         marks = ", ".join(str(int(i)) for i in run_ids)
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.text(f"SELECT count(*) FROM equity WHERE run_id IN ({marks})")).scalar_one()
-            chunks = conn.execute(sa.text(f"SELECT n, ts, equity, position FROM equity_curve "
-                                          f"WHERE run_id IN ({marks}) ORDER BY id")).all()
+            count = f"SELECT count(*) FROM equity WHERE run_id IN ({marks})"
+            rows = conn.execute(sa.text(count)).scalar_one()
+            packed = f"SELECT n, ts, equity, position FROM equity_curve WHERE run_id IN ({marks}) ORDER BY id"
+            chunks = conn.execute(sa.text(packed)).all()
         if sum(chunk[0] for chunk in chunks) == rows:
             return unpack_curve(chunks)
         return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
@@ -148,7 +149,7 @@ def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFr
         for (name, stored), blob in zip(curve_columns.STORED.items(), blobs, strict=True):
             column = np.frombuffer(blob, dtype=stored)
             if len(column) != n:
-                raise LedgerQueryError(f"an equity_curve chunk says {n} rows but its {name} has {len(column)}")
+                raise LedgerQueryError(f"an equity_curve chunk says {n} rows, its {name} has {len(column)}")
             parts[name].append(column)
     frame = pd.DataFrame({
         name: np.concatenate(parts[name] or [np.empty(0, stored)]).astype(np.dtype(stored).newbyteorder("="))

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -86,32 +87,39 @@ class ModelRunner:
         with torch.inference_mode():
             return self.model(x)[0].double().numpy()
 
-    def predict_rows(self, bars: pd.DataFrame, wanted: np.ndarray,
-                     durations: list[float] | None = None) -> np.ndarray:
+    def predict_rows(self, bars: pd.DataFrame, wanted: np.ndarray, durations: list[float] | None = None,
+                     progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Outputs ``[rows, out_dim]`` for the rows of ``bars`` where ``wanted`` is True and a
         full window exists (NaN elsewhere). ``durations`` receives the seconds of forwards
         timed as live runs them (all threads, one window): every window's when they run one
-        at a time, the first ``CHECKED_WINDOWS``' when they run side by side."""
+        at a time, the first ``CHECKED_WINDOWS``' when they run side by side. ``progress``
+        is told the number of wanted rows done, as they are done."""
         p = self.predictor
         p.check_bars(bars)
         frames = p.normalizer.transform(build_frames(bars, p.feature_set, p.interval, tuple(p.timeframes)))
         ends = np.flatnonzero(frames.valid_ends(p.seq_len) & wanted)
+        done = progress or (lambda n: None)
+        done(int(np.count_nonzero(wanted)) - len(ends))  # rows without a full window
         out = np.full((len(bars), self.out_dim), np.nan)
-        first = ends[:CHECKED_WINDOWS]
+        first, rest = ends[:CHECKED_WINDOWS], ends[CHECKED_WINDOWS:]
         for row, window in zip(first, frames.windows(first, p.seq_len), strict=True):
             out[row] = self._timed_forward(window, durations)
-        rest = ends[len(first):]
+            done(1)
         if len(rest) and self._thread_count_free(frames, first, out):
-            with ThreadPoolExecutor(self.threads, thread_name_prefix="replay") as pool:
+            pool = ThreadPoolExecutor(self.threads, thread_name_prefix="replay")
+            try:
                 for chunk in _chunks(rest):
-                    windows = frames.windows(chunk, p.seq_len)
-                    results = pool.map(lambda w: self.forward(w, threads=1), windows)
+                    results = pool.map(lambda w: self.forward(w, threads=1), frames.windows(chunk, p.seq_len))
                     for row, result in zip(chunk, results, strict=True):
                         out[row] = result
+                        done(1)
+            finally:
+                pool.shutdown(cancel_futures=True)  # an error or Ctrl-C: drop the windows not started
             return out
         for chunk in _chunks(rest):
             for row, window in zip(chunk, frames.windows(chunk, p.seq_len), strict=True):
                 out[row] = self._timed_forward(window, durations)
+                done(1)
         return out
 
     def _timed_forward(self, window: np.ndarray, durations: list[float] | None) -> np.ndarray:

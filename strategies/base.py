@@ -151,7 +151,8 @@ class Strategy:
     # model outputs for every bar row (NaN where there is none), each computed from that
     # row and the rows before it only. A backtest then calls it once, in batches, and
     # delivers row i as a Prediction when bar i closes, instead of calling run_inference
-    # (an ``inference_latency_ns`` attribute delays each delivery by that much).
+    # (an ``inference_latency_ns`` attribute delays each delivery by that much). If it takes
+    # a ``progress`` keyword, it gets a callable to report rows done: the backtest shows a bar.
 
     # -- callbacks (override what you need) ----------------------------------------------
 

@@ -70,6 +70,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -188,16 +189,20 @@ class ModelStrategy(Strategy):
         """Index of the checkpoint that trades each bar (by open time in ms), -1 for none."""
         return np.searchsorted(self._starts, open_ms, side="right") - 1
 
-    def predict_batch(self, bars: pd.DataFrame) -> np.ndarray:
-        """Forecasts of every bar of a backtest, computed ahead (NaN where none is made)."""
+    def predict_batch(self, bars: pd.DataFrame,
+                      progress: Callable[[int], object] | None = None) -> np.ndarray:
+        """Forecasts of every bar of a backtest, computed ahead (NaN where none is made);
+        ``progress`` is told how many bars are done as they are."""
         self._check_market()
         active = self._active(bars["open_time"].to_numpy(np.int64))
+        if progress is not None:
+            progress(int(np.count_nonzero(active < 0)))  # bars no checkpoint trades
         out = np.full((len(bars), self.runners[0].out_dim), np.nan)
         durations: list[float] | None = [] if self.config.measure_latency else None
         for k, runner in enumerate(self.runners):
             rows = active == k
             if rows.any():
-                out[rows] = runner.predict_rows(bars, rows, durations)[rows]
+                out[rows] = runner.predict_rows(bars, rows, durations, progress)[rows]
         if durations:
             self.inference_latency_ns = round(statistics.median(durations) * NS_PER_S)
             self.log.info("charging %.1f ms of inference per forecast", self.inference_latency_ns / NS_PER_MS)

@@ -46,7 +46,8 @@ def test_rows_match_columns():
 def test_a_backtest_writes_a_curve_equal_to_its_rows(tmp_path):
     data = tmp_path / "klines.csv"
     write_klines(data, 3_000, seed=3)
-    cfg = backtest_config([data], tmp_path / "ledger.db", ["ledger.batch_rows=700"], fast=5, slow=20, qty=0.05)
+    cfg = backtest_config([data], tmp_path / "ledger.db", ["ledger.batch_rows=700"],
+                          fast=5, slow=20, qty=0.05)
     result = run_backtest(cfg, progress=False)
     chunks = read_table(tmp_path / "ledger.db", "SELECT run_id, n FROM equity_curve ORDER BY id")
     assert len(chunks) >= 5 and chunks.n.sum() == result.bars == 3_000  # several batches
