@@ -9,6 +9,7 @@ import sqlite3
 import numpy as np
 import pytest
 
+from engine import curve_columns
 from engine.backtest import run_backtest
 from engine.ledger import COLUMNS, Ledger
 from engine.ledger_query import LedgerReader
@@ -41,6 +42,9 @@ def assert_same(frame, rows) -> None:
 
 def test_rows_match_columns():
     assert len(equity_row(1, T0, 1.0, 0.0)) == len(COLUMNS["equity"])
+    packed = {curve_columns.RUN_ID: "run_id", curve_columns.TS: "ts", curve_columns.EQUITY: "equity",
+              curve_columns.POSITION: "position"}
+    assert {i: COLUMNS["equity"][i] for i in packed} == packed
 
 
 def test_a_backtest_writes_a_curve_equal_to_its_rows(tmp_path):
