@@ -1,18 +1,18 @@
 """``sma_cross``: long a fixed quantity while the fast SMA of closes is above the slow one.
 
 Goes long ``qty`` when the fast simple moving average crosses above the slow one and flat
-when it crosses below; it never shorts. Averages are exact sums over each window
-(``math.fsum``), so results do not drift over long runs and match other engines' SMAs.
+when it crosses below; it never shorts. The comparison is the one exact window sums
+(``math.fsum``) give, so results do not drift over long runs and match other engines' SMAs;
+``FastAboveSlow`` gets it from running sums, summing exactly only near a tie.
 """
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from strategies.base import Strategy, StrategyConfig
+from strategies.indicators import FastAboveSlow
 
 
 @dataclass(frozen=True)
@@ -37,21 +37,13 @@ class SmaCross(Strategy):
 
     def __init__(self, config: SmaCrossConfig | None = None) -> None:
         super().__init__(config)
-        self._closes: deque[float] = deque(maxlen=self.config.slow)
-        self._recent: deque[float] = deque(maxlen=self.config.fast)
+        self._averages = FastAboveSlow(self.config.fast, self.config.slow)
         self._was_above: bool | None = None
 
     def on_bar(self, bar) -> None:
-        closes, recent = self._closes, self._recent
-        close = bar.close
-        closes.append(close)
-        recent.append(close)
-        slow_n = self.config.slow
-        if len(closes) < slow_n:
+        above = self._averages.push(bar.close)
+        if above is None:  # fewer than `slow` closes so far
             return
-        fast = math.fsum(recent) / self.config.fast
-        slow = math.fsum(closes) / slow_n
-        above = fast > slow
         was_above = self._was_above
         self._was_above = above
         if was_above is None or above == was_above:
@@ -59,9 +51,8 @@ class SmaCross(Strategy):
         self.target_position(self.config.qty if above else 0.0)
 
     def on_save(self) -> dict[str, Any]:
-        return {"closes": list(self._closes), "was_above": self._was_above}
+        return {"closes": list(self._averages.window), "was_above": self._was_above}
 
     def on_load(self, state: dict[str, Any]) -> None:
-        self._closes.extend(state.get("closes", []))
-        self._recent.extend(state.get("closes", []))
+        self._averages.extend(state.get("closes", []))
         self._was_above = state.get("was_above")
