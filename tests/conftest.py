@@ -20,12 +20,22 @@ def sample_files() -> list[Path]:
     return sorted(SAMPLE_DIR.glob("BTCUSDT*.csv.gz"))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and do not fight other work for the cores."""
+def _torch_threads(n: int):
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run fastest on one thread, and do not fight other work for the cores."""
+    yield from _torch_threads(1)
+
+
+@pytest.fixture
+def two_torch_threads():
+    """Two OpenMP threads, as a live forward on this machine runs."""
+    yield from _torch_threads(2)

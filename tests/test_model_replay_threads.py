@@ -22,14 +22,6 @@ SHAPES = {
 SETTINGS = dict(seq_len=128, d_model=64, heads=4, layers=2)
 
 
-@pytest.fixture
-def two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def bars():
     return ar1_bars(400, seed=4)
