@@ -16,10 +16,13 @@ class FastAboveSlow:
     decided exactly as comparing ``math.fsum(window) / n`` of the two windows would, at
     O(1) cost per value instead of summing both windows every time.
 
-    Each window keeps a running sum and a bound on that sum's accumulated rounding error.
-    Only when the two means are too close for the bounds to decide (or one is NaN) are the
-    windows summed exactly, and the running sums restart from those exact sums.
+    Both windows keep running sums. Each update of a sum of ``n`` values, all at most ``L``
+    in size, is off by at most half of ``ROUNDING * (n + 3) * L``; after ``k`` updates the
+    error is at most ``k`` times that. Only when the two means are closer than those bounds
+    (or one is NaN) are the windows summed exactly, and the count restarts there.
     """
+
+    __slots__ = ("fast", "slow", "window", "_fast_sum", "_slow_sum", "_steps", "_largest", "_per_step")
 
     def __init__(self, fast: int, slow: int) -> None:
         if not 1 <= fast < slow:
@@ -27,7 +30,10 @@ class FastAboveSlow:
         self.fast, self.slow = fast, slow
         self.window: deque[float] = deque(maxlen=slow)
         self._fast_sum = self._slow_sum = 0.0
-        self._fast_error = self._slow_error = 0.0
+        self._steps = 0  # updates since the sums were exact
+        self._largest = 0.0  # the largest |value| seen since then
+        # both means' error bound per update, per unit of the largest value
+        self._per_step = ROUNDING * ((fast + 3) / fast + (slow + 3) / slow)
 
     def extend(self, values: Iterable[float]) -> None:
         """Append ``values`` without deciding anything (restoring saved state)."""
@@ -39,19 +45,16 @@ class FastAboveSlow:
         ``slow`` values have arrived)."""
         window, fast_n, slow_n = self.window, self.fast, self.slow
         n = len(window)
-        # |running sum - exact sum| grows by at most ROUNDING * (|new sum| + |in| + |out|)
-        out = window[-fast_n] if n >= fast_n else 0.0
-        fast_sum = self._fast_sum = self._fast_sum + (value - out)
-        self._fast_error += ROUNDING * (abs(fast_sum) + abs(value) + abs(out))
-        out = window[0] if n == slow_n else 0.0
-        slow_sum = self._slow_sum = self._slow_sum + (value - out)
-        self._slow_error += ROUNDING * (abs(slow_sum) + abs(value) + abs(out))
+        fast_sum = self._fast_sum = self._fast_sum + (value - (window[-fast_n] if n >= fast_n else 0.0))
+        slow_sum = self._slow_sum = self._slow_sum + (value - (window[0] if n == slow_n else 0.0))
         window.append(value)
+        steps = self._steps = self._steps + 1
+        if abs(value) > self._largest:
+            self._largest = abs(value)
         if n + 1 < slow_n:
             return None
         fast, slow = fast_sum / fast_n, slow_sum / slow_n
-        margin = (self._fast_error / fast_n + self._slow_error / slow_n
-                  + 4 * ROUNDING * (abs(fast) + abs(slow)))
+        margin = steps * self._per_step * self._largest + 4 * ROUNDING * (abs(fast) + abs(slow))
         if not abs(fast - slow) > margin:  # too close to call from running sums, or NaN
             self._sum_exactly()
             fast, slow = self._fast_sum / fast_n, self._slow_sum / slow_n
@@ -61,5 +64,5 @@ class FastAboveSlow:
         window = self.window
         self._fast_sum = math.fsum(islice(window, max(len(window) - self.fast, 0), None))
         self._slow_sum = math.fsum(window)
-        self._fast_error = ROUNDING * abs(self._fast_sum)
-        self._slow_error = ROUNDING * abs(self._slow_sum)
+        self._steps = 1  # an exact sum is still rounded once
+        self._largest = max(map(abs, window), default=0.0)
