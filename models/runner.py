@@ -102,10 +102,11 @@ class ModelRunner:
         done(int(np.count_nonzero(wanted)) - len(ends))  # rows without a full window
         out = np.full((len(bars), self.out_dim), np.nan)
         first, rest = ends[:CHECKED_WINDOWS], ends[CHECKED_WINDOWS:]
-        for row, window in zip(first, frames.windows(first, p.seq_len), strict=True):
+        first_windows = frames.windows(first, p.seq_len)
+        for row, window in zip(first, first_windows, strict=True):
             out[row] = self._timed_forward(window, durations)
             done(1)
-        if len(rest) and self._thread_count_free(frames, first, out):
+        if len(rest) and self._thread_count_free(first_windows, out[first]):
             pool = ThreadPoolExecutor(self.threads, thread_name_prefix="replay")
             try:
                 for chunk in _chunks(rest):
@@ -129,15 +130,14 @@ class ModelRunner:
             durations.append(time.perf_counter() - began)
         return result
 
-    def _thread_count_free(self, frames, rows: np.ndarray, out: np.ndarray) -> bool:
-        """Whether one-thread forwards of ``rows`` (in a worker thread, as replay runs them)
-        equal their all-thread outputs in ``out`` bit for bit."""
-        if self.threads < 2 or not len(rows):
+    def _thread_count_free(self, windows: np.ndarray, all_threads: np.ndarray) -> bool:
+        """Whether one-thread forwards of ``windows`` (in a worker thread, as replay runs
+        them) equal their all-thread outputs ``all_threads`` bit for bit."""
+        if self.threads < 2 or not len(windows):
             return False
-        windows = frames.windows(rows, self.predictor.seq_len)
         with ThreadPoolExecutor(1, thread_name_prefix="replay-check") as pool:
             alone = pool.submit(lambda: [self.forward(w, threads=1) for w in windows]).result()
-        same = all(a.tobytes() == out[row].tobytes() for a, row in zip(alone, rows, strict=True))
+        same = all(a.tobytes() == b.tobytes() for a, b in zip(alone, all_threads, strict=True))
         if not same:
             log.info("one-thread forwards differ from %d-thread ones in their last bits; replaying "
                      "one window at a time on all threads", self.threads)

@@ -49,8 +49,9 @@ class FastAboveSlow:
         slow_sum = self._slow_sum = self._slow_sum + (value - (window[0] if n == slow_n else 0.0))
         window.append(value)
         steps = self._steps = self._steps + 1
-        if abs(value) > self._largest:
-            self._largest = abs(value)
+        size = abs(value)
+        if size > self._largest:
+            self._largest = size
         if n + 1 < slow_n:
             return None
         fast, slow = fast_sum / fast_n, slow_sum / slow_n
