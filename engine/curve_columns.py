@@ -27,16 +27,16 @@ def _packed(typecode: str, values: Iterable) -> bytes:
     return column.tobytes()
 
 
-def pack(rows: Sequence[tuple]) -> list[tuple[int, int, bytes, bytes, bytes]]:
-    """``(run_id, n, ts, equity, position)`` chunks for a batch's equity rows, one per run
-    (consecutive rows of one run make one chunk)."""
+def pack(values: Sequence, width: int) -> list[tuple[int, int, bytes, bytes, bytes]]:
+    """``(run_id, n, ts, equity, position)`` chunks for a batch's equity rows, given as one
+    flat list of ``width`` values a row: one chunk per run (consecutive rows of one run
+    make one chunk)."""
     chunks = []
-    for run_id, group in itertools.groupby(rows, key=lambda row: row[RUN_ID]):
-        run_rows = list(group)
-        chunks.append((
-            run_id, len(run_rows),
-            _packed("q", (row[TS] for row in run_rows)),
-            _packed("d", (row[EQUITY] for row in run_rows)),
-            _packed("d", (row[POSITION] for row in run_rows)),
-        ))
+    start = 0
+    for run_id, group in itertools.groupby(values[RUN_ID::width]):
+        n = sum(1 for _ in group)
+        rows = values[start * width : (start + n) * width]
+        chunks.append((run_id, n, _packed("q", rows[TS::width]), _packed("d", rows[EQUITY::width]),
+                       _packed("d", rows[POSITION::width])))
+        start += n
     return chunks

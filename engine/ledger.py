@@ -13,8 +13,6 @@ process is gone).
 
 from __future__ import annotations
 
-import io
-import itertools
 import json
 import logging
 import os
@@ -25,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +226,7 @@ TABLES = {cls.__tablename__: cls.__table__ for cls in
            StrategyStateRow, PredictionRow, FeedGapRow)}
 # The columns each buffered row fills, in order (everything but the autoincrement id).
 COLUMNS = {name: [c.name for c in table.columns if c.name != "id"] for name, table in TABLES.items()}
+WIDTHS = {name: len(columns) for name, columns in COLUMNS.items()}
 CURVE_COLUMNS = [c.name for c in EquityCurveChunk.__table__.columns if c.name != "id"]
 
 
@@ -301,23 +300,30 @@ class BatchWriter:
         self.statements = {name: _compile(self.engine, name) for name in TABLES}
         self.curve_insert = _compile_one(self.engine, EquityCurveChunk.__table__, CURVE_COLUMNS)
 
-    def write(self, batch: dict[str, list[tuple]]) -> None:
-        """One transaction, straight through the database driver's ``executemany``; rows go
-        ``ROWS_PER_INSERT`` to a statement where the driver takes positional parameters."""
+    def write(self, batch: dict[str, list]) -> None:
+        """One transaction, straight through the database driver's ``executemany``. Each
+        table's rows come as one flat list of values (``WIDTHS[table]`` a row); where the
+        driver takes positional parameters, a slice of ``ROWS_PER_INSERT`` rows is one
+        statement's parameters."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            for name, rows in batch.items():
+            for name, values in batch.items():
+                width = WIDTHS[name]
+                if len(values) % width:
+                    raise ValueError(f"{name}: {len(values)} values are not whole rows of {width}")
                 one, many, positional = self.statements[name]
                 if not positional:
                     keys = COLUMNS[name]
-                    cursor.executemany(one, [dict(zip(keys, row, strict=True)) for row in rows])
+                    cursor.executemany(one, [dict(zip(keys, values[i : i + width], strict=True))
+                                             for i in range(0, len(values), width)])
                     continue
-                whole = len(rows) - len(rows) % ROWS_PER_INSERT
+                step = width * ROWS_PER_INSERT
+                whole = len(values) - len(values) % step
                 if whole:
-                    cursor.executemany(many, _grouped(rows, whole))
-                if whole < len(rows):
-                    cursor.executemany(one, rows[whole:])
+                    cursor.executemany(many, (values[i : i + step] for i in range(0, whole, step)))
+                if whole < len(values):
+                    cursor.executemany(one, (values[i : i + width] for i in range(whole, len(values), width)))
             if batch.get("equity"):
                 self._write_curve(cursor, batch["equity"])
             raw.commit()
@@ -328,9 +334,9 @@ class BatchWriter:
             raw.close()
         self._checkpoint_due.set()
 
-    def _write_curve(self, cursor, rows: list[tuple]) -> None:
+    def _write_curve(self, cursor, values: list) -> None:
         statement, positional = self.curve_insert
-        chunks = curve_columns.pack(rows)
+        chunks = curve_columns.pack(values, WIDTHS["equity"])
         cursor.executemany(statement, chunks if positional else
                            [dict(zip(CURVE_COLUMNS, chunk, strict=True)) for chunk in chunks])
 
@@ -372,12 +378,6 @@ def _compile(engine: sa.Engine, name: str) -> tuple[str, str, bool]:
     return one, f"{head} VALUES {', '.join([values] * ROWS_PER_INSERT)}", positional
 
 
-def _grouped(rows: list[tuple], whole: int) -> Iterator[tuple]:
-    """The first ``whole`` rows as parameter tuples of ``ROWS_PER_INSERT`` rows each."""
-    flat = itertools.chain.from_iterable
-    return (tuple(flat(rows[i : i + ROWS_PER_INSERT])) for i in range(0, whole, ROWS_PER_INSERT))
-
-
 SYNC, STOP = b"sync", b"stop"
 
 
@@ -394,7 +394,7 @@ class Ledger:
         self.engine = open_engine(target)
         self.batch_rows = batch_rows
         self.flush_seconds = flush_seconds
-        self._buffers: dict[str, list[tuple]] = {name: [] for name in TABLES}
+        self._buffers: dict[str, list] = {name: [] for name in TABLES}  # flat: a row's values in turn
         self._buffered = 0
         self._last_flush = time.monotonic()
         self._writer = subprocess.Popen(
@@ -434,7 +434,9 @@ class Ledger:
 
     def add(self, table: str, row: tuple) -> None:
         """Buffer one row (values in ``COLUMNS[table]`` order); flushes when due."""
-        self._buffers[table].append(row)
+        if len(row) != WIDTHS[table]:
+            raise ValueError(f"a {table} row has {WIDTHS[table]} values, not {len(row)}: {row!r}")
+        self._buffers[table].extend(row)
         buffered = self._buffered = self._buffered + 1
         if buffered >= self.batch_rows or (
             not buffered & 63 and time.monotonic() - self._last_flush >= self.flush_seconds
@@ -449,7 +451,7 @@ class Ledger:
         """Hand the buffered rows to the writer as one transaction; ``wait`` blocks until
         everything handed over is on disk."""
         if self._buffered:
-            batch = {name: rows for name, rows in self._buffers.items() if rows}
+            batch = {name: values for name, values in self._buffers.items() if values}
             self._buffers = {name: [] for name in TABLES}
             self._buffered = 0
             self.send(batch)
@@ -462,10 +464,10 @@ class Ledger:
         buffered); raise if a write failed."""
         self._ask(SYNC)
 
-    def send(self, batch: dict[str, list[tuple]]) -> None:
-        """Give the writer one batch (one transaction) of rows by table."""
+    def send(self, batch: dict[str, list]) -> None:
+        """Give the writer one batch (one transaction): each table's rows as one flat list."""
         self._frame(serialise(batch))
-        self.rows_written += sum(len(rows) for rows in batch.values())
+        self.rows_written += sum(len(values) // WIDTHS[name] for name, values in batch.items())
 
     def close(self) -> None:
         """Flush, stop the writer and release the database."""
@@ -511,15 +513,11 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def serialise(batch: dict[str, list[tuple]]) -> bytes:
-    """A batch as pickle bytes, without the memo: rows are flat tuples, and not remembering
-    each one makes this a third faster on the event loop's thread. (Pickle, not marshal:
-    marshal would turn a stray numpy scalar into raw bytes, silently.)"""
-    out = io.BytesIO()
-    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
-    pickler.fast = True
-    pickler.dump(batch)
-    return out.getvalue()
+def serialise(batch: dict[str, list]) -> bytes:
+    """A batch as pickle bytes. Its lists are flat, so the memo holds only strings, and a
+    symbol repeated on every row is sent, and rebuilt by the writer, once a batch. (Pickle,
+    not marshal: marshal would turn a stray numpy scalar into raw bytes, silently.)"""
+    return pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def write_frame(stream, payload: bytes) -> None:

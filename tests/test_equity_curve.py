@@ -86,7 +86,9 @@ def test_a_failed_batch_writes_neither_rows_nor_columns(tmp_path):
     ledger = Ledger(path, batch_rows=1_000_000, flush_seconds=3600)
     run_id = start_run(ledger)
     ledger.add("equity", equity_row(run_id, T0, 100.0, 0.0))
-    ledger.add("equity", equity_row(run_id, T0 + MINUTE, 100.0, 0.0)[:-1])  # one column short
+    bad = list(equity_row(run_id, T0 + MINUTE, 100.0, 0.0))
+    bad[COLUMNS["equity"].index("symbol")] = None  # NOT NULL fails in the writer
+    ledger.add("equity", tuple(bad))
     ledger.flush()
     with pytest.raises(RuntimeError, match="ledger write failed"):
         ledger.wait_written()

@@ -131,7 +131,7 @@ def test_rows_are_batched_and_each_batch_is_one_transaction(tmp_path):
     # a batch that fails is rolled back whole: none of its good rows are written
     for i in range(25, 28):
         ledger.add("fills", fill_row(run_id, i))
-    ledger.add("fills", fill_row(run_id, 28)[:-1])  # one column short
+    ledger.add("fills", (run_id, None, *fill_row(run_id, 28)[2:]))  # NULL order id: NOT NULL fails
     ledger.flush()
     with pytest.raises(RuntimeError, match="ledger write failed"):
         ledger.wait_written()
@@ -158,13 +158,32 @@ def test_many_row_inserts_keep_every_row_its_values_and_order(tmp_path):
     stored = read_table(path, f"SELECT {columns} FROM fills ORDER BY id")
     assert list(stored.itertuples(index=False, name=None)) == rows
     bad = [fill_row(run_id, n + i) for i in range(ROWS_PER_INSERT)]
-    bad[7] = bad[7][:-1]
+    bad[7] = (run_id, None, *bad[7][2:])
     for row in bad:
         ledger.add("fills", row)
     ledger.flush()
     with pytest.raises(RuntimeError, match="ledger write failed"):
         ledger.wait_written()
     assert len(read_table(path, "SELECT id FROM fills")) == n
+
+
+def test_a_row_of_the_wrong_width_is_refused_before_it_is_buffered(tmp_path):
+    """Rows travel to the writer as one flat list, so a short row would shift every later
+    value into the wrong column: ``add`` refuses it, and the rows around it are written."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(path, batch_rows=1_000_000, flush_seconds=3600)
+    run_id = start_run(ledger)
+    ledger.add("fills", fill_row(run_id, 0))
+    for bad in (fill_row(run_id, 1)[:-1], (*fill_row(run_id, 1), 0)):
+        with pytest.raises(ValueError, match="a fills row has 16 values"):
+            ledger.add("fills", bad)
+    ledger.add("fills", fill_row(run_id, 2))
+    ledger.flush(wait=True)
+    columns = ", ".join(COLUMNS["fills"])
+    stored = read_table(path, f"SELECT {columns} FROM fills ORDER BY id")
+    assert list(stored.itertuples(index=False, name=None)) == [fill_row(run_id, 0), fill_row(run_id, 2)]
+    assert ledger.rows_written == 2
+    ledger.close()
 
 
 def test_time_based_flush(tmp_path):
