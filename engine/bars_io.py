@@ -40,8 +40,9 @@ def read_kline_csv(path: str | Path) -> pd.DataFrame:
         frame["turnover"] = np.nan
     if "trades" not in frame.columns:
         frame["trades"] = 0
-    frame = frame[list(KLINE_COLUMNS)]
-    numeric = frame.apply(pd.to_numeric, errors="coerce")
+    numeric = pd.DataFrame({  # a column read as numbers already needs no conversion
+        column: frame[column] if pd.api.types.is_numeric_dtype(frame[column])
+        else pd.to_numeric(frame[column], errors="coerce") for column in KLINE_COLUMNS})
     prices = numeric[["open", "high", "low", "close"]]
     bad = numeric["open_time"].isna() | prices.isna().any(axis=1) | (prices <= 0).any(axis=1)
     bad |= (numeric["high"] < numeric[["open", "close", "low"]].max(axis=1))
@@ -51,10 +52,23 @@ def read_kline_csv(path: str | Path) -> pd.DataFrame:
         raise BarFileError(f"{path}:{first}: malformed bar ({int(bad.sum())} such row(s))")
     numeric["open_time"] = numeric["open_time"].astype(np.int64)
     numeric["trades"] = numeric["trades"].fillna(0).astype(np.int64)
-    numeric = numeric.sort_values("open_time", kind="stable")
-    if numeric["open_time"].duplicated().any():
+    numeric = sorted_by_open_time(numeric)
+    if has_repeats(numeric["open_time"].to_numpy()):
         raise BarFileError(f"{path}: duplicate open_time rows")
     return numeric.reset_index(drop=True)
+
+
+def sorted_by_open_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in ``open_time`` order (stable); files are usually in order already, and
+    then nothing is sorted."""
+    if frame["open_time"].is_monotonic_increasing:
+        return frame
+    return frame.sort_values("open_time", kind="stable")
+
+
+def has_repeats(sorted_values: np.ndarray) -> bool:
+    """Whether a sorted array holds a value twice (a neighbour comparison, not a hash)."""
+    return bool(len(sorted_values) > 1 and (sorted_values[1:] == sorted_values[:-1]).any())
 
 
 def infer_interval_ms(open_times_ms: np.ndarray) -> int:

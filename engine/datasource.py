@@ -13,9 +13,11 @@ from engine.bars import make_aggregator, parse_interval
 from engine.bars_io import (
     BarFileError,
     bars_to_frame,
+    has_repeats,
     infer_interval_ms,
     is_kline_header,
     read_kline_csv,
+    sorted_by_open_time,
 )
 from engine.bus import Bus
 from engine.clock import NS_PER_MS, ReplayClock
@@ -99,9 +101,9 @@ def open_source(
 
 
 def _kline_source(paths, symbol, category, interval, start_ns, end_ns) -> KlineReplay:
-    frame = pd.concat([read_kline_csv(p) for p in paths], ignore_index=True)
-    frame = frame.sort_values("open_time", kind="stable")
-    if frame["open_time"].duplicated().any():
+    frames = [read_kline_csv(p) for p in paths]
+    frame = frames[0] if len(frames) == 1 else sorted_by_open_time(pd.concat(frames, ignore_index=True))
+    if has_repeats(frame["open_time"].to_numpy()):
         raise DataError("kline files overlap (duplicate open_time); give each period once")
     step_ms = infer_interval_ms(frame["open_time"].to_numpy())
     label = parse_interval(f"{step_ms // 1000}s").label
