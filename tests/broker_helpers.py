@@ -275,10 +275,11 @@ def start_run(ledger: Ledger, **fields: Any) -> int:
     return ledger.start_run(**(RUN_FIELDS | fields))
 
 
-def attach_ledger(h: Harness, path: str | Path, batch_rows: int = 50_000,
+def attach_ledger(h: Harness, target: str | Path | Ledger, batch_rows: int = 50_000,
                   **fields: Any) -> tuple[Ledger, int, LedgerRecorder]:
-    """Record ``h``'s bus into a real SQLite ledger at ``path`` (subscribes last)."""
-    ledger = Ledger(path, batch_rows=batch_rows)
+    """Record ``h``'s bus as a new run in a real SQLite ledger (subscribes last): a new one
+    at the path ``target``, or ``target`` itself when it is an open ledger."""
+    ledger = target if isinstance(target, Ledger) else Ledger(target, batch_rows=batch_rows)
     run_id = start_run(ledger, category=h.account.category, initial_cash=h.account.initial_cash,
                        **fields)
     recorder = LedgerRecorder(h.bus, ledger, run_id, h.broker, BTC, "1m")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.broker import Instrument
 from engine.clock import NS_PER_S
+from engine.ledger import Ledger
 from tests.broker_helpers import T0, Harness, attach_ledger, read_table
 
 S = NS_PER_S
@@ -137,14 +138,22 @@ BAD_QTY = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.fixture(scope="module")
+def shared_ledger(tmp_path_factory):
+    """One ledger for every example below, a run each: a writer process per example
+    would take most of the test's time."""
+    ledger = Ledger(tmp_path_factory.mktemp("bad") / "ledger.db")
+    yield ledger
+    ledger.close()
+
+
+@settings(max_examples=60, deadline=None)
 @given(qty=BAD_QTY, side=st.sampled_from([1, -1]),
        kind=st.sampled_from(["market", "limit", "stop"]), reduce_only=st.booleans())
-def test_bad_orders_never_change_the_account_or_the_ledger_fills(tmp_path_factory, qty, side, kind,
+def test_bad_orders_never_change_the_account_or_the_ledger_fills(shared_ledger, qty, side, kind,
                                                                    reduce_only):
-    path = tmp_path_factory.mktemp("bad") / "ledger.db"
     h = marked()
-    ledger, run_id, _ = attach_ledger(h, path)
+    ledger, run_id, _ = attach_ledger(h, shared_ledger)
     good = h.order(+1, 0.1, ts=T0 + 2 * S)
     h.trade(T0 + 3 * S, 30_000.0)
     before = (h.account.cash, h.account.equity(), h.position, h.account.fees_paid, len(h.fills))
@@ -160,10 +169,10 @@ def test_bad_orders_never_change_the_account_or_the_ledger_fills(tmp_path_factor
     assert h.fills_of(bad) == []
     assert (h.account.cash, h.position, h.account.fees_paid, len(h.fills)) == (
         before[0], before[2], before[3], before[4])
-    ledger.finish_run(run_id, "finished")
-    ledger.close()
+    ledger.finish_run(run_id, "finished")  # everything this run recorded is on disk
+    path = ledger.target
     fills = read_table(path, "SELECT client_order_id FROM fills WHERE run_id = ?", [run_id])
     assert fills.client_order_id.tolist() == [good]
-    updates = read_table(path, "SELECT status, reason FROM order_updates WHERE client_order_id = ?",
-                         [bad])
+    updates = read_table(path, "SELECT status, reason FROM order_updates WHERE run_id = ? "
+                         "AND client_order_id = ?", [run_id, bad])
     assert updates.status.tolist() == ["rejected"] and updates.reason.iloc[0]
