@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     bars = 100_000 if args.quick else args.bars
     rows = 100_000 if args.quick else 1_000_000
     orders = 20_000 if args.quick else 100_000
-    out: dict = {"bars_requested": bars, "quick": args.quick, "python": sys.version.split()[0]}
+    out: dict = {"bars_requested": bars, "quick": args.quick, "python": sys.version.split()[0],
+                 "interpreter": getattr(sys, "_base_executable", sys.executable)}
     out["reference_loop_s"] = reference_loop_s()
     steal, meter = {}, StealMeter()
     with tempfile.TemporaryDirectory(prefix="papertape-bench-") as tmp:
@@ -217,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"papertape backtest benchmark: {out['bars']:,} one-minute bars, sma_cross(10, 30), "
           f"ledger on ({out['fills']:,} fills); data generated in {out['generate_s']:.1f} s\n"
-          f"  CPU reference: 10 million Python additions in {out['reference_loop_s']:.2f} s "
-          "(lower is a faster CPU)")
+          f"  Python {out['python']} ({out['interpreter']}); CPU reference: 10 million Python "
+          f"additions in {out['reference_loop_s']:.2f} s (lower is faster: the CPU, and the "
+          "interpreter's build)")
     labels = {
         "bars_per_s": f"run_backtest end to end ({out['backtest_s']:.2f} s)",
         "ledger_fill_rows_per_s": f"ledger fill rows ({out['ledger_rows']:,} rows, {out['ledger_s']:.2f} s)",
