@@ -101,10 +101,12 @@ def open_source(
 
 
 def _kline_source(paths, symbol, category, interval, start_ns, end_ns) -> KlineReplay:
-    frames = [read_kline_csv(p) for p in paths]
-    frame = frames[0] if len(frames) == 1 else sorted_by_open_time(pd.concat(frames, ignore_index=True))
-    if has_repeats(frame["open_time"].to_numpy()):
-        raise DataError("kline files overlap (duplicate open_time); give each period once")
+    frames = [read_kline_csv(p) for p in paths]  # each sorted, and refused if it repeats a bar
+    frame = frames[0]
+    if len(frames) > 1:
+        frame = sorted_by_open_time(pd.concat(frames, ignore_index=True))
+        if has_repeats(frame["open_time"].to_numpy()):
+            raise DataError("kline files overlap (duplicate open_time); give each period once")
     step_ms = infer_interval_ms(frame["open_time"].to_numpy())
     label = parse_interval(f"{step_ms // 1000}s").label
     if interval is not None:
