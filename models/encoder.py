@@ -3,8 +3,9 @@ embeddings, pre-norm encoder layers with pluggable attention, and one output hea
 
 Input is ``[batch, tokens, features]``; with several timeframes the tokens are
 ``n_timeframes`` segments of ``seq_len`` bars each, coarsest first, and the last token is
-the newest bar of the base timeframe. The model reads that last token. No causal mask is
-needed: a window holds only bars up to the prediction time.
+the newest bar of the base timeframe. The model reads that last token, so the last layer
+computes that position alone; its keys and values still come from every token. No causal
+mask is needed: a window holds only bars up to the prediction time.
 
 Heads: ``regression`` gives forward log returns at 1..horizon bars (a buffer holds the
 training targets' scale so outputs are in log-return units), ``classification`` gives
@@ -106,8 +107,13 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.attn, self.ff = PreNorm(dim, attn, dropout), PreNorm(dim, ff, dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(x, mask=mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
+        """``[b, L, d]``, or ``[b, 1, d]`` for the last position alone with ``last_only``."""
+        if last_only:
+            x = x[:, -1:] + self.attn(x, mask=mask, last_only=True)
+        else:
+            x = x + self.attn(x, mask=mask)
         return x + self.ff(x)
 
 
@@ -165,10 +171,10 @@ class SeriesEncoder(nn.Module):
         """Head output for each window: ``[batch, out_dim]`` (see the module docstring)."""
         h = self.embed(x)
         if self.config.reversible:
-            h = self.layers(h, mask=mask)
+            h = self.layers(h, mask=mask, last_only=True)
         else:
-            for layer in self.layers:
-                h = layer(h, mask=mask)
+            for i, layer in enumerate(self.layers, 1):
+                h = layer(h, mask=mask, last_only=i == len(self.layers))
         out = self.out(self.norm(h[:, -1]))
         if self.config.head == "allocation":
             return torch.tanh(out)

@@ -43,9 +43,10 @@ class ReversibleBlock(nn.Module):
         super().__init__()
         self.f, self.g = _Recorded(f), _Recorded(g)
 
-    def forward(self, x1, x2, record: bool = False, **kwargs):
-        y1 = x1 + self.f(x2, record=record, **kwargs)
-        y2 = x2 + self.g(y1, record=record)
+    def forward(self, x1, x2, record: bool = False, last_only: bool = False, **kwargs):
+        """``(y1, y2)``; with ``last_only``, at the last position alone (no inverse then)."""
+        y1 = (x1[:, -1:] if last_only else x1) + self.f(x2, record=record, last_only=last_only, **kwargs)
+        y2 = (x2[:, -1:] if last_only else x2) + self.g(y1, record=record)
         return y1, y2
 
     def inverse(self, y1, y2, **kwargs):
@@ -100,14 +101,17 @@ class ReversibleSequence(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(self, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, last_only: bool = False, **kwargs) -> torch.Tensor:
+        """The mean of the two streams, ``[b, L, d]``. Without gradients, ``last_only`` runs
+        the last block for the last position alone (``[b, 1, d]``); training keeps every
+        position, since the backward pass inverts the last block from all of its outputs."""
         x = torch.cat([x, x], dim=-1)
         if torch.is_grad_enabled() and x.requires_grad:
             y = _ReversibleFunction.apply(x, self.blocks, kwargs)
         else:
             x1, x2 = x.chunk(2, dim=-1)
-            for block in self.blocks:
-                x1, x2 = block(x1, x2, **kwargs)
+            for i, block in enumerate(self.blocks, 1):
+                x1, x2 = block(x1, x2, last_only=last_only and i == len(self.blocks), **kwargs)
             y = torch.cat([x1, x2], dim=-1)
         y1, y2 = y.chunk(2, dim=-1)
         return (y1 + y2) / 2

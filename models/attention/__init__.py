@@ -1,5 +1,7 @@
-"""Attention modules with one call signature, ``module(x, mask=None, return_weights=False)``
-mapping ``[batch, seq, d_model]`` to the same shape, and the factory that builds them."""
+"""Attention modules with one call signature,
+``module(x, mask=None, return_weights=False, last_only=False)`` mapping ``[batch, seq,
+d_model]`` to the same shape (``[batch, 1, d_model]`` with ``last_only``), and the factory
+that builds them."""
 
 from __future__ import annotations
 

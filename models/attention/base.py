@@ -1,10 +1,13 @@
 """Multi-head plumbing shared by every attention module: head split/merge, output
-projection and the common call signature ``forward(x, mask=None, return_weights=False)``.
+projection and the common call signature ``forward(x, mask=None, return_weights=False, last_only=False)``.
 
 ``x`` is ``[batch, seq, d_model]``; ``mask`` is an optional boolean key-padding mask
 ``[batch, seq]`` where True marks a real token (the convention of SDPA's boolean masks).
 With ``return_weights=True`` the module also returns its attention weights (or, for the
 approximations, the matrix they stand for) for inspection; that path materialises them.
+With ``last_only=True`` the module returns ``[batch, 1, d_model]``: the output of the last
+position only, the one the encoder's head reads, attending to every key as usual but
+without computing the other positions' queries.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ class AttentionBase(nn.Module):
         """``[b, heads, n, d_head]`` -> output projection of ``[b, n, d_model]``."""
         b, _, n, _ = t.shape
         return self.to_out(t.transpose(1, 2).reshape(b, n, self.d_model))
+
+
+def refuse_weights_of_last(return_weights: bool, last_only: bool) -> None:
+    """Weights are an inspection of every position; a last-position pass has none."""
+    if return_weights and last_only:
+        raise ValueError("return_weights needs every position; it cannot be combined with last_only")
 
 
 def masked_softmax(scores: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

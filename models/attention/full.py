@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import AttentionBase, masked_softmax
+from models.attention.base import AttentionBase, masked_softmax, refuse_weights_of_last
 
 
 class FullAttention(AttentionBase):
@@ -18,9 +18,19 @@ class FullAttention(AttentionBase):
         self.to_qkv = nn.Linear(d_model, 3 * d_model, bias=False)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        last_only: bool = False,
     ):
-        q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
+        refuse_weights_of_last(return_weights, last_only)
+        if last_only:
+            w = self.to_qkv.weight
+            q = self.split(F.linear(x[:, -1:], w[: self.d_model]))
+            k, v = map(self.split, F.linear(x, w[self.d_model :]).chunk(2, dim=-1))
+        else:
+            q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
         keep = None if mask is None else mask[:, None, None, :]
         if return_weights:
             weights = masked_softmax(q @ k.transpose(-1, -2) * self.d_head**-0.5, keep)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import AttentionBase
+from models.attention.base import AttentionBase, refuse_weights_of_last
 
 
 class LinformerAttention(AttentionBase):
@@ -50,11 +50,16 @@ class LinformerAttention(AttentionBase):
         return torch.einsum("hkn,bnd,hed->bhke", proj, x, w)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        last_only: bool = False,
     ):
+        refuse_weights_of_last(return_weights, last_only)
         if x.shape[1] > self.seq_len:
             raise ValueError(f"sequence length {x.shape[1]} exceeds Linformer seq_len {self.seq_len}")
-        q = self.split(self.to_q(x))
+        q = self.split(self.to_q(x[:, -1:] if last_only else x))
         xm = x if mask is None else x * mask[..., None].to(x.dtype)
         keys = self._project(xm, self.proj_k, self.to_k)
         values = self._project(xm, self.proj_k if self.proj_v is None else self.proj_v, self.to_v)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import AttentionBase, masked_softmax
+from models.attention.base import AttentionBase, masked_softmax, refuse_weights_of_last
 
 
 def newton_schulz_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -70,6 +70,14 @@ class NystromAttention(AttentionBase):
         conv = F.conv2d(columns, weight, padding=self.conv.padding, groups=h * dh)
         return conv.view(b, h, dh, length).transpose(2, 3)
 
+    def _conv_last(self, v: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``v`` at its last position only, ``[b, h, 1, d_head]``: the
+        taps up to the centre meet the last rows, the rest meet the zero padding."""
+        half = self.conv.padding[0]
+        rows = min(v.shape[2], half + 1)
+        taps = self.conv.weight[:, 0, half + 1 - rows : half + 1, 0]
+        return torch.einsum("hj,bhjd->bhd", taps, v[:, :, -rows:])[:, :, None]
+
     def _add_conv(self, out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``out`` plus the convolution of ``v``; without grad, in place and one sample at a
         time, so the convolution's copy of ``v`` stays small."""
@@ -80,14 +88,20 @@ class NystromAttention(AttentionBase):
         return out
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        last_only: bool = False,
     ):
-        out, weights = self._heads(x, mask, return_weights)
+        refuse_weights_of_last(return_weights, last_only)
+        out, weights = self._heads(x, mask, return_weights, last_only)
         out = self.merge(out)  # after _heads returned, so q, k, v are already freed
         return (out, weights) if return_weights else out
 
-    def _heads(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool):
-        """Per-head outputs ``[b, h, L, d_head]`` and, if asked, the attention matrix."""
+    def _heads(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
+        """Per-head outputs ``[b, h, L, d_head]`` (``L`` is 1 with ``last_only``: the queries
+        still make the landmarks) and, if asked, the attention matrix."""
         b, length, _ = x.shape
         q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
         seg = math.ceil(length / min(self.num_landmarks, length))
@@ -121,7 +135,10 @@ class NystromAttention(AttentionBase):
         else:
             weights = None
             k3v = F.scaled_dot_product_attention(q_l, k, v, attn_mask=key_keep)
-            out = F.scaled_dot_product_attention(q, k_l, z @ k3v, attn_mask=lm_keep)
+            out = F.scaled_dot_product_attention(q[:, :, -1:] if last_only else q, k_l, z @ k3v,
+                                                 attn_mask=lm_keep)
+        if last_only:
+            return out if self.conv is None else out + self._conv_last(v), weights
         if self.conv is not None:
             out = self._add_conv(out, v)
         return out[:, :, pad:], weights

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import NEG, AttentionBase
+from models.attention.base import NEG, AttentionBase, refuse_weights_of_last
 
 SELF = -1e5  # score of attending to oneself: used only when no other key is allowed
 
@@ -187,9 +187,36 @@ class LSHAttention(AttentionBase):
         lse = lse.flatten().gather(0, unsort)
         return out.view(bh, length, dh), lse.view(bh, length), (qpos, kpos, bias)
 
+    def _last_round(self, table: torch.Tensor, keep: torch.Tensor | None, order: torch.Tensor,
+                    last: int):
+        """One hash round for the token at position ``last`` alone: it attends to the window
+        of its chunk, exactly as in :meth:`_round`; output ``[B, 1, d]`` and lse ``[B, 1]``."""
+        bh, length = order.shape
+        c, dh = self.bucket_size, self.d_head
+        look = c if length // c > 1 else 0
+        slot = (order == last).to(torch.uint8).argmax(dim=1, keepdim=True)
+        ext = torch.cat([order[:, length - look:], order], dim=1)
+        offsets = torch.arange(c + look, device=order.device)
+        kpos = ext.gather(1, (slot - slot % c) + offsets)
+        rows = table.gather(1, kpos[..., None].expand(-1, -1, 3 * dh))
+        bias = torch.where(offsets == look + slot % c, SELF, 0.0).to(table.dtype)
+        if keep is not None:
+            bias = bias + torch.where(keep.gather(1, kpos), 0.0, NEG).to(table.dtype)
+        if self.causal:
+            bias = bias + torch.where(kpos > last, NEG, 0.0).to(table.dtype)
+        query = table[:, None, last : last + 1, :dh]
+        out, lse = _forward(query, rows[:, None, :, dh : 2 * dh], rows[:, None, :, 2 * dh :],
+                            bias[:, None, None, :], dh**-0.5)
+        return out.view(bh, 1, dh), lse.view(bh, 1)
+
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, return_weights: bool = False
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        last_only: bool = False,
     ):
+        refuse_weights_of_last(return_weights, last_only)
         b, length, _ = x.shape
         h, dh = self.n_heads, self.d_head
         pad = (-length) % self.bucket_size
@@ -211,16 +238,21 @@ class LSHAttention(AttentionBase):
         orders = (buckets * padded + pos).argsort(dim=-1)
         outs, lses, infos = [], [], []
         for r in range(self.n_hashes):
-            out_r, lse_r, info = self._round(table, keep, orders[:, :, r].reshape(b * h, padded))
+            order = orders[:, :, r].reshape(b * h, padded)
+            if last_only:
+                out_r, lse_r = self._last_round(table, keep, order, length - 1)
+            else:
+                out_r, lse_r, info = self._round(table, keep, order)
+                infos.append(info)
             outs.append(out_r)
             lses.append(lse_r)
-            infos.append(info)
         lse = torch.stack(lses)
         share = (lse - lse.logsumexp(dim=0)).exp()[..., None]
         out = outs[0] * share[0]
         for r in range(1, self.n_hashes):
             out = out.addcmul_(outs[r], share[r])
-        out = self.merge(out.view(b, h, padded, dh)[:, :, :length])
+        rows = 1 if last_only else length
+        out = self.merge(out.view(b, h, -1, dh)[:, :, :rows])
         if not return_weights:
             return out
         weights = self._dense_weights(table, lse.logsumexp(0), infos)

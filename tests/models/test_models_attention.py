@@ -71,6 +71,39 @@ def test_padding_does_not_leak(kind):
     torch.testing.assert_close(a[0, 5:], b[0, 5:], atol=1e-5, rtol=1e-5)
 
 
+LAST_ONLY_CASES = {
+    **{kind: (kind, options) for kind, options in KINDS.items()},
+    "causal reformer": ("reformer", {"bucket_size": 8, "n_hashes": 3, "causal": True}),
+    "nystrom without conv": ("nystrom", {"num_landmarks": 8, "residual_conv": False}),
+}
+
+
+@pytest.mark.parametrize("case", LAST_ONLY_CASES)
+@pytest.mark.parametrize("length", [1, 3, 9, 16, 17, 50, 64])
+def test_last_only_equals_the_last_row_of_every_position(case, length):
+    """The last position alone, as the encoder's last layer asks for it, is the last row of
+    the whole pass: every length class (one chunk or several, ragged landmark segments,
+    shorter than the convolution) and front padding in the second sample."""
+    torch.manual_seed(3)
+    kind, options = LAST_ONLY_CASES[case]
+    attn = build_attention(kind, D, H, 64, **options).eval()
+    x = torch.randn(2, length, D)
+    mask = torch.ones(2, length, dtype=torch.bool)
+    mask[1, : length // 3] = False
+    for m in (None, mask):
+        with torch.no_grad():
+            every, last = attn(x, mask=m), attn(x, mask=m, last_only=True)
+        assert last.shape == (2, 1, D)
+        torch.testing.assert_close(last, every[:, -1:], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_last_only_has_no_weights_to_return(kind):
+    attn = build_attention(kind, D, H, 64, **KINDS[kind])
+    with pytest.raises(ValueError, match="last_only"):
+        attn(torch.randn(1, 16, D), return_weights=True, last_only=True)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_batch_composition_does_not_change_results(kind):
     torch.manual_seed(2)

@@ -101,6 +101,42 @@ def test_heads_and_timeframes(head, dim, positional):
         assert out.abs().max() <= 1
 
 
+def _every_position(model: SeriesEncoder, x: torch.Tensor) -> torch.Tensor:
+    """The head on the last row of a pass that computes every position in every layer."""
+    h = model.embed(x)
+    if model.config.reversible:
+        x1, x2 = h, h
+        for block in model.layers.blocks:
+            x1, x2 = block(x1, x2)
+        h = (x1 + x2) / 2
+    else:
+        for layer in model.layers:
+            h = layer(h)
+    return model.out(model.norm(h[:, -1])) * model.target_scale
+
+
+@pytest.mark.parametrize("attention,options", [("full", {}), ("linformer", {"k": 16}),
+                                               ("reformer", {"bucket_size": 8, "n_hashes": 2}),
+                                               ("nystrom", {"num_landmarks": 8})])
+@pytest.mark.parametrize("reversible", [False, True])
+@pytest.mark.parametrize("timeframes", [1, 2])
+def test_the_last_layer_computing_the_last_position_alone_changes_nothing(
+        attention, options, reversible, timeframes):
+    """The encoder's last layer computes only the position its head reads; the output is
+    what computing every position gives, and training (reversible too) still runs."""
+    torch.manual_seed(0)
+    cfg = EncoderConfig(n_features=5, seq_len=40, attention=attention, attention_options=options,
+                        d_model=32, n_layers=3, reversible=reversible, n_timeframes=timeframes,
+                        ff_chunks=4 if reversible else 1)
+    model = SeriesEncoder(cfg).eval()
+    x = torch.randn(3, cfg.tokens, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _every_position(model, x), atol=1e-6, rtol=1e-5)
+    model.train()
+    model(x).square().sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="unknown head"):
         EncoderConfig(n_features=3, head="ranking")
