@@ -60,7 +60,8 @@ def test_a_text_cell_outside_the_prices_becomes_missing(tmp_path):
     frame.loc[3, "volume"] = "n/a"
     frame.to_csv(tmp_path / "text.csv", index=False, float_format="%.10g")
     read = read_kline_csv(tmp_path / "text.csv")
-    assert read["volume"].dtype == np.float64 and read["volume"].isna().tolist() == [i == 3 for i in range(10)]
+    assert read["volume"].dtype == np.float64
+    assert read["volume"].isna().tolist() == [i == 3 for i in range(10)]
     clean = read_kline_csv(tmp_path / "k.csv")
     pd.testing.assert_frame_equal(read.drop(index=3), clean.drop(index=3))
 
