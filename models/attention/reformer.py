@@ -161,56 +161,62 @@ class LSHAttention(AttentionBase):
         first = half - at_best.mul_(neg_rank).amax(dim=-2)
         return (first + torch.where(use_top, 0.0, float(half))).long()
 
-    def _round(self, table: torch.Tensor, keep: torch.Tensor | None, order: torch.Tensor):
-        """One hash round over ``table = [q | unit k | v]`` rows of ``[B, L, 3 d]``:
-        attend within chunk windows; output and lse in token order, plus positions and bias."""
-        bh, length = order.shape
+    def _rounds(self, table: torch.Tensor, keep: torch.Tensor | None, orders: torch.Tensor):
+        """Every hash round at once over ``table = [q | unit k | v]`` rows of ``[B, L, 3 d]``,
+        the rounds' sort orders ``[R, B, L]`` stacked as one batch of ``R * B``: attend within
+        chunk windows; output ``[R, B, L, d]`` and lse ``[R, B, L]`` in token order, plus the
+        positions and bias of the windows."""
+        rounds, bh, length = orders.shape
         c, dh = self.bucket_size, self.d_head
         nc = length // c
         look = c if nc > 1 else 0
+        order = orders.reshape(rounds * bh, length)
         ext = torch.cat([order[:, length - look:], order], dim=1)
-        base = torch.arange(bh, device=order.device)[:, None] * length
-        # gather, not index_select: the same rows, several times faster on CPU
+        base = torch.arange(bh, device=order.device).repeat(rounds)[:, None] * length
         rows = table.reshape(-1, 3 * dh).gather(0, (ext + base).view(-1, 1).expand(-1, 3 * dh))
-        rows = rows.view(bh, length + look, 3 * dh)
-        window = (bh, nc, c + look)
-        qpos = order.view(bh, nc, c)
+        rows = rows.view(rounds * bh, length + look, 3 * dh)
+        window = (rounds * bh, nc, c + look)
+        qpos = order.view(rounds * bh, nc, c)
         kpos = _windows(ext[..., None], c, look)[..., 0]
         bias = torch.zeros(c, c + look, device=order.device, dtype=table.dtype)
         bias[:, look:].fill_diagonal_(SELF)
         if keep is not None:
-            kkeep = keep.gather(1, kpos.reshape(bh, -1)).view(window)
+            kkeep = keep.repeat(rounds, 1).gather(1, kpos.reshape(rounds * bh, -1)).view(window)
             bias = bias + torch.where(kkeep, 0.0, NEG).to(table.dtype)[:, :, None, :]
         if self.causal:
             bias = bias + torch.where(kpos[:, :, None, :] > qpos[..., None], NEG, 0.0).to(table.dtype)
         out, lse = _RoundAttention.apply(rows, bias, c, look, dh)
-        flat = (order + base).flatten()
+        flat = (order + torch.arange(rounds * bh, device=order.device)[:, None] * length).flatten()
         unsort = torch.empty_like(flat).scatter_(0, flat, torch.arange(flat.numel(), device=flat.device))
         out = out.reshape(-1, dh).gather(0, unsort.view(-1, 1).expand(-1, dh))
         lse = lse.flatten().gather(0, unsort)
-        return out.view(bh, length, dh), lse.view(bh, length), (qpos, kpos, bias)
+        return out.view(rounds, bh, length, dh), lse.view(rounds, bh, length), (qpos, kpos, bias)
 
-    def _last_round(self, table: torch.Tensor, keep: torch.Tensor | None, order: torch.Tensor,
-                    last: int):
-        """One hash round for the token at position ``last`` alone: it attends to the window
-        of its chunk, exactly as in :meth:`_round`; output ``[B, 1, d]`` and lse ``[B, 1]``."""
-        bh, length = order.shape
+    def _last_rounds(self, table: torch.Tensor, keep: torch.Tensor | None, orders: torch.Tensor,
+                     last: int):
+        """Every hash round for the token at position ``last`` alone: it attends to the window
+        of its chunk, exactly as in :meth:`_rounds`; output ``[R, B, 1, d]`` and lse
+        ``[R, B, 1]``."""
+        rounds, bh, length = orders.shape
         c, dh = self.bucket_size, self.d_head
         look = c if length // c > 1 else 0
+        order = orders.reshape(rounds * bh, length)
         slot = (order == last).to(torch.uint8).argmax(dim=1, keepdim=True)
         ext = torch.cat([order[:, length - look:], order], dim=1)
         offsets = torch.arange(c + look, device=order.device)
         kpos = ext.gather(1, (slot - slot % c) + offsets)
-        rows = table.gather(1, kpos[..., None].expand(-1, -1, 3 * dh))
+        base = torch.arange(bh, device=order.device).repeat(rounds)[:, None] * length
+        rows = table.reshape(-1, 3 * dh).gather(0, (kpos + base).view(-1, 1).expand(-1, 3 * dh))
+        rows = rows.view(rounds * bh, c + look, 3 * dh)
         bias = torch.where(offsets == look + slot % c, SELF, 0.0).to(table.dtype)
         if keep is not None:
-            bias = bias + torch.where(keep.gather(1, kpos), 0.0, NEG).to(table.dtype)
+            bias = bias + torch.where(keep.repeat(rounds, 1).gather(1, kpos), 0.0, NEG).to(table.dtype)
         if self.causal:
             bias = bias + torch.where(kpos > last, NEG, 0.0).to(table.dtype)
-        query = table[:, None, last : last + 1, :dh]
+        query = table[:, None, last : last + 1, :dh].repeat(rounds, 1, 1, 1)
         out, lse = _forward(query, rows[:, None, :, dh : 2 * dh], rows[:, None, :, 2 * dh :],
                             bias[:, None, None, :], dh**-0.5)
-        return out.view(bh, 1, dh), lse.view(bh, 1)
+        return out.view(rounds, bh, 1, dh), lse.view(rounds, bh, 1)
 
     def forward(
         self,
@@ -238,18 +244,11 @@ class LSHAttention(AttentionBase):
         buckets = self._buckets(qk, n_buckets)
         if keep is not None:  # padding sorts last, so it never displaces real tokens
             buckets = buckets.masked_fill(~keep.view(b, h, 1, padded), n_buckets)
-        orders = (buckets * padded + pos).argsort(dim=-1)
-        outs, lses, infos = [], [], []
-        for r in range(self.n_hashes):
-            order = orders[:, :, r].reshape(b * h, padded)
-            if last_only:
-                out_r, lse_r = self._last_round(table, keep, order, length - 1)
-            else:
-                out_r, lse_r, info = self._round(table, keep, order)
-                infos.append(info)
-            outs.append(out_r)
-            lses.append(lse_r)
-        lse = torch.stack(lses)
+        orders = (buckets * padded + pos).argsort(dim=-1).permute(2, 0, 1, 3).reshape(-1, b * h, padded)
+        if last_only:
+            outs, lse = self._last_rounds(table, keep, orders, length - 1)
+        else:
+            outs, lse, round_windows = self._rounds(table, keep, orders)
         share = (lse - lse.logsumexp(dim=0)).exp()[..., None]
         out = outs[0] * share[0]
         for r in range(1, self.n_hashes):
@@ -258,20 +257,22 @@ class LSHAttention(AttentionBase):
         out = self.merge(out.view(b, h, -1, dh)[:, :, :rows])
         if not return_weights:
             return out
-        weights = self._dense_weights(table, lse.logsumexp(0), infos)
+        weights = self._dense_weights(table, lse.logsumexp(0), round_windows)
         return out, weights.view(b, h, padded, padded)[:, :, :length, :length]
 
-    def _dense_weights(self, table, lse_total, infos):
-        """The attention matrix the combined rounds stand for, ``[b*h, L, L]`` (inspection)."""
+    def _dense_weights(self, table, lse_total, round_windows):
+        """The attention matrix the combined rounds stand for, ``[b*h, L, L]`` (inspection),
+        from the rounds' windows as :meth:`_rounds` returns them."""
+        qpos, kpos, bias = round_windows
         bh, length, _ = table.shape
-        dh = self.d_head
-        dense = table.new_zeros(bh, length * length)
-        for qpos, kpos, bias in infos:
-            q = table[..., :dh].gather(1, qpos.reshape(bh, -1, 1).expand(-1, -1, dh))
-            k = table[..., dh : 2 * dh].gather(1, kpos.reshape(bh, -1, 1).expand(-1, -1, dh))
-            dots = q.view(*qpos.shape, dh) @ k.view(*kpos.shape, dh).transpose(-1, -2)
-            dots = dots * dh**-0.5 + bias
-            lse_q = lse_total.gather(1, qpos.reshape(bh, -1)).view(qpos.shape)
-            flat = (qpos[..., :, None] * length + kpos[..., None, :]).reshape(bh, -1)
-            dense.scatter_add_(1, flat, (dots - lse_q[..., None]).exp().reshape(bh, -1))
-        return dense.view(bh, length, length)
+        rounds, dh = qpos.shape[0] // bh, self.d_head
+        table, lse_total = table.repeat(rounds, 1, 1), lse_total.repeat(rounds, 1)
+        q = table[..., :dh].gather(1, qpos.reshape(rounds * bh, -1, 1).expand(-1, -1, dh))
+        k = table[..., dh : 2 * dh].gather(1, kpos.reshape(rounds * bh, -1, 1).expand(-1, -1, dh))
+        dots = q.view(*qpos.shape, dh) @ k.view(*kpos.shape, dh).transpose(-1, -2)
+        dots = dots * dh**-0.5 + bias
+        lse_q = lse_total.gather(1, qpos.reshape(rounds * bh, -1)).view(qpos.shape)
+        flat = (qpos[..., :, None] * length + kpos[..., None, :]).reshape(rounds * bh, -1)
+        dense = table.new_zeros(rounds * bh, length * length)
+        dense.scatter_add_(1, flat, (dots - lse_q[..., None]).exp().reshape(rounds * bh, -1))
+        return dense.view(rounds, bh, length, length).sum(0)
