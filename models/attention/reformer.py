@@ -16,6 +16,10 @@ the rotations) unless ``n_buckets`` fixes it; ``n_buckets=1`` disables hashing. 
 and padding tokens get a bucket of their own after all others, so their content never
 changes which real tokens share a chunk.
 
+The rounds run as one batch of sorted rows; without grad, rounds whose rows would pass
+``ROWS_BUDGET`` run in groups instead, so a large evaluation batch does not hold every
+round's copy of the rows at once. Either way gives the same bits.
+
 On CPU the chunks go through the fused kernel behind SDPA
 (``aten._scaled_dot_product_flash_attention_for_cpu``), which also returns the
 log-sum-exp the rounds need (elsewhere plain tensor ops compute the same); a small
@@ -34,6 +38,7 @@ from torch import nn
 from models.attention.base import NEG, AttentionBase, refuse_weights_of_last
 
 SELF = -1e5  # score of attending to oneself: used only when no other key is allowed
+ROWS_BUDGET = 64 * 2**20  # bytes of sorted rows that rounds run as one batch may hold, without grad
 
 
 def _even_buckets(length: int, bucket_size: int) -> int:
@@ -247,8 +252,13 @@ class LSHAttention(AttentionBase):
         orders = (buckets * padded + pos).argsort(dim=-1).permute(2, 0, 1, 3).reshape(-1, b * h, padded)
         if last_only:
             outs, lse = self._last_rounds(table, keep, orders, length - 1)
-        else:
+        elif torch.is_grad_enabled() or return_weights:
             outs, lse, round_windows = self._rounds(table, keep, orders)
+        else:
+            group = max(1, ROWS_BUDGET // (table.numel() * table.element_size()))
+            parts = [self._rounds(table, keep, orders[i : i + group])[:2]
+                     for i in range(0, self.n_hashes, group)]
+            outs, lse = (torch.cat(part) for part in zip(*parts, strict=True))
         share = (lse - lse.logsumexp(dim=0)).exp()[..., None]
         out = outs[0] * share[0]
         for r in range(1, self.n_hashes):

@@ -229,6 +229,20 @@ def test_lsh_buckets_are_the_argmax_of_plus_and_minus_rotations(values):
     assert torch.equal(lsh._buckets(qk, 2 * half), expected)
 
 
+def test_lsh_rounds_in_groups_give_the_same_bits(monkeypatch):
+    """Without grad, rounds whose sorted rows pass the budget run a group at a time."""
+    import models.attention.reformer as reformer
+
+    torch.manual_seed(6)
+    lsh = build_attention("reformer", D, H, 64, n_hashes=4, bucket_size=8).eval()
+    x = torch.randn(3, 40, D)
+    with torch.no_grad():
+        together = lsh(x)
+        monkeypatch.setattr(reformer, "ROWS_BUDGET", 1)
+        one_at_a_time = lsh(x)
+    assert torch.equal(together, one_at_a_time)
+
+
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown attention"):
         build_attention("performer", D, H, 64)
