@@ -75,16 +75,22 @@ def sinusoidal(length: int, dim: int) -> torch.Tensor:
 
 
 class FeedForward(nn.Module):
-    """Position-wise MLP, optionally run over ``chunks`` slices of the sequence to cap memory."""
+    """Position-wise MLP, optionally run over ``chunks`` slices of the sequence to cap memory:
+    while training, or when the hidden activation would pass ``UNCHUNKED_HIDDEN`` values (a
+    window at a time, chunks only cost time: 5% of a Reformer forward at 4096, same bits)."""
+
+    UNCHUNKED_HIDDEN = 4 * 2**20
 
     def __init__(self, dim: int, mult: int, dropout: float, chunks: int = 1) -> None:
         super().__init__()
         self.chunks = chunks
+        self.hidden = dim * mult
         self.net = nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.chunks == 1:
+        small = x.numel() // x.shape[-1] * self.hidden <= self.UNCHUNKED_HIDDEN
+        if self.chunks == 1 or (small and not torch.is_grad_enabled()):
             return self.net(x)
         return torch.cat([self.net(part) for part in x.chunk(self.chunks, dim=1)], dim=1)
 

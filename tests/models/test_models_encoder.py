@@ -87,6 +87,24 @@ def test_chunked_feed_forward_equals_unchunked():
     torch.testing.assert_close(chunked(x), ff(x))
 
 
+def test_feed_forward_chunks_while_training_or_when_large(monkeypatch):
+    ff = FeedForward(8, 4, 0.0, chunks=3)
+    pieces = []
+    ff.net.register_forward_hook(lambda module, args, out: pieces.append(args[0].shape[1]))
+    x = torch.randn(2, 10, 8)
+    ff(x)
+    assert pieces == [4, 4, 2]
+    pieces.clear()
+    with torch.no_grad():
+        ff(x)
+    assert pieces == [10]
+    pieces.clear()
+    monkeypatch.setattr(FeedForward, "UNCHUNKED_HIDDEN", 2 * 10 * 32 - 1)
+    with torch.no_grad():
+        ff(x)
+    assert pieces == [4, 4, 2]
+
+
 @pytest.mark.parametrize("head,dim", [("regression", 3), ("classification", 3),
                                       ("allocation", 1)])
 @pytest.mark.parametrize("positional", ["sinusoidal", "learned"])
