@@ -35,16 +35,27 @@ class AttentionBase(nn.Module):
         b, n, _ = t.shape
         return t.view(b, n, self.n_heads, self.d_head).transpose(1, 2)
 
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        return_weights: bool = False,
+        last_only: bool = False,
+    ):
+        """The attention of ``x``: ``[b, L, d]``, ``[b, 1, d]`` with ``last_only``, and the
+        weights as well with ``return_weights`` (see the module docstring)."""
+        if return_weights and last_only:
+            raise ValueError("return_weights needs every position; it cannot be combined with last_only")
+        return self.attend(x, mask, return_weights, last_only)
+
+    def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
+        """What :meth:`forward` returns, computed by each kind of attention."""
+        raise NotImplementedError
+
     def merge(self, t: torch.Tensor) -> torch.Tensor:
         """``[b, heads, n, d_head]`` -> output projection of ``[b, n, d_model]``."""
         b, _, n, _ = t.shape
         return self.to_out(t.transpose(1, 2).reshape(b, n, self.d_model))
-
-
-def refuse_weights_of_last(return_weights: bool, last_only: bool) -> None:
-    """Weights are an inspection of every position; a last-position pass has none."""
-    if return_weights and last_only:
-        raise ValueError("return_weights needs every position; it cannot be combined with last_only")
 
 
 def masked_softmax(scores: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

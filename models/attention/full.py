@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import AttentionBase, masked_softmax, refuse_weights_of_last
+from models.attention.base import AttentionBase, masked_softmax
 
 
 class FullAttention(AttentionBase):
@@ -17,14 +17,7 @@ class FullAttention(AttentionBase):
         super().__init__(d_model, n_heads)
         self.to_qkv = nn.Linear(d_model, 3 * d_model, bias=False)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        return_weights: bool = False,
-        last_only: bool = False,
-    ):
-        refuse_weights_of_last(return_weights, last_only)
+    def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         if last_only:
             w = self.to_qkv.weight
             q = self.split(F.linear(x[:, -1:], w[: self.d_model]))

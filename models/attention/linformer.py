@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import AttentionBase, refuse_weights_of_last
+from models.attention.base import AttentionBase
 
 
 class LinformerAttention(AttentionBase):
@@ -49,14 +49,7 @@ class LinformerAttention(AttentionBase):
         w = lin.weight.view(self.n_heads, self.d_head, self.d_model)
         return torch.einsum("hkn,bnd,hed->bhke", proj, x, w)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        return_weights: bool = False,
-        last_only: bool = False,
-    ):
-        refuse_weights_of_last(return_weights, last_only)
+    def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         if x.shape[1] > self.seq_len:
             raise ValueError(f"sequence length {x.shape[1]} exceeds Linformer seq_len {self.seq_len}")
         q = self.split(self.to_q(x[:, -1:] if last_only else x))

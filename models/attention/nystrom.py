@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import AttentionBase, masked_softmax, refuse_weights_of_last
+from models.attention.base import AttentionBase, masked_softmax
 
 
 def newton_schulz_pinv(a: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -92,14 +92,7 @@ class NystromAttention(AttentionBase):
             merged[i : i + 1] += self._conv(part)[:, pad:]
         return merged
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        return_weights: bool = False,
-        last_only: bool = False,
-    ):
-        refuse_weights_of_last(return_weights, last_only)
+    def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         merged, weights = self._heads(x, mask, return_weights, last_only)
         out = self.to_out(merged)  # after _heads returned, so q, k, v are already freed
         return (out, weights) if return_weights else out

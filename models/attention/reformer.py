@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.attention.base import NEG, AttentionBase, refuse_weights_of_last
+from models.attention.base import NEG, AttentionBase
 
 SELF = -1e5  # score of attending to oneself: used only when no other key is allowed
 ROWS_BUDGET = 64 * 2**20  # bytes of sorted rows that rounds run as one batch may hold, without grad
@@ -223,14 +223,7 @@ class LSHAttention(AttentionBase):
                             bias[:, None, None, :], dh**-0.5)
         return out.view(rounds, bh, 1, dh), lse.view(rounds, bh, 1)
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor | None = None,
-        return_weights: bool = False,
-        last_only: bool = False,
-    ):
-        refuse_weights_of_last(return_weights, last_only)
+    def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         b, length, _ = x.shape
         h, dh = self.n_heads, self.d_head
         pad = (-length) % self.bucket_size
