@@ -12,13 +12,15 @@ without computing the other positions' queries.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 from torch import nn
 
 NEG = -1e9  # score of a masked key: finite, so a fully masked row stays NaN-free
 
 
-class AttentionBase(nn.Module):
+class AttentionBase(nn.Module, ABC):
     """Output projection and reshaping helpers; subclasses produce per-head outputs."""
 
     def __init__(self, d_model: int, n_heads: int) -> None:
@@ -48,9 +50,9 @@ class AttentionBase(nn.Module):
             raise ValueError("return_weights needs every position; it cannot be combined with last_only")
         return self.attend(x, mask, return_weights, last_only)
 
+    @abstractmethod
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         """What :meth:`forward` returns, computed by each kind of attention."""
-        raise NotImplementedError
 
     def merge(self, t: torch.Tensor) -> torch.Tensor:
         """``[b, heads, n, d_head]`` -> output projection of ``[b, n, d_model]``."""
