@@ -78,7 +78,8 @@ def test_reversible_layers_store_less_for_backward():
     assert rev < 0.3 * plain, (rev, plain)
 
 
-def test_chunked_feed_forward_equals_unchunked():
+def test_chunked_feed_forward_equals_unchunked(monkeypatch):
+    monkeypatch.setattr(FeedForward, "UNCHUNKED_HIDDEN", 0)
     torch.manual_seed(0)
     ff = FeedForward(8, 4, 0.0)
     chunked = FeedForward(8, 4, 0.0, chunks=3)
@@ -87,22 +88,16 @@ def test_chunked_feed_forward_equals_unchunked():
     torch.testing.assert_close(chunked(x), ff(x))
 
 
-def test_feed_forward_chunks_while_training_or_when_large(monkeypatch):
+def test_feed_forward_chunks_only_inputs_with_a_large_hidden_activation(monkeypatch):
     ff = FeedForward(8, 4, 0.0, chunks=3)
     pieces = []
     ff.net.register_forward_hook(lambda module, args, out: pieces.append(args[0].shape[1]))
-    x = torch.randn(2, 10, 8)
-    ff(x)
-    assert pieces == [4, 4, 2]
-    pieces.clear()
-    with torch.no_grad():
-        ff(x)
-    assert pieces == [10]
-    pieces.clear()
-    monkeypatch.setattr(FeedForward, "UNCHUNKED_HIDDEN", 2 * 10 * 32 - 1)
-    with torch.no_grad():
-        ff(x)
-    assert pieces == [4, 4, 2]
+    x = torch.randn(2, 10, 8)  # a hidden activation of 2 * 10 * 32 values
+    for limit, expected in ((FeedForward.UNCHUNKED_HIDDEN, [10]), (640, [10]), (639, [4, 4, 2])):
+        monkeypatch.setattr(FeedForward, "UNCHUNKED_HIDDEN", limit)
+        pieces.clear()
+        ff(x).sum().backward()
+        assert pieces == expected
 
 
 @pytest.mark.parametrize("head,dim", [("regression", 3), ("classification", 3),
