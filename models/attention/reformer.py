@@ -65,6 +65,15 @@ def _windows(rows: torch.Tensor, c: int, look: int) -> torch.Tensor:
                            rows.storage_offset())
 
 
+def _table_rows(table: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Rows of ``table`` ``[B, L, e]`` at ``positions`` ``[R * B, n]``, where row ``i`` of the
+    positions reads sample ``i % B``: ``[R * B, n, e]``."""
+    bh, length, e = table.shape
+    base = torch.arange(bh, device=positions.device).repeat(positions.shape[0] // bh)[:, None] * length
+    rows = table.reshape(-1, e).gather(0, (positions + base).view(-1, 1).expand(-1, e))
+    return rows.view(*positions.shape, e)
+
+
 def _split_rows(rows: torch.Tensor, c: int, look: int, dh: int):
     """Queries ``[B, chunks, c, dh]`` and key/value windows from ``[q | unit k | v]`` rows."""
     win = _windows(rows, c, look)
@@ -166,6 +175,15 @@ class LSHAttention(AttentionBase):
         first = half - at_best.mul_(neg_rank).amax(dim=-2)
         return (first + torch.where(use_top, 0.0, float(half))).long()
 
+    def _sorted(self, orders: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The rounds' sort orders ``[R, B, L]`` as ``[R * B, L]``; the same with the last
+        chunk put in front, as the first chunk's look-back (none when there is one chunk);
+        and the look-back's length."""
+        rounds, bh, length = orders.shape
+        order = orders.reshape(rounds * bh, length)
+        look = self.bucket_size if length // self.bucket_size > 1 else 0
+        return order, torch.cat([order[:, length - look:], order], dim=1), look
+
     def _rounds(self, table: torch.Tensor, keep: torch.Tensor | None, orders: torch.Tensor):
         """Every hash round at once over ``table = [q | unit k | v]`` rows of ``[B, L, 3 d]``,
         the rounds' sort orders ``[R, B, L]`` stacked as one batch of ``R * B``: attend within
@@ -174,12 +192,8 @@ class LSHAttention(AttentionBase):
         rounds, bh, length = orders.shape
         c, dh = self.bucket_size, self.d_head
         nc = length // c
-        look = c if nc > 1 else 0
-        order = orders.reshape(rounds * bh, length)
-        ext = torch.cat([order[:, length - look:], order], dim=1)
-        base = torch.arange(bh, device=order.device).repeat(rounds)[:, None] * length
-        rows = table.reshape(-1, 3 * dh).gather(0, (ext + base).view(-1, 1).expand(-1, 3 * dh))
-        rows = rows.view(rounds * bh, length + look, 3 * dh)
+        order, ext, look = self._sorted(orders)
+        rows = _table_rows(table, ext)
         window = (rounds * bh, nc, c + look)
         qpos = order.view(rounds * bh, nc, c)
         kpos = _windows(ext[..., None], c, look)[..., 0]
@@ -202,17 +216,13 @@ class LSHAttention(AttentionBase):
         """Every hash round for the token at position ``last`` alone: it attends to the window
         of its chunk, exactly as in :meth:`_rounds`; output ``[R, B, 1, d]`` and lse
         ``[R, B, 1]``."""
-        rounds, bh, length = orders.shape
+        rounds, bh, _ = orders.shape
         c, dh = self.bucket_size, self.d_head
-        look = c if length // c > 1 else 0
-        order = orders.reshape(rounds * bh, length)
+        order, ext, look = self._sorted(orders)
         slot = (order == last).to(torch.uint8).argmax(dim=1, keepdim=True)
-        ext = torch.cat([order[:, length - look:], order], dim=1)
         offsets = torch.arange(c + look, device=order.device)
         kpos = ext.gather(1, (slot - slot % c) + offsets)
-        base = torch.arange(bh, device=order.device).repeat(rounds)[:, None] * length
-        rows = table.reshape(-1, 3 * dh).gather(0, (kpos + base).view(-1, 1).expand(-1, 3 * dh))
-        rows = rows.view(rounds * bh, c + look, 3 * dh)
+        rows = _table_rows(table, kpos)
         bias = torch.where(offsets == look + slot % c, SELF, 0.0).to(table.dtype)
         if keep is not None:
             bias = bias + torch.where(keep.repeat(rounds, 1).gather(1, kpos), 0.0, NEG).to(table.dtype)
