@@ -85,12 +85,12 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int, dropout: float, chunks: int = 1) -> None:
         super().__init__()
         self.chunks = chunks
-        self.hidden = dim * mult
         self.net = nn.Sequential(nn.Linear(dim, dim * mult), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(dim * mult, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.chunks == 1 or x.numel() // x.shape[-1] * self.hidden <= self.UNCHUNKED_HIDDEN:
+        hidden = x.numel() // x.shape[-1] * self.net[0].out_features
+        if self.chunks == 1 or hidden <= self.UNCHUNKED_HIDDEN:
             return self.net(x)
         return torch.cat([self.net(part) for part in x.chunk(self.chunks, dim=1)], dim=1)
 
