@@ -11,6 +11,7 @@ import pandas as pd
 
 from engine.bars import make_aggregator, parse_interval
 from engine.bars_io import (
+    KLINE_COLUMNS,
     BarFileError,
     bars_to_frame,
     has_repeats,
@@ -162,18 +163,37 @@ def aggregate_bars(source: TradeReplay | RecordingReplay, interval: str, *, clos
     return bars
 
 
+def _ledger_klines(files: list[Path], interval: str) -> pd.DataFrame:
+    """Bars at ``interval`` from ledgers: those recorded at it, or else combined from the
+    coarsest recorded interval that divides it. Bars of several symbols are refused, and
+    so is an interval the recorded bars cannot make (finer, or not a multiple)."""
+    frame = pd.concat([ledger_bars(p) for p in files], ignore_index=True)
+    names = ", ".join(str(p) for p in files)
+    symbols = sorted(frame["symbol"].unique())
+    if len(symbols) > 1:
+        raise DataError(f"{names}: the ledger holds bars of several symbols ({', '.join(symbols)}); "
+                        "train on a ledger of one")
+    wanted = parse_interval(interval)
+    recorded = {label: parse_interval(label) for label in frame["interval"].unique()}
+    usable = [label for label, spec in recorded.items() if label == wanted.label or (
+        spec.is_time and wanted.is_time and spec.size < wanted.size and wanted.size % spec.size == 0)]
+    if not usable:
+        raise DataError(f"{names}: the ledger holds {', '.join(sorted(recorded))} bars of {symbols[0]}; "
+                        f"{wanted.label} bars cannot be made from them")
+    label = wanted.label if wanted.label in usable else max(usable, key=lambda k: recorded[k].size)
+    bars = frame[frame["interval"] == label].drop_duplicates("open_time").sort_values("open_time")
+    bars = bars[list(KLINE_COLUMNS)]
+    if label != wanted.label:
+        bars = resample_klines(bars, wanted.size // NS_PER_MS, wanted.offset_ns // NS_PER_MS)
+    return bars.reset_index(drop=True)
+
+
 def load_bars_from(paths: list[str], interval: str) -> pd.DataFrame:
     """Bars at ``interval`` in the kline format from archives, klines or a ledger."""
     files = expand(paths)
     kinds = {file_kind(p) for p in files}
     if kinds == {"ledger"}:
-        frames = [ledger_bars(p) for p in files]
-        frame = pd.concat(frames, ignore_index=True).drop_duplicates("open_time")
-        source_ms = infer_interval_ms(frame["open_time"].to_numpy())
-        wanted_ms = int(parse_interval(interval).size) // NS_PER_MS
-        if wanted_ms != source_ms:
-            frame = resample_klines(frame.sort_values("open_time"), wanted_ms)
-        return frame.sort_values("open_time").reset_index(drop=True)
+        return _ledger_klines(files, interval)
     source = open_source(paths, symbol="", category="linear", interval=interval)
     if isinstance(source, KlineReplay):
         return source.frame

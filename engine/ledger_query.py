@@ -161,16 +161,17 @@ def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFr
 
 
 def ledger_bars(path: str | Path) -> pd.DataFrame:
-    """The bars recorded by every run in a ledger, in the kline format, de-duplicated."""
+    """The bars recorded by every run in a ledger, in the kline format plus their ``symbol``
+    and ``interval`` label, de-duplicated per symbol and interval."""
     reader = LedgerReader(path)
     try:
         frame = reader.frame(
-            "SELECT open_time, open, high, low, close, volume, turnover, trades FROM bars "
-            "ORDER BY open_time, id"
+            "SELECT symbol, interval, open_time, open, high, low, close, volume, turnover, trades "
+            "FROM bars ORDER BY open_time, id"
         )
     finally:
         reader.close()
     if frame.empty:
         raise LedgerQueryError(f"{path} holds no bars")
     frame["open_time"] = frame["open_time"] // 1_000_000
-    return frame.drop_duplicates("open_time").reset_index(drop=True)
+    return frame.drop_duplicates(["symbol", "interval", "open_time"]).reset_index(drop=True)

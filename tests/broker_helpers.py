@@ -120,10 +120,10 @@ class Harness:
         self.trades([ts], [price], [size], [side])
 
     def bar(self, open_time: int, o: float, h: float, lo: float, c: float, volume: float = 10.0,
-            interval_ns: int = MINUTE, symbol: str = BTC) -> Bar:
+            interval_ns: int = MINUTE, symbol: str = BTC, label: str = "1m") -> Bar:
         """Deliver one finished bar at its close, as the kline replay does."""
         close = open_time + interval_ns
-        bar = Bar(symbol, "1m", open_time, close, o, h, lo, c, volume, volume * c, 1, close, close)
+        bar = Bar(symbol, label, open_time, close, o, h, lo, c, volume, volume * c, 1, close, close)
         self.bus.process(bar)
         return bar
 
@@ -282,7 +282,8 @@ def attach_ledger(h: Harness, target: str | Path | Ledger, batch_rows: int = 50_
     ledger = target if isinstance(target, Ledger) else Ledger(target, batch_rows=batch_rows)
     run_id = start_run(ledger, category=h.account.category, initial_cash=h.account.initial_cash,
                        **fields)
-    recorder = LedgerRecorder(h.bus, ledger, run_id, h.broker, BTC, "1m")
+    recorder = LedgerRecorder(h.bus, ledger, run_id, h.broker, fields.get("symbol", BTC),
+                              fields.get("interval", "1m"))
     return ledger, run_id, recorder
 
 

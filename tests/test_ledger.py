@@ -15,6 +15,7 @@ import pytest
 from engine.clock import NS_PER_MS, NS_PER_S
 from engine.events import Funding
 from engine.ledger import COLUMNS, ROWS_PER_INSERT, Ledger, database_url
+from engine.datasource import DataError, load_bars_from
 from engine.ledger_query import LedgerQueryError, LedgerReader, ledger_bars
 from tests.broker_helpers import BTC, MINUTE, T0, Harness, attach_ledger, read_table, start_run
 
@@ -287,8 +288,49 @@ def test_ledger_bars_in_kline_format_without_duplicates(tmp_path):
     frame = ledger_bars(path)
     assert frame.open_time.tolist() == [(T0 + i * MINUTE) // NS_PER_MS for i in range(3)]
     assert frame.close.tolist() == [100.5, 101.5, 102.5]
-    assert list(frame.columns) == ["open_time", "open", "high", "low", "close", "volume", "turnover",
-                                   "trades"]
+    assert list(frame.columns) == ["symbol", "interval", "open_time", "open", "high", "low", "close",
+                                   "volume", "turnover", "trades"]
+
+
+def record_bars(path, symbol: str, label: str, step: int, count: int, close: float = 100.5) -> None:
+    """One finished run in the ledger at ``path`` holding ``count`` bars of ``label``."""
+    h = Harness()
+    ledger, run_id, _ = attach_ledger(h, path, symbol=symbol, interval=label)
+    for i in range(count):
+        h.bar(T0 + i * step, 100.0, 101.0 + i, 99.0 - i, close + i, interval_ns=step, symbol=symbol,
+              label=label)
+    ledger.finish_run(run_id, "finished")
+    ledger.close()
+
+
+def test_training_bars_from_a_ledger_keep_to_its_interval(tmp_path):
+    path = tmp_path / "ledger.db"
+    record_bars(path, BTC, "5m", 5 * MINUTE, 4)
+    with pytest.raises(DataError, match="holds 5m bars of BTCUSDT; 1m bars cannot be made from them"):
+        load_bars_from([str(path)], "1m")
+    with pytest.raises(DataError, match="7m bars cannot be made"):
+        load_bars_from([str(path)], "7m")
+    ten = load_bars_from([str(path)], "10m")
+    assert ten.open_time.tolist() == [T0 // NS_PER_MS, (T0 + 10 * MINUTE) // NS_PER_MS]
+    assert ten.high.tolist() == [102.0, 104.0] and ten.low.tolist() == [98.0, 96.0]
+    assert ten.close.tolist() == [101.5, 103.5] and ten.volume.tolist() == [20.0, 20.0]
+
+
+def test_training_bars_from_a_ledger_prefer_the_recorded_interval(tmp_path):
+    path = tmp_path / "ledger.db"
+    record_bars(path, BTC, "1m", MINUTE, 10, close=100.5)
+    record_bars(path, BTC, "5m", 5 * MINUTE, 2, close=200.5)  # differs from the 1m bars combined
+    assert load_bars_from([str(path)], "5m").close.tolist() == [200.5, 201.5]
+    assert load_bars_from([str(path)], "1m").close.tolist() == [100.5 + i for i in range(10)]
+    assert len(load_bars_from([str(path)], "10m")) == 1  # from the 5m bars, the coarsest that divide it
+
+
+def test_training_bars_from_a_ledger_of_several_symbols_are_refused(tmp_path):
+    path = tmp_path / "ledger.db"
+    record_bars(path, BTC, "1m", MINUTE, 3)
+    record_bars(path, "ETHUSDT", "1m", MINUTE, 3)
+    with pytest.raises(DataError, match=r"several symbols \(BTCUSDT, ETHUSDT\)"):
+        load_bars_from([str(path)], "1m")
 
 
 def test_summary_is_json(tmp_path):
