@@ -120,6 +120,9 @@ def _emit_result(args: argparse.Namespace, result) -> None:
     print(format_metrics(result.metrics, title))
     if result.rejections:
         print("  rejected orders: " + "; ".join(f"{n} x {r}" for r, n in result.rejections.items()))
+    if result.extra.get("predictions_dropped"):
+        print(f"  dropped forecasts: {result.extra['predictions_dropped']:,} (arrived after the next bar "
+              "had closed)")
 
 
 def cmd_bars(args: argparse.Namespace) -> int:

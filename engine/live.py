@@ -196,7 +196,6 @@ class _LiveRun:
         result.extra |= {"reconnects": feed.reconnects, "duplicates_dropped": feed.decoder.dedup.duplicates,
                          "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
                          "trades_received": feed.decoder.trades, "recording": self.opts.record,
-                         "predictions_dropped": session.host.predictions_dropped,
                          "inference_errors": self.inference_errors,
                          "late_trades": getattr(session.aggregator, "late_trades", 0)}
         return result

@@ -201,7 +201,9 @@ class Session:
         """Flush the ledger, mark the run, compute metrics from the ledger, and report.
         ``data_end`` is where a live session's data stopped."""
         self.closed = True
-        summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors}
+        dropped = self.host.predictions_dropped
+        summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors,
+                   "predictions_dropped": dropped}
         if data_end is not None:
             self.market = dataclasses.replace(self.market, data_end=data_end)
         self.ledger.finish_run(self.run_id, status, error, summary, data_end=data_end)
@@ -218,4 +220,5 @@ class Session:
                   "interval": self.market.interval, "start_ns": self.market.data_start,
                   "end_ns": self.market.data_end, "files": list(self.market.data_files)},
             rejections=dict(self.broker.rejections), strategy_errors=self.host.errors,
+            extra={"predictions_dropped": dropped},
         )

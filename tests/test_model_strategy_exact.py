@@ -100,3 +100,14 @@ def test_inference_latency_delays_forecasts_and_orders(klines, tmp_path):
     pd.testing.assert_frame_equal(f0.drop(columns=times), f1.drop(columns=times))
     latency = rows(db, "predictions", measured.run_id).latency_ns
     assert latency.nunique() == 1 and 0 < latency.iloc[0] < 1e9
+
+
+def test_forecasts_later_than_the_next_bar_are_dropped_and_counted_in_the_result(klines, tmp_path):
+    bars, data = klines
+    ckpt = train_tiny(bars, "full", tmp_path / "model.pt")
+    db = tmp_path / "ledger.db"
+    result = backtest(data, db, {"checkpoint": ckpt, "in_sample": "true", "inference_latency_ms": "3600001"})
+    forecasts = rows(db, "predictions", result.run_id)
+    assert len(forecasts) > 100 and forecasts.dropped.all()
+    assert result.to_json()["predictions_dropped"] == len(forecasts)
+    assert result.fills == 0
