@@ -91,6 +91,12 @@ class Strategy:
         return self._ctx.equity()
 
     @property
+    def leverage(self) -> float:
+        """The account's leverage (position value per unit of margin; 1 on spot): a position
+        worth more than ``equity * leverage`` is refused for margin."""
+        return self._ctx.broker.account.leverage
+
+    @property
     def mode(self) -> str:
         """``replay`` in a backtest, ``live`` when paper trading on the live feed."""
         return self._ctx.mode

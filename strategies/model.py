@@ -30,7 +30,8 @@ sizing                fixed      ``fixed``: ``notional`` per unit of view; ``vol
 notional              1000       position value (quote currency) of ``fixed`` sizing
 vol_target            0.25       annualised volatility of ``volatility`` sizing
 vol_window            48         bars of realised volatility
-max_leverage          1          cap on position value / equity
+max_leverage          1          cap on position value / equity (the account's leverage,
+                                 ``--set account.leverage=X``, caps it in turn)
 max_position          none       cap on the position in base units
 rebalance             0.2        resize a same-direction position only by more than this share
 stop_loss             0          exit once a bar closes this fraction below (long) or above
@@ -135,13 +136,22 @@ def load_runners(spec: str, in_sample: bool) -> tuple[list[ModelRunner], np.ndar
     """The checkpoints of ``spec`` (comma-separated) in hand-over order, and the open time
     (ms) from which each trades: its out-of-sample start (the first from the beginning with
     ``in_sample``)."""
+    paths = [path.strip() for path in spec.split(",") if path.strip()]
+    if not paths:
+        raise ConfigError(f"strategy model: checkpoint {spec!r} names no file")
     try:
-        runners = [ModelRunner.load(path.strip()) for path in spec.split(",") if path.strip()]
+        runners = [ModelRunner.load(path) for path in paths]
     except CheckpointError as exc:
         raise ConfigError(f"strategy model: {exc}") from None
     starts = [EARLIEST if r.trade_from_ms is None else r.trade_from_ms for r in runners]
     order = np.argsort(starts, kind="stable")
     runners, starts = [runners[i] for i in order], np.array(starts, dtype=np.int64)[order]
+    for i in range(1, len(runners)):
+        if starts[i] == starts[i - 1]:
+            when = "the first bar" if starts[i] == EARLIEST else _utc(starts[i])
+            raise ConfigError(f"strategy model: {runners[i - 1].path} and {runners[i].path} both trade "
+                              f"from {when}, so one would never trade: checkpoints take turns, each "
+                              "from the end of its training data (the folds of a walk-forward)")
     first = runners[0]
     for other in runners[1:]:
         if (other.head, other.out_dim, other.interval_ms) != (first.head, first.out_dim, first.interval_ms):
@@ -172,6 +182,7 @@ class ModelStrategy(Strategy):
         self._blocked = 0.0
         self._busy = False
         self._batched = False
+        self._max_leverage = cfg.max_leverage
         self.skipped = 0
         self.history_bars = 0
 
@@ -203,14 +214,42 @@ class ModelStrategy(Strategy):
             rows = active == k
             if rows.any():
                 out[rows] = runner.predict_rows(bars, rows, durations, progress)[rows]
+        self._warn_of_late_forecasts(bars["open_time"].to_numpy(np.int64), active, out)
         if durations:
             self.inference_latency_ns = round(statistics.median(durations) * NS_PER_S)
             self.log.info("charging %.1f ms of inference per forecast", self.inference_latency_ns / NS_PER_MS)
         self._batched = True
         return out
 
+    def _warn_of_late_forecasts(self, open_ms: np.ndarray, active: np.ndarray, out: np.ndarray) -> None:
+        """Say so when the run makes no forecast, or makes its first later than the first bar
+        a checkpoint may trade because the window is still filling (a ``--start`` after the
+        data's beginning, for example)."""
+        tradable = np.flatnonzero(active >= 0)
+        made = np.flatnonzero(~np.isnan(out).all(axis=1))
+        warmup = max(r.warmup_bars for r in self.runners)
+        if not len(tradable):
+            self.log.warning("no bar of this run comes after the data the checkpoint was trained and "
+                             "validated on (it trades from %s): no forecast, no trade; in_sample=true "
+                             "trades them anyway", _utc(self._starts[0]))
+        elif not len(made):
+            self.log.warning("the model needs %d bars before its first forecast, and the run has %d "
+                             "from %s: no forecast, no trade", warmup, len(open_ms) - tradable[0],
+                             _utc(open_ms[tradable[0]]))
+        elif made[0] > tradable[0]:
+            self.log.warning("forecasts start at %s: the first %d bars the model may trade (from %s) "
+                             "fill its window of %d bars first; start the run earlier to trade them",
+                             _utc(open_ms[made[0]]), made[0] - tradable[0], _utc(open_ms[tradable[0]]),
+                             warmup)
+
     def on_start(self) -> None:
         self._check_market()
+        if self.config.max_leverage > self.leverage:
+            self._max_leverage = self.leverage
+            self.log.warning("max_leverage %g is above the account's leverage %g, which caps positions "
+                             "at %gx: the broker would refuse larger ones for margin (raise it with "
+                             "--set account.leverage=%g)", self.config.max_leverage, self.leverage,
+                             self.leverage, self.config.max_leverage)
         if self._batched:
             return
         self._streams = [runner.stream() for runner in self.runners]
@@ -280,7 +319,7 @@ class ModelStrategy(Strategy):
                                            / parse_interval(self.interval).size)
         value = target_notional(cfg.sizing, view, self.equity, notional=cfg.notional,
                                 vol_target=cfg.vol_target, volatility=volatility,
-                                max_leverage=cfg.max_leverage)
+                                max_leverage=self._max_leverage)
         self._trade_to(to_lots(value, self._price, self.instrument, cfg.max_position))
 
     def _trade_to(self, qty: float) -> None:
@@ -320,3 +359,7 @@ class ModelStrategy(Strategy):
     def on_load(self, state: dict[str, Any]) -> None:
         self._entry = state.get("entry", 0.0)
         self._blocked = state.get("blocked", 0.0)
+
+
+def _utc(open_ms: int) -> str:
+    return pd.Timestamp(int(open_ms), unit="ms").strftime("%Y-%m-%d %H:%M UTC")

@@ -4,6 +4,8 @@ checks, stop-loss and take-profit exits, and trading only after the model's own 
 from __future__ import annotations
 
 import math
+import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -75,10 +77,32 @@ def test_annual_volatility():
     ({"checkpoint": "m.pt", "vol_window": "1"}, "vol_window must be at least 2"),
     ({"checkpoint": "m.pt", "stoploss": "0.1"}, "unknown key 'stoploss'"),
     ({"checkpoint": "missing.pt"}, "no such checkpoint"),
+    ({"checkpoint": " , "}, "names no file"),
 ])
 def test_bad_parameters_are_refused_by_name(params, message):
     with pytest.raises(ConfigError, match=message):
         load_strategy("model", params)
+
+
+def test_checkpoints_that_would_trade_from_the_same_bar_are_refused(ckpt, tmp_path):
+    twin = tmp_path / "twin.pt"
+    shutil.copy(ckpt, twin)
+    with pytest.raises(ConfigError, match="both trade from .* so one would never trade"):
+        load_strategy("model", {"checkpoint": f"{ckpt},{twin}"})
+
+
+IN_SAMPLE = {"in_sample": "true"}
+
+
+@pytest.mark.parametrize("bars, params, warning", [
+    (ar1_bars(500, seed=9)[:300], {}, "no bar of this run comes after the data the checkpoint was trained"),
+    (ar1_bars(40, seed=3), IN_SAMPLE, r"needs \d+ bars before its first forecast, and the run has 40"),
+    (ar1_bars(300, seed=3), IN_SAMPLE, r"forecasts start at .*: the first \d+ bars the model"),
+])
+def test_a_run_that_forecasts_late_or_never_says_why(ckpt, tmp_path, caplog, bars, params, warning):
+    result = backtest(write_bars(bars, tmp_path / "b.csv"), tmp_path / "l.db", {"checkpoint": ckpt} | params)
+    assert re.search(warning, caplog.text)
+    assert (result.fills == 0) == ("forecasts start" not in warning)
 
 
 def test_a_checkpoint_of_another_interval_is_refused(ckpt, tmp_path):
@@ -138,6 +162,20 @@ def test_volatility_sizing_targets_the_volatility(ckpt, tmp_path):
     first = rows(tmp_path / "l.db", "fills", result.run_id).iloc[0]
     realised = 0.004 * math.sqrt(8760)  # per-bar sigma, annualised
     assert first.qty * first.price == pytest.approx(10_000 * 0.1 / realised, rel=0.2)
+
+
+@pytest.mark.parametrize("account_leverage, expected", [(1.0, 1.0), (2.0, 2.0)])
+def test_max_leverage_is_capped_by_the_account_leverage(ckpt, tmp_path, caplog, account_leverage, expected):
+    bars = ar1_bars(300, phi=0.0, sigma=0.004, seed=1)
+    params = {"checkpoint": ckpt, "in_sample": "true", "forecast": "0.01", "sizing": "allocation",
+              "max_leverage": "2"}
+    result = backtest(write_bars(bars, tmp_path / "b.csv"), tmp_path / "l.db", params,
+                      f"account.leverage={account_leverage}", strategy="tests.model_helpers:ConstantModel")
+    first = rows(tmp_path / "l.db", "fills", result.run_id).iloc[0]
+    assert not result.rejections
+    assert first.qty * first.price == pytest.approx(10_000 * expected, rel=0.01)
+    warned = "above the account's leverage 1" in caplog.text
+    assert warned == (account_leverage < 2)
 
 
 def test_walk_forward_is_for_the_model_strategy(tmp_path, capsys):
