@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from engine.clock import NS_PER_MS, NS_PER_S
+from engine.datasource import DataError, load_bars_from
 from engine.events import Funding
 from engine.ledger import COLUMNS, ROWS_PER_INSERT, Ledger, database_url
-from engine.datasource import DataError, load_bars_from
 from engine.ledger_query import LedgerQueryError, LedgerReader, ledger_bars
 from tests.broker_helpers import BTC, MINUTE, T0, Harness, attach_ledger, read_table, start_run
 
