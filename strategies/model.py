@@ -172,6 +172,9 @@ class ModelStrategy(Strategy):
         cfg = self.config
         self.runners, self._starts = load_runners(cfg.checkpoint, cfg.in_sample)
         self.head = self.runners[0].head
+        if self.head != "regression" and cfg.threshold >= 1:
+            raise ConfigError(f"strategy model: threshold {cfg.threshold:g} is never reached by a "
+                              f"{self.head} forecast, which is at most 1 (the table in strategies/model.py)")
         if not cfg.batch_replay:
             self.predict_batch = None  # the engine then calls run_inference bar by bar
         self.inference_latency_ns = round(cfg.inference_latency_ms * NS_PER_MS)

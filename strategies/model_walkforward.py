@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,11 @@ def register(subparsers) -> None:
                        help="training setting of every fold, as papertape train's (model=linformer, "
                             "seq_len=32, epochs=5, attention.k=32, ...)")
     group.add_argument("--checkpoints", default="walk-forward", metavar="DIR",
-                       help="where the fold checkpoints are written (default ./walk-forward)")
+                       help="where the fold checkpoints are written, in a new folder per run named "
+                            "after its UTC start (default ./walk-forward)")
     plain = backtest.get_default("func")
-    backtest.set_defaults(func=lambda args: cmd_walk_forward(args) if args.walk_forward else plain(args))
+    backtest.set_defaults(
+        func=lambda args: plain(args) if args.walk_forward is None else cmd_walk_forward(args))
 
 
 def cmd_walk_forward(args: argparse.Namespace) -> int:
@@ -67,6 +71,10 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     cls = plugins.load("papertape.strategies", cfg.strategy.name, "strategy")
     if not (isinstance(cls, type) and issubclass(cls, ModelStrategy)):
         raise ConfigError(f"--walk-forward trains models for --strategy model, not {cfg.strategy.name}")
+    if args.walk_forward < 1:
+        raise ConfigError(f"--walk-forward takes a number of folds, at least 1, got {args.walk_forward}")
+    if "checkpoint" in cfg.strategy.params:
+        raise ConfigError("--walk-forward trains its own checkpoints: leave out --param checkpoint")
     try:
         summary = run_walk_forward(cfg, args.walk_forward, parse_assignments(args.train, "--train"),
                                    Path(args.checkpoints), progress=not args.no_progress)
@@ -78,6 +86,9 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, default=str))
     else:
+        folder = summary["walk_forward"]["checkpoints"]
+        print(f"run {summary['run_id']} ({summary['status']}) in {summary['ledger']}: {summary['bars']:,} "
+              f"bars, {summary['fills']:,} fills; fold checkpoints in {folder}")
         print(format_folds(summary["walk_forward"]))
     return 0
 
@@ -128,7 +139,7 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
     tc = train_config(settings, interval, progress)
     try:
         folds = walk_forward_folds(len(bars), n_folds, gap=tc.horizon, start=first_usable_row(bars, tc))
-        out_dir.mkdir(parents=True, exist_ok=True)
+        out_dir = _new_folder(out_dir)
         trained = []
         for k, fold in enumerate(folds):
             result = train_model(bars, tc, fold)
@@ -162,7 +173,21 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
         reader.close()
     for row, metrics in zip(fold_rows, sections[:-1], strict=True):
         row.update(metrics)
-    return result.to_json() | {"walk_forward": {"folds": fold_rows, "overall": sections[-1]}}
+    return result.to_json() | {"walk_forward": {"folds": fold_rows, "overall": sections[-1],
+                                                "checkpoints": str(out_dir)}}
+
+
+def _new_folder(parent: Path) -> Path:
+    """A new folder in ``parent`` named after the UTC time (absolute), so that a later run
+    never overwrites the checkpoints an earlier run's ledger names."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in itertools.count(1):
+        folder = (parent / (stamp if n == 1 else f"{stamp}-{n}")).resolve()
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            pass
 
 
 def _period_metrics(reader: LedgerReader, run_id: int, bounds: list[int], bars: pd.DataFrame,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,13 @@ def test_annual_volatility():
 def test_bad_parameters_are_refused_by_name(params, message):
     with pytest.raises(ConfigError, match=message):
         load_strategy("model", params)
+
+
+def test_a_threshold_the_head_never_reaches_is_refused(tmp_path):
+    classes = train_tiny(ar1_bars(500, seed=9), "full", tmp_path / "c.pt", head="classification")
+    with pytest.raises(ConfigError, match="threshold 1.5 is never reached by a classification forecast"):
+        load_strategy("model", {"checkpoint": str(classes), "threshold": "1.5"})
+    assert load_strategy("model", {"checkpoint": str(classes), "threshold": "0.5"}).head == "classification"
 
 
 def test_checkpoints_that_would_trade_from_the_same_bar_are_refused(ckpt, tmp_path):
@@ -183,3 +191,33 @@ def test_walk_forward_is_for_the_model_strategy(tmp_path, capsys):
 
     assert main(["backtest", "--walk-forward", "2", "--ledger", str(tmp_path / "l.db"), "--no-progress"]) == 2
     assert "--walk-forward trains models for --strategy model, not sma_cross" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--walk-forward", "0"], "--walk-forward takes a number of folds, at least 1, got 0"),
+    (["--walk-forward", "2", "--param", "checkpoint=m.pt"], "leave out --param checkpoint"),
+])
+def test_walk_forward_refuses_settings_it_would_ignore(tmp_path, capsys, args, message):
+    from engine.cli import main
+
+    assert main(["backtest", "--strategy", "model", *args, "--ledger", str(tmp_path / "l.db"),
+                 "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_walk_forward_names_its_run_and_keeps_earlier_runs_checkpoints(tmp_path, capsys):
+    from engine.cli import main
+
+    data = write_bars(ar1_bars(600, seed=4), tmp_path / "b.csv")
+    train = ["seq_len=16", "epochs=1", "d_model=8", "layers=1", "heads=2", "features=log_return"]
+    argv = ["backtest", "--strategy", "model", "--walk-forward", "1", "--data", str(data), "--ledger",
+            str(tmp_path / "l.db"), "--checkpoints", str(tmp_path / "folds"), "--no-progress",
+            *(arg for t in train for arg in ("--train", t))]
+    folders = []
+    for run_id in (1, 2):
+        assert main(argv) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.startswith(f"run {run_id} (finished) in {tmp_path / 'l.db'}: ")
+        folders.append(first.split("fold checkpoints in ")[1])
+    assert folders[0] != folders[1]
+    assert all((Path(folder) / "fold0.pt").exists() for folder in folders)
