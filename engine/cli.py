@@ -65,9 +65,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", metavar="NAME", help="registered strategy name or module:Class "
                    "(default: sma_cross)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="strategy parameter (repeatable), e.g. --param fast=10")
+                   help="strategy parameter (repeatable), e.g. --param fast=10; an unknown key "
+                        "lists the strategy's keys (model: the table in strategies/model.py)")
     p.add_argument("--symbol", help="symbol for kline files (trade archives name their own)")
-    p.add_argument("--interval", help="bar interval: 1m, 5m, 1h, 1d, 90s, tick:N, volume:X, value:X")
+    p.add_argument("--interval", help="bar interval: 1m, 5m, 1h, 1d, 90s, tick:N, volume:X, value:X "
+                                      "(default: 1m from trade archives, the files' own for klines)")
     p.add_argument("--start", help="first time to replay (YYYY-MM-DD[THH:MM], UTC)")
     p.add_argument("--end", help="time to stop replaying (exclusive)")
     p.add_argument("--seed", type=int, help="seed of the broker's random models")
