@@ -12,18 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-KINDS = ("full", "linformer", "reformer", "nystrom")
-HEADS = ("regression", "classification", "allocation")
-ATTENTION_FLAGS = {  # attention option -> the kinds that take it
-    "k": ("linformer",),
-    "share_kv": ("linformer",),
-    "n_hashes": ("reformer",),
-    "bucket_size": ("reformer",),
-    "causal": ("reformer",),
-    "num_landmarks": ("nystrom",),
-    "pinv_iterations": ("nystrom",),
-    "residual_conv": ("nystrom",),
-}
+from models.attention_options import kinds_taking
+
+ATTENTION_FLAGS = ("k", "share_kv", "n_hashes", "bucket_size", "causal", "num_landmarks",
+                   "pinv_iterations", "residual_conv")  # the attention options with a flag
 
 
 def register(subparsers) -> None:
@@ -67,7 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("attention options")
-    g.add_argument("--k", type=int, help="linformer: projected length (default min(128, n))")
+    g.add_argument("--k", type=int,
+                   help="linformer: projected length, at most the window's n tokens (default min(128, n))")
     g.add_argument("--share-kv", action="store_true", default=None, help="linformer: one projection for K, V")
     g.add_argument("--n-hashes", type=int, help="reformer: hash rounds (default 4)")
     g.add_argument("--bucket-size", type=int, help="reformer: bucket/chunk size (default 64)")
@@ -81,10 +74,11 @@ def register(subparsers) -> None:
 
 def _attention_options(args: argparse.Namespace) -> dict:
     options = {}
-    for name, kinds in ATTENTION_FLAGS.items():
+    for name in ATTENTION_FLAGS:
         value = getattr(args, name, None)
         if value is None:
             continue
+        kinds = kinds_taking(name)
         if args.model not in kinds:
             raise ValueError(f"--{name.replace('_', '-')} applies to {', '.join(kinds)} only")
         options[name] = value
@@ -92,29 +86,24 @@ def _attention_options(args: argparse.Namespace) -> dict:
 
 
 def train_config(args: argparse.Namespace):
-    """The :class:`TrainConfig` the arguments describe (checked)."""
+    """The :class:`TrainConfig` the arguments describe, checked by its ``validate``."""
     from models.features import FEATURES
     from models.timeframes import interval_ms
     from models.train import TrainConfig
 
-    if args.model not in KINDS:
-        raise ValueError(f"unknown model {args.model!r}; choose one of {', '.join(KINDS)}")
-    if args.head not in HEADS:
-        raise ValueError(f"unknown head {args.head!r}; choose one of {', '.join(HEADS)}")
-    for name in ("seq_len", "epochs", "horizon", "batch_size", "layers", "heads", "d_model"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     features = tuple(f for f in args.features.split(",") if f) or FEATURES
     timeframes = tuple(t for t in args.timeframes.split(",") if t)
     for tf in (args.interval, *timeframes):
         interval_ms(tf)
-    return TrainConfig(
+    config = TrainConfig(
         model=args.model, seq_len=args.seq_len, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, head=args.head, horizon=args.horizon, threshold=args.threshold,
         d_model=args.d_model, layers=args.layers, heads=args.heads, dropout=args.dropout,
         attention_options=_attention_options(args), features=features, interval=args.interval,
         timeframes=timeframes, positional=args.positional, patience=args.patience,
         seed=args.seed, device=args.device, progress=not args.no_progress)
+    config.validate()
+    return config
 
 
 def train_frame(bars, args: argparse.Namespace) -> dict:
@@ -162,17 +151,28 @@ def run(args: argparse.Namespace) -> int:
     try:
         train_config(args)
         from engine.bars_io import load_bars
+        from models.checkpoint import check_writable
+
+        check_writable(args.out)
 
         bars = load_bars(list(args.data), args.interval)
         summary = train_frame(bars, args)
     except (ValueError, OSError) as exc:
         print(f"papertape train: error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        v = summary["validation"]
-        print(f"wrote {summary['checkpoint']} ({summary['model']['kind']}, "
-              f"{summary['model']['parameters']} parameters); validation "
-              + ", ".join(f"{k} {val:.4g}" for k, val in v.items()))
+    print(json.dumps(summary) if args.json else format_summary(summary))
     return 0
+
+
+def format_summary(summary: dict) -> str:
+    """The text report: each checkpoint written, with its validation and held-out test
+    metrics (every fold's with ``--walk-forward``)."""
+    model = summary["model"]
+    lines = []
+    for entry in summary.get("folds", [summary]):
+        lines.append(f"wrote {entry['checkpoint']} ({model['kind']}, {model['parameters']} parameters)")
+        for split in ("validation", "test"):
+            metrics = entry[split]
+            text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()) if metrics else "no windows"
+            lines.append(f"  {split:<10}  {text}")
+    return "\n".join(lines)

@@ -13,7 +13,7 @@ def forward_log_returns(close: np.ndarray, horizon: int) -> np.ndarray:
     """``[rows, horizon]``: column s is ``log(close[i + s + 1] / close[i])``; NaN past the end."""
     log_c = np.log(np.asarray(close, dtype=np.float64))
     out = np.full((len(log_c), horizon), np.nan)
-    for s in range(1, horizon + 1):
+    for s in range(1, min(horizon, len(log_c)) + 1):  # steps past the end stay NaN
         out[: len(log_c) - s, s - 1] = log_c[s:] - log_c[:-s]
     return out
 

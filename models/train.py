@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from models.attention_options import OPTIONS, check_options
 from models.checkpoint import code_version
 from models.dataset import Frames, Normalizer, build_frames, run_model
-from models.encoder import EncoderConfig, SeriesEncoder
+from models.encoder import HEADS, EncoderConfig, SeriesEncoder
 from models.features import FEATURE_VERSION, FEATURES, LOOKBACK, FeatureSet
 from models.targets import direction_classes, forward_log_returns, sharpe_loss
 
@@ -64,6 +65,26 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+
+    def validate(self) -> None:
+        """Refuse settings that cannot train, with one line naming the setting (ValueError),
+        so a run fails before reading bars; ``engine.typed.build`` calls it for ``--train``."""
+        if self.model not in OPTIONS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(OPTIONS)}")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; choose one of {', '.join(HEADS)}")
+        for name in ("seq_len", "epochs", "batch_size", "horizon", "d_model", "layers", "heads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        if self.threshold is not None and self.head != "classification":
+            raise ValueError(f"threshold is for the classification head only, not {self.head}")
+        if self.threshold is not None and not self.threshold >= 0:
+            raise ValueError(f"threshold must be >= 0, got {self.threshold}")
+        check_options(self.model, self.attention_options, self.seq_len * (len(self.timeframes) + 1))
+        pick_device(self.device)
 
     def encoder_config(self, n_features: int) -> EncoderConfig:
         reformer = self.model == "reformer"
@@ -126,6 +147,9 @@ def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2, gap: in
 
 def _inputs(bars: pd.DataFrame, cfg: TrainConfig):
     """Features, raw frames, forward returns and the valid window ends of ``bars``."""
+    if cfg.horizon >= len(bars):
+        raise DataError(f"horizon {cfg.horizon} leaves no labelled window: the data has "
+                        f"{len(bars)} bars and a label looks {cfg.horizon} bars ahead")
     feature_set = FeatureSet(tuple(cfg.features))
     frames = build_frames(bars, feature_set, cfg.interval, tuple(cfg.timeframes))
     returns = forward_log_returns(bars["close"].to_numpy(), cfg.horizon)
@@ -145,10 +169,24 @@ def first_usable_row(bars: pd.DataFrame, config: TrainConfig) -> int:
 
 
 def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU."""
+    """``auto`` is CUDA when present, else CPU; a device this machine lacks is refused
+    (ValueError) rather than failing inside torch."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda") from None
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise ValueError(f"device {name!r} is not available on this machine; use cpu or auto")
+    count = getattr(backend, "device_count", None)
+    if device.index is not None and count is not None and device.index >= count():
+        raise ValueError(f"device {name!r}: this machine has {count()} {device.type} device(s)")
+    return device
 
 
 def _rank(x: np.ndarray) -> np.ndarray:
@@ -225,9 +263,7 @@ def _window_ms(bars: pd.DataFrame, ends: np.ndarray) -> list[int]:
 def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = None) -> TrainResult:
     """Train one model on ``bars`` (kline columns, time order) and evaluate it."""
     cfg = config
-    if cfg.head not in ("regression", "classification", "allocation"):
-        raise DataError(f"unknown head {cfg.head!r}; choose regression, classification "
-                        "or allocation")
+    cfg.validate()
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     feature_set, frames, returns, valid = _inputs(bars, cfg)

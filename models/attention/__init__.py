@@ -11,6 +11,7 @@ from models.attention.full import FullAttention
 from models.attention.linformer import LinformerAttention
 from models.attention.nystrom import NystromAttention
 from models.attention.reformer import LSHAttention
+from models.attention_options import check_options
 
 ATTENTIONS: dict[str, type[nn.Module]] = {
     "full": FullAttention,
@@ -21,7 +22,7 @@ ATTENTIONS: dict[str, type[nn.Module]] = {
 
 
 def build_attention(kind: str, d_model: int, n_heads: int, seq_len: int, **options) -> nn.Module:
-    """Build the attention ``kind`` (full, linformer, reformer, nystrom) with its options."""
-    if kind not in ATTENTIONS:
-        raise ValueError(f"unknown attention {kind!r}; choose one of {', '.join(ATTENTIONS)}")
+    """Build the attention ``kind`` (full, linformer, reformer, nystrom) with its options,
+    refusing unknown options and bad values first (:mod:`models.attention_options`)."""
+    check_options(kind, options)
     return ATTENTIONS[kind](d_model, n_heads, seq_len, **options)

@@ -7,6 +7,11 @@ first, which is cheaper. Inputs shorter than the configured ``seq_len`` use the 
 ``L`` columns of E and F, exactly as if the input were zero-padded to ``seq_len``;
 longer inputs are refused. Padded (masked) tokens are zeroed before projection so they
 cannot leak into the projected keys and values.
+
+``k`` defaults to ``min(128, seq_len)``. A ``k`` above ``seq_len`` projects to more rows
+than there are tokens and saves nothing: training refuses it
+(:func:`models.attention_options.check_options`), but the module still builds, so
+checkpoints made with one still load.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class LinformerAttention(AttentionBase):
     ) -> None:
         super().__init__(d_model, n_heads)
         self.seq_len = seq_len
-        self.k = k or min(128, seq_len)
+        self.k = min(128, seq_len) if k is None else k
         self.share_heads = share_heads
         self.to_q = nn.Linear(d_model, d_model, bias=False)
         self.to_k = nn.Linear(d_model, d_model, bias=False)

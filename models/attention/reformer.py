@@ -136,8 +136,6 @@ class LSHAttention(AttentionBase):
         seed: int = 0,
     ) -> None:
         super().__init__(d_model, n_heads)
-        if n_buckets is not None and n_buckets != 1 and n_buckets % 2:
-            raise ValueError("n_buckets must be 1 or even (angular LSH uses ±rotations)")
         self.n_hashes = n_hashes
         self.bucket_size = bucket_size
         self.causal = causal

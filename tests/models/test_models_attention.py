@@ -1,11 +1,15 @@
 """Attention modules: common signature, exactness limits, approximation quality, batch
 invariance."""
 
+import inspect
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models import build_attention
+from models.attention import ATTENTIONS
+from models.attention_options import OPTIONS, check_options
 
 D, H = 32, 4
 KINDS = {
@@ -246,6 +250,42 @@ def test_lsh_rounds_in_groups_give_the_same_bits(monkeypatch):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown attention"):
         build_attention("performer", D, H, 64)
+
+
+def test_every_kind_checks_exactly_its_constructor_options():
+    assert list(OPTIONS) == list(ATTENTIONS)
+    for kind, cls in ATTENTIONS.items():
+        params = list(inspect.signature(cls.__init__).parameters)
+        assert params[:4] == ["self", "d_model", "n_heads", "seq_len"]
+        assert params[4:] == list(OPTIONS[kind]), kind
+
+
+@pytest.mark.parametrize("kind, options, message", [
+    ("full", {"k": 16}, "full takes no option 'k'; it takes none"),
+    ("linformer", {"kk": 3}, "linformer takes no option 'kk'; its options: k, share_kv, share_heads"),
+    ("linformer", {"k": 0}, "linformer option k must be a whole number >= 1, got 0"),
+    ("linformer", {"k": -3}, "linformer option k must be a whole number >= 1, got -3"),
+    ("linformer", {"share_kv": "yes"}, "share_kv must be true or false, got 'yes'"),
+    ("reformer", {"bucket_size": "abc"}, "bucket_size must be a whole number >= 1, got 'abc'"),
+    ("reformer", {"n_hashes": 0}, "n_hashes must be a whole number >= 1, got 0"),
+    ("reformer", {"n_hashes": True}, "n_hashes must be a whole number >= 1, got True"),
+    ("reformer", {"n_buckets": 3}, "n_buckets must be 1 or an even whole number"),
+    ("nystrom", {"num_landmarks": 0}, "num_landmarks must be a whole number >= 1, got 0"),
+    ("nystrom", {"num_landmarks": -3}, "num_landmarks must be a whole number >= 1, got -3"),
+    ("nystrom", {"pinv_iterations": 0}, "pinv_iterations must be a whole number >= 1, got 0"),
+    ("nystrom", {"conv_kernel": 4}, "conv_kernel must be an odd whole number"),
+])
+def test_bad_options_are_one_line(kind, options, message):
+    with pytest.raises(ValueError) as info:
+        build_attention(kind, D, H, 64, **options)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_linformer_k_above_the_window_is_refused_for_training_only():
+    with pytest.raises(ValueError, match="linformer k 65 exceeds the 64 tokens"):
+        check_options("linformer", {"k": 65}, tokens=64)
+    check_options("linformer", {"k": 64}, tokens=64)
+    assert build_attention("linformer", D, H, 64, k=65).k == 65  # older checkpoints still load
 
 
 @pytest.mark.parametrize("options", [{"bucket_size": 4, "n_hashes": 2},

@@ -4,9 +4,11 @@ import argparse
 import json
 
 import pytest
+import torch
 from conftest import synthetic_bars
 
 from engine.bars_io import write_kline_csv
+from models import train
 from models.checkpoint import load_checkpoint
 from models.cli import register, run
 
@@ -61,12 +63,51 @@ def test_walk_forward_writes_a_checkpoint_per_fold(kline_csv, tmp_path, capsys):
     (["--model", "full", "--k", "8"], "--k applies to linformer only"),
     (["--features", "log_return,astrology"], "unknown feature"),
     (["--interval", "1x"], "bad interval"),
+    (["--horizon", "5000"], "horizon 5000 leaves no labelled window: the data has 700 bars"),
 ])
 def test_bad_input_gives_one_line_and_code_2(kline_csv, tmp_path, capsys, argv, message):
     args = _parse(["--data", str(kline_csv), "--out", str(tmp_path / "m.pt"), *SMALL, *argv])
     assert run(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def _no_training(*args):
+    raise AssertionError("trained")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "linformer", "--k", "0"], "linformer option k must be a whole number >= 1, got 0"),
+    (["--model", "linformer", "--k", "-3"], "linformer option k must be a whole number >= 1, got -3"),
+    (["--model", "linformer", "--k", "17"], "linformer k 17 exceeds the 16 tokens of a window"),
+    (["--model", "reformer", "--n-hashes", "0"], "n_hashes must be a whole number >= 1, got 0"),
+    (["--model", "reformer", "--bucket-size", "0"], "bucket_size must be a whole number >= 1, got 0"),
+    (["--model", "nystrom", "--num-landmarks", "0"], "num_landmarks must be a whole number >= 1"),
+    (["--model", "nystrom", "--pinv-iterations", "0"], "pinv_iterations must be a whole number >= 1"),
+    (["--seq-len", "0"], "seq_len must be a whole number >= 1, got 0"),
+    (["--head", "allocation", "--threshold", "0.3"], "threshold is for the classification head only"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    pytest.param(["--device", "cuda"], "device 'cuda' is not available on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
+    (["--out", "{tmp}/nodir/x.pt"], "nodir/x.pt: directory {tmp}/nodir does not exist"),
+    (["--out", "{tmp}"], "is a directory"),
+])
+def test_bad_settings_fail_before_training(kline_csv, tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(train, "train_model", _no_training)
+    args = _parse(["--data", str(kline_csv), "--out", str(tmp_path / "m.pt"), *SMALL,
+                   *(a.format(tmp=tmp_path) for a in argv)])
+    assert run(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message.format(tmp=tmp_path) in err and len(err.splitlines()) == 1
+
+
+def test_text_output_has_validation_and_test_metrics(kline_csv, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert run(_parse(["--data", str(kline_csv), "--out", str(out), *SMALL])) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"wrote {out} (full, ")
+    assert [line.split()[0] for line in lines[1:]] == ["validation", "test"]
+    assert all("mse" in line and "directional_accuracy" in line for line in lines[1:])
 
 
 def test_missing_file_gives_code_2(tmp_path, capsys):
