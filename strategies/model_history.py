@@ -11,6 +11,8 @@ import pandas as pd
 
 from engine.bars_io import load_bars
 
+REST_TIMEOUT_S = 20.0
+
 
 def load_history(source: str, *, rest_url: str | None, category: str, symbol: str, interval: str,
                  interval_ms: int, before_ms: int, bars: int) -> pd.DataFrame:
@@ -30,10 +32,13 @@ def load_history(source: str, *, rest_url: str | None, category: str, symbol: st
 
 async def _rest_klines(url: str, category: str, symbol: str, interval: str, start_ms: int,
                        end_ms: int) -> pd.DataFrame:
+    """Klines from REST within ``REST_TIMEOUT_S``: the session waits on them (and cannot stop
+    meanwhile), so an IP ban (HTTP 403, ten minutes) ends the warm-up at once."""
     from engine.feeds.bybit_rest import BybitRest
 
-    async with BybitRest(url, max_retries=2) as rest:
-        return await rest.klines(category, symbol, interval, start_ms, end_ms)
+    async with BybitRest(url, max_retries=2, timeout_s=REST_TIMEOUT_S / 3, forbidden_backoff=None) as rest:
+        return await asyncio.wait_for(rest.klines(category, symbol, interval, start_ms, end_ms),
+                                      REST_TIMEOUT_S)
 
 
 def _in_thread(coroutine) -> pd.DataFrame:

@@ -126,6 +126,16 @@ async def test_403_gives_up_after_the_retries(history):
             await rest.recent_trades("linear", "BTCUSDT")
 
 
+async def test_403_gives_up_at_once_without_a_backoff(history):
+    history.fire(make_fault("rest403", 5))
+    async with BybitRest(history.url, forbidden_backoff=None) as rest:
+        started = time.monotonic()
+        with pytest.raises(BybitError, match="HTTP 403 .*: the IP is rate-limited"):
+            await rest.recent_trades("linear", "BTCUSDT")
+    assert time.monotonic() - started < 1
+    assert history.state()["rest403_left"] == 4
+
+
 async def test_api_errors_carry_bybits_message(history):
     async with BybitRest(history.url) as rest:
         with pytest.raises(BybitAPIError) as error:

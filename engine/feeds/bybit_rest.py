@@ -4,8 +4,9 @@ instruments-info (BYBIT.md sections 5, 7, 8, 11).
 Every request passes a client-side rate limiter (by default 100 requests per 5 s, a sixth
 of Bybit's 600 per 5 s per IP). Network errors, HTTP 5xx/429 and ``retCode`` 10006 (rate
 limit) are retried with exponential backoff and jitter; HTTP 403 ("access too frequent", an
-IP ban) waits ``forbidden_backoff`` seconds (10 minutes by default, as Bybit asks) before retrying. Any
-other ``retCode`` raises :class:`BybitAPIError` with Bybit's ``retMsg``.
+IP ban) waits ``forbidden_backoff`` seconds (10 minutes by default, as Bybit asks) before
+retrying, or gives up at once when it is None (for callers that cannot wait). Any other
+``retCode`` raises :class:`BybitAPIError` with Bybit's ``retMsg``.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class BybitRest:
         max_retries: int = 5,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
-        forbidden_backoff: float = 600.0,
+        forbidden_backoff: float | None = 600.0,
         max_requests: int = 100,
         per_seconds: float = 5.0,
     ) -> None:
@@ -139,6 +140,8 @@ class BybitRest:
             else:
                 if status == 403:
                     problem, delay = f"HTTP 403 {text.strip()[:80]!r}", self.forbidden_backoff
+                    if delay is None:
+                        raise BybitError(f"Bybit {path}: {problem}: the IP is rate-limited")
                     log.warning("Bybit %s: HTTP 403 (%s): the IP is rate-limited; backing off %.1f s",
                                 path, text.strip()[:80], delay)
                 elif status == 429 or status >= 500:
