@@ -81,6 +81,7 @@ import pandas as pd
 
 from engine.bars import parse_interval
 from engine.clock import NS_PER_MS, NS_PER_S
+from engine.datasource import DataError, expand
 from engine.events import Bar, Fill, Prediction
 from engine.metrics import SECONDS_PER_YEAR
 from engine.typed import ConfigError
@@ -170,6 +171,11 @@ class ModelStrategy(Strategy):
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)
         cfg = self.config
+        if cfg.history not in ("rest", "none"):
+            try:
+                expand([p for p in cfg.history.split(",") if p.strip()])
+            except DataError as exc:
+                raise ConfigError(f"strategy model: history: {exc}") from None
         self.runners, self._starts = load_runners(cfg.checkpoint, cfg.in_sample)
         self.head = self.runners[0].head
         if self.head != "regression" and cfg.threshold >= 1:
@@ -188,6 +194,7 @@ class ModelStrategy(Strategy):
         self._max_leverage = cfg.max_leverage
         self.skipped = 0
         self.history_bars = 0
+        self._seam_ms: int | None = None  # open time (ms) the bar after the warm-up's last has
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -261,26 +268,71 @@ class ModelStrategy(Strategy):
 
     def _warm_up(self) -> None:
         """Fill the windows with bars from before the start."""
-        runner = self.runners[-1]
+        needed = max(r.warmup_bars for r in self.runners)
         try:
-            bars = load_history(self.config.history, rest_url=self.rest_url,
-                                category=self.instrument.category, symbol=self.symbol,
-                                interval=self.interval, interval_ms=runner.interval_ms,
-                                before_ms=self.clock.timestamp_ns() // NS_PER_MS,
-                                bars=max(r.warmup_bars for r in self.runners))
+            bars = self._history(self.clock.timestamp_ns() // NS_PER_MS, needed)
         except (ValueError, OSError, RuntimeError) as exc:
             self.log.warning("no history to warm up from (%s); waiting for live bars", exc)
             return
+        self._push_history(bars)
+        self.history_bars = len(bars)
+        if len(bars) < needed:
+            self.log.warning("warm-up found %d of the %d bars the model needs before its first "
+                             "forecast: it forecasts after %d more live bars", len(bars), needed,
+                             needed - len(bars))
+        else:
+            self.log.info("warmed up on %d bars of history", len(bars))
+
+    def _history(self, before_ms: int, bars: int) -> pd.DataFrame:
+        """The last ``bars`` bars closed by ``before_ms`` from the ``history`` source."""
+        return load_history(self.config.history, rest_url=self.rest_url,
+                            category=self.instrument.category, symbol=self.symbol,
+                            interval=self.interval, interval_ms=self.runners[0].interval_ms,
+                            before_ms=before_ms, bars=bars)
+
+    def _push_history(self, bars: pd.DataFrame) -> None:
         for row in bars.to_dict("records"):
             self._closes.append(row["close"])
             for stream in self._streams:
                 stream.push(row)
-        self.history_bars = len(bars)
-        self.log.info("warmed up on %d bars of history", len(bars))
+        if len(bars):
+            self._seam_ms = int(bars["open_time"].iloc[-1]) + self.runners[0].interval_ms
+
+    def _close_seam(self, open_ms: int) -> None:
+        """Before the first live bar, add the bars between the warm-up and it (the bar that
+        was forming at the start, which the live feed leaves out), so the window has no
+        hole; a hole that cannot be filled is reported."""
+        seam, self._seam_ms = self._seam_ms, None
+        missing = (open_ms - seam) // self.runners[0].interval_ms
+        if missing <= 0:
+            return
+        if missing <= max(r.warmup_bars for r in self.runners) and self._fill_seam(seam, open_ms, missing):
+            self.log.info("added the %d bar(s) between the warm-up and the first live bar", missing)
+        else:
+            self.log.warning("the model's window has a hole of %d bar(s) from %s, between its history "
+                             "and the first live bar, until the hole leaves the window", missing, _utc(seam))
+
+    def _fill_seam(self, seam: int, open_ms: int, missing: int) -> bool:
+        """Push the ``missing`` history bars from ``seam`` to ``open_ms``; False if not all
+        of them can be had."""
+        try:
+            bars = self._history(open_ms, missing)
+        except (ValueError, OSError, RuntimeError) as exc:
+            self.log.warning("could not load the bars before the first live bar (%s)", exc)
+            return False
+        bars = bars[bars["open_time"] >= seam]
+        if len(bars) != missing:
+            return False
+        self._push_history(bars)
+        self._seam_ms = None
+        self.history_bars += missing
+        return True
 
     # -- bars and forecasts ------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
+        if self._seam_ms is not None:
+            self._close_seam(bar.open_time // NS_PER_MS)
         self._closes.append(bar.close)
         self._price = bar.close
         self._check_exits(bar.close)

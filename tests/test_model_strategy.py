@@ -79,6 +79,7 @@ def test_annual_volatility():
     ({"checkpoint": "m.pt", "stoploss": "0.1"}, "unknown key 'stoploss'"),
     ({"checkpoint": "missing.pt"}, "no such checkpoint"),
     ({"checkpoint": " , "}, "names no file"),
+    ({"checkpoint": "m.pt", "history": "/nonexistent/*.csv"}, "history: no file matches"),
 ])
 def test_bad_parameters_are_refused_by_name(params, message):
     with pytest.raises(ConfigError, match=message):

@@ -9,6 +9,7 @@ import json
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.bars_io import load_bars
@@ -91,3 +92,63 @@ def test_live_warm_up_loads_klines_from_the_venue_rest_api(tmp_path):
     assert saved["history_bars"] == ModelRunner.load(str(ckpt)).warmup_bars
     assert "no history" not in done.stderr
     np.testing.assert_equal(done.result["status"], "finished")
+
+
+def test_a_rate_limited_warm_up_gives_up_at_once_and_the_session_runs_on(tmp_path):
+    bars = load_bars([str(SAMPLE_DAY)], "1m")
+    ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="1m")
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=1,
+                              wall_start_ms=time.time_ns() // 1_000_000 - 3 * 3_600_000)
+    ledger = tmp_path / "live.db"
+    try:
+        exchange.fault("rest403", 5)  # Bybit asks for ten minutes after a 403
+        started = time.monotonic()
+        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "model", "--param", f"checkpoint={ckpt}",
+                           "--param", "in_sample=true", duration="3s", interval="1m")
+        done = live.wait(60)
+        took = time.monotonic() - started
+    finally:
+        exchange.stop()
+    assert done.returncode == 0 and done.result["status"] == "finished", done.stderr[-3000:]
+    assert "no history to warm up from" in done.stderr and "the IP is rate-limited" in done.stderr
+    assert took < 30
+
+
+def test_the_bars_between_the_warm_up_and_the_first_live_bar_join_the_window(tmp_path):
+    start_ms = aligned_start_ms(lead_s=6)  # the first live bar opens here, a few bars after the warm-up
+    bars = ar1_bars(700, seed=3, price=105_000.0, step_ms=INTERVAL_MS)
+    bars["open_time"] += start_ms - INTERVAL_MS * 600 - int(bars.open_time[0])  # history runs past it
+    history = write_bars(bars, tmp_path / "history.csv")
+    ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="2s")
+    ledger = tmp_path / "live.db"
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400, wall_start_ms=start_ms)
+    try:
+        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "model", "--param", f"checkpoint={ckpt}",
+                           "--param", f"history={history}", "--param", "in_sample=true", duration="8s")
+        done = live.wait(90)
+    finally:
+        exchange.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = done.result["run_id"]
+    first = query(ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY open_time LIMIT 1", (run_id,))
+    first_ms = int(first.open_time.iloc[0]) // 1_000_000
+    assert first_ms == start_ms
+    forecast = query(ledger, "SELECT * FROM predictions WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,))
+    assert int(forecast.ts_event.iloc[0]) // 1_000_000 == first_ms + INTERVAL_MS
+    live_bar = first[list(bars.columns)].assign(open_time=first_ms)
+    from models.runner import ModelRunner
+
+    runner = ModelRunner.load(str(ckpt))
+    saved = json.loads(query(ledger, "SELECT state FROM strategy_state ORDER BY id").state.iloc[-1])
+    warm = saved["history_bars"]
+    assert warm > runner.warmup_bars  # the warm-up's bars and the ones after it
+    window = pd.concat([bars[bars.open_time < first_ms].tail(warm), live_bar], ignore_index=True)
+    holed = pd.concat([bars[bars.open_time < first_ms].iloc[-warm:-(warm - runner.warmup_bars)], live_bar],
+                      ignore_index=True)
+    wanted = np.zeros(len(window), dtype=bool)
+    wanted[-1] = True
+    got = json.loads(forecast["values"].iloc[0])
+    np.testing.assert_allclose(got, runner.predict_rows(window, wanted)[-1], rtol=1e-5)
+    wanted = np.zeros(len(holed), dtype=bool)
+    wanted[-1] = True
+    assert not np.allclose(got, runner.predict_rows(holed, wanted)[-1], rtol=1e-5)  # as it was before
