@@ -208,7 +208,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         resume=args.resume, ping_interval_s=args.ping_interval, pong_timeout_s=args.pong_timeout,
         stale_after_s=args.stale_after, forbidden_backoff_s=args.rest_ban_backoff,
     )
-    if parse_interval(opts.interval).kind != "time":
+    try:
+        kind = parse_interval(opts.interval).kind
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if kind != "time":
         raise ConfigError(f"live sessions use time bars, not {opts.interval}")
     result = run_live(cfg, opts)
     _emit_result(args, result)

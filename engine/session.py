@@ -141,6 +141,7 @@ class Session:
         self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error)
         self.host.mode = "live" if kind == "live" else "replay"
+        self.strategy.check_run()
         self.ledger = Ledger(ledger_target, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
         self.run_id = self.ledger.start_run(
             kind=kind, strategy=strategy_cfg.name,

@@ -162,6 +162,11 @@ class Strategy:
 
     # -- callbacks (override what you need) ----------------------------------------------
 
+    def check_run(self) -> None:
+        """Refuse a run this strategy cannot trade with a ConfigError (bars of another
+        interval than its model was made for, say); called before the run is recorded, with
+        the run's symbol, interval and instrument already visible."""
+
     def on_start(self) -> None:
         """Before the first event."""
 

@@ -198,7 +198,7 @@ class ModelStrategy(Strategy):
 
     # -- set-up -----------------------------------------------------------------------
 
-    def _check_market(self) -> None:
+    def check_run(self) -> None:
         spec = parse_interval(self.interval)
         if not spec.is_time or spec.size != self.runners[0].interval_ms * NS_PER_MS:
             raise ConfigError(f"strategy model: the checkpoint was trained on "
@@ -214,7 +214,6 @@ class ModelStrategy(Strategy):
                       progress: Callable[[int], object] | None = None) -> np.ndarray:
         """Forecasts of every bar of a backtest, computed ahead (NaN where none is made);
         ``progress`` is told how many bars are done as they are."""
-        self._check_market()
         active = self._active(bars["open_time"].to_numpy(np.int64))
         if progress is not None:
             progress(int(np.count_nonzero(active < 0)))  # bars no checkpoint trades
@@ -253,7 +252,6 @@ class ModelStrategy(Strategy):
                              warmup)
 
     def on_start(self) -> None:
-        self._check_market()
         if self.config.max_leverage > self.leverage:
             self._max_leverage = self.leverage
             self.log.warning("max_leverage %g is above the account's leverage %g, which caps positions "

@@ -34,6 +34,7 @@ def test_live_help_lists_its_options(tmp_path):
     (("--strategy", "nope"), "unknown strategy 'nope'"),
     (("--strategy", "tests.live_helpers:NoSuchClass"), "has no 'NoSuchClass'"),
     (("--interval", "tick:10"), "live sessions use time bars"),
+    (("--interval", "bogus"), "unknown interval 'bogus'"),
     (("--param", "fast=x"), "fast: expected a whole number"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
@@ -42,6 +43,19 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert done.stdout == ""
+
+
+def test_a_model_of_another_interval_exits_2_and_records_nothing(tmp_path):
+    from tests.model_helpers import ar1_bars, train_tiny
+
+    ckpt = train_tiny(ar1_bars(500, seed=9), "full", tmp_path / "model.pt")  # 1h bars
+    ledger = tmp_path / "live.db"
+    done = papertape("live", "--ledger", str(ledger), *NOWHERE, "--interval", "1m", "--strategy", "model",
+                     "--param", f"checkpoint={tmp_path / 'model.pt'}", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trained on 1h bars, the run has 1m bars" in lines[0], done.stderr
+    assert ckpt.exists() and not ledger.exists()
 
 
 def test_resuming_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_path):
