@@ -32,6 +32,7 @@ from engine.ledger_query import LedgerQueryError, LedgerReader
 from engine.live import MAINNET_REST, MAINNET_WS, LiveOptions, run_live
 from engine.metrics import metrics_for_run
 from engine.report import format_metrics, format_runs
+from engine.resume import MARKET, resumed_config
 from engine.typed import ConfigError, parse_assignments
 
 log = logging.getLogger("papertape")
@@ -119,6 +120,9 @@ def _emit_result(args: argparse.Namespace, result) -> None:
         return
     title = (f"run {result.run_id} ({result.status}) in {result.ledger}: {result.bars:,} bars, "
              f"{result.fills:,} fills")
+    if result.extra.get("resumed_from") is not None:
+        title += (f" since it resumed run {result.extra['resumed_from']}; the metrics cover every part "
+                  "of the run")
     print(format_metrics(result.metrics, title))
     if result.rejections:
         print("  rejected orders: " + "; ".join(f"{n} x {r}" for r, n in result.rejections.items()))
@@ -202,6 +206,10 @@ def parse_duration(text: str) -> float:
 
 def cmd_live(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
+    if args.resume is not None:
+        cfg = resumed_config(cfg, args.resume, strategy=args.strategy,
+                             params=parse_assignments(args.param, "--param"),
+                             market={key: getattr(args, key) for key in MARKET})
     opts = LiveOptions(
         symbol=cfg.run.symbol, category=cfg.run.category, interval=cfg.run.interval or "1m",
         ws_url=args.ws_url, rest_url=args.rest_url, duration_s=args.duration, record=args.record,

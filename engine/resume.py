@@ -4,18 +4,58 @@ simulated venue, and the strategy's last saved state handed to ``on_load``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
 import pandas as pd
 
+from engine import plugins
 from engine.broker import Order
+from engine.config import Config
 from engine.ledger_query import LedgerQueryError, LedgerReader
 from engine.session import Session
+from engine.typed import ConfigError, build
 
 log = logging.getLogger(__name__)
 
 FINAL = ("rejected", "canceled", "expired", "filled")
+MARKET = ("symbol", "category", "interval")
+
+
+def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: dict[str, str],
+                   market: dict[str, str | None]) -> Config:
+    """``cfg`` set to continue run ``run_id`` of its ledger: that run's strategy, parameters,
+    symbol, category and interval. A ``strategy`` or ``market`` value given that differs is
+    refused (the run would change what it trades); ``params`` given override the run's, each
+    change logged as a warning."""
+    reader = LedgerReader(cfg.ledger.path)
+    try:
+        previous = reader.run(run_id)
+    finally:
+        reader.close()
+    if previous["kind"] != "live":
+        raise ConfigError(f"run {run_id} is a {previous['kind']}; --resume continues live runs")
+    if strategy is not None and strategy != previous["strategy"]:
+        raise ConfigError(f"run {run_id} ran strategy {previous['strategy']!r}; --resume continues it "
+                          f"with that strategy, not {strategy!r}")
+    for key in MARKET:
+        if market.get(key) is not None and market[key] != previous[key]:
+            raise ConfigError(f"run {run_id} traded {key} {previous[key]}; --resume cannot change it to "
+                              f"{market[key]}")
+    stored = json.loads(previous["params"])
+    cls = plugins.load("papertape.strategies", previous["strategy"], "strategy")
+    config_class = getattr(cls, "config_class", None)
+    if config_class is not None and params:
+        before = build(config_class, stored, "--param")
+        after = build(config_class, stored | params, "--param")
+        for field in dataclasses.fields(config_class):
+            old, new = getattr(before, field.name), getattr(after, field.name)
+            if old != new:
+                log.warning("resuming run %d with %s %r instead of %r", run_id, field.name, new, old)
+    run = dataclasses.replace(cfg.run, **{key: previous[key] for key in MARKET})
+    chosen = dataclasses.replace(cfg.strategy, name=previous["strategy"], params=stored | params)
+    return dataclasses.replace(cfg, run=run, strategy=chosen)
 
 
 def restore_session(session: Session, reader: LedgerReader, run_id: int) -> None:

@@ -100,6 +100,7 @@ class Session:
         save_state_every_bar: bool = False,
     ) -> None:
         self.cfg, self.market, self.kind = cfg, market, kind
+        self.resumed_from = resume_from
         self.bus = Bus(clock)
         self.clock = clock
         broker_cfg = cfg.broker
@@ -221,5 +222,5 @@ class Session:
                   "interval": self.market.interval, "start_ns": self.market.data_start,
                   "end_ns": self.market.data_end, "files": list(self.market.data_files)},
             rejections=dict(self.broker.rejections), strategy_errors=self.host.errors,
-            extra={"predictions_dropped": dropped},
+            extra={"predictions_dropped": dropped, "resumed_from": self.resumed_from},
         )

@@ -75,6 +75,29 @@ def test_resuming_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_path
     assert list(query(ledger, "SELECT kind FROM runs").kind) == ["backtest"]  # no failed live run left
 
 
+
+@pytest.mark.parametrize("args, message", [
+    (("--strategy", "tests.live_helpers:BuyThenRest"), "run 2 ran strategy 'sma_cross'; --resume"),
+    (("--symbol", "ETHUSDT"), "run 2 traded symbol BTCUSDT; --resume cannot change it to ETHUSDT"),
+    (("--interval", "5m"), "run 2 traded interval 1m"),
+])
+def test_resuming_keeps_the_runs_strategy_and_market_and_records_nothing_else(tmp_path, args, message):
+    ledger = tmp_path / "live.db"
+    done = papertape("backtest", "--ledger", str(ledger), "--end", "2025-06-01T01:00", "--no-progress",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = papertape("live", "--resume", "1", "--ledger", str(ledger), *NOWHERE, cwd=tmp_path)
+    assert done.returncode == 2 and "run 1 is a backtest; --resume continues live runs" in done.stderr
+    nowhere = [a if a != "5s" else "1s" for a in NOWHERE]
+    done = papertape("live", "--ledger", str(ledger), *nowhere, "--param", "fast=3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    done = papertape("live", "--resume", "2", "--ledger", str(ledger), *NOWHERE, *args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert len(query(ledger, "SELECT id FROM runs")) == 2  # no failed run left
+
+
 def test_sigterm_stops_a_session_cleanly(tmp_path):
     ledger = tmp_path / "live.db"
     exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400)

@@ -46,6 +46,8 @@ def test_a_killed_session_resumes_with_its_position_cash_and_open_orders(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     run2 = done.result["run_id"]
     assert done.result["status"] == "finished" and "resumed from run" in done.stderr
+    assert f"resuming run {run1} with sell 0.001" in done.stderr  # a changed parameter is said
+    assert done.result["resumed_from"] == run1
 
     runs = query(ledger, "SELECT * FROM runs ORDER BY id")
     assert list(runs.id) == [run1, run2] and runs.resumed_from.iloc[1] == run1
