@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", metavar="FILE.jsonl", help="record the raw feed; replay it later with "
                    "`papertape backtest --data FILE.jsonl`")
     p.add_argument("--resume", type=int, metavar="RUN_ID", help="continue a run from its ledger: "
-                   "positions, cash, open orders and strategy state")
+                   "positions, cash, open orders and strategy state, with its strategy, parameters "
+                   "and market")
     p.add_argument("--strategy", metavar="NAME", help="strategy name or module:Class")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="strategy parameter")
     p.add_argument("--seed", type=int, help="seed of the broker's random models")
