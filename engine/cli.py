@@ -30,7 +30,7 @@ from engine.feeds.replay import KlineReplay
 from engine.fetch import register as register_fetch
 from engine.ledger_query import LedgerQueryError, LedgerReader
 from engine.live import MAINNET_REST, MAINNET_WS, LiveOptions, run_live
-from engine.metrics import metrics_for_run
+from engine.metrics import forecasts_for_run, metrics_for_run
 from engine.report import format_metrics, format_runs
 from engine.resume import MARKET, resumed_config
 from engine.typed import ConfigError, parse_assignments
@@ -174,16 +174,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         run = reader.run(args.run)
         metrics = metrics_for_run(reader, run["id"])
+        forecasts = forecasts_for_run(reader, run["id"])
         out = args.out or f"report-run{run['id']}.html"
         write_html_report(reader, run["id"], metrics, out)
     finally:
         reader.close()
     if args.json:
         print(json.dumps({"run_id": run["id"], "ledger": args.ledger, "status": run["status"],
-                          "report": str(out), "metrics": metrics}))
+                          "report": str(out), "metrics": metrics, "forecasts": forecasts}))
     else:
         print(format_metrics(metrics, f"run {run['id']} ({run['status']}) {run['strategy']} "
                                       f"{run['symbol']} {run['interval']}"))
+        if forecasts:
+            print(f"  forecasts: {forecasts['forecasts']:,}, {forecasts['dropped']:,} dropped as late; from "
+                  f"bar close to forecast median {forecasts['latency_ms_median']:.0f} ms, p99 "
+                  f"{forecasts['latency_ms_p99']:.0f} ms")
         print(f"report written to {out}")
     return 0
 

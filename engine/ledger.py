@@ -195,9 +195,9 @@ class StrategyStateRow(Base):
 
 class PredictionRow(Base):
     """A model forecast: ``ts_event`` is the close of the bar it is for, ``ts_init`` when it
-    was ready to act on, and ``latency_ns`` the difference: live, the bar's close delay
-    (``[bars] close_delay_ms``), the wait for a free model and the forward pass; in a
-    backtest, the inference latency charged (0 unless asked for)."""
+    was ready to act on, and ``latency_ns`` the difference: the bar's close delay
+    (``[bars] close_delay_ms``, on bars made from trades) and, live, the wait for a free
+    model and the forward pass; in a backtest, the inference latency charged, if any."""
 
     __tablename__ = "predictions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

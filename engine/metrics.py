@@ -179,3 +179,15 @@ def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
         initial_cash=first["initial_cash"], interval=first["interval"],
         start_ns=first["data_start"],
     )
+
+
+def forecasts_for_run(reader, run_id: int) -> dict[str, Any] | None:
+    """A model run's forecasts (and the runs it resumed): how many, how many dropped as late,
+    and the median and p99 latency from bar close to forecast in ms; None without any."""
+    frame = reader.table("predictions", reader.chain(run_id), "id", "latency_ns, dropped")
+    if frame.empty:
+        return None
+    latency_ms = frame["latency_ns"].to_numpy(np.float64) / 1e6
+    return {"forecasts": len(frame), "dropped": int(frame["dropped"].sum()),
+            "latency_ms_median": float(np.median(latency_ms)),
+            "latency_ms_p99": float(np.percentile(latency_ms, 99))}

@@ -38,6 +38,8 @@ def test_train_then_backtest_then_report(tmp_path):
     orders = query(ledger, "SELECT ts_init FROM orders")
     assert forecasts.ts_event.min() > start_ns and orders.ts_init.min() > start_ns
     assert len(forecasts) > 100 and (forecasts.dropped == 0).all()
+    assert report["forecasts"] == {"forecasts": len(forecasts), "dropped": 0,  # the bar close delay:
+                                   "latency_ms_median": 250.0, "latency_ms_p99": 250.0}
 
 
 def test_a_missing_or_wrong_checkpoint_is_one_line_and_exit_2(tmp_path):
