@@ -125,7 +125,10 @@ def _emit_result(args: argparse.Namespace, result) -> None:
                   "of the run")
     print(format_metrics(result.metrics, title))
     if result.rejections:
-        print("  rejected orders: " + "; ".join(f"{n} x {r}" for r, n in result.rejections.items()))
+        first = result.extra.get("first_rejections", {})
+        print("  rejected orders: " + "; ".join(
+            f"{n} x {r}" + (f" (first: {first[r]})" if first.get(r, r) != r else "")
+            for r, n in result.rejections.items()))
     if result.extra.get("predictions_dropped"):
         print(f"  dropped forecasts: {result.extra['predictions_dropped']:,} (arrived after the next bar "
               "had closed)")

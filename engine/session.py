@@ -222,5 +222,6 @@ class Session:
                   "interval": self.market.interval, "start_ns": self.market.data_start,
                   "end_ns": self.market.data_end, "files": list(self.market.data_files)},
             rejections=dict(self.broker.rejections), strategy_errors=self.host.errors,
-            extra={"predictions_dropped": dropped, "resumed_from": self.resumed_from},
+            extra={"predictions_dropped": dropped, "resumed_from": self.resumed_from,
+                   "first_rejections": dict(self.broker.first_rejections)},
         )

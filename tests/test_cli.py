@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,14 @@ def test_backtest_table_and_defaults(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "Sharpe" in done.stdout and "Max drawdown" in done.stdout and "1,440 bars" in done.stdout
     assert (tmp_path / "papertape.db").is_file()
+
+
+def test_rejected_orders_are_summed_by_reason_with_the_first_one_in_full(tmp_path):
+    done = papertape("backtest", "--no-progress", "--param", "qty=50", "--end", "2025-06-02", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    line = next(t for t in done.stdout.splitlines() if "rejected orders:" in t)
+    assert re.search(r"\d+ x insufficient margin: position N at N needs N, equity is N \(leverage N\) "
+                     r"\(first: insufficient margin: position 50(\.0)? at [\d.]+ needs [\d.]+", line), line
 
 
 @pytest.mark.parametrize("args, config, message", [

@@ -116,7 +116,8 @@ class SimulatedBroker:
         self.orders: dict[str, Order] = {}
         self.active: list[Order] = []
         self.pending: list[Order] = []
-        self.rejections: Counter[str] = Counter()
+        self.rejections: Counter[str] = Counter()  # by reason with its numbers as N
+        self.first_rejections: dict[str, str] = {}  # the first reason of each, numbers and all
         self.fill_count = 0
         self._liq_price: dict[str, float | None] = {}
         self._liq_since: dict[str, int] = {}  # the last fill's time: older trades cannot liquidate
@@ -190,7 +191,9 @@ class SimulatedBroker:
         reason = self._check(order)
         if reason is not None:
             order.status = "rejected"
-            self.rejections[re.sub(r"-?[\d.]+(e[-+]?\d+)?", "N", reason)] += 1
+            kind = re.sub(r"-?[\d.]+(e[-+]?\d+)?", "N", reason)
+            self.rejections[kind] += 1
+            self.first_rejections.setdefault(kind, reason)
             log.info("order %s rejected: %s", order.id, reason)
             self._update(order.id, order.symbol, order.strategy_id, "rejected", reason)
             return
