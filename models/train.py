@@ -267,6 +267,7 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     feature_set, frames, returns, valid = _inputs(bars, cfg)
+    fold_given = fold is not None
     if fold is None:
         first = int(np.argmax(valid)) if valid.any() else len(bars)
         fold = chronological_split(len(bars), cfg.val_frac, cfg.test_frac, cfg.horizon, first)
@@ -275,10 +276,13 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
         idx = np.arange(rows.start, min(rows.stop, len(bars)), dtype=np.int64)
         ends[name] = idx[valid[idx]]
     if len(ends["train"]) < 2 * cfg.batch_size or not len(ends["validation"]):
+        split = (f"{len(ends['train'])} of them to train on and {len(ends['validation'])} to "
+                 "validate on" + (" in this fold (fewer folds give it more)" if fold_given else ""))
         raise DataError(
             f"too few bars: {len(bars)} bars give {int(valid.sum())} usable windows of "
             f"seq-len {cfg.seq_len} ({feature_set.warmup} bars of feature warm-up, horizon "
-            f"{cfg.horizon}); training needs at least {2 * cfg.batch_size} plus validation")
+            f"{cfg.horizon}), {split}; training needs at least {2 * cfg.batch_size} "
+            "(twice the batch size) plus validation")
     norm = Normalizer.fit(frames, ends["train"][0], ends["train"][-1], cfg.seq_len)
     frames = norm.transform(frames)
     threshold = cfg.threshold
