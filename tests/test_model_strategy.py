@@ -210,8 +210,9 @@ def test_walk_forward_with_too_many_folds_says_the_folds_are_the_problem(tmp_pat
     from engine.cli import main
 
     data = write_bars(ar1_bars(600, seed=4), tmp_path / "b.csv")
-    assert main(["backtest", "--strategy", "model", "--walk-forward", "20", "--data", str(data), "--ledger",
-                 str(tmp_path / "l.db"), "--no-progress", "--train", "seq_len=16", "--train", "epochs=1"]) == 2
+    argv = ["backtest", "--strategy", "model", "--walk-forward", "20", "--data", str(data), "--ledger",
+            str(tmp_path / "l.db"), "--no-progress", "--train", "seq_len=16", "--train", "epochs=1"]
+    assert main(argv) == 2
     assert "in this fold (fewer folds give it more)" in capsys.readouterr().err
 
 
