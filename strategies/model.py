@@ -194,7 +194,7 @@ class ModelStrategy(Strategy):
         self._max_leverage = cfg.max_leverage
         self.skipped = 0
         self.history_bars = 0
-        self._seam_ms: int | None = None  # open time (ms) the bar after the warm-up's last has
+        self._seam_ms: int | None = None  # open (ms) of the bar due after the warm-up's, until a live bar
 
     # -- set-up -----------------------------------------------------------------------
 
