@@ -5,7 +5,8 @@ the synchronous bus, so event order, and therefore every bar, order and fill, de
 on the inputs and their receive times. That is what makes a recorded session replay into
 the same ledger rows. The clock shows each event's receive time while it is handled.
 Ctrl-C or SIGTERM stops the session cleanly: the queue is drained, bars due by then close,
-the ledger is flushed and the run is marked ``stopped``.
+the ledger is flushed and the run is marked ``stopped``. A feed that ends on its own (the
+venue refused the subscription) ends the session too, as a failed run.
 """
 
 from __future__ import annotations
@@ -22,19 +23,25 @@ from dataclasses import dataclass
 from engine.clock import NS_PER_MS, NS_PER_S, LiveClock
 from engine.config import Config
 from engine.events import Prediction, Wakeup
-from engine.feeds.bybit_feed import LiveFeed
+from engine.feeds.bybit_feed import LiveFeed, utc_iso
 from engine.feeds.bybit_rest import BybitRest
 from engine.feeds.bybit_ws import Backoff
 from engine.feeds.recording import RecordingWriter
 from engine.ledger_query import LedgerReader
 from engine.resume import restore_session
 from engine.session import Market, Session, SessionResult
+from engine.typed import ConfigError
 
 log = logging.getLogger(__name__)
 
 MAINNET_WS = "wss://stream.bybit.com"
 MAINNET_REST = "https://api.bybit.com"
 _STOP = object()
+
+
+class SubscriptionRefused(ConfigError):
+    """The venue refused the feed's subscription: mostly a symbol it does not list in that
+    category, which the user fixes, so the command ends as a user error (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -136,14 +143,14 @@ class _LiveRun:
 
     def _stopped(self, fn, ts_event: int) -> None:
         """After the stop no forecast could be acted on: bars closed out then get none."""
-        log.info("stopped: no inference for the bar closing at %d", ts_event)
+        log.info("stopped: no inference for the bar closing at %s", utc_iso(ts_event))
 
     def _inferred(self, done: asyncio.Future, ts_event: int) -> None:
         if done.cancelled():
             return
         if done.exception() is not None:
             self.inference_errors += 1
-            log.error("inference for the bar closing at %d failed: %r", ts_event, done.exception())
+            log.error("inference for the bar closing at %s failed: %r", utc_iso(ts_event), done.exception())
             return
         values = tuple(float(v) for v in done.result())
         host = self.session.host
@@ -166,6 +173,11 @@ class _LiveRun:
         status = asyncio.create_task(_status_line(session, feed, self.opts.status_every_s))
         flusher = asyncio.create_task(_flush_ledger(session, session.cfg.ledger.flush_seconds))
         feed_task = asyncio.create_task(feed.run())
+
+        def feed_ended(_: asyncio.Task) -> None:  # nothing more can come: end the session
+            stop.stop("subscription refused" if feed.refused is not None else "the feed ended")
+
+        feed_task.add_done_callback(feed_ended)
         error = None
         try:
             session.start()
@@ -175,6 +187,7 @@ class _LiveRun:
             error = str(exc)
             log.error("live session failed: %s", exc)
         finally:
+            feed_task.remove_done_callback(feed_ended)
             await feed.stop()
             await asyncio.gather(feed_task, return_exceptions=True)
             # The data ends here: no trade comes after this. Waiting for a running inference
@@ -187,6 +200,8 @@ class _LiveRun:
             session.host.offload = self._stopped
             _clear_status_line()
         end = max(feed_stopped, session.clock.timestamp_ns())
+        feed_error = self._feed_error(feed_task)
+        error = error or feed_error
         if error is None:
             self._close_out(end)
         if self.recording is not None:
@@ -198,7 +213,20 @@ class _LiveRun:
                          "trades_received": feed.decoder.trades, "recording": self.opts.record,
                          "inference_errors": self.inference_errors,
                          "late_trades": getattr(session.aggregator, "late_trades", 0)}
+        if feed.refused is not None:
+            raise SubscriptionRefused(feed_error)
         return result
+
+    def _feed_error(self, feed_task: asyncio.Task) -> str | None:
+        """Why the feed ended on its own, if it did: a refused subscription or a crash."""
+        feed = self.feed
+        if feed.refused is not None:
+            return (f"the exchange refused the subscription to {', '.join(feed.ws.topics)} "
+                    f"({feed.refused}): is {self.opts.symbol} a {self.opts.category} symbol there?")
+        if feed_task.cancelled() or feed_task.exception() is None:
+            return None
+        log.error("the feed failed: %r", feed_task.exception())
+        return f"the feed failed: {feed_task.exception()!r}"
 
     def _close_out(self, end: int) -> None:
         """Handle what arrived before the stop, give up on an open gap, and close the bars
@@ -231,14 +259,23 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Stopper:
-    """Why the session stopped (``duration`` or a signal name), once; ``remove()`` puts the
-    signal handlers that were there before back (the event loop may outlive the session)."""
+    """Why the session stopped (``duration``, a signal name, or the feed ending), once;
+    ``remove()`` puts the signal handlers that were there before back (the event loop may
+    outlive the session)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        self.loop, self.queue = loop, queue
         self.reason: str | None = None
         self.previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
         self.timer: asyncio.TimerHandle | None = None
+
+    def stop(self, reason: str) -> None:
+        """End the pump after what is queued; only the first reason counts."""
+        if self.reason is not None:
+            return
+        self.reason = reason
+        log.warning("stopping (%s): flushing the ledger", reason)
+        self.queue.put_nowait(_STOP)
 
     def remove(self) -> None:
         if self.timer is not None:
@@ -251,19 +288,11 @@ class _Stopper:
 
 def _install_stop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
                   duration_s: float | None) -> _Stopper:
-    stopper = _Stopper(loop)
-
-    def stop(reason: str) -> None:
-        if stopper.reason is not None:
-            return
-        stopper.reason = reason
-        log.warning("stopping (%s): flushing the ledger", reason)
-        queue.put_nowait(_STOP)
-
+    stopper = _Stopper(loop, queue)
     for sig in _SIGNALS:
-        loop.add_signal_handler(sig, stop, sig.name)
+        loop.add_signal_handler(sig, stopper.stop, sig.name)
     if duration_s is not None:
-        stopper.timer = loop.call_later(duration_s, stop, "duration")
+        stopper.timer = loop.call_later(duration_s, stopper.stop, "duration")
     return stopper
 
 

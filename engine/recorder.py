@@ -1,6 +1,6 @@
-"""Turns bus events into ledger rows: orders, updates, fills, funding, bars and one equity
-snapshot per bar. It subscribes last, so a bar's snapshot is taken after the broker and the
-strategies have handled that bar."""
+"""Turns bus events into ledger rows: orders, updates, fills, funding, bars, one equity
+snapshot per bar and the feed's gaps. It subscribes last, so a bar's snapshot is taken after
+the broker and the strategies have handled that bar."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class LedgerRecorder:
         self.last_close = -1
         self._fill: Fill | None = None
         self._position: PositionUpdate | None = None
+        self._connected = False
+        self._waiting: FeedStatus | None = None  # the wait for the first connection, until it ends
         bus.subscribe(OrderRequest, self._on_order)
         bus.subscribe(OrderUpdate, self._on_update)
         bus.subscribe(Fill, self._on_fill)
@@ -111,10 +113,26 @@ class LedgerRecorder:
         ))
 
     def _on_feed_status(self, s: FeedStatus) -> None:
-        if s.status in ("disconnected", "backfilled", "unfilled", "subscribe_failed"):
-            self.ledger.add("feed_gaps", (
-                self.run_id, s.symbol, s.status, s.gap_from, s.gap_to, s.detail, s.ts_init,
-            ))
+        """Gaps, refused subscriptions and drops as rows. The wait for the first connection is
+        a gap only when its backfill fails (or the connection never comes): trades were
+        missed then; otherwise nothing was, and a clean run records no gap."""
+        if s.status == "connected":
+            self._connected = True
+        elif s.status == "subscribe_failed":
+            self._gap_row(s)
+        elif s.status == "disconnected" and not self._connected:
+            self._waiting = s  # the latest attempt says best why the connection has not come
+        elif s.status in ("disconnected", "backfilled", "unfilled"):
+            waiting, self._waiting = self._waiting, None
+            if waiting is not None and s.status == "unfilled":
+                self._gap_row(waiting)
+            if waiting is None or s.status != "backfilled":
+                self._gap_row(s)
+
+    def _gap_row(self, s: FeedStatus) -> None:
+        self.ledger.add("feed_gaps", (
+            self.run_id, s.symbol, s.status, s.gap_from, s.gap_to, s.detail, s.ts_init,
+        ))
 
     def save_state(self, strategy_id: str, ts: int, state: dict) -> None:
         self.ledger.add("strategy_state", (self.run_id, strategy_id, ts, json.dumps(state)))

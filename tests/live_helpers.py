@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -496,3 +497,22 @@ def assert_same_rows(live_db: Path, live_run: int, replay_db: Path, replay_run: 
         assert len(a) == len(b), f"{name}: {len(a)} live rows, {len(b)} replayed"
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
     return {name: len(frame) for name, frame in live.items()}
+
+
+# -- a port where no exchange answers --------------------------------------------------------
+
+class Unanswered:
+    """A loopback port for :class:`LiveProcess` where no exchange answers: connections are
+    refused, or with ``listen`` accepted but never answered (a connect attempt hangs until
+    its timeout)."""
+
+    def __init__(self, listen: bool = False) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        if listen:
+            self.sock.listen(8)
+        port = self.sock.getsockname()[1]
+        self.url, self.ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+
+    def close(self) -> None:
+        self.sock.close()

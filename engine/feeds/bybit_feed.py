@@ -16,6 +16,8 @@ missed (a quiet market); until then the feed asks REST again as the stream comes
 trades served while a stream was silent but not yet known dead are not lost. It closes as
 ``unfilled`` (recorded in the ledger, shown in reports) when the REST answer cannot reach
 back to the part of the gap not yet covered, or REST fails.
+
+A refused subscription stops the feed: its one topic is all it has to deliver.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -45,6 +48,12 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[Any], None]
 _SIDES = {"Buy": 1, "Sell": -1}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def utc_iso(ns: int) -> str:
+    """An int ns UTC time as ISO 8601 to the millisecond, for log lines people read."""
+    return (_EPOCH + timedelta(microseconds=ns // 1000)).isoformat(timespec="milliseconds")
 
 
 class FeedDecoder:
@@ -136,7 +145,7 @@ class FeedDecoder:
         status = "backfilled" if complete else "unfilled"
         if not complete:
             log.warning("%s: gap %s .. %s could not be fully backfilled (%s)", self.symbol,
-                        gap_from, reached, detail)
+                        "?" if gap_from is None else utc_iso(gap_from), utc_iso(reached), detail)
         return [FeedStatus(self.symbol, status, gap_from or 0, reached, detail, received, received)]
 
     def _backfill_trades(self, rows: list[dict], limit: int, received: int) -> list[Any]:
@@ -237,6 +246,7 @@ class LiveFeed:
         self.last_data = time.monotonic()
         self.last_trade_wall_ns = 0
         self.start_ns = start_ns
+        self.refused: str | None = None  # why the venue refused the subscription, if it did
         self._backfilling = False
         self._tasks: set[asyncio.Task] = set()
 
@@ -248,9 +258,9 @@ class LiveFeed:
             self.emit(event)
 
     async def run(self) -> None:
-        """Run the websocket and the silence watch until :meth:`stop`. With ``start_ns`` (the
-        session start), the time until the first connection is a gap like any other: bars
-        are held and the first connection backfills it."""
+        """Run the websocket and the silence watch until :meth:`stop` or a refused
+        subscription. With ``start_ns`` (the session start), the time until the first
+        connection is a gap: bars are held and the first connection backfills it."""
         if self.start_ns is not None:
             self.input("status", self.start_ns, {"status": "disconnected", "detail": "not connected yet"})
         watch = asyncio.create_task(self._watch())
@@ -288,14 +298,20 @@ class LiveFeed:
         self.input("status", received, {"status": state, "detail": detail})
         if state == "connected" and self.decoder.gap_from is not None:
             self._start_backfill()
+        if state == "subscribe_failed" and self.refused is None:
+            self.refused = detail
+            self._spawn(self.ws.stop())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _start_backfill(self) -> None:
         if self._backfilling:
             return  # the running backfill looks at the gap again when its answer is in
         self._backfilling = True
-        task = asyncio.create_task(self._backfill())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._backfill())
 
     async def _backfill(self) -> None:
         """Backfill until the gap closes or the feed must wait: for the new connection's

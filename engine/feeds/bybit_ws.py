@@ -3,7 +3,9 @@
 It keeps the connection alive the way Bybit asks (BYBIT.md sections 2, 3, 6): a JSON
 ``{"op": "ping"}`` every ``ping_interval`` seconds (20 by default), a pong expected within
 ``pong_timeout`` (a missing pong means the connection is dead), and after any drop a
-reconnect with exponential backoff and jitter that sends every subscription again.
+reconnect with exponential backoff and jitter that sends every subscription again. A
+:meth:`stop` cuts short a connect attempt or a backoff delay, so it never waits them out, and
+a server that does not answer a close is given ``close_timeout`` (1 s), not websockets' 10 s.
 Subscription acks are checked: a refused topic is reported through ``on_state`` as
 ``subscribe_failed`` and never mistaken for data. Data messages go to ``on_data`` with the
 time they were received; trade de-duplication and gap handling live in the feed above.
@@ -17,8 +19,9 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -29,6 +32,7 @@ log = logging.getLogger(__name__)
 
 OnData = Callable[[dict, str, int], None]
 OnState = Callable[[str, str, int], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -69,13 +73,14 @@ class BybitWebsocket:
         pong_timeout: float = 10.0,
         backoff: Backoff = DEFAULT_BACKOFF,
         open_timeout: float = 10.0,
+        close_timeout: float = 1.0,
         args_per_subscribe: int = 10,
         rng: random.Random | None = None,
     ) -> None:
         self.url, self.topics = url, list(topics)
         self.on_data, self.on_state = on_data, on_state
         self.ping_interval, self.pong_timeout = ping_interval, pong_timeout
-        self.backoff, self.open_timeout = backoff, open_timeout
+        self.backoff, self.open_timeout, self.close_timeout = backoff, open_timeout, close_timeout
         self.args_per_subscribe = args_per_subscribe
         self.rng = rng or random.Random()
         self.connects = 0
@@ -83,6 +88,7 @@ class BybitWebsocket:
         self.failed_topics: list[str] = []
         self._conn: ClientConnection | None = None
         self._stopping = False
+        self._stop_requested = asyncio.Event()
         self._last_pong = 0.0
         self._req = itertools.count(1)
 
@@ -91,9 +97,15 @@ class BybitWebsocket:
         delays = self.backoff.delays(self.rng)
         while not self._stopping:
             try:
-                async with connect(self.url, ping_interval=None, open_timeout=self.open_timeout,
-                                   max_size=2**24, compression=None) as conn:
+                conn = await self._unless_stopped(connect(
+                    self.url, ping_interval=None, open_timeout=self.open_timeout,
+                    close_timeout=self.close_timeout, max_size=2**24, compression=None))
+                if conn is None:
+                    break
+                async with conn:
                     self._conn = conn
+                    if self._stopping:  # the stop came as the connection opened
+                        break
                     await self._subscribe(conn)
                     self.connects += 1
                     delays = self.backoff.delays(self.rng)
@@ -111,13 +123,28 @@ class BybitWebsocket:
                 break
             delay = next(delays)
             log.warning("reconnect to %s in %.2f s", self.url, delay)
-            await asyncio.sleep(delay)
+            await self._unless_stopped(asyncio.sleep(delay))
 
     async def stop(self) -> None:
-        """Close the connection and stop reconnecting."""
+        """Close the connection and stop reconnecting (a pending attempt or delay ends now)."""
         self._stopping = True
+        self._stop_requested.set()
         if self._conn is not None:
             await self._conn.close()
+
+    async def _unless_stopped(self, step: Awaitable[T]) -> T | None:
+        """The result of ``step``, or None when :meth:`stop` comes first: ``step`` (a connect
+        attempt or a backoff delay) is then cancelled instead of waited out."""
+        task = asyncio.ensure_future(step)
+        stopped = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait((task,))
+        return None if task.cancelled() else task.result()
 
     async def reconnect(self, reason: str) -> None:
         """Drop the current connection (a silent feed), so :meth:`run` connects again."""
