@@ -68,6 +68,7 @@ model --walk-forward N`` trains the folds and backtests them in one command.
 
 from __future__ import annotations
 
+import logging
 import math
 import statistics
 from collections import deque
@@ -245,11 +246,12 @@ class ModelStrategy(Strategy):
             self.log.warning("the model needs %d bars before its first forecast, and the run has %d "
                              "from %s: no forecast, no trade", warmup, len(open_ms) - tradable[0],
                              _utc(open_ms[tradable[0]]))
-        elif made[0] > tradable[0]:
-            self.log.warning("forecasts start at %s: the first %d bars the model may trade (from %s) "
-                             "fill its window of %d bars first; start the run earlier to trade them",
-                             _utc(open_ms[made[0]]), made[0] - tradable[0], _utc(open_ms[tradable[0]]),
-                             warmup)
+        elif made[0] > tradable[0]:  # a warning when the model's data shows there are earlier bars
+            seen = self._starts[active[tradable[0]]] != EARLIEST
+            self.log.log(logging.WARNING if seen else logging.INFO,
+                         "forecasts start at %s: the first %d bars the model may trade (from %s) fill its "
+                         "window of %d bars first; start the run earlier to trade them",
+                         _utc(open_ms[made[0]]), made[0] - tradable[0], _utc(open_ms[tradable[0]]), warmup)
 
     def on_start(self) -> None:
         if self.config.max_leverage > self.leverage:
