@@ -76,12 +76,7 @@ def test_resuming_a_run_that_does_not_exist_exits_2_and_records_nothing(tmp_path
 
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--strategy", "tests.live_helpers:BuyThenRest"), "run 2 ran strategy 'sma_cross'; --resume"),
-    (("--symbol", "ETHUSDT"), "run 2 traded symbol BTCUSDT; --resume cannot change it to ETHUSDT"),
-    (("--interval", "5m"), "run 2 traded interval 1m"),
-])
-def test_resuming_keeps_the_runs_strategy_and_market_and_records_nothing_else(tmp_path, args, message):
+def test_resuming_keeps_the_runs_strategy_and_market_and_records_nothing_else(tmp_path):
     ledger = tmp_path / "live.db"
     done = papertape("backtest", "--ledger", str(ledger), "--end", "2025-06-01T01:00", "--no-progress",
                      cwd=tmp_path)
@@ -91,10 +86,15 @@ def test_resuming_keeps_the_runs_strategy_and_market_and_records_nothing_else(tm
     nowhere = [a if a != "5s" else "1s" for a in NOWHERE]
     done = papertape("live", "--ledger", str(ledger), *nowhere, "--param", "fast=3", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    done = papertape("live", "--resume", "2", "--ledger", str(ledger), *NOWHERE, *args, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], done.stderr
+    for args, message in [
+        (("--strategy", "tests.live_helpers:BuyThenRest"), "run 2 ran strategy 'sma_cross'; --resume"),
+        (("--symbol", "ETHUSDT"), "run 2 traded symbol BTCUSDT; --resume cannot change it to ETHUSDT"),
+        (("--interval", "5m"), "run 2 traded interval 1m"),
+    ]:
+        done = papertape("live", "--resume", "2", "--ledger", str(ledger), *NOWHERE, *args, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], done.stderr
     assert len(query(ledger, "SELECT id FROM runs")) == 2  # no failed run left
 
 
