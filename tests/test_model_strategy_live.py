@@ -72,36 +72,18 @@ def test_a_slow_model_drops_late_forecasts_and_never_holds_up_the_feed(tmp_path)
     assert max(saved["bar_lag_s"]) < 1.5  # bars reached the strategy on time, never 3 s late
 
 
-def test_live_warm_up_loads_klines_from_the_venue_rest_api(tmp_path):
-    bars = load_bars([str(SAMPLE_DAY)], "1m")
-    ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="1m")
-    # the exchange has served three hours of the archive already, in real time
-    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=1,
-                              wall_start_ms=time.time_ns() // 1_000_000 - 3 * 3_600_000)
-    ledger = tmp_path / "live.db"
-    try:
-        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "model", "--param", f"checkpoint={ckpt}",
-                           "--param", "in_sample=true", duration="3s", interval="1m")
-        done = live.wait(60)
-    finally:
-        exchange.stop()
-    assert done.returncode == 0, done.stderr[-3000:]
-    saved = json.loads(query(ledger, "SELECT state FROM strategy_state ORDER BY id").state.iloc[-1])
-    from models.runner import ModelRunner
-
-    assert saved["history_bars"] == ModelRunner.load(str(ckpt)).warmup_bars
-    assert "no history" not in done.stderr
-    np.testing.assert_equal(done.result["status"], "finished")
-
-
-def test_a_rate_limited_warm_up_gives_up_at_once_and_the_session_runs_on(tmp_path):
+def rest_warm_up_session(tmp_path, fault: str | None = None):
+    """A 3 s session of a 1m model that warms up on the REST klines of an exchange which has
+    served three hours of the archive already, in real time (``fault`` fired on it first, 5
+    times): the result, the checkpoint, the ledger and the seconds the session took."""
     bars = load_bars([str(SAMPLE_DAY)], "1m")
     ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="1m")
     exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=1,
                               wall_start_ms=time.time_ns() // 1_000_000 - 3 * 3_600_000)
     ledger = tmp_path / "live.db"
     try:
-        exchange.fault("rest403", 5)  # Bybit asks for ten minutes after a 403
+        if fault:
+            exchange.fault(fault, 5)
         started = time.monotonic()
         live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "model", "--param", f"checkpoint={ckpt}",
                            "--param", "in_sample=true", duration="3s", interval="1m")
@@ -110,6 +92,20 @@ def test_a_rate_limited_warm_up_gives_up_at_once_and_the_session_runs_on(tmp_pat
     finally:
         exchange.stop()
     assert done.returncode == 0 and done.result["status"] == "finished", done.stderr[-3000:]
+    return done, ckpt, ledger, took
+
+
+def test_live_warm_up_loads_klines_from_the_venue_rest_api(tmp_path):
+    done, ckpt, ledger, _ = rest_warm_up_session(tmp_path)
+    saved = json.loads(query(ledger, "SELECT state FROM strategy_state ORDER BY id").state.iloc[-1])
+    from models.runner import ModelRunner
+
+    assert saved["history_bars"] == ModelRunner.load(str(ckpt)).warmup_bars
+    assert "no history" not in done.stderr
+
+
+def test_a_rate_limited_warm_up_gives_up_at_once_and_the_session_runs_on(tmp_path):
+    done, _, _, took = rest_warm_up_session(tmp_path, fault="rest403")  # Bybit asks for ten minutes
     assert "no history to warm up from" in done.stderr and "the IP is rate-limited" in done.stderr
     assert took < 30
 
