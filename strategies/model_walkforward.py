@@ -185,9 +185,9 @@ def _new_folder(parent: Path) -> Path:
         folder = (parent / (stamp if n == 1 else f"{stamp}-{n}")).resolve()
         try:
             folder.mkdir(parents=True)
-            return folder
         except FileExistsError:
-            pass
+            continue
+        return folder
 
 
 def _period_metrics(reader: LedgerReader, run_id: int, bounds: list[int], bars: pd.DataFrame,
