@@ -204,6 +204,22 @@ async def test_a_refused_subscription_is_reported_and_never_data(ack):
     assert not any(isinstance(e, Trades | Bar) for e in events)
 
 
+async def test_a_refused_ping_is_no_refused_subscription_and_the_feed_goes_on():
+    def refuse_ping(request: dict) -> dict:
+        return {"success": False, "ret_msg": "Params Error", "conn_id": "c1", "op": "ping"}
+
+    async with FakeBybit(pong=refuse_ping) as server:
+        events: list = []
+        feed = LiveFeed(server.base, None, "linear", "BTCUSDT", events.append, ping_interval=0.05,
+                        pong_timeout=5)
+        task = asyncio.create_task(feed.run())
+        await asyncio.sleep(0.5)  # several pings refused
+        assert not task.done() and feed.refused is None
+        await feed.stop()
+        await asyncio.wait_for(task, 5)
+    assert not any(isinstance(e, FeedStatus) and e.status == "subscribe_failed" for e in events)
+
+
 # -- malformed frames, klines, de-duplication ---------------------------------------------------
 
 async def test_malformed_frames_are_skipped_and_counted():

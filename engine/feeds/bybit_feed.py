@@ -17,7 +17,9 @@ trades served while a stream was silent but not yet known dead are not lost. It 
 ``unfilled`` (recorded in the ledger, shown in reports) when the REST answer cannot reach
 back to the part of the gap not yet covered, or REST fails.
 
-A refused subscription stops the feed: its one topic is all it has to deliver.
+A subscription refused on the first connection stops the feed: its one topic is all it has
+to deliver, and the venue does not list it. A refusal after a reconnect is logged, and the
+feed goes on: with no data, the silence watch reconnects and subscribes again.
 """
 
 from __future__ import annotations
@@ -298,8 +300,8 @@ class LiveFeed:
         self.input("status", received, {"status": state, "detail": detail})
         if state == "connected" and self.decoder.gap_from is not None:
             self._start_backfill()
-        if state == "subscribe_failed" and self.refused is None:
-            self.refused = detail
+        if state == "subscribe_failed" and self.refused is None and self.ws.connects <= 1:
+            self.refused = detail  # the first subscription: the venue does not list the topic
             self._spawn(self.ws.stop())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

@@ -174,10 +174,12 @@ class BybitWebsocket:
                     self.on_data(message, text if isinstance(text, str) else text.decode(), received)
                 elif meaning.kind == "pong":
                     self._last_pong = time.monotonic()
-                elif meaning.kind == "ack_failed":
+                elif meaning.kind == "ack_failed" and meaning.op == "subscribe":
                     self.failed_topics.append(meaning.reason)
                     log.error("subscription refused by %s: %s", self.url, meaning.reason)
                     self.on_state("subscribe_failed", meaning.reason, received)
+                elif meaning.kind == "ack_failed":
+                    log.warning("%s refused a %r request: %s", self.url, meaning.op, meaning.reason)
             if pinger.done() and pinger.exception():
                 raise pinger.exception()
             # a clean close (1000/1001) ends the iteration without raising: it is a drop too
