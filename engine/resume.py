@@ -11,6 +11,7 @@ import logging
 import pandas as pd
 
 from engine import plugins
+from engine.bars import parse_interval
 from engine.broker import Order
 from engine.config import Config
 from engine.ledger_query import LedgerQueryError, LedgerReader
@@ -39,6 +40,11 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
     if strategy is not None and strategy != previous["strategy"]:
         raise ConfigError(f"run {run_id} ran strategy {previous['strategy']!r}; --resume continues it "
                           f"with that strategy, not {strategy!r}")
+    if market.get("interval") is not None:  # 60s and 1m are the same bars
+        try:
+            market = market | {"interval": parse_interval(market["interval"]).label}
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     for key in MARKET:
         if market.get(key) is not None and market[key] != previous[key]:
             raise ConfigError(f"run {run_id} traded {key} {previous[key]}; --resume cannot change it to "

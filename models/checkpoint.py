@@ -36,7 +36,7 @@ from models.features import FEATURE_VERSION, LOOKBACK
 
 FORMAT = "papertape-model/1"
 META_KEYS = ("model", "features", "feature_lookback", "normalization", "interval", "timeframes",
-             "seq_len")  # what loading and inference read
+             "seq_len", "head", "horizon")  # what loading and inference read
 
 
 class CheckpointError(ValueError):

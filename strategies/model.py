@@ -90,10 +90,11 @@ from models.checkpoint import CheckpointError
 from models.predictor import Predictor
 from models.runner import ModelRunner
 from strategies.base import Strategy, StrategyConfig
-from strategies.model_history import load_history
+from strategies.model_history import REST_TIMEOUT_S, load_history
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
 
 EARLIEST = np.iinfo(np.int64).min  # "from the first bar"
+SEAM_TIMEOUT_S = 3.0  # for the bars between the warm-up and the first live bar, fetched on the loop
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,8 @@ class ModelStrategy(Strategy):
         """Say so when the run makes no forecast, or makes its first later than the first bar
         a checkpoint may trade because the window is still filling (a ``--start`` after the
         data's beginning, for example)."""
+        if not len(open_ms):
+            return
         tradable = np.flatnonzero(active >= 0)
         made = np.flatnonzero(~np.isnan(out).all(axis=1))
         warmup = max(r.warmup_bars for r in self.runners)
@@ -256,10 +259,11 @@ class ModelStrategy(Strategy):
     def on_start(self) -> None:
         if self.config.max_leverage > self.leverage:
             self._max_leverage = self.leverage
+            remedy = ("spot trades without leverage" if self.instrument.category == "spot" else
+                      f"raise it with --set account.leverage={self.config.max_leverage:g}")
             self.log.warning("max_leverage %g is above the account's leverage %g, which caps positions "
-                             "at %gx: the broker would refuse larger ones for margin (raise it with "
-                             "--set account.leverage=%g)", self.config.max_leverage, self.leverage,
-                             self.leverage, self.config.max_leverage)
+                             "at %gx: the broker would refuse larger ones for margin (%s)",
+                             self.config.max_leverage, self.leverage, self.leverage, remedy)
         if self._batched:
             return
         self._streams = [runner.stream() for runner in self.runners]
@@ -283,12 +287,12 @@ class ModelStrategy(Strategy):
         else:
             self.log.info("warmed up on %d bars of history", len(bars))
 
-    def _history(self, before_ms: int, bars: int) -> pd.DataFrame:
+    def _history(self, before_ms: int, bars: int, timeout_s: float = REST_TIMEOUT_S) -> pd.DataFrame:
         """The last ``bars`` bars closed by ``before_ms`` from the ``history`` source."""
         return load_history(self.config.history, rest_url=self.rest_url,
                             category=self.instrument.category, symbol=self.symbol,
                             interval=self.interval, interval_ms=self.runners[0].interval_ms,
-                            before_ms=before_ms, bars=bars)
+                            before_ms=before_ms, bars=bars, timeout_s=timeout_s)
 
     def _push_history(self, bars: pd.DataFrame) -> None:
         for row in bars.to_dict("records"):
@@ -315,8 +319,8 @@ class ModelStrategy(Strategy):
     def _fill_seam(self, seam: int, open_ms: int, missing: int) -> bool:
         """Push the ``missing`` history bars from ``seam`` to ``open_ms``; False if not all
         of them can be had."""
-        try:
-            bars = self._history(open_ms, missing)
+        try:  # the feed waits meanwhile, so not long
+            bars = self._history(open_ms, missing, SEAM_TIMEOUT_S)
         except (ValueError, OSError, RuntimeError) as exc:
             self.log.warning("could not load the bars before the first live bar (%s)", exc)
             return False

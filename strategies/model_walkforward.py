@@ -137,16 +137,19 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
 
     bars, interval = run_bars(cfg)
     tc = train_config(settings, interval, progress)
+    folder = None
     try:
         folds = walk_forward_folds(len(bars), n_folds, gap=tc.horizon, start=first_usable_row(bars, tc))
-        out_dir = _new_folder(out_dir)
+        folder = _new_folder(out_dir)
         trained = []
         for k, fold in enumerate(folds):
             result = train_model(bars, tc, fold)
-            path = out_dir / f"fold{k}.pt"
+            path = folder / f"fold{k}.pt"
             save_checkpoint(path, result.model, result.meta)
             trained.append((str(path), result))
     except ValueError as exc:  # too few bars for the folds, bad settings
+        if folder is not None and not any(folder.iterdir()):
+            folder.rmdir()  # the run's own folder, still empty
         raise ConfigError(f"walk-forward: {exc}") from None
     runners, _ = load_runners(trained[0][0], in_sample=False)
     open_ms = bars["open_time"].to_numpy(np.int64)
@@ -174,7 +177,7 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
     for row, metrics in zip(fold_rows, sections[:-1], strict=True):
         row.update(metrics)
     return result.to_json() | {"walk_forward": {"folds": fold_rows, "overall": sections[-1],
-                                                "checkpoints": str(out_dir)}}
+                                                "checkpoints": str(folder)}}
 
 
 def _new_folder(parent: Path) -> Path:

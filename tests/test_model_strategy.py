@@ -220,9 +220,11 @@ def test_walk_forward_with_too_many_folds_says_the_folds_are_the_problem(tmp_pat
 
     data = write_bars(ar1_bars(600, seed=4), tmp_path / "b.csv")
     argv = ["backtest", "--strategy", "model", "--walk-forward", "20", "--data", str(data), "--ledger",
-            str(tmp_path / "l.db"), "--no-progress", "--train", "seq_len=16", "--train", "epochs=1"]
+            str(tmp_path / "l.db"), "--no-progress", "--train", "seq_len=16", "--train", "epochs=1",
+            "--checkpoints", str(tmp_path / "folds")]
     assert main(argv) == 2
     assert "in this fold (fewer folds give it more)" in capsys.readouterr().err
+    assert not any((tmp_path / "folds").iterdir())  # no empty folder left for the failed run
 
 
 def test_walk_forward_names_its_run_and_keeps_earlier_runs_checkpoints(tmp_path, capsys):
