@@ -85,6 +85,7 @@ from engine.clock import NS_PER_MS, NS_PER_S
 from engine.datasource import DataError, expand
 from engine.events import Bar, Fill, Prediction
 from engine.metrics import SECONDS_PER_YEAR
+from engine.report import format_time
 from engine.typed import ConfigError
 from models.checkpoint import CheckpointError
 from models.predictor import Predictor
@@ -200,6 +201,11 @@ class ModelStrategy(Strategy):
 
     # -- set-up -----------------------------------------------------------------------
 
+    @property
+    def warmup_bars(self) -> int:
+        """Bars every checkpoint's window needs before its first forecast."""
+        return max(r.warmup_bars for r in self.runners)
+
     def check_run(self) -> None:
         spec = parse_interval(self.interval)
         if not spec.is_time or spec.size != self.runners[0].interval_ms * NS_PER_MS:
@@ -240,7 +246,7 @@ class ModelStrategy(Strategy):
             return
         tradable = np.flatnonzero(active >= 0)
         made = np.flatnonzero(~np.isnan(out).all(axis=1))
-        warmup = max(r.warmup_bars for r in self.runners)
+        warmup = self.warmup_bars
         if not len(tradable):
             self.log.warning("no bar of this run comes after the data the checkpoint was trained and "
                              "validated on (it trades from %s): no forecast, no trade; in_sample=true "
@@ -272,7 +278,7 @@ class ModelStrategy(Strategy):
 
     def _warm_up(self) -> None:
         """Fill the windows with bars from before the start."""
-        needed = max(r.warmup_bars for r in self.runners)
+        needed = self.warmup_bars
         try:
             bars = self._history(self.clock.timestamp_ns() // NS_PER_MS, needed)
         except (ValueError, OSError, RuntimeError) as exc:
@@ -280,6 +286,8 @@ class ModelStrategy(Strategy):
             return
         self._push_history(bars)
         self.history_bars = len(bars)
+        if len(bars):
+            self._seam_ms = int(bars["open_time"].iloc[-1]) + self.runners[0].interval_ms
         if len(bars) < needed:
             self.log.warning("warm-up found %d of the %d bars the model needs before its first "
                              "forecast: it forecasts after %d more live bars", len(bars), needed,
@@ -299,8 +307,6 @@ class ModelStrategy(Strategy):
             self._closes.append(row["close"])
             for stream in self._streams:
                 stream.push(row)
-        if len(bars):
-            self._seam_ms = int(bars["open_time"].iloc[-1]) + self.runners[0].interval_ms
 
     def _close_seam(self, open_ms: int) -> None:
         """Before the first live bar, add the bars between the warm-up and it (the bar that
@@ -310,7 +316,7 @@ class ModelStrategy(Strategy):
         missing = (open_ms - seam) // self.runners[0].interval_ms
         if missing <= 0:
             return
-        if missing <= max(r.warmup_bars for r in self.runners) and self._fill_seam(seam, open_ms, missing):
+        if missing <= self.warmup_bars and self._fill_seam(seam, open_ms, missing):
             self.log.info("added the %d bar(s) between the warm-up and the first live bar", missing)
         else:
             self.log.warning("the model's window has a hole of %d bar(s) from %s, between its history "
@@ -328,7 +334,6 @@ class ModelStrategy(Strategy):
         if len(bars) != missing:
             return False
         self._push_history(bars)
-        self._seam_ms = None
         self.history_bars += missing
         return True
 
@@ -421,4 +426,4 @@ class ModelStrategy(Strategy):
 
 
 def _utc(open_ms: int) -> str:
-    return pd.Timestamp(int(open_ms), unit="ms").strftime("%Y-%m-%d %H:%M UTC")
+    return f"{format_time(int(open_ms) * NS_PER_MS)} UTC"

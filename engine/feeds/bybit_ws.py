@@ -87,7 +87,6 @@ class BybitWebsocket:
         self.malformed = 0
         self.failed_topics: list[str] = []
         self._conn: ClientConnection | None = None
-        self._stopping = False
         self._stop_requested = asyncio.Event()
         self._last_pong = 0.0
         self._req = itertools.count(1)
@@ -95,7 +94,7 @@ class BybitWebsocket:
     async def run(self) -> None:
         """Stay connected until :meth:`stop`; every drop is followed by a reconnect."""
         delays = self.backoff.delays(self.rng)
-        while not self._stopping:
+        while not self._stop_requested.is_set():
             try:
                 conn = await self._unless_stopped(connect(
                     self.url, ping_interval=None, open_timeout=self.open_timeout,
@@ -104,7 +103,7 @@ class BybitWebsocket:
                     break
                 async with conn:
                     self._conn = conn
-                    if self._stopping:  # the stop came as the connection opened
+                    if self._stop_requested.is_set():  # the stop came as the connection opened
                         break
                     await self._subscribe(conn)
                     self.connects += 1
@@ -112,14 +111,14 @@ class BybitWebsocket:
                     self.on_state("connected", f"connection {self.connects}", time.time_ns())
                     await self._serve(conn)
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, DeadConnection) as exc:
-                if self._stopping:
+                if self._stop_requested.is_set():
                     break
                 self.on_state("disconnected", _describe(exc), time.time_ns())
             except InvalidURI as exc:
                 raise ValueError(f"bad websocket URL {self.url!r}: {exc}") from None
             finally:
                 self._conn = None
-            if self._stopping:
+            if self._stop_requested.is_set():
                 break
             delay = next(delays)
             log.warning("reconnect to %s in %.2f s", self.url, delay)
@@ -127,7 +126,6 @@ class BybitWebsocket:
 
     async def stop(self) -> None:
         """Close the connection and stop reconnecting (a pending attempt or delay ends now)."""
-        self._stopping = True
         self._stop_requested.set()
         if self._conn is not None:
             await self._conn.close()
