@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.backtest import run_backtest
+from engine.analysis.metrics import metrics_for_run
 from engine.broker import (
     Account,
     FeeModel,
@@ -45,14 +45,15 @@ from engine.broker import (
     SimulatedBroker,
     SlippageModel,
 )
-from engine.bus import Bus
-from engine.clock import ReplayClock
-from engine.config import load_config
-from engine.events import OrderRequest, Trades
-from engine.ledger import COLUMNS, Ledger
-from engine.ledger_query import LedgerReader
-from engine.metrics import metrics_for_run
-from engine.recorder import LedgerRecorder
+from engine.core.bus import Bus
+from engine.core.clock import ReplayClock
+from engine.core.config import load_config
+from engine.core.events import OrderRequest, Trades
+from engine.ledger.reader import LedgerReader
+from engine.ledger.recorder import LedgerRecorder
+from engine.ledger.schema import COLUMNS
+from engine.ledger.store import Ledger
+from engine.run.backtest import run_backtest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from steal import StealMeter, reference_loop_s  # noqa: E402

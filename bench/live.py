@@ -14,7 +14,7 @@ Bybit's derivatives layout, written once under ``--workdir``).
     can take.
 
 (a2) client capacity: the same archive turned into the loopback exchange's own messages
-    (``engine.exchange.messages.trade_message``, grouped by served millisecond as the
+    (``engine.bybit.render.trade_message``, grouped by served millisecond as the
     exchange groups them, at 5000x) before the clock starts, then sent by a minimal
     websocket server in another process as fast as the client reads them (the socket's
     back-pressure paces the sender). Same counting strategy; trade times run ahead of the
@@ -68,9 +68,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.config import load_config  # noqa: E402
-from engine.feeds.bybit_feed import LiveFeed  # noqa: E402
-from engine.live import LiveOptions, run_live_async  # noqa: E402
+from engine.core.config import load_config  # noqa: E402
+from engine.feeds.live.feed import LiveFeed  # noqa: E402
+from engine.run.live import LiveOptions, run_live_async  # noqa: E402
 from strategies.base import Strategy  # noqa: E402
 
 PAPERTAPE = str(Path(sys.executable).parent / "papertape")
@@ -255,10 +255,10 @@ def throughput(workdir: Path, env: dict, seconds: float, rate: float) -> dict:
 
 def build_frames(archive: Path, out: Path, start_ms: int) -> int:
     """The archive as the loopback exchange's trade messages at 5000x from ``start_ms``."""
-    from engine.exchange.messages import dumps, trade_message
-    from engine.exchange.stream import message_bounds
-    from engine.exchange.tape import seq_of, tick_directions
-    from engine.feeds.archive import TradeArchive
+    from engine.bybit.render import dumps, trade_message
+    from engine.feeds.history.archive import TradeArchive
+    from engine.loopback.stream import message_bounds
+    from engine.loopback.tape import seq_of, tick_directions
 
     chunks = list(TradeArchive(archive).chunks(1 << 20, with_ids=True))
     ts = np.concatenate([c.ts for c in chunks])

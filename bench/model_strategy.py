@@ -43,9 +43,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.backtest import run_backtest  # noqa: E402
-from engine.bars_io import write_kline_csv  # noqa: E402
-from engine.config import load_config  # noqa: E402
+from engine.bars.kline_files import write_kline_csv  # noqa: E402
+from engine.core.config import load_config  # noqa: E402
+from engine.run.backtest import run_backtest  # noqa: E402
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.dataset import Normalizer, build_frames  # noqa: E402
 from models.encoder import SeriesEncoder  # noqa: E402

@@ -79,7 +79,7 @@ def make_archives(workdir: Path, days: int, density: int) -> list[Path]:
 
 
 def phase_parse(paths: list[str], cache: str) -> dict:
-    from engine.feeds.archive import TradeArchive
+    from engine.feeds.history.archive import TradeArchive
 
     start = time.perf_counter()
     rows = sum(TradeArchive(p, cache).info().rows for p in paths)
@@ -88,9 +88,9 @@ def phase_parse(paths: list[str], cache: str) -> dict:
 
 
 def phase_replay(paths: list[str], cache: str) -> dict:
-    from engine.datasource import aggregate_bars
-    from engine.feeds.archive import TradeArchive
-    from engine.feeds.replay import TradeReplay
+    from engine.feeds.history.archive import TradeArchive
+    from engine.feeds.history.replay import TradeReplay
+    from engine.feeds.history.sources import aggregate_bars
 
     source = TradeReplay([TradeArchive(p, cache) for p in paths])
     start = time.perf_counter()
@@ -111,10 +111,10 @@ def phase_bars(n_bars: int) -> dict:
         SimulatedBroker,
         SlippageModel,
     )
-    from engine.bus import Bus
-    from engine.clock import ReplayClock
-    from engine.feeds.replay import KlineReplay
-    from engine.strategy_host import StrategyContext
+    from engine.core.bus import Bus
+    from engine.core.clock import ReplayClock
+    from engine.feeds.history.replay import KlineReplay
+    from engine.strategy.host import StrategyContext
     from strategies.base import Strategy
 
     rng = np.random.default_rng(0)

@@ -150,12 +150,12 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``papertape train``; returns the exit code."""
     try:
         train_config(args)
-        from engine.bars_io import load_bars
+        from engine.feeds.history.sources import load_bars_from
         from models.checkpoint import check_writable
 
         check_writable(args.out)
 
-        bars = load_bars(list(args.data), args.interval)
+        bars = load_bars_from(list(args.data), args.interval)
         summary = train_frame(bars, args)
     except (ValueError, OSError) as exc:
         print(f"papertape train: error: {exc}", file=sys.stderr)

@@ -68,7 +68,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse settings that cannot train, with one line naming the setting (ValueError),
-        so a run fails before reading bars; ``engine.typed.build`` calls it for ``--train``."""
+        so a run fails before reading bars; ``engine.core.typed.build`` calls it for ``--train``."""
         if self.model not in OPTIONS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {', '.join(OPTIONS)}")
         if self.head not in HEADS:

@@ -1,6 +1,8 @@
-"""The strategy plugin API and the bundled strategies."""
+"""The plugin API (:class:`Strategy`, :class:`StrategyConfig`) and the bundled strategies.
+
+May import: engine (its public modules) and models.
+"""
 
 from strategies.base import Strategy, StrategyConfig
-from strategies.registry import available_strategies, find_strategy
 
-__all__ = ["Strategy", "StrategyConfig", "available_strategies", "find_strategy"]
+__all__ = ["Strategy", "StrategyConfig"]

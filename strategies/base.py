@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from engine.broker.instruments import Instrument
-    from engine.clock import Clock
-    from engine.events import Bar, Fill, OrderUpdate, Prediction, Trades
-    from engine.strategy_host import StrategyContext
+    from engine.core.clock import Clock
+    from engine.core.events import Bar, Fill, OrderUpdate, Prediction, Trades
+    from engine.strategy.host import StrategyContext
 
 
 @dataclass(frozen=True)

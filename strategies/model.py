@@ -80,13 +80,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from engine.bars import parse_interval
-from engine.clock import NS_PER_MS, NS_PER_S
-from engine.datasource import DataError, expand
-from engine.events import Bar, Fill, Prediction
-from engine.metrics import SECONDS_PER_YEAR
-from engine.report import format_time
-from engine.typed import ConfigError
+from engine.analysis.metrics import SECONDS_PER_YEAR
+from engine.analysis.report import format_time
+from engine.bars.aggregator import parse_interval
+from engine.core.clock import NS_PER_MS, NS_PER_S
+from engine.core.events import Bar, Fill, Prediction
+from engine.core.typed import ConfigError
+from engine.feeds.history.sources import DataError, expand
 from models.checkpoint import CheckpointError
 from models.predictor import Predictor
 from models.runner import ModelRunner

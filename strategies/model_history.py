@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 
-from engine.bars_io import load_bars
+from engine.feeds.history.sources import load_bars_from
 
 REST_TIMEOUT_S = 20.0
 
@@ -27,7 +27,7 @@ def load_history(source: str, *, rest_url: str | None, category: str, symbol: st
         frame = _in_thread(_rest_klines(rest_url, category, symbol, interval, start_ms, before_ms,
                                         timeout_s))
     else:
-        frame = load_bars([p for p in source.split(",") if p], interval)
+        frame = load_bars_from([p for p in source.split(",") if p], interval)
     closed = frame[frame["open_time"] + interval_ms <= before_ms]
     return closed.tail(bars).reset_index(drop=True)
 
@@ -36,7 +36,7 @@ async def _rest_klines(url: str, category: str, symbol: str, interval: str, star
                        end_ms: int, timeout_s: float) -> pd.DataFrame:
     """Klines from REST within ``timeout_s``: the session waits on them (and cannot stop
     meanwhile), so an IP ban (HTTP 403, ten minutes) ends the wait at once."""
-    from engine.feeds.bybit_rest import BybitRest
+    from engine.feeds.live.rest import BybitRest
 
     async with BybitRest(url, max_retries=2, timeout_s=timeout_s / 3, forbidden_backoff=None) as rest:
         return await asyncio.wait_for(rest.klines(category, symbol, interval, start_ms, end_ms), timeout_s)

@@ -1,4 +1,7 @@
-"""The simulated venue: instruments, costs, account and matching."""
+"""The simulated venue: instruments, costs, account and matching.
+
+May import: engine.core.
+"""
 
 from engine.broker.account import Account, Position
 from engine.broker.broker import Order, SimulatedBroker

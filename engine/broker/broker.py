@@ -35,9 +35,9 @@ import numpy as np
 from engine.broker.account import Account
 from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
 from engine.broker.instruments import Instrument, InstrumentBook, UnknownInstrument
-from engine.bus import Bus
-from engine.clock import NS_PER_S
-from engine.events import (
+from engine.core.bus import Bus
+from engine.core.clock import NS_PER_S
+from engine.core.events import (
     AccountUpdate,
     Bar,
     CancelRequest,

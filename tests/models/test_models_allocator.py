@@ -11,7 +11,7 @@ from pathlib import Path
 
 from models import runner as runner_module
 from models.allocator import keep_freed_memory
-from tests.model_helpers import ar1_bars, train_tiny
+from tests.helpers.model import ar1_bars, train_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 

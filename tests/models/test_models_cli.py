@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import synthetic_bars
 
-from engine.bars_io import write_kline_csv
+from engine.bars.kline_files import write_kline_csv
 from models import train
 from models.checkpoint import load_checkpoint
 from models.cli import register, run

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import synthetic_bars
 
-from engine.typed import ConfigError, build
+from engine.core.typed import ConfigError, build
 from models import train as train_module
 from models.targets import forward_log_returns
 from models.train import DataError, TrainConfig, pick_device, train_model
@@ -54,7 +54,7 @@ def test_bad_settings_are_refused_before_training(settings, message, monkeypatch
 
 @pytest.mark.parametrize("settings, message", BAD[:3] + BAD[5:7])
 def test_walk_forward_settings_are_checked_as_they_are_built(settings, message):
-    """``--train`` settings become a TrainConfig through ``engine.typed.build``, which turns
+    """``--train`` settings become a TrainConfig through ``engine.core.typed.build``, which turns
     the config's ValueError into the one-line ConfigError the command line reports."""
     with pytest.raises(ConfigError, match=f"^--train: .*{re.escape(message)}"):
         build(TrainConfig, {**TINY, **settings}, "--train")

@@ -1,0 +1,193 @@
+"""Performance metrics computed only from ledger rows (equity snapshots, fills, funding).
+
+Returns are simple returns between consecutive equity snapshots, starting from the run's
+initial cash. Two bases are reported: per bar, annualised with ``periods_per_year`` =
+365 days / bar length (crypto trades every day), and daily (the last equity of each UTC
+day, 365 periods a year). Sharpe and Sortino use a zero risk-free rate; Sortino's downside
+deviation is the root mean square of the negative returns over all periods.
+
+A round-trip trade runs from a flat position to the next flat position (a fill that flips
+the position closes one trade and opens the next); its PnL is realized PnL minus the fees
+of its fills (a flipping fill's fee is split by quantity). ``turnover`` is traded notional
+divided by mean equity; ``exposure`` the share of snapshots with an open position.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.bars.aggregator import parse_interval
+from engine.core.clock import NS_PER_S
+
+SECONDS_PER_YEAR = 365 * 86400
+METRIC_KEYS = (
+    "total_return", "cagr", "volatility", "sharpe", "sortino", "max_drawdown",
+    "max_drawdown_duration_s", "calmar", "win_rate", "profit_factor", "avg_win", "avg_loss",
+    "exposure", "turnover", "fees", "funding", "n_trades", "n_fills", "final_equity",
+)
+
+
+def periods_per_year(interval: str, equity_ts: np.ndarray) -> float:
+    """Bars per year: exact for time bars, observed bar rate for tick/volume/value bars."""
+    spec = parse_interval(interval)
+    if spec.is_time:
+        return SECONDS_PER_YEAR * NS_PER_S / spec.size
+    span = (equity_ts[-1] - equity_ts[0]) / NS_PER_S if len(equity_ts) > 1 else 0
+    return (len(equity_ts) - 1) * SECONDS_PER_YEAR / span if span > 0 else float("nan")
+
+
+def return_stats(returns: np.ndarray, per_year: float) -> dict[str, float | None]:
+    """Annualised volatility, Sharpe and Sortino of a return series."""
+    if len(returns) < 2 or not math.isfinite(per_year):
+        return {"volatility": None, "sharpe": None, "sortino": None}
+    mean = float(returns.mean())
+    std = float(returns.std(ddof=1))
+    downside = float(np.sqrt(np.mean(np.minimum(returns, 0.0) ** 2)))
+    root = math.sqrt(per_year)
+    return {
+        "volatility": std * root,
+        "sharpe": mean / std * root if std > 0 else None,
+        "sortino": mean / downside * root if downside > 0 else None,
+    }
+
+
+def drawdown(equity: np.ndarray, ts: np.ndarray) -> tuple[float, float]:
+    """Largest peak-to-trough fall as a positive fraction, and the longest time in seconds
+    spent below a previous peak: from the peak's snapshot to the first snapshot back at or
+    above it (or to the last snapshot, if it never got back)."""
+    if len(equity) == 0:
+        return 0.0, 0.0
+    peaks = np.maximum.accumulate(equity)
+    depth = float(np.max(1.0 - equity / peaks))
+    below = equity < peaks
+    if not below.any():
+        return max(depth, 0.0), 0.0
+    index = np.arange(len(equity))
+    peak_ts = ts[np.maximum.accumulate(np.where(below, 0, index))]  # when each peak was set
+    under = ts[below] - peak_ts[below]  # still under water at these snapshots
+    back = np.flatnonzero(below[:-1] & ~below[1:]) + 1  # the snapshots that recovered
+    longest = max(int(under.max()), int((ts[back] - peak_ts[back - 1]).max()) if len(back) else 0)
+    return max(depth, 0.0), longest / NS_PER_S
+
+
+def round_trips(fills: pd.DataFrame) -> np.ndarray:
+    """Net PnL of each closed round trip, from fills' realized PnL, fees and positions."""
+    pnls: list[float] = []
+    current = 0.0
+    prev_pos = 0.0
+    for qty, fee, realized, pos in zip(fills.qty.tolist(), fills.fee.tolist(),
+                                       fills.realized_pnl.tolist(), fills.position.tolist(),
+                                       strict=True):
+        flipped = prev_pos != 0.0 and pos != 0.0 and (pos > 0) != (prev_pos > 0)
+        closing_share = abs(prev_pos) / qty if flipped else 1.0
+        current += realized - fee * closing_share
+        if pos == 0.0 or flipped:
+            pnls.append(current)
+            current = -fee * (1.0 - closing_share) if flipped else 0.0
+        prev_pos = pos
+    return np.array(pnls)
+
+
+def compute_metrics(
+    equity: pd.DataFrame,
+    fills: pd.DataFrame,
+    funding: pd.DataFrame,
+    *,
+    initial_cash: float,
+    interval: str,
+    start_ns: int,
+) -> dict[str, Any]:
+    """The metrics table for equity snapshots (``ts``, ``equity``, ``position``), fills
+    (``qty``, ``price``, ``fee``, ``realized_pnl``, ``position``) and funding (``payment``)."""
+    eq = equity["equity"].to_numpy(dtype=np.float64)
+    ts = equity["ts"].to_numpy(dtype=np.int64)
+    curve = np.concatenate(([initial_cash], eq))
+    curve_ts = np.concatenate(([start_ns], ts))
+    final = float(curve[-1])
+    total = final / initial_cash - 1.0
+    years = (curve_ts[-1] - curve_ts[0]) / NS_PER_S / SECONDS_PER_YEAR
+    cagr = float((final / initial_cash) ** (1.0 / years) - 1.0) if years > 0 and final > 0 else None
+    per_year = periods_per_year(interval, ts) if len(ts) else float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bar_returns = curve[1:] / curve[:-1] - 1.0
+    stats = return_stats(bar_returns, per_year)
+    daily = daily_equity(curve, curve_ts)
+    daily_stats = return_stats(daily[1:] / daily[:-1] - 1.0, 365.0)
+    max_dd, dd_seconds = drawdown(curve, curve_ts)
+    trips = round_trips(fills) if len(fills) else np.empty(0)
+    wins, losses = trips[trips > 0], trips[trips <= 0]
+    traded = float(np.abs(fills.qty * fills.price).sum()) if len(fills) else 0.0
+    metrics = {
+        "total_return": total,
+        "cagr": cagr,
+        **stats,
+        "max_drawdown": max_dd,
+        "max_drawdown_duration_s": dd_seconds,
+        "calmar": cagr / max_dd if cagr is not None and max_dd > 0 else None,
+        "win_rate": len(wins) / len(trips) if len(trips) else None,
+        "profit_factor": float(wins.sum() / -losses.sum()) if losses.sum() < 0 else None,
+        "avg_win": float(wins.mean()) if len(wins) else None,
+        "avg_loss": float(losses.mean()) if len(losses) else None,
+        "exposure": float((equity["position"] != 0).mean()) if len(equity) else 0.0,
+        "turnover": traded / float(curve.mean()),
+        "fees": float(fills.fee.sum()) if len(fills) else 0.0,
+        "funding": float(funding.payment.sum()) if len(funding) else 0.0,
+        "n_trades": int(len(trips)),
+        "n_fills": int(len(fills)),
+        "final_equity": final,
+        "annualisation": {
+            "bar": {"interval": interval, "periods_per_year": per_year},
+            "daily": {"periods_per_year": 365.0},
+            "calendar": "365-day year, returns from equity snapshots at bar closes",
+        },
+        "daily": {**daily_stats, "days": int(max(len(daily) - 1, 0))},
+        "bars": int(len(eq)),
+    }
+    return {k: _clean(v) for k, v in metrics.items()}
+
+
+def daily_equity(curve: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The starting equity, then the last snapshot of each UTC day (``curve[0]`` is the
+    start; a snapshot stamped exactly at midnight closes the day before)."""
+    if len(curve) < 2:
+        return curve[:1]
+    days = (ts[1:] - 1) // (86400 * NS_PER_S)
+    last = np.append(np.flatnonzero(np.diff(days)), len(days) - 1) + 1
+    return np.concatenate((curve[:1], curve[last]))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
+    """Metrics of a run (and the runs it resumed) read from its ledger."""
+    ids = reader.chain(run_id)
+    first = reader.run(ids[0])
+    return compute_metrics(  # only the columns the metrics use: a run can have 10^6 snapshots
+        reader.equity_curve(ids),
+        reader.fills(ids, "qty, price, fee, realized_pnl, position"),
+        reader.funding(ids, "payment"),
+        initial_cash=first["initial_cash"], interval=first["interval"],
+        start_ns=first["data_start"],
+    )
+
+
+def forecasts_for_run(reader, run_id: int) -> dict[str, Any] | None:
+    """A model run's forecasts (and the runs it resumed): how many, how many dropped as late,
+    and the median and p99 latency from bar close to forecast in ms; None without any."""
+    frame = reader.table("predictions", reader.chain(run_id), "id", "latency_ns, dropped")
+    if frame.empty:
+        return None
+    latency_ms = frame["latency_ns"].to_numpy(np.float64) / 1e6
+    return {"forecasts": len(frame), "dropped": int(frame["dropped"].sum()),
+            "latency_ms_median": float(np.median(latency_ms)),
+            "latency_ms_p99": float(np.percentile(latency_ms, 99))}

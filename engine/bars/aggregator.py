@@ -1,0 +1,378 @@
+"""Bar aggregation from trades: time bars closed by clock timers, and tick/volume/value bars
+closed by their own counters.
+
+Work per :class:`~engine.core.events.Trades` batch is vectorised (no Python loop per trade).
+Volume and turnover are summed as integers (volume in 1e-8 base units, turnover in 1e-6
+quote units, inverse turnover in 1e-10 base units) so the same trades in any batching give
+exactly the same bars, not bars that differ in the last bit of a float sum.
+
+Time bars cover ``[open_time, open_time + interval)`` aligned to the Unix epoch (weekly bars
+to Monday 00:00 UTC, as Bybit's), and close on a timer at ``close_time + close_delay``.
+Policies, with their defaults:
+
+- ``empty = "flat"``: an interval without trades gives a flat bar at the last close with
+  zero volume (as Bybit's klines do); ``"skip"`` emits nothing for it.
+- ``first_partial = "skip"``: a first bar that opens before the data start is not emitted
+  (it would summarise only part of its interval); ``"keep"`` emits it.
+
+A trade that arrives for a bar already closed is late: it is counted in ``late_trades``,
+logged, and left out. Count bars (tick, volume, value) use the global running count: bar
+``b`` holds the trades that start while the count is in ``[b*N, (b+1)*N)`` and closes with
+the trade that takes the count to ``(b+1)*N`` or beyond, so trades are never split. Their
+``close_time`` is the closing trade's time (inclusive).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.core.clock import NS_PER_S, Clock, Timer
+from engine.core.events import Bar, Trades
+
+log = logging.getLogger(__name__)
+
+VOLUME_SCALE = 10**8
+TURNOVER_SCALE = 10**6
+INVERSE_TURNOVER_SCALE = 10**10
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Bybit's kline interval codes (minutes, or D/W), BYBIT.md section 4.
+_BYBIT_CODES = {str(m): m * 60 for m in (1, 3, 5, 15, 30, 60, 120, 240, 360, 720)}
+_BYBIT_CODES |= {"D": 86400, "W": 7 * 86400}
+# 1970-01-01 was a Thursday: Monday-aligned weeks start 4 days later.
+_WEEK_OFFSET_NS = 4 * 86400 * NS_PER_S
+_COUNT_KINDS = ("tick", "volume", "value")
+
+
+@dataclass(frozen=True)
+class BarSpec:
+    """What closes a bar: ``kind`` is time/tick/volume/value; ``size`` is nanoseconds for
+    time bars, a trade count for tick bars, and a base-volume or quote-value threshold."""
+
+    kind: str
+    size: float
+    label: str
+    offset_ns: int = 0
+
+    @property
+    def is_time(self) -> bool:
+        return self.kind == "time"
+
+
+def parse_interval(text: str) -> BarSpec:
+    """Parse ``1m``, ``5m``, ``1h``, ``1d``, ``1w``, ``90s``, a Bybit code (``1``, ``60``,
+    ``D``, ``W``), ``tick:N``, ``volume:X`` or ``value:X`` into a :class:`BarSpec`."""
+    raw = text.strip()
+    if ":" in raw:
+        kind, _, amount = raw.partition(":")
+        kind = kind.lower()
+        if kind not in _COUNT_KINDS:
+            raise ValueError(f"unknown bar kind {kind!r} in {text!r}: use tick:, volume: or value:")
+        try:
+            size = float(amount)
+        except ValueError:
+            raise ValueError(f"bar size {amount!r} in {text!r} is not a number") from None
+        if not size > 0 or (kind == "tick" and size != int(size)):
+            raise ValueError(f"bar size in {text!r} must be positive (whole for tick bars)")
+        return BarSpec(kind, int(size) if kind == "tick" else size, f"{kind}:{amount}")
+    seconds = _BYBIT_CODES.get(raw.upper() if raw.upper() in ("D", "W") else raw)
+    if seconds is None:
+        match = re.fullmatch(r"(\d+)([smhdw])", raw.lower())
+        if not match or int(match.group(1)) == 0:
+            raise ValueError(
+                f"unknown interval {text!r}: use e.g. 1m, 5m, 1h, 1d, 1w, 90s, or tick:N, "
+                "volume:X, value:X"
+            )
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    offset = _WEEK_OFFSET_NS if seconds % (7 * 86400) == 0 else 0
+    return BarSpec("time", seconds * NS_PER_S, _time_label(seconds), offset)
+
+
+def _time_label(seconds: int) -> str:
+    for unit, unit_seconds in (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % unit_seconds == 0:
+            return f"{seconds // unit_seconds}{unit}"
+    return f"{seconds}s"
+
+
+class _Partial:
+    """The running summary of one unfinished bar, in exact integer volume/turnover."""
+
+    __slots__ = ("open", "high", "low", "close", "volume", "turnover", "trades", "first", "last")
+
+    def __init__(self, o, h, lo, c, vol, turn, n, first, last) -> None:
+        self.open, self.high, self.low, self.close = o, h, lo, c
+        self.volume, self.turnover, self.trades = vol, turn, n
+        self.first, self.last = first, last
+
+    def merge(self, o, h, lo, c, vol, turn, n, first, last) -> None:
+        if first < self.first:
+            self.open, self.first = o, first
+        if last >= self.last:
+            self.close, self.last = c, last
+        if h > self.high:
+            self.high = h
+        if lo < self.low:
+            self.low = lo
+        self.volume += vol
+        self.turnover += turn
+        self.trades += n
+
+
+def _scaled(trades: Trades, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-trade volume and turnover as exact integers in the module's fixed units."""
+    size = trades.size
+    vol = np.rint(size * VOLUME_SCALE).astype(np.int64)
+    if inverse:
+        turn = np.rint(size / trades.price * INVERSE_TURNOVER_SCALE).astype(np.int64)
+    else:
+        turn = np.rint(trades.price * size * TURNOVER_SCALE).astype(np.int64)
+    return vol, turn
+
+
+def _group_stats(price, ts, vol, turn, starts):
+    """Per-group open/high/low/close/volume/turnover/count/first/last for contiguous groups
+    beginning at ``starts`` (a sorted int array starting with 0)."""
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    ends[-1] = len(price)
+    return (
+        price[starts],
+        np.maximum.reduceat(price, starts),
+        np.minimum.reduceat(price, starts),
+        price[ends - 1],
+        np.add.reduceat(vol, starts),
+        np.add.reduceat(turn, starts),
+        ends - starts,
+        ts[starts],
+        ts[ends - 1],
+    )
+
+
+class TimeBarAggregator:
+    """Builds time bars for one symbol and closes each on a timer at its end plus a delay."""
+
+    def __init__(
+        self,
+        symbol: str,
+        spec: BarSpec,
+        clock: Clock,
+        publish: Callable[[Bar], None],
+        *,
+        close_delay_ns: int = 0,
+        empty: str = "flat",
+        first_partial: str = "skip",
+        start_ns: int | None = None,
+        inverse: bool = False,
+    ) -> None:
+        if not spec.is_time:
+            raise ValueError(f"{spec.label} is not a time interval")
+        if empty not in ("flat", "skip") or first_partial not in ("skip", "keep"):
+            raise ValueError("empty must be flat|skip and first_partial skip|keep")
+        self.symbol, self.spec, self.clock, self.publish = symbol, spec, clock, publish
+        self.close_delay_ns = int(close_delay_ns)
+        self.empty, self.first_partial = empty, first_partial
+        self.start_ns, self.inverse = start_ns, inverse
+        self._size = int(spec.size)
+        self._open: dict[int, _Partial] = {}
+        self._next_key: int | None = None
+        self._skip_key: int | None = None
+        self._last_close: float | None = None
+        self._timer: Timer | None = None
+        self._held = False
+        self.late_trades = 0
+        self.bars_emitted = 0
+
+    def open_time(self, key: int) -> int:
+        return key * self._size + self.spec.offset_ns
+
+    def on_trades(self, trades: Trades) -> None:
+        """Fold a batch (sorted by ``ts_event``) into the open bars."""
+        ts = trades.ts_event
+        if len(ts) == 0:
+            return
+        size, offset = self._size, self.spec.offset_ns
+        first_key = (int(ts[0]) - offset) // size
+        last_key = (int(ts[-1]) - offset) // size
+        if self._next_key is None:
+            self._begin(first_key)
+        vol, turn = _scaled(trades, self.inverse)
+        price = trades.price
+        if first_key == last_key:
+            self._fold(
+                first_key, float(price[0]), float(price.max()), float(price.min()),
+                float(price[-1]), int(vol.sum()), int(turn.sum()), len(price),
+                int(ts[0]), int(ts[-1]),
+            )
+            return
+        keys = (ts - offset) // size
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
+        stats = _group_stats(price, ts, vol, turn, starts)
+        for i, key in enumerate(keys[starts].tolist()):
+            self._fold(key, *(float(c[i]) for c in stats[:4]), *(int(c[i]) for c in stats[4:]))
+
+    def _fold(self, key, o, h, lo, c, vol, turn, n, first, last) -> None:
+        if key < self._next_key:
+            self.late_trades += n
+            log.warning(
+                "%s %s: %d late trade(s) for the bar at %d, already closed; left out",
+                self.symbol, self.spec.label, n, self.open_time(key),
+            )
+            return
+        partial = self._open.get(key)
+        if partial is None:
+            self._open[key] = _Partial(o, h, lo, c, vol, turn, n, first, last)
+        else:
+            partial.merge(o, h, lo, c, vol, turn, n, first, last)
+
+    def _begin(self, key: int) -> None:
+        self._next_key = key
+        if self.first_partial == "skip" and (
+            self.start_ns is None or self.open_time(key) < self.start_ns
+        ):
+            self._skip_key = key
+        self._arm()
+
+    def start_at(self, ts_ns: int) -> None:
+        """Start the timer chain at the bar containing ``ts_ns`` without waiting for a trade
+        (so empty bars at the start of a range follow the empty policy)."""
+        if self._next_key is None:
+            self._begin((ts_ns - self.spec.offset_ns) // self._size)
+
+    def _arm(self) -> None:
+        at = self.open_time(self._next_key + 1) + self.close_delay_ns
+        self._timer = self.clock.set_timer(at, self._on_timer, f"close {self.spec.label}")
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def hold(self) -> None:
+        """Stop closing bars (a feed gap is being backfilled); timers keep their place."""
+        self._held = True
+
+    def release(self) -> None:
+        """Close every bar whose timer passed while held, then go on as usual."""
+        self._held = False
+        if self._next_key is None:
+            return
+        self._timer.cancel()
+        now = self.clock.timestamp_ns()
+        while self.open_time(self._next_key + 1) + self.close_delay_ns <= now:
+            self._close_next()
+        self._arm()
+
+    def _on_timer(self, _at: int) -> None:
+        if self._held:
+            return
+        self._close_next()
+        self._arm()
+
+    def _close_next(self) -> None:
+        key = self._next_key
+        self._next_key = key + 1
+        partial = self._open.pop(key, None)
+        skip = key == self._skip_key
+        if partial is not None:
+            self._last_close = partial.close
+            if not skip:
+                self._emit(key, partial.open, partial.high, partial.low, partial.close,
+                           partial.volume, partial.turnover, partial.trades)
+        elif self.empty == "flat" and self._last_close is not None and not skip:
+            c = self._last_close
+            self._emit(key, c, c, c, c, 0, 0, 0)
+
+    def _emit(self, key, o, h, lo, c, vol, turn, n) -> None:
+        open_time = self.open_time(key)
+        close_time = open_time + self._size
+        turnover_scale = INVERSE_TURNOVER_SCALE if self.inverse else TURNOVER_SCALE
+        self.bars_emitted += 1
+        self.publish(Bar(
+            self.symbol, self.spec.label, open_time, close_time, o, h, lo, c,
+            vol / VOLUME_SCALE, turn / turnover_scale, n, close_time,
+            self.clock.timestamp_ns(),
+        ))
+
+
+class CountBarAggregator:
+    """Builds tick, volume or value bars for one symbol; a bar closes with the trade that
+    completes its count, at that trade's time."""
+
+    def __init__(
+        self,
+        symbol: str,
+        spec: BarSpec,
+        clock: Clock,
+        publish: Callable[[Bar], None],
+        *,
+        inverse: bool = False,
+    ) -> None:
+        if spec.kind not in _COUNT_KINDS:
+            raise ValueError(f"{spec.label} is not a tick/volume/value interval")
+        self.symbol, self.spec, self.clock, self.publish = symbol, spec, clock, publish
+        self.inverse = inverse
+        if spec.kind == "tick":
+            self._threshold = int(spec.size)
+        elif spec.kind == "volume":
+            self._threshold = int(round(spec.size * VOLUME_SCALE))
+        else:
+            scale = INVERSE_TURNOVER_SCALE if inverse else TURNOVER_SCALE
+            self._threshold = int(round(spec.size * scale))
+        self._count = 0
+        self._partial: _Partial | None = None
+        self._partial_index = -1
+        self.bars_emitted = 0
+
+    def on_trades(self, trades: Trades) -> None:
+        ts = trades.ts_event
+        if len(ts) == 0:
+            return
+        vol, turn = _scaled(trades, self.inverse)
+        if self.spec.kind == "tick":
+            metric = np.ones(len(ts), dtype=np.int64)
+        else:
+            metric = vol if self.spec.kind == "volume" else turn
+        after = self._count + np.cumsum(metric)
+        index = (after - metric) // self._threshold
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
+        stats = _group_stats(trades.price, ts, vol, turn, starts)
+        ends_after = after[np.append(starts[1:], len(ts)) - 1]
+        for i, bar_index in enumerate(index[starts].tolist()):
+            values = (*(float(c[i]) for c in stats[:4]), *(int(c[i]) for c in stats[4:]))
+            if bar_index == self._partial_index:
+                self._partial.merge(*values)
+            else:
+                self._partial = _Partial(*values)
+                self._partial_index = bar_index
+            if int(ends_after[i]) >= (bar_index + 1) * self._threshold:
+                self._emit(self._partial)
+                self._partial, self._partial_index = None, -1
+        self._count = int(after[-1])
+
+    def _emit(self, p: _Partial) -> None:
+        turnover_scale = INVERSE_TURNOVER_SCALE if self.inverse else TURNOVER_SCALE
+        self.bars_emitted += 1
+        self.publish(Bar(
+            self.symbol, self.spec.label, p.first, p.last, p.open, p.high, p.low, p.close,
+            p.volume / VOLUME_SCALE, p.turnover / turnover_scale, p.trades, p.last,
+            self.clock.timestamp_ns(),
+        ))
+
+
+def make_aggregator(
+    symbol: str,
+    spec: BarSpec,
+    clock: Clock,
+    publish: Callable[[Bar], None],
+    **options,
+) -> TimeBarAggregator | CountBarAggregator:
+    """The aggregator for ``spec``: options for time bars are ``close_delay_ns``, ``empty``,
+    ``first_partial``, ``start_ns``; both take ``inverse``."""
+    if spec.is_time:
+        return TimeBarAggregator(symbol, spec, clock, publish, **options)
+    return CountBarAggregator(symbol, spec, clock, publish, inverse=options.get("inverse", False))

@@ -1,0 +1,96 @@
+"""Bar files: the kline CSV format shared by ``papertape bars``, ``papertape fetch`` and
+replay.
+
+The format is one row per bar in time order with the columns ``open_time`` (ms, UTC),
+``open``, ``high``, ``low``, ``close``, ``volume``, ``turnover``, ``trades``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.core.clock import NS_PER_MS
+from engine.core.events import Bar
+
+KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "turnover", "trades")
+
+
+class BarFileError(ValueError):
+    """A kline file that cannot be read."""
+
+
+def is_kline_header(header: list[str]) -> bool:
+    return all(column in header for column in KLINE_COLUMNS[:6])
+
+
+def read_kline_csv(path: str | Path) -> pd.DataFrame:
+    """Read a kline CSV, check it, and return it sorted by ``open_time`` (ms)."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise BarFileError(f"{path}: cannot read ({exc})") from exc
+    missing = [c for c in KLINE_COLUMNS[:6] if c not in frame.columns]
+    if missing:
+        raise BarFileError(f"{path}: missing kline column(s) {', '.join(missing)}")
+    if "turnover" not in frame.columns:
+        frame["turnover"] = np.nan
+    if "trades" not in frame.columns:
+        frame["trades"] = 0
+    numeric = pd.DataFrame({  # a column read as numbers already needs no conversion
+        column: frame[column] if pd.api.types.is_numeric_dtype(frame[column])
+        else pd.to_numeric(frame[column], errors="coerce") for column in KLINE_COLUMNS})
+    prices = numeric[["open", "high", "low", "close"]]
+    bad = numeric["open_time"].isna() | prices.isna().any(axis=1) | (prices <= 0).any(axis=1)
+    bad |= (numeric["high"] < numeric[["open", "close", "low"]].max(axis=1))
+    bad |= (numeric["low"] > numeric[["open", "close"]].min(axis=1))
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise BarFileError(f"{path}:{first}: malformed bar ({int(bad.sum())} such row(s))")
+    numeric["open_time"] = numeric["open_time"].astype(np.int64)
+    numeric["trades"] = numeric["trades"].fillna(0).astype(np.int64)
+    numeric = sorted_by_open_time(numeric)
+    if has_repeats(numeric["open_time"].to_numpy()):
+        raise BarFileError(f"{path}: duplicate open_time rows")
+    return numeric.reset_index(drop=True)
+
+
+def sorted_by_open_time(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in ``open_time`` order (stable); files are usually in order already, and
+    then nothing is sorted."""
+    if frame["open_time"].is_monotonic_increasing:
+        return frame
+    return frame.sort_values("open_time", kind="stable")
+
+
+def has_repeats(sorted_values: np.ndarray) -> bool:
+    """Whether a sorted array holds a value twice (a neighbour comparison, not a hash)."""
+    return bool(len(sorted_values) > 1 and (sorted_values[1:] == sorted_values[:-1]).any())
+
+
+def infer_interval_ms(open_times_ms: np.ndarray) -> int:
+    """The bar length of a kline series: the smallest step between consecutive bars."""
+    steps = np.diff(np.asarray(open_times_ms, dtype=np.int64))
+    steps = steps[steps > 0]
+    if len(steps) == 0:
+        raise BarFileError("cannot infer the bar interval from fewer than two bars")
+    return int(steps.min())
+
+
+def bars_to_frame(bars: Iterable[Bar]) -> pd.DataFrame:
+    """Bars as a DataFrame in the kline format (``open_time`` in ms)."""
+    rows = [
+        (b.open_time // NS_PER_MS, b.open, b.high, b.low, b.close, b.volume, b.turnover, b.trades)
+        for b in bars
+    ]
+    frame = pd.DataFrame(rows, columns=list(KLINE_COLUMNS))
+    return frame.astype({"open_time": np.int64, "trades": np.int64})
+
+
+def write_kline_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write bars in the kline format, full float precision, no index."""
+    frame[list(KLINE_COLUMNS)].to_csv(path, index=False, float_format="%.10g")
+

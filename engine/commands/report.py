@@ -1,0 +1,47 @@
+"""``papertape report``: a run's metrics from the ledger and a self-contained HTML report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("report", help="metrics and an HTML report of a run",
+                              description="Print a run's metrics (computed from the ledger) and write a "
+                              "self-contained HTML report: equity, drawdown, price with fills, fills table.")
+    p.add_argument("--ledger", default="papertape.db", metavar="PATH", help="ledger (default papertape.db)")
+    p.add_argument("--run", type=int, help="run id (default: the newest run)")
+    p.add_argument("--out", metavar="FILE.html", help="HTML file (default report-run<ID>.html)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.analysis.html_report import write_html_report
+    from engine.analysis.metrics import forecasts_for_run, metrics_for_run
+    from engine.analysis.report import format_metrics
+    from engine.ledger.reader import LedgerReader
+
+    reader = LedgerReader(args.ledger)
+    try:
+        run = reader.run(args.run)
+        metrics = metrics_for_run(reader, run["id"])
+        forecasts = forecasts_for_run(reader, run["id"])
+        out = args.out or f"report-run{run['id']}.html"
+        write_html_report(reader, run["id"], metrics, out)
+    finally:
+        reader.close()
+    if args.json:
+        print(json.dumps({"run_id": run["id"], "ledger": args.ledger, "status": run["status"],
+                          "report": str(out), "metrics": metrics, "forecasts": forecasts}))
+    else:
+        print(format_metrics(metrics, f"run {run['id']} ({run['status']}) {run['strategy']} "
+                                      f"{run['symbol']} {run['interval']}"))
+        if forecasts:
+            print(f"  forecasts: {forecasts['forecasts']:,}, {forecasts['dropped']:,} dropped as late; from "
+                  f"bar close to forecast median {forecasts['latency_ms_median']:.0f} ms, p99 "
+                  f"{forecasts['latency_ms_p99']:.0f} ms")
+        print(f"report written to {out}")
+    return 0

@@ -1,0 +1,92 @@
+"""The flags that every run verb shares (config, data, strategy, market, ledger), the config
+they resolve to, and the printing of a run's result, for backtest, live and plugin verbs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engine.core.config import Config, load_config
+from engine.core.typed import parse_assignments
+
+if TYPE_CHECKING:
+    from engine.run.session import SessionResult
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="config file (default: ./config.toml when it exists, else built-in defaults)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override any config key, e.g. --set broker.taker_fee=0.0004 (repeatable)")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    add_config_args(p)
+    p.add_argument("--data", nargs="+", metavar="PATH",
+                   help="trade archives (.csv/.csv.gz), kline CSVs or recordings; globs work "
+                        "(default: the bundled synthetic BTCUSDT sample)")
+    p.add_argument("--strategy", metavar="NAME", help="registered strategy name or module:Class "
+                   "(default: sma_cross)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy parameter (repeatable), e.g. --param fast=10; an unknown key "
+                        "lists the strategy's keys (model: the table in strategies/model.py)")
+    p.add_argument("--symbol", help="symbol for kline files (trade archives name their own)")
+    p.add_argument("--interval", help="bar interval: 1m, 5m, 1h, 1d, 90s, tick:N, volume:X, value:X "
+                                      "(default: 1m from trade archives, the files' own for klines)")
+    p.add_argument("--start", help="first time to replay (YYYY-MM-DD[THH:MM], UTC)")
+    p.add_argument("--end", help="time to stop replaying (exclusive)")
+    p.add_argument("--seed", type=int, help="seed of the broker's random models")
+    p.add_argument("--ledger", metavar="PATH", help="SQLite ledger file or SQLAlchemy URL "
+                   "(default: [ledger] path, papertape.db)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+_FLAG_KEYS = {"symbol": "run.symbol", "category": "run.category", "interval": "run.interval",
+              "start": "run.start",
+              "end": "run.end", "seed": "run.seed", "ledger": "ledger.path"}
+
+
+def resolve_config(args: argparse.Namespace) -> Config:
+    """The config file (explicit, or ./config.toml) with ``--set`` and flag overrides. A
+    ``--strategy`` other than the file's starts from that strategy's defaults."""
+    path = args.config or ("config.toml" if Path("config.toml").is_file() else None)
+    overrides = list(args.overrides) + [
+        f"{key}={getattr(args, flag)}" for flag, key in _FLAG_KEYS.items()
+        if getattr(args, flag, None) is not None
+    ]
+    cfg = load_config(path, overrides)
+    run = replace(cfg.run, data=tuple(args.data)) if getattr(args, "data", None) else cfg.run
+    params = parse_assignments(getattr(args, "param", None) or [], "--param")
+    name = getattr(args, "strategy", None) or cfg.strategy.name
+    base = cfg.strategy.params if name == cfg.strategy.name else {}
+    strategy = replace(cfg.strategy, name=name, params={**base, **params})
+    return replace(cfg, run=run, strategy=strategy)
+
+
+def print_result(args: argparse.Namespace, result: SessionResult) -> None:
+    """A run's result: one JSON object with ``--json``, else the metrics table and what the
+    reader should know (rejections, dropped forecasts, a resumed run's parts)."""
+    from engine.analysis.report import format_metrics
+
+    if args.json:
+        print(json.dumps(result.to_json(), default=str))
+        return
+    title = (f"run {result.run_id} ({result.status}) in {result.ledger}: {result.bars:,} bars, "
+             f"{result.fills:,} fills")
+    extra: dict[str, Any] = result.extra
+    if extra.get("resumed_from") is not None:
+        title += (f" since it resumed run {extra['resumed_from']}; the metrics cover every part "
+                  "of the run")
+    print(format_metrics(result.metrics, title))
+    if result.rejections:
+        first = extra.get("first_rejections", {})
+        print("  rejected orders: " + "; ".join(
+            f"{n} x {r}" + (f" (first: {first[r]})" if first.get(r, r) != r else "")
+            for r, n in result.rejections.items()))
+    if extra.get("predictions_dropped"):
+        print(f"  dropped forecasts: {extra['predictions_dropped']:,} (arrived after the next bar "
+              "had closed)")

@@ -1,0 +1,201 @@
+"""Turn ``--data`` arguments (files or globs) into a replay source, telling trade archives,
+kline CSVs, recordings and ledgers apart by their content, not their names."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.bars.aggregator import make_aggregator, parse_interval
+from engine.bars.kline_files import (
+    KLINE_COLUMNS,
+    BarFileError,
+    bars_to_frame,
+    has_repeats,
+    infer_interval_ms,
+    is_kline_header,
+    read_kline_csv,
+    sorted_by_open_time,
+)
+from engine.core.bus import Bus
+from engine.core.clock import NS_PER_MS, ReplayClock
+from engine.core.errors import UserError
+from engine.core.events import Bar, Trades
+from engine.feeds.history.archive import ArchiveError, TradeArchive, read_header, trade_layout
+from engine.feeds.history.recording import RecordingReplay
+from engine.feeds.history.replay import KlineReplay, TradeReplay
+from engine.ledger.reader import ledger_bars
+
+
+class DataError(UserError, ValueError):
+    """Data that cannot be replayed; the message names the file and the problem."""
+
+
+def expand(patterns: list[str] | tuple[str, ...]) -> list[Path]:
+    """Every file matched by ``patterns`` (paths or globs), in sorted order, each once."""
+    if not patterns:
+        raise DataError("no data given: pass --data FILE or set [run] data in config.toml")
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(Path(pattern).expanduser())))
+        if not matches:
+            raise DataError(f"no file matches {pattern!r}")
+        found.extend(Path(m) for m in matches if Path(m).is_file())
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise DataError(f"{', '.join(patterns)} match only directories")
+    return unique
+
+
+def file_kind(path: Path) -> str:
+    """``trades``, ``klines``, ``recording`` or ``ledger`` from a file's first bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        return "ledger"
+    if path.suffix == ".jsonl" or head.lstrip().startswith(b"{"):
+        return "recording"
+    try:
+        header = read_header(path)
+    except ArchiveError as exc:
+        raise DataError(str(exc)) from None
+    if trade_layout(header):
+        return "trades"
+    if is_kline_header(header):
+        return "klines"
+    raise DataError(f"{path}: unknown data format (header {','.join(header)[:120]!r})")
+
+
+def open_source(
+    patterns: list[str] | tuple[str, ...],
+    *,
+    symbol: str,
+    category: str,
+    interval: str | None,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    cache_root: str | None = None,
+) -> TradeReplay | KlineReplay | RecordingReplay:
+    """A replay source over the given files, which must all be of one kind."""
+    paths = expand(patterns)
+    kinds = {p: file_kind(p) for p in paths}
+    distinct = set(kinds.values())
+    if len(distinct) > 1:
+        raise DataError(f"--data mixes kinds of file ({', '.join(sorted(distinct))}); give one kind")
+    kind = distinct.pop()
+    try:
+        if kind == "trades":
+            archives = [TradeArchive(p, cache_root) for p in paths]
+            return TradeReplay(archives, start_ns, end_ns)
+        if kind == "klines":
+            return _kline_source(paths, symbol, category, interval, start_ns, end_ns)
+    except (ArchiveError, BarFileError) as exc:
+        raise DataError(str(exc)) from None
+    if kind == "recording":
+        try:
+            return RecordingReplay(paths, start_ns, end_ns)
+        except ArchiveError as exc:
+            raise DataError(str(exc)) from None
+    raise DataError(f"{paths[0]}: a ledger is not replayable data (use it with `papertape train`)")
+
+
+def _kline_source(paths, symbol, category, interval, start_ns, end_ns) -> KlineReplay:
+    frames = [read_kline_csv(p) for p in paths]  # each sorted, and refused if it repeats a bar
+    frame = frames[0]
+    if len(frames) > 1:
+        frame = sorted_by_open_time(pd.concat(frames, ignore_index=True))
+        if has_repeats(frame["open_time"].to_numpy()):
+            raise DataError("kline files overlap (duplicate open_time); give each period once")
+    step_ms = infer_interval_ms(frame["open_time"].to_numpy())
+    label = parse_interval(f"{step_ms // 1000}s").label
+    if interval is not None:
+        wanted = parse_interval(interval)
+        if not wanted.is_time:
+            raise DataError(f"kline data can only give time bars, not {wanted.label}")
+        wanted_ms = int(wanted.size) // NS_PER_MS
+        if wanted_ms != step_ms:
+            if wanted_ms % step_ms:
+                raise DataError(f"the klines are {label} bars; {wanted.label} is not a multiple")
+            frame = resample_klines(frame, wanted_ms, wanted.offset_ns // NS_PER_MS)
+            label, step_ms = wanted.label, wanted_ms
+    return KlineReplay(frame.reset_index(drop=True), symbol, category, label, step_ms,
+                       start_ns, end_ns)
+
+
+def resample_klines(frame: pd.DataFrame, interval_ms: int, offset_ms: int = 0) -> pd.DataFrame:
+    """Combine bars into longer bars of ``interval_ms`` (first open, max high, min low,
+    last close, summed volume, turnover and trades)."""
+    key = (frame["open_time"].to_numpy(dtype=np.int64) - offset_ms) // interval_ms
+    grouped = frame.groupby(key, sort=True)
+    out = pd.DataFrame({
+        "open_time": grouped["open_time"].first().index.to_numpy() * interval_ms + offset_ms,
+        "open": grouped["open"].first().to_numpy(),
+        "high": grouped["high"].max().to_numpy(),
+        "low": grouped["low"].min().to_numpy(),
+        "close": grouped["close"].last().to_numpy(),
+        "volume": grouped["volume"].sum().to_numpy(),
+        "turnover": grouped["turnover"].sum().to_numpy(),
+        "trades": grouped["trades"].sum().to_numpy(),
+    })
+    return out
+
+
+def aggregate_bars(source: TradeReplay | RecordingReplay, interval: str, *, close_delay_ns: int = 0,
+                   empty: str = "flat", first_partial: str = "skip", progress=None) -> list[Bar]:
+    """Replay trades (archives or a recording) through a bus into bars of ``interval``."""
+    clock = ReplayClock(source.range.start)
+    bus = Bus(clock)
+    bars: list[Bar] = []
+    spec = parse_interval(interval)
+    options = {"inverse": source.range.category == "inverse"}
+    if spec.is_time:
+        options |= {"close_delay_ns": close_delay_ns, "empty": empty,
+                    "first_partial": first_partial, "start_ns": source.range.start}
+    aggregator = make_aggregator(source.range.symbol, spec, clock, bus.publish, **options)
+    bus.subscribe(Trades, aggregator.on_trades)
+    bus.subscribe(Bar, bars.append)
+    if spec.is_time:
+        aggregator.start_at(source.range.start)
+    source.run(bus, progress)
+    bus.advance_to(source.range.end + close_delay_ns)
+    return bars
+
+
+def _ledger_klines(files: list[Path], interval: str) -> pd.DataFrame:
+    """Bars at ``interval`` from ledgers: those recorded at it, or else combined from the
+    coarsest recorded interval that divides it. Bars of several symbols are refused, and
+    so is an interval the recorded bars cannot make (finer, or not a multiple)."""
+    frame = pd.concat([ledger_bars(p) for p in files], ignore_index=True)
+    names = ", ".join(str(p) for p in files)
+    symbols = sorted(frame["symbol"].unique())
+    if len(symbols) > 1:
+        raise DataError(f"{names}: the ledger holds bars of several symbols ({', '.join(symbols)}); "
+                        "train on a ledger of one")
+    wanted = parse_interval(interval)
+    recorded = {label: parse_interval(label) for label in frame["interval"].unique()}
+    usable = [label for label, spec in recorded.items() if label == wanted.label or (
+        spec.is_time and wanted.is_time and spec.size < wanted.size and wanted.size % spec.size == 0)]
+    if not usable:
+        raise DataError(f"{names}: the ledger holds {', '.join(sorted(recorded))} bars of {symbols[0]}; "
+                        f"{wanted.label} bars cannot be made from them")
+    label = wanted.label if wanted.label in usable else max(usable, key=lambda k: recorded[k].size)
+    bars = frame[frame["interval"] == label].drop_duplicates("open_time").sort_values("open_time")
+    bars = bars[list(KLINE_COLUMNS)]
+    if label != wanted.label:
+        bars = resample_klines(bars, wanted.size // NS_PER_MS, wanted.offset_ns // NS_PER_MS)
+    return bars.reset_index(drop=True)
+
+
+def load_bars_from(paths: list[str], interval: str) -> pd.DataFrame:
+    """Bars at ``interval`` in the kline format from archives, klines or a ledger."""
+    files = expand(paths)
+    kinds = {file_kind(p) for p in files}
+    if kinds == {"ledger"}:
+        return _ledger_klines(files, interval)
+    source = open_source(paths, symbol="", category="linear", interval=interval)
+    if isinstance(source, KlineReplay):
+        return source.frame
+    return bars_to_frame(aggregate_bars(source, interval))

@@ -1,0 +1,37 @@
+"""Test and demo controls: ``POST /_control/fault`` fires a fault now, ``GET /_control/state``
+shows the time mapping, what has been served and which faults fired."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from aiohttp import web
+
+from engine.loopback.faults import Fault, FaultError, make_fault
+
+
+class ControlRoutes:
+    """Handlers that call back into the server to fire faults and report its state."""
+
+    def __init__(self, fire: Callable[[Fault, str], None], state: Callable[[], dict]) -> None:
+        self.fire, self.state = fire, state
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/_control/fault", self.post_fault), web.get("/_control/state", self.get_state)]
+
+    async def post_fault(self, request: web.Request) -> web.Response:
+        """Body ``{"fault": NAME}``, plus ``"seconds"`` (stall, nopong) or ``"count"``
+        (rest403, cut) where the fault takes one."""
+        try:
+            body = json.loads(await request.text())
+            if not isinstance(body, dict) or not isinstance(body.get("fault"), str):
+                raise FaultError('body must be a JSON object like {"fault": "stall", "seconds": 5}')
+            fault = make_fault(body["fault"], body.get("seconds", body.get("count")))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"ok": False, "error": str(exc)}, status=400)
+        self.fire(fault, "control")
+        return web.json_response({"ok": True, "fault": fault.name, "arg": fault.arg})
+
+    async def get_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state())

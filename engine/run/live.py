@@ -1,0 +1,328 @@
+"""Live paper trading: the Bybit feed through the same session as a backtest, on wall time.
+
+Feed inputs and timer wake-ups go through one asyncio queue into a single pump that calls
+the synchronous bus, so event order, and therefore every bar, order and fill, depends only
+on the inputs and their receive times. That is what makes a recorded session replay into
+the same ledger rows. The clock shows each event's receive time while it is handled.
+Ctrl-C or SIGTERM stops the session cleanly: the queue is drained, bars due by then close,
+the ledger is flushed and the run is marked ``stopped``. A feed that ends on its own (the
+venue refused the subscription) ends the session too, as a failed run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from engine.bybit.endpoints import MAINNET_REST, MAINNET_WS
+from engine.core.clock import NS_PER_MS, NS_PER_S, LiveClock
+from engine.core.config import Config
+from engine.core.events import Prediction, Wakeup
+from engine.core.typed import ConfigError
+from engine.feeds.history.recording import RecordingWriter
+from engine.feeds.live.feed import LiveFeed, utc_iso
+from engine.feeds.live.rest import BybitRest
+from engine.feeds.live.websocket import Backoff
+from engine.ledger.reader import LedgerReader
+from engine.run.resume import restore_session
+from engine.run.session import Market, Session, SessionResult
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class SubscriptionRefused(ConfigError):
+    """The venue refused the feed's subscription: mostly a symbol it does not list in that
+    category, which the user fixes, so the command ends as a user error (exit 2)."""
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """Where to connect and how long to run; the rest comes from the config."""
+
+    symbol: str
+    category: str
+    interval: str = "1m"
+    ws_url: str = MAINNET_WS
+    rest_url: str = MAINNET_REST
+    duration_s: float | None = None
+    record: str | None = None
+    resume: int | None = None
+    status_every_s: float = 1.0
+    ping_interval_s: float = 20.0
+    pong_timeout_s: float = 10.0
+    stale_after_s: float = 30.0
+    forbidden_backoff_s: float = 600.0
+
+
+class WallTimer:
+    """Turns the clock's next deadline into a queued :class:`Wakeup` at that wall time, so
+    bars close on time in a quiet market. A wake-up is never queued early."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        self.loop, self.queue = loop, queue
+
+    def __call__(self, deadline: int) -> None:
+        self.loop.call_later(max(0.0, (deadline - time.time_ns()) / NS_PER_S), self._wake, deadline)
+
+    def _wake(self, deadline: int) -> None:
+        early = deadline - time.time_ns()
+        if early > 0:
+            self.loop.call_later(early / NS_PER_S, self._wake, deadline)
+            return
+        self.queue.put_nowait(Wakeup(deadline, deadline))
+
+
+async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
+    """Run one live paper-trading session until the duration ends or a signal arrives."""
+    if opts.resume is not None:  # a run that is not there is a typo, not a failed run
+        reader = LedgerReader(cfg.ledger.path)
+        try:
+            reader.run(opts.resume)
+        finally:
+            reader.close()
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    start = time.time_ns()
+    clock = LiveClock(waker=WallTimer(loop, queue), start_ns=start)
+    market = Market(opts.symbol, opts.category, opts.interval, "trades", start, start)
+    session = Session(cfg, clock, market, kind="live", ledger_target=cfg.ledger.path,
+                      resume_from=opts.resume, save_state_every_bar=True)
+    try:
+        if opts.resume is not None:
+            reader = LedgerReader(cfg.ledger.path)
+            try:
+                restore_session(session, reader, opts.resume)
+            finally:
+                reader.close()
+        return await _LiveRun(session, opts, queue, loop).run()
+    except BaseException as exc:
+        if not session.closed:
+            session.close("failed", str(exc) or type(exc).__name__, data_end=time.time_ns())
+        raise
+
+
+class _LiveRun:
+    """The feed, the pump and the status line of one session, and its orderly end."""
+
+    def __init__(self, session: Session, opts: LiveOptions, queue: asyncio.Queue,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.session, self.opts, self.queue, self.loop = session, opts, queue, loop
+        self.recording = None
+        if opts.record:
+            self.recording = RecordingWriter(opts.record, {
+                "symbol": opts.symbol, "category": opts.category, "interval": opts.interval,
+                "mode": "trades", "started": session.market.data_start, "ws_url": opts.ws_url,
+                "run_id": session.run_id,
+            })
+        self.rest = BybitRest(opts.rest_url, forbidden_backoff=opts.forbidden_backoff_s)
+        self.feed = LiveFeed(opts.ws_url, self.rest, opts.category, opts.symbol, queue.put_nowait,
+                             record=self.recording.write if self.recording else None,
+                             interval=opts.interval, ping_interval=opts.ping_interval_s,
+                             pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
+                             stale_after=opts.stale_after_s, start_ns=session.market.data_start)
+
+        self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        session.host.offload = self._offload
+        session.host.rest_url = opts.rest_url
+        self.inference_errors = 0
+
+    def _offload(self, fn, ts_event: int) -> None:
+        """Run a strategy's model off the event loop; the result comes back as a Prediction
+        stamped when it finished."""
+        future = self.loop.run_in_executor(self.inference, fn)
+        future.add_done_callback(lambda done: self._inferred(done, ts_event))
+
+    def _stopped(self, fn, ts_event: int) -> None:
+        """After the stop no forecast could be acted on: bars closed out then get none."""
+        log.info("stopped: no inference for the bar closing at %s", utc_iso(ts_event))
+
+    def _inferred(self, done: asyncio.Future, ts_event: int) -> None:
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            self.inference_errors += 1
+            log.error("inference for the bar closing at %s failed: %r", utc_iso(ts_event), done.exception())
+            return
+        values = tuple(float(v) for v in done.result())
+        host = self.session.host
+        self.queue.put_nowait(Prediction(host.strategy_id, host.symbol, values, ts_event, time.time_ns()))
+
+    async def run(self) -> SessionResult:
+        stop = _install_stop(self.loop, self.queue, self.opts.duration_s)
+        # What exists by now (modules, config, instruments: ~100k objects) never becomes
+        # garbage; frozen, it is left out of the collector's full passes, which otherwise
+        # stop the feed for 150-400 ms now and then.
+        gc.freeze()
+        try:
+            return await self._run(stop)
+        finally:
+            gc.unfreeze()
+            stop.remove()  # Ctrl-C goes back to whoever had it once the ledger is closed
+
+    async def _run(self, stop: _Stopper) -> SessionResult:
+        session, feed, queue = self.session, self.feed, self.queue
+        status = asyncio.create_task(_status_line(session, feed, self.opts.status_every_s))
+        flusher = asyncio.create_task(_flush_ledger(session, session.cfg.ledger.flush_seconds))
+        feed_task = asyncio.create_task(feed.run())
+
+        def feed_ended(_: asyncio.Task) -> None:  # nothing more can come: end the session
+            stop.stop("subscription refused" if feed.refused is not None else "the feed ended")
+
+        feed_task.add_done_callback(feed_ended)
+        error = None
+        try:
+            session.start()
+            while (event := await queue.get()) is not _STOP:
+                session.bus.process(event)
+        except Exception as exc:
+            error = str(exc)
+            log.error("live session failed: %s", exc)
+        finally:
+            feed_task.remove_done_callback(feed_ended)
+            await feed.stop()
+            await asyncio.gather(feed_task, return_exceptions=True)
+            # The data ends here: no trade comes after this. Waiting for a running inference
+            # below can take seconds, and bars that end in them must not be closed.
+            feed_stopped = time.time_ns()
+            status.cancel()
+            flusher.cancel()
+            await self.rest.close()
+            self.inference.shutdown(wait=True, cancel_futures=True)
+            session.host.offload = self._stopped
+            _clear_status_line()
+        end = max(feed_stopped, session.clock.timestamp_ns())
+        feed_error = self._feed_error(feed_task)
+        error = error or feed_error
+        if error is None:
+            self._close_out(end)
+        if self.recording is not None:
+            self.recording.close(end)
+        word = "failed" if error else "finished" if stop.reason == "duration" else "stopped"
+        result = session.close(word, error, data_end=end)
+        result.extra |= {"reconnects": feed.reconnects, "duplicates_dropped": feed.decoder.dedup.duplicates,
+                         "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
+                         "trades_received": feed.decoder.trades, "recording": self.opts.record,
+                         "inference_errors": self.inference_errors,
+                         "late_trades": getattr(session.aggregator, "late_trades", 0)}
+        if feed.refused is not None:
+            raise SubscriptionRefused(feed_error)
+        return result
+
+    def _feed_error(self, feed_task: asyncio.Task) -> str | None:
+        """Why the feed ended on its own, if it did: a refused subscription or a crash."""
+        feed = self.feed
+        if feed.refused is not None:
+            return (f"the exchange refused the subscription to {', '.join(feed.ws.topics)} "
+                    f"({feed.refused}): is {self.opts.symbol} a {self.opts.category} symbol there?")
+        if feed_task.cancelled() or feed_task.exception() is None:
+            return None
+        log.error("the feed failed: %r", feed_task.exception())
+        return f"the feed failed: {feed_task.exception()!r}"
+
+    def _close_out(self, end: int) -> None:
+        """Handle what arrived before the stop, give up on an open gap, and close the bars
+        that ended by the stop without waiting out their close delay (no trade comes any
+        more), as a backtest does at the end of its data, so a replay of the recording
+        ends with the same bars."""
+        session, feed = self.session, self.feed
+        if feed.decoder.gap_from is not None:
+            feed.input("rest_trades", end, {"list": [], "error": "the session ended before a backfill"})
+        late = 0
+        while not self.queue.empty():
+            event = self.queue.get_nowait()
+            if event is _STOP:
+                continue
+            if event.ts_init > end:  # a forecast finished after the data ended: nothing to act on
+                late += 1
+                continue
+            session.bus.process(event)
+        if late:
+            log.info("%d event(s) made after the feed stopped were left out", late)
+        session.bus.advance_to(end + session.cfg.bars.close_delay_ms * NS_PER_MS)
+        session.stop()
+
+
+def run_live(cfg: Config, opts: LiveOptions) -> SessionResult:
+    return asyncio.run(run_live_async(cfg, opts))
+
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Stopper:
+    """Why the session stopped (``duration``, a signal name, or the feed ending), once;
+    ``remove()`` puts the signal handlers that were there before back (the event loop may
+    outlive the session)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue) -> None:
+        self.loop, self.queue = loop, queue
+        self.reason: str | None = None
+        self.previous = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def stop(self, reason: str) -> None:
+        """End the pump after what is queued; only the first reason counts."""
+        if self.reason is not None:
+            return
+        self.reason = reason
+        log.warning("stopping (%s): flushing the ledger", reason)
+        self.queue.put_nowait(_STOP)
+
+    def remove(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        for sig, handler in self.previous.items():
+            self.loop.remove_signal_handler(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue,
+                  duration_s: float | None) -> _Stopper:
+    stopper = _Stopper(loop, queue)
+    for sig in _SIGNALS:
+        loop.add_signal_handler(sig, stopper.stop, sig.name)
+    if duration_s is not None:
+        stopper.timer = loop.call_later(duration_s, stopper.stop, "duration")
+    return stopper
+
+
+async def _flush_ledger(session: Session, every_s: float) -> None:
+    """Hand the buffered ledger rows to its writer every ``every_s`` seconds. The ledger
+    checks the time only every 1024 rows, which a live session takes hours to add; a crash
+    must not lose more than the last few seconds (and a resume needs the fills)."""
+    while True:
+        await asyncio.sleep(every_s)
+        session.ledger.flush()
+
+
+async def _status_line(session: Session, feed: LiveFeed, every_s: float) -> None:
+    """Connection state, last trade age, position and equity on stderr, once a second
+    (a line every 10 s when stderr is not a terminal)."""
+    tty = sys.stderr.isatty()
+    ticks = 0
+    while True:
+        await asyncio.sleep(every_s)
+        ticks += 1
+        if not tty and ticks % 10:
+            continue
+        age = (time.time_ns() - feed.last_trade_wall_ns) / NS_PER_S if feed.last_trade_wall_ns else None
+        broker = session.broker
+        line = (f"{session.market.category} {session.market.symbol} {feed.state} | last trade "
+                f"{'-' if age is None else f'{age:.1f}s'} ago | position "
+                f"{broker.position_qty(session.market.symbol):g} | equity {broker.account.equity():,.2f} | "
+                f"bars {session.recorder.bars} | reconnects {feed.reconnects}")
+        print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+
+def _clear_status_line() -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -1,0 +1,122 @@
+"""Resuming a paper-trading run from its ledger: positions and cash rebuilt from the fills
+and funding recorded (positions come only from fills), open orders put back on the
+simulated venue, and the strategy's last saved state handed to ``on_load``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import pandas as pd
+
+from engine.bars.aggregator import parse_interval
+from engine.broker import Order
+from engine.core import plugins
+from engine.core.config import Config
+from engine.core.typed import ConfigError, build
+from engine.ledger.reader import LedgerQueryError, LedgerReader
+from engine.run.session import Session
+
+log = logging.getLogger(__name__)
+
+FINAL = ("rejected", "canceled", "expired", "filled")
+MARKET = ("symbol", "category", "interval")
+
+
+def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: dict[str, str],
+                   market: dict[str, str | None]) -> Config:
+    """``cfg`` set to continue run ``run_id`` of its ledger: that run's strategy, parameters,
+    symbol, category and interval. A ``strategy`` or ``market`` value given that differs is
+    refused (the run would change what it trades); ``params`` given override the run's, each
+    change logged as a warning."""
+    reader = LedgerReader(cfg.ledger.path)
+    try:
+        previous = reader.run(run_id)
+    finally:
+        reader.close()
+    if previous["kind"] != "live":
+        raise ConfigError(f"run {run_id} is a {previous['kind']}; --resume continues live runs")
+    if strategy is not None and strategy != previous["strategy"]:
+        raise ConfigError(f"run {run_id} ran strategy {previous['strategy']!r}; --resume continues it "
+                          f"with that strategy, not {strategy!r}")
+    if market.get("interval") is not None:  # 60s and 1m are the same bars
+        try:
+            market = market | {"interval": parse_interval(market["interval"]).label}
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    for key in MARKET:
+        if market.get(key) is not None and market[key] != previous[key]:
+            raise ConfigError(f"run {run_id} traded {key} {previous[key]}; --resume cannot change it to "
+                              f"{market[key]}")
+    stored = json.loads(previous["params"])
+    cls = plugins.load("papertape.strategies", previous["strategy"], "strategy")
+    config_class = getattr(cls, "config_class", None)
+    if config_class is not None and params:
+        before = build(config_class, stored, "--param")
+        after = build(config_class, stored | params, "--param")
+        for field in dataclasses.fields(config_class):
+            old, new = getattr(before, field.name), getattr(after, field.name)
+            if old != new:
+                log.warning("resuming run %d with %s %r instead of %r", run_id, field.name, new, old)
+    run = dataclasses.replace(cfg.run, **{key: previous[key] for key in MARKET})
+    chosen = dataclasses.replace(cfg.strategy, name=previous["strategy"], params=stored | params)
+    return dataclasses.replace(cfg, run=run, strategy=chosen)
+
+
+def restore_session(session: Session, reader: LedgerReader, run_id: int) -> None:
+    """Bring ``session`` to where run ``run_id`` (and the runs it resumed) left off."""
+    previous = reader.run(run_id)
+    if previous["symbol"] != session.market.symbol or previous["category"] != session.market.category:
+        raise LedgerQueryError(f"run {run_id} traded {previous['category']} {previous['symbol']}, "
+                               f"not {session.market.category} {session.market.symbol}")
+    if previous["strategy"] != session.strategy_name:
+        raise LedgerQueryError(f"run {run_id} ran strategy {previous['strategy']!r}, "
+                               f"not {session.strategy_name!r}")
+    ids = reader.chain(run_id)
+    account = session.broker.account
+    account.cash = account.initial_cash = float(reader.run(ids[0])["initial_cash"])
+    fills = reader.fills(ids)
+    for f in fills.itertuples():
+        account.apply_fill(f.symbol, int(f.side), float(f.qty), float(f.price), float(f.fee))
+    for f in reader.funding(ids).itertuples():
+        account.cash -= float(f.payment)
+        account.funding_paid += float(f.payment)
+    equity = reader.equity(ids)
+    if not equity.empty:
+        account.marks[session.market.symbol] = float(equity.mark_price.iloc[-1])
+    _restore_orders(session, reader, ids, fills)
+    states = reader.table("strategy_state", ids, "ts, id")
+    if not states.empty:
+        session.strategy.on_load(json.loads(states.state.iloc[-1]))
+    session.broker._liq_price[session.market.symbol] = account.liquidation_price(session.market.symbol)
+    log.warning("resumed from run %d: position %g, cash %.2f, %d open order(s)", run_id,
+                session.broker.position_qty(session.market.symbol), account.cash,
+                len(session.broker.active))
+
+
+def _restore_orders(session: Session, reader: LedgerReader, ids: list[int], fills: pd.DataFrame) -> None:
+    orders = reader.table("orders", ids, "ts_init, id")
+    updates = reader.table("order_updates", ids, "ts_init, id")
+    finished = set(updates.client_order_id[updates.status.isin(FINAL)])
+    accepted = set(updates.client_order_id[updates.status == "accepted"])
+    triggered = set(updates.client_order_id[updates.status == "triggered"])
+    filled = fills.groupby("client_order_id").qty.sum().to_dict() if not fills.empty else {}
+    broker, host = session.broker, session.host
+    for o in orders.itertuples():
+        order = Order(o.client_order_id, o.strategy_id, o.symbol, int(o.side), float(o.qty),
+                      o.order_type, _opt(o.price), _opt(o.trigger_price), o.time_in_force,
+                      bool(o.reduce_only), int(o.ts_init), arrival=int(o.ts_init),
+                      filled=float(filled.get(o.client_order_id, 0.0)),
+                      triggered=o.client_order_id in triggered)
+        order.status = "done" if o.client_order_id in finished else "active"
+        broker.orders[order.id] = order
+        if order.status == "active" and order.id in accepted:
+            broker.active.append(order)
+        elif order.status == "active":
+            order.status = "lost"  # sent but never accepted before the crash: not on the venue
+    host.continue_numbering([o.client_order_id for o in orders.itertuples()])
+
+
+def _opt(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)

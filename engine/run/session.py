@@ -1,0 +1,227 @@
+"""A trading session: the bus, broker, bar aggregator, strategy and ledger wired together.
+
+Backtests and live paper trading build the same :class:`Session`; only the clock and the
+source of events differ. Subscription order fixes the per-event order of DESIGN.md: the
+broker matches first, then the aggregator folds trades, then the strategy sees the event,
+then the ledger records it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.analysis.metrics import metrics_for_run
+from engine.bars.aggregator import make_aggregator, parse_interval
+from engine.broker import (
+    Account,
+    FeeModel,
+    FillModel,
+    InstrumentBook,
+    LatencyModel,
+    SimulatedBroker,
+    SlippageModel,
+    UnknownInstrument,
+)
+from engine.core import plugins
+from engine.core.bus import Bus
+from engine.core.clock import NS_PER_MS, Clock
+from engine.core.config import Config
+from engine.core.events import Bar, FeedStatus, Trades
+from engine.core.typed import ConfigError, build
+from engine.ledger.reader import LedgerReader
+from engine.ledger.recorder import LedgerRecorder
+from engine.ledger.store import Ledger
+from engine.strategy.host import StrategyContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Market:
+    """What a session trades and how its data arrives."""
+
+    symbol: str
+    category: str
+    interval: str
+    match_on: str  # "trades" or "bars"
+    data_start: int
+    data_end: int
+    data_files: tuple[str, ...] = ()
+
+
+@dataclass
+class SessionResult:
+    """What a finished session reports (the ``--json`` object of backtest and live)."""
+
+    run_id: int
+    ledger: str
+    status: str
+    bars: int
+    fills: int
+    metrics: dict[str, Any]
+    data: dict[str, Any] = field(default_factory=dict)
+    rejections: dict[str, int] = field(default_factory=dict)
+    strategy_errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out |= out.pop("extra")
+        return out
+
+
+def load_strategy(spec: str, params: dict[str, Any]) -> Any:
+    """An instance of the strategy ``spec`` with typed parameters from ``params``."""
+    cls = plugins.load("papertape.strategies", spec, "strategy")
+    if not isinstance(cls, type) or not hasattr(cls, "config_class") or not hasattr(cls, "attach"):
+        raise plugins.PluginError(f"{spec!r} is not a papertape Strategy class")
+    config = build(cls.config_class, params, f"strategy {spec} parameters")
+    return cls(config)
+
+
+class Session:
+    """One run: builds every part, records to the ledger, and reports at the end."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Clock,
+        market: Market,
+        *,
+        kind: str,
+        ledger_target: str,
+        resume_from: int | None = None,
+        save_state_every_bar: bool = False,
+    ) -> None:
+        self.cfg, self.market, self.kind = cfg, market, kind
+        self.resumed_from = resume_from
+        self.bus = Bus(clock)
+        self.clock = clock
+        broker_cfg = cfg.broker
+        seeds = np.random.SeedSequence(cfg.run.seed).spawn(2)
+        try:
+            instruments = InstrumentBook.load(broker_cfg.instruments)
+            instruments.get(market.category, market.symbol)
+            account = Account(market.category, cfg.account.cash, cfg.account.leverage,
+                              broker_cfg.maintenance_margin)
+        except (UnknownInstrument, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        self.broker = SimulatedBroker(
+            self.bus, account, instruments,
+            fees=FeeModel.for_category(market.category, broker_cfg.maker_fee, broker_cfg.taker_fee),
+            slippage=SlippageModel(broker_cfg.slippage_bps, broker_cfg.impact),
+            latency=LatencyModel(np.random.default_rng(seeds[0]), broker_cfg.latency_ms,
+                                 broker_cfg.latency_jitter_ms, broker_cfg.cancel_latency_ms),
+            fill_model=FillModel(np.random.default_rng(seeds[1]),
+                                 broker_cfg.touch_fill_probability, broker_cfg.max_participation),
+            match_on=market.match_on, fill_at=broker_cfg.fill_at,
+            funding_rate=broker_cfg.funding_rate,
+        )
+        self.aggregator = None
+        if market.match_on == "trades":
+            spec = parse_interval(market.interval)
+            options: dict[str, Any] = {"inverse": market.category == "inverse"}
+            if spec.is_time:
+                options |= {"close_delay_ns": cfg.bars.close_delay_ms * NS_PER_MS,
+                            "empty": cfg.bars.empty, "first_partial": cfg.bars.first_partial,
+                            "start_ns": market.data_start}
+            self.aggregator = make_aggregator(market.symbol, spec, clock, self.bus.publish, **options)
+            self.bus.subscribe(Trades, self.aggregator.on_trades)
+            if spec.is_time:
+                self._late_at_gap = 0
+                self.bus.subscribe(FeedStatus, self._on_feed_status)
+        strategy_cfg = cfg.strategy
+        self.strategy_name = strategy_cfg.name
+        self.strategy = load_strategy(strategy_cfg.name, strategy_cfg.params)
+        self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
+                                    market.interval, self.bus, self.broker, strategy_cfg.on_error)
+        self.host.mode = "live" if kind == "live" else "replay"
+        self.strategy.check_run()
+        self.ledger = Ledger(ledger_target, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
+        self.run_id = self.ledger.start_run(
+            kind=kind, strategy=strategy_cfg.name,
+            params=json.dumps(dataclasses.asdict(self.strategy.config), sort_keys=True),
+            symbol=market.symbol, category=market.category, interval=market.interval,
+            data_start=market.data_start, data_end=market.data_end,
+            data_files=json.dumps(list(market.data_files)), seed=cfg.run.seed,
+            initial_cash=cfg.account.cash, config=json.dumps(dataclasses.asdict(cfg), default=str),
+            resumed_from=resume_from,
+        )
+        self.recorder = LedgerRecorder(self.bus, self.ledger, self.run_id, self.broker,
+                                       market.symbol, market.interval)
+        if save_state_every_bar:  # live: a run killed at any time resumes from its last bar
+            self.bus.subscribe(Bar, self._save_state)
+        self.closed = False
+
+    def _on_feed_status(self, status: FeedStatus) -> None:
+        """Hold bar closes while a feed gap is open; close what is due once it is filled
+        (or given up on), so no bar is closed over missing trades. A silence noticed only
+        after its bars closed leaves backfilled trades late: that gap is recorded unfilled."""
+        aggregator = self.aggregator
+        if status.status == "disconnected":
+            if not aggregator.held:
+                self._late_at_gap = aggregator.late_trades
+            aggregator.hold()
+        elif status.status in ("backfilled", "unfilled"):
+            aggregator.release()
+            late = aggregator.late_trades - self._late_at_gap
+            self._late_at_gap = aggregator.late_trades
+            if late and status.status == "backfilled":
+                self.bus.publish(status._replace(
+                    status="unfilled",
+                    detail=f"{late} backfilled trade(s) came after their bars had closed"))
+
+    def wants_fine_batches(self) -> bool:
+        """True while an order is working or the strategy reads trades: replay then keeps
+        trade batches short so fills and trades are seen when they happen."""
+        return bool(self.broker.active) or self.host.reads_trades
+
+    def _save_state(self, bar: Bar) -> None:
+        if bar.symbol == self.market.symbol and bar.interval == self.market.interval:
+            self.recorder.save_state(self.strategy_name, bar.ts_init, self.host.save())
+
+    def start(self) -> None:
+        """Start timers (bar closes, funding) at the data start and call ``on_start``."""
+        start = self.market.data_start
+        if self.aggregator is not None and hasattr(self.aggregator, "start_at"):
+            self.aggregator.start_at(start)
+        self.broker.start_funding(start)
+        self.host.start()
+
+    def stop(self) -> None:
+        """Call ``on_stop`` and record the strategy's saved state."""
+        self.host.stop()
+        self.recorder.save_state(self.strategy_name, self.clock.timestamp_ns(), self.host.save())
+
+    def close(self, status: str, error: str | None = None, data_end: int | None = None) -> SessionResult:
+        """Flush the ledger, mark the run, compute metrics from the ledger, and report.
+        ``data_end`` is where a live session's data stopped."""
+        self.closed = True
+        dropped = self.host.predictions_dropped
+        summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors,
+                   "predictions_dropped": dropped}
+        if data_end is not None:
+            self.market = dataclasses.replace(self.market, data_end=data_end)
+        self.ledger.finish_run(self.run_id, status, error, summary, data_end=data_end)
+        self.ledger.close()
+        reader = LedgerReader(self.ledger.target)
+        try:
+            metrics = metrics_for_run(reader, self.run_id)
+        finally:
+            reader.close()
+        return SessionResult(
+            run_id=self.run_id, ledger=self.ledger.target, status=status,
+            bars=self.recorder.bars, fills=self.broker.fill_count, metrics=metrics,
+            data={"symbol": self.market.symbol, "category": self.market.category,
+                  "interval": self.market.interval, "start_ns": self.market.data_start,
+                  "end_ns": self.market.data_end, "files": list(self.market.data_files)},
+            rejections=dict(self.broker.rejections), strategy_errors=self.host.errors,
+            extra={"predictions_dropped": dropped, "resumed_from": self.resumed_from,
+                   "first_rejections": dict(self.broker.first_rejections)},
+        )

@@ -1,0 +1,227 @@
+"""Hosts a strategy on the bus: routes it the events it asked for and turns its calls into
+order requests for the broker.
+
+The host is duck-typed (any object with the ``strategies.base.Strategy`` methods works), so
+the engine needs no import of the strategies package. Callback errors follow
+``on_error``: ``"stop"`` (default) lets the bus stop the run; ``"skip"`` logs and counts
+the error and goes on with the next event.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from engine.broker import Instrument, SimulatedBroker
+from engine.core.bus import Bus
+from engine.core.events import (
+    BUY,
+    SELL,
+    Bar,
+    CancelRequest,
+    Fill,
+    OrderRequest,
+    OrderUpdate,
+    Prediction,
+    Trades,
+)
+
+log = logging.getLogger(__name__)
+
+_SIDES = {"buy": BUY, "sell": SELL, BUY: BUY, SELL: SELL}
+
+
+def _overrides(strategy: Any, name: str) -> bool:
+    """True when the strategy's class defines ``name`` itself rather than inheriting the base no-op."""
+    for klass in type(strategy).__mro__:
+        if name in vars(klass):
+            return klass.__module__ != "strategies.base"
+    return False
+
+
+class StrategyContext:
+    """What a strategy can reach: the clock, its symbol, the account, and order entry."""
+
+    def __init__(
+        self,
+        strategy: Any,
+        strategy_id: str,
+        symbol: str,
+        interval: str,
+        bus: Bus,
+        broker: SimulatedBroker,
+        on_error: str = "stop",
+    ) -> None:
+        self.strategy = strategy
+        self.strategy_id = strategy_id
+        self.symbol = symbol
+        self.interval = interval
+        self.bus = bus
+        self.clock = bus.clock
+        self.broker = broker
+        self.on_error = on_error
+        self.errors = 0
+        self._seq = 0
+        self.mode = "replay"
+        self.rest_url: str | None = None  # the venue's REST API, live only
+        self.offload: Callable[[Callable[[], Any], int], None] | None = None
+        self.last_bar_close = -1
+        self.predictions_dropped = 0
+        self._in_flight: dict[str, OrderRequest] = {}  # sent, not yet seen by the broker
+        strategy.attach(self)
+        self._bar_callback = self._guard(strategy.on_bar)
+        self._trades_callback = self._guard(strategy.on_trades)
+        self._fill_callback = self._guard(strategy.on_fill)
+        self._update_callback = self._guard(strategy.on_order_update)
+        self._prediction_callback = self._guard(strategy.on_prediction)
+        bus.subscribe(Bar, self._on_bar)
+        self.reads_trades = _overrides(strategy, "on_trades")
+        if self.reads_trades:
+            bus.subscribe(Trades, self._on_trades)
+        bus.subscribe(OrderRequest, self._on_request)
+        bus.subscribe(Fill, self._on_fill)
+        bus.subscribe(OrderUpdate, self._on_order_update)
+        bus.subscribe(Prediction, self._on_prediction)
+
+    # -- account views -------------------------------------------------------------------
+
+    def position(self) -> float:
+        return self.broker.position_qty(self.symbol)
+
+    def cash(self) -> float:
+        return self.broker.account.cash
+
+    def equity(self) -> float:
+        return self.broker.account.equity()
+
+    def instrument(self) -> Instrument:
+        return self.broker.instruments.get(self.broker.account.category, self.symbol)
+
+    def open_orders(self) -> list[str]:
+        return [*self._in_flight, *(o.id for o in self.broker.open_orders(self.strategy_id))]
+
+    # -- order entry ---------------------------------------------------------------------
+
+    def continue_numbering(self, order_ids: list[str]) -> None:
+        """Number new orders after the highest ``<strategy_id>-N`` among ``order_ids``."""
+        prefix = f"{self.strategy_id}-"
+        numbers = [int(i[len(prefix):]) for i in order_ids
+                   if i.startswith(prefix) and i[len(prefix):].isdigit()]
+        self._seq = max([self._seq, *numbers])
+
+    def next_order_id(self) -> str:
+        self._seq += 1
+        return f"{self.strategy_id}-{self._seq}"
+
+    def submit_order(self, side, qty, order_type, price, trigger_price, time_in_force,
+                     reduce_only) -> str:
+        if side not in _SIDES:
+            raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")
+        side = _SIDES[side]
+        order_id = self.next_order_id()
+        now = self.clock.timestamp_ns()
+        request = OrderRequest(
+            order_id, self.symbol, side, float(qty), order_type,
+            None if price is None else float(price),
+            None if trigger_price is None else float(trigger_price),
+            time_in_force, bool(reduce_only), self.strategy_id, now, now,
+        )
+        self._in_flight[order_id] = request
+        self.bus.publish(request)
+        return order_id
+
+    def cancel_order(self, client_order_id: str) -> None:
+        now = self.clock.timestamp_ns()
+        self.bus.publish(CancelRequest(client_order_id, self.symbol, self.strategy_id, now, now))
+
+    def target_position(self, qty: float) -> str | None:
+        if not math.isfinite(qty):
+            raise ValueError(f"target position must be finite, got {qty}")
+        # Market orders still on their way count as done; position and the broker's
+        # remaining quantities change together, at the fill.
+        on_the_way = sum(r.side * r.qty for r in self._in_flight.values() if r.order_type == "market")
+        on_the_way += sum(o.side * o.remaining for o in self.broker.open_orders(self.strategy_id)
+                          if o.type == "market")
+        delta = qty - (self.position() + on_the_way)
+        if abs(delta) < 1e-12:
+            return None
+        return self.submit_order(BUY if delta > 0 else SELL, _clean(abs(delta)), "market",
+                                 None, None, "GTC", False)
+
+    # -- routing -------------------------------------------------------------------------
+
+    def _guard(self, callback: Callable[[Any], None]) -> Callable[[Any], None]:
+        """The callback as is (errors stop the run), or wrapped to log, count and go on."""
+        if self.on_error == "stop":
+            return callback
+
+        def guarded(event: Any) -> None:
+            try:
+                callback(event)
+            except Exception as exc:
+                self.errors += 1
+                self.bus.record_error(callback, event, exc)
+
+        return guarded
+
+    def run_inference(self, fn: Callable[[], Any], ts_event: int) -> None:
+        """Compute ``fn()`` (a model's outputs for the bar closing at ``ts_event``) and
+        deliver it as a :class:`Prediction`: live, in an executor, stamped when it finished;
+        in replay, at once."""
+        if self.offload is not None:
+            self.offload(fn, ts_event)
+            return
+        now = self.clock.timestamp_ns()
+        self.bus.publish(Prediction(self.strategy_id, self.symbol, tuple(map(float, fn())), ts_event, now))
+
+    def _on_bar(self, bar: Bar) -> None:
+        if bar.symbol == self.symbol and bar.interval == self.interval:
+            self.last_bar_close = bar.close_time
+            self._bar_callback(bar)
+
+    def _on_trades(self, trades: Trades) -> None:
+        if trades.symbol == self.symbol:
+            self._trades_callback(trades)
+
+    def _on_request(self, request: OrderRequest) -> None:
+        """The broker (subscribed first) has the order now; it tracks it from here."""
+        self._in_flight.pop(request.client_order_id, None)
+
+    def _on_fill(self, fill: Fill) -> None:
+        if fill.strategy_id == self.strategy_id:
+            self._fill_callback(fill)
+
+    def _on_order_update(self, update: OrderUpdate) -> None:
+        if update.strategy_id == self.strategy_id:
+            self._update_callback(update)
+
+    def _on_prediction(self, prediction: Prediction) -> None:
+        if prediction.strategy_id != self.strategy_id:
+            return
+        if is_late(prediction, self.last_bar_close):
+            self.predictions_dropped += 1
+            log.warning("%s: prediction for the bar closing at %d arrived after the next bar "
+                        "closed; dropped", self.strategy_id, prediction.ts_event)
+            return
+        self._prediction_callback(prediction)
+
+    def start(self) -> None:
+        self.strategy.on_start()
+
+    def stop(self) -> None:
+        self.strategy.on_stop()
+
+    def save(self) -> dict[str, Any]:
+        return self.strategy.on_save()
+
+
+def is_late(prediction: Prediction, last_bar_close: int) -> bool:
+    """A prediction is late (and dropped) once a newer bar than its own has closed."""
+    return prediction.ts_event < last_bar_close
+
+
+def _clean(qty: float) -> float:
+    """Drop float noise from a difference of quantities (0.30000000000000004 -> 0.3)."""
+    return float(f"{qty:.12g}")

@@ -1,0 +1,518 @@
+"""Helpers for the live-trading tests: the loopback exchange and ``papertape live`` as
+subprocesses, the bars a client should have built from what the server served (computed
+here from the archive and the server's time mapping, independently of the engine), ledger
+consistency checks, and small strategies loaded as ``tests.helpers.live:Class``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pandas as pd
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from strategies.base import Strategy, StrategyConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPERTAPE = str(Path(sys.executable).parent / "papertape")
+SAMPLE_DAY = ROOT / "engine" / "data" / "sample" / "BTCUSDT2025-06-01.csv.gz"
+VOLUME_SCALE, TURNOVER_SCALE = 10**8, 10**6
+
+
+def env() -> dict[str, str]:
+    """The environment of a child process: ``tests`` importable (for module:Class strategies)."""
+    out = dict(os.environ)
+    out["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), out.get("PYTHONPATH")]))
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 0.1):
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(every)
+
+
+# -- the loopback exchange as a process ---------------------------------------------------
+
+def aligned_start_ms(lead_s: float = 3.0, step_ms: int = 2000) -> int:
+    """A served start (``--wall-start-ms``) ``lead_s`` or a little more from now, on a bar
+    boundary: the first trade then opens a bar, so a session that starts before it builds
+    the same bars whenever it runs."""
+    now = time.time_ns() // 1_000_000
+    return -(-(now + int(lead_s * 1000)) // step_ms) * step_ms
+
+
+@dataclass
+class Exchange:
+    proc: subprocess.Popen
+    url: str
+    stderr_path: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def state(self) -> dict:
+        with urllib.request.urlopen(self.url + "/_control/state", timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def fault(self, name: str, count: int) -> None:
+        """Fire the fault ``name`` now through ``POST /_control/fault``."""
+        body = json.dumps({"fault": name, "count": count}).encode()
+        with urllib.request.urlopen(urllib.request.Request(self.url + "/_control/fault", data=body),
+                                    timeout=5) as resp:
+            assert json.loads(resp.read())["ok"]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+def start_exchange(data: list[Path], workdir: Path, *, port: int = 0, speed: float = 400,
+                   faults: str = "", wall_start_ms: int | None = None, timeout: float = 30) -> Exchange:
+    """``papertape serve-exchange`` in a child process, once it says it is listening."""
+    args = [PAPERTAPE, "serve-exchange", "--data", *map(str, data), "--host", "127.0.0.1",
+            "--port", str(port), "--speed", f"{speed:g}"]
+    if faults:
+        args += ["--faults", faults]
+    if wall_start_ms is not None:
+        args += ["--wall-start-ms", str(wall_start_ms)]
+    stderr_path = workdir / f"exchange-{time.monotonic_ns()}.err"
+    with open(stderr_path, "w") as err:
+        proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.PIPE, stderr=err, text=True, env=env())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        if match:
+            return Exchange(proc, match.group(1), stderr_path)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError(f"exchange did not start: {stderr_path.read_text()}")
+
+
+# -- papertape live as a process ----------------------------------------------------------
+
+@dataclass
+class LiveResult:
+    returncode: int
+    result: dict[str, Any] | None
+    stderr: str
+
+
+class LiveProcess:
+    """``papertape live --json`` against an exchange; stderr goes to a file."""
+
+    def __init__(self, exchange: Exchange, workdir: Path, ledger: Path, *args: str,
+                 duration: str | None = "20s", interval: str = "2s") -> None:
+        self.stderr_path = workdir / f"live-{time.monotonic_ns()}.err"
+        cmd = [PAPERTAPE, "live", "--json", "--ws-url", exchange.ws, "--rest-url", exchange.url,
+               "--ledger", str(ledger), "--interval", interval, "--ping-interval", "1",
+               "--pong-timeout", "1", "--stale-after", "2", "--rest-ban-backoff", "0.3", *args]
+        if duration is not None:
+            cmd += ["--duration", duration]
+        self._err = open(self.stderr_path, "w")  # noqa: SIM115 - closed in wait()
+        self.proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=self._err,
+                                     text=True, env=env())
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def wait(self, timeout: float = 90) -> LiveResult:
+        out, _ = self.proc.communicate(timeout=timeout)
+        self._err.close()
+        result = json.loads(out) if out.strip() else None
+        return LiveResult(self.proc.returncode, result, self.stderr())
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=10)
+        self._err.close()
+
+
+def papertape(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([PAPERTAPE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env())
+
+
+# -- the ledger ----------------------------------------------------------------------------
+
+def query(db: Path, sql: str, params: tuple = ()) -> pd.DataFrame:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return pd.read_sql_query(sql, con, params=params)
+    finally:
+        con.close()
+
+
+def table_has(db: Path, sql: str, params: tuple = ()) -> bool:
+    """True once the (possibly still being written) ledger answers ``sql`` with a row."""
+    if not db.is_file():
+        return False
+    try:
+        return not query(db, sql, params).empty
+    except (sqlite3.OperationalError, pd.errors.DatabaseError):
+        return False
+
+
+def check_ledger(db: Path, run_ids: list[int], status: str = "finished") -> pd.DataFrame:
+    """The ledger of a run (and the runs it resumed, oldest first) is consistent: the last run
+    has ``status``; every fill's order exists; the position after each fill equals the
+    cumulative signed fills; every order update belongs to a recorded order. Returns the fills."""
+    marks = ",".join(str(int(i)) for i in run_ids)
+    runs = query(db, f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id")
+    assert list(runs.id) == sorted(run_ids)
+    assert runs.status.iloc[-1] == status, runs[["id", "status", "error"]]
+    orders = query(db, f"SELECT * FROM orders WHERE run_id IN ({marks})")
+    fills = query(db, f"SELECT * FROM fills WHERE run_id IN ({marks}) ORDER BY run_id, id")
+    updates = query(db, f"SELECT * FROM order_updates WHERE run_id IN ({marks})")
+    assert set(fills.client_order_id) <= set(orders.client_order_id), "a fill without its order"
+    assert set(updates.client_order_id) <= set(orders.client_order_id), "an update without its order"
+    assert not orders.client_order_id.duplicated().any(), "an order id used twice"
+    signed = (fills.side * fills.qty).cumsum()
+    assert np.allclose(fills.position.to_numpy(), signed.to_numpy(), atol=1e-9), \
+        pd.DataFrame({"ledger": fills.position, "cumulative": signed})
+    filled = fills.groupby("client_order_id").qty.sum()
+    for oid, qty in filled.items():
+        assert qty <= float(orders.set_index("client_order_id").qty[oid]) + 1e-9, f"{oid} overfilled"
+    return fills
+
+
+# -- what the server served ------------------------------------------------------------------
+
+def archive_trades(path: Path) -> pd.DataFrame:
+    """A derivatives archive's trades in file order with exact integer-ns times (parsed from
+    the decimal text, not through a float)."""
+    frame = pd.read_csv(path, dtype={"timestamp": str, "trdMatchID": str})
+    whole, _, frac = frame.timestamp.str.partition(".").T.to_numpy()
+    frac = pd.Series(frac).str.ljust(9, "0").str[:9]
+    ts = whole.astype(np.int64) * 1_000_000_000 + frac.astype(np.int64).to_numpy()
+    out = pd.DataFrame({"ts": ts, "price": frame.price.astype(float), "size": frame["size"].astype(float),
+                        "id": frame.trdMatchID})
+    return out.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def served_ms(trades: pd.DataFrame, wall_start_ms: int, speed: int,
+              hist_start_ns: int | None = None) -> np.ndarray:
+    """``T_served = wall_start_ms + (T_hist - hist_start) // speed`` in integer ms (hist_start:
+    the first trade, the server's default)."""
+    assert float(speed) == int(speed), "integer speeds keep the mapping exact"
+    start = int(trades.ts.iloc[0]) if hist_start_ns is None else hist_start_ns
+    return wall_start_ms + (trades.ts.to_numpy() - start) // (int(speed) * 1_000_000)
+
+
+def expected_bars(trades: pd.DataFrame, served: np.ndarray, interval_ms: int) -> pd.DataFrame:
+    """Bars of the trades at their served times (open time in ns as the index): prices from
+    the first/last trade in serving order, volume and turnover summed exactly in the
+    aggregator's fixed units."""
+    price, size = trades.price.to_numpy(), trades["size"].to_numpy()
+    frame = pd.DataFrame({
+        "open_time": served // interval_ms * interval_ms * 1_000_000, "price": price,
+        "vol": np.rint(size * VOLUME_SCALE).astype(np.int64),
+        "turn": np.rint(price * size * TURNOVER_SCALE).astype(np.int64),
+    })
+    bars = frame.groupby("open_time").agg(
+        open=("price", "first"), high=("price", "max"), low=("price", "min"), close=("price", "last"),
+        vol=("vol", "sum"), turn=("turn", "sum"), trades=("price", "size"))
+    bars["volume"] = bars.pop("vol") / VOLUME_SCALE
+    bars["turnover"] = bars.pop("turn") / TURNOVER_SCALE
+    return bars
+
+
+def compare_bars(live: pd.DataFrame, expected: pd.DataFrame) -> list[str]:
+    """Differences between ledger bars and expected bars (same open times), as text lines."""
+    problems = []
+    for row in live.itertuples():
+        if row.open_time not in expected.index:
+            if row.trades:
+                problems.append(f"bar {row.open_time}: {row.trades} trades, none were served")
+            continue
+        want = expected.loc[row.open_time]
+        for column in ("open", "high", "low", "close", "trades"):
+            if getattr(row, column) != want[column]:
+                problems.append(f"bar {row.open_time} {column}: live {getattr(row, column)} "
+                                f"served {want[column]}")
+        for column in ("volume", "turnover"):
+            if not np.isclose(getattr(row, column), want[column], rtol=1e-12, atol=1e-9):
+                problems.append(f"bar {row.open_time} {column}: live {getattr(row, column)} "
+                                f"served {want[column]}")
+    return problems
+
+
+# -- a tiny Bybit-like server for client tests -------------------------------------------------
+
+BASE_MS = 1_767_225_600_000
+# The pong shapes of BYBIT.md section 3.
+PONGS = {
+    "spot": lambda req: {"success": True, "ret_msg": "pong", "conn_id": "c1", "op": "ping"},
+    "linear": lambda req: {"success": True, "ret_msg": "pong", "conn_id": "c1", "req_id": "", "op": "ping"},
+    "option": lambda req: {"args": [str(int(time.time() * 1000))], "op": "pong"},
+    "private": lambda req: {"req_id": req.get("req_id", ""), "op": "pong", "args": ["1767225600000"],
+                            "conn_id": "c1"},
+}
+
+
+def linear_ack(request: dict, success: bool = True, ret_msg: str = "") -> dict:
+    return {"success": success, "ret_msg": ret_msg, "conn_id": "c1", "req_id": request.get("req_id", ""),
+            "op": request["op"]}
+
+
+def trade_message(ids: list[str], times_ms: list[int], prices: list[float], symbol: str = "BTCUSDT") -> str:
+    data = [{"T": t, "s": symbol, "S": "Buy" if k % 2 else "Sell", "v": "0.010", "p": f"{p:.1f}",
+             "L": "PlusTick", "i": i, "BT": False, "RPI": False, "seq": 1000 + k}
+            for k, (i, t, p) in enumerate(zip(ids, times_ms, prices, strict=True))]
+    return json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": times_ms[-1],
+                       "data": data})
+
+
+def rest_trade(i: str, t: int, p: float, k: int) -> dict:
+    return {"execId": i, "symbol": "BTCUSDT", "price": f"{p:.1f}", "size": "0.010",
+            "side": "Buy" if k % 2 else "Sell", "time": str(t), "isBlockTrade": False,
+            "isRPITrade": False, "seq": str(1000 + k)}
+
+
+@dataclass
+class Conn:
+    ws: ServerConnection
+    opened: float
+    received: list[tuple[float, Any]] = field(default_factory=list)
+    subscribes: list[list[str]] = field(default_factory=list)
+
+    @property
+    def topics(self) -> list[str]:
+        return [t for args in self.subscribes for t in args]
+
+    def pings(self) -> list[tuple[float, dict]]:
+        return [(t, m) for t, m in self.received if isinstance(m, dict) and m.get("op") == "ping"]
+
+
+Script = Callable[["FakeBybit", Conn], Awaitable[None]]
+
+
+class FakeBybit:
+    """A Bybit-shaped public websocket (and a recent-trade REST route) on a free port.
+
+    ``pong(request)`` shapes the pong (None: pings are ignored); ``ack(request)`` answers a
+    subscribe; ``script(server, conn)`` runs once per connection after its first subscribe;
+    the first ``refuse`` handshakes are refused with HTTP 503, the first one accepted takes
+    ``slow_first`` seconds; ``rest_trades`` is the recent-trade list (newest first)."""
+
+    def __init__(self, *, pong=PONGS["linear"], ack=linear_ack, script: Script | None = None,
+                 refuse: int = 0, rest_trades: list[dict] | None = None, slow_first: float = 0.0) -> None:
+        self.pong, self.ack, self.script, self.refuse = pong, ack, script, refuse
+        self.slow_first = slow_first
+        self.rest_trades = rest_trades or []
+        self.conns: list[Conn] = []
+        self.attempts: list[float] = []
+        self.rest_calls: list[dict] = []
+        self._tasks: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> FakeBybit:
+        self._server = await serve(self._handler, "127.0.0.1", 0, process_request=self._process_request)
+        await self._server.__aenter__()
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await self._server.__aexit__(*exc)
+
+    @property
+    def base(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v5/public/linear"
+
+    async def _process_request(self, connection, request):
+        path = urlsplit(request.path)
+        if path.path == "/v5/market/recent-trade":
+            query = {k: v[0] for k, v in parse_qs(path.query).items()}
+            self.rest_calls.append(query)
+            limit = int(query.get("limit", 500))
+            body = {"retCode": 0, "retMsg": "OK", "result": {"category": "linear",
+                                                             "list": self.rest_trades[:limit]},
+                    "retExtInfo": {}, "time": BASE_MS}
+            return connection.respond(HTTPStatus.OK, json.dumps(body))
+        self.attempts.append(time.monotonic())
+        if len(self.attempts) <= self.refuse:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "try later\n")
+        if len(self.attempts) == self.refuse + 1 and self.slow_first:
+            await asyncio.sleep(self.slow_first)
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        conn = Conn(ws, time.monotonic())
+        self.conns.append(conn)
+        try:
+            async for text in ws:
+                try:
+                    message = json.loads(text)
+                except ValueError:
+                    message = text
+                conn.received.append((time.monotonic(), message))
+                if not isinstance(message, dict):
+                    continue
+                if message.get("op") == "ping" and self.pong is not None:
+                    await ws.send(json.dumps(self.pong(message)))
+                elif message.get("op") == "subscribe":
+                    conn.subscribes.append(list(message["args"]))
+                    await ws.send(json.dumps(self.ack(message)))
+                    if self.script is not None and len(conn.subscribes) == 1:
+                        task = asyncio.create_task(self.script(self, conn))
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
+        except ConnectionClosed:
+            pass
+
+
+
+# -- strategies for the live tests ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class BuyThenRestConfig(StrategyConfig):
+    """``qty`` bought at market on the first bar; then a buy limit ``depth`` below the market
+    rests; ``sell`` > 0 sells that much at market on the first bar of a (resumed) run that
+    already holds a position."""
+
+    qty: float = 0.002
+    depth: float = 0.5
+    sell: float = 0.0
+
+
+class BuyThenRest(Strategy):
+    """Buys, then leaves a limit order resting far from the market. Remembers what it saw at
+    ``on_start`` (position, cash, open orders) and saves it, so a test can read the view a
+    resumed run started from."""
+
+    config_class = BuyThenRestConfig
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.at_start: dict[str, Any] = {}
+        self.bars = 0
+        self.sold = False
+
+    def on_start(self) -> None:
+        self.at_start = {"position": self.position, "cash": self.cash, "open_orders": self.open_orders()}
+
+    def on_bar(self, bar) -> None:
+        self.bars += 1
+        cfg = self.config
+        if self.position == 0 and not self.open_orders():
+            self.submit_order("buy", cfg.qty)
+        elif self.position > 0 and cfg.sell > 0 and not self.sold:
+            self.sold = True
+            self.submit_order("sell", cfg.sell)
+        elif self.position > 0 and not self.open_orders():
+            self.submit_order("buy", cfg.qty, "limit", price=round(bar.close * (1 - cfg.depth), 1))
+
+    def on_save(self) -> dict[str, Any]:
+        return {"at_start": self.at_start, "bars": self.bars}
+
+
+@dataclass(frozen=True)
+class FlipConfig(StrategyConfig):
+    qty: float = 0.001
+
+
+class FlipEveryBar(Strategy):
+    """A market order on every bar close, alternately buying and selling (the benchmark's
+    bar-to-fill path)."""
+
+    config_class = FlipConfig
+
+    def on_bar(self, bar) -> None:
+        self.submit_order("sell" if self.position > 0 else "buy", self.config.qty)
+
+
+class Idle(Strategy):
+    """Does nothing (the benchmark's throughput path)."""
+
+
+# -- live and replay ledgers -----------------------------------------------------------------
+
+RUN_ROWS = {  # table -> order of rows; every column but id and run_id is compared
+    "bars": "open_time, id", "orders": "id", "order_updates": "id", "fills": "id", "equity": "ts, id",
+    "feed_gaps": "id", "strategy_state": "id",
+}
+
+
+def run_rows(db: Path, run_id: int) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name, order in RUN_ROWS.items():
+        frame = query(db, f"SELECT * FROM {name} WHERE run_id = ? ORDER BY {order}", (run_id,))
+        out[name] = frame.drop(columns=["id", "run_id"]).reset_index(drop=True)
+    return out
+
+
+def assert_same_rows(live_db: Path, live_run: int, replay_db: Path, replay_run: int) -> dict[str, int]:
+    """The run's bars, orders, order updates, fills and equity rows are equal, column by
+    column; returns the row counts."""
+    live, replay = run_rows(live_db, live_run), run_rows(replay_db, replay_run)
+    for name in RUN_ROWS:
+        a, b = live[name], replay[name]
+        assert len(a) == len(b), f"{name}: {len(a)} live rows, {len(b)} replayed"
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+    return {name: len(frame) for name, frame in live.items()}
+
+
+# -- a port where no exchange answers --------------------------------------------------------
+
+class Unanswered:
+    """A loopback port for :class:`LiveProcess` where no exchange answers: connections are
+    refused, or with ``listen`` accepted but never answered (a connect attempt hangs until
+    its timeout)."""
+
+    def __init__(self, listen: bool = False) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        if listen:
+            self.sock.listen(8)
+        port = self.sock.getsockname()[1]
+        self.url, self.ws = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
+
+    def close(self) -> None:
+        self.sock.close()

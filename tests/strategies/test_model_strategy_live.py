@@ -1,0 +1,150 @@
+"""The model strategy paper trading against the loopback exchange: a model slower than the
+bars has its late forecasts dropped and counted while the feed and the bars go on; on-time
+forecasts are traded when they arrive; and the window is filled from history (files or the
+venue's REST klines) before the first live bar."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.feeds.history.sources import load_bars_from
+from tests.helpers.live import (
+    SAMPLE_DAY,
+    LiveProcess,
+    aligned_start_ms,
+    archive_trades,
+    check_ledger,
+    compare_bars,
+    expected_bars,
+    query,
+    served_ms,
+    start_exchange,
+)
+from tests.helpers.model import ar1_bars, train_tiny, write_bars
+
+INTERVAL_MS = 2000
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_a_slow_model_drops_late_forecasts_and_never_holds_up_the_feed(tmp_path):
+    bars = ar1_bars(600, seed=3, price=105_000.0, step_ms=INTERVAL_MS)
+    history = write_bars(bars, tmp_path / "history.csv")
+    ckpt = train_tiny(bars, "linformer", tmp_path / "model.pt", interval="2s")
+    ledger = tmp_path / "live.db"
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400, wall_start_ms=aligned_start_ms(lead_s=4))
+    try:  # every second forecast takes 3 s, longer than a 2 s bar
+        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "tests.helpers.model:SlowModel",
+                           "--param", f"checkpoint={ckpt}", "--param", f"history={history}",
+                           "--param", "in_sample=true", "--param", "delay_s=3", "--param", "every=2",
+                           duration="20s")
+        done = live.wait(90)
+        state = exchange.state()
+    finally:
+        exchange.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    result, run_id = done.result, done.result["run_id"]
+    assert result["status"] == "finished" and result["inference_errors"] == 0
+    bars_live = query(ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY open_time", (run_id,))
+    assert len(bars_live) >= 8 and (bars_live.open_time.diff().dropna() == INTERVAL_MS * 1_000_000).all()
+    trades = archive_trades(SAMPLE_DAY)
+    expected = expected_bars(trades, served_ms(trades, state["wall_start_ms"], state["speed"]), INTERVAL_MS)
+    assert not compare_bars(bars_live, expected)  # every trade aggregated while the model slept
+
+    forecasts = query(ledger, "SELECT * FROM predictions WHERE run_id = ? ORDER BY id", (run_id,))
+    late, on_time = forecasts[forecasts.dropped == 1], forecasts[forecasts.dropped == 0]
+    assert len(late) == result["predictions_dropped"] >= 2
+    assert (late.latency_ns >= 3e9).all() and (on_time.latency_ns < 2e9).all() and len(on_time) >= 2
+    # the window was full at the first live bar (history), so it got a forecast
+    assert forecasts.ts_event.iloc[0] == bars_live.open_time.iloc[0] + INTERVAL_MS * 1_000_000
+    orders = query(ledger, "SELECT * FROM orders WHERE run_id = ?", (run_id,))
+    assert len(orders) >= 1 and set(orders.ts_init) <= set(on_time.ts_init)  # traded on arrival only
+    check_ledger(ledger, [run_id])
+    states = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ? ORDER BY id", (run_id,))
+    saved = json.loads(states.state.iloc[-1])  # saved at the stop
+    assert saved["history_bars"] > 0 and saved["skipped"] >= 1
+    assert max(saved["bar_lag_s"]) < 1.5  # bars reached the strategy on time, never 3 s late
+
+
+def rest_warm_up_session(tmp_path, fault: str | None = None):
+    """A 3 s session of a 1m model that warms up on the REST klines of an exchange which has
+    served three hours of the archive already, in real time (``fault`` fired on it first, 5
+    times): the result, the checkpoint, the ledger and the seconds the session took."""
+    bars = load_bars_from([str(SAMPLE_DAY)], "1m")
+    ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="1m")
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=1,
+                              wall_start_ms=time.time_ns() // 1_000_000 - 3 * 3_600_000)
+    ledger = tmp_path / "live.db"
+    try:
+        if fault:
+            exchange.fault(fault, 5)
+        started = time.monotonic()
+        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "model", "--param", f"checkpoint={ckpt}",
+                           "--param", "in_sample=true", duration="3s", interval="1m")
+        done = live.wait(60)
+        took = time.monotonic() - started
+    finally:
+        exchange.stop()
+    assert done.returncode == 0 and done.result["status"] == "finished", done.stderr[-3000:]
+    return done, ckpt, ledger, took
+
+
+def test_live_warm_up_loads_klines_from_the_venue_rest_api(tmp_path):
+    done, ckpt, ledger, _ = rest_warm_up_session(tmp_path)
+    saved = json.loads(query(ledger, "SELECT state FROM strategy_state ORDER BY id").state.iloc[-1])
+    from models.runner import ModelRunner
+
+    assert saved["history_bars"] == ModelRunner.load(str(ckpt)).warmup_bars
+    assert "no history" not in done.stderr
+
+
+def test_a_rate_limited_warm_up_gives_up_at_once_and_the_session_runs_on(tmp_path):
+    done, _, _, took = rest_warm_up_session(tmp_path, fault="rest403")  # Bybit asks for ten minutes
+    assert "no history to warm up from" in done.stderr and "the IP is rate-limited" in done.stderr
+    assert took < 30
+
+
+def test_the_bars_between_the_warm_up_and_the_first_live_bar_join_the_window(tmp_path):
+    start_ms = aligned_start_ms(lead_s=6)  # the first live bar opens here, a few bars after the warm-up
+    bars = ar1_bars(700, seed=3, price=105_000.0, step_ms=INTERVAL_MS)
+    bars["open_time"] += start_ms - INTERVAL_MS * 600 - int(bars.open_time[0])  # history runs past it
+    history = write_bars(bars, tmp_path / "history.csv")
+    ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="2s")
+    ledger = tmp_path / "live.db"
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400, wall_start_ms=start_ms)
+    try:
+        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", "model", "--param", f"checkpoint={ckpt}",
+                           "--param", f"history={history}", "--param", "in_sample=true", duration="8s")
+        done = live.wait(90)
+    finally:
+        exchange.stop()
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = done.result["run_id"]
+    first = query(ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY open_time LIMIT 1", (run_id,))
+    first_ms = int(first.open_time.iloc[0]) // 1_000_000
+    assert first_ms == start_ms
+    forecast = query(ledger, "SELECT * FROM predictions WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,))
+    assert int(forecast.ts_event.iloc[0]) // 1_000_000 == first_ms + INTERVAL_MS
+    live_bar = first[list(bars.columns)].assign(open_time=first_ms)
+    from models.runner import ModelRunner
+
+    runner = ModelRunner.load(str(ckpt))
+    saved = json.loads(query(ledger, "SELECT state FROM strategy_state ORDER BY id").state.iloc[-1])
+    warm = saved["history_bars"]
+    assert warm > runner.warmup_bars  # the warm-up's bars and the ones after it
+    window = pd.concat([bars[bars.open_time < first_ms].tail(warm), live_bar], ignore_index=True)
+    holed = pd.concat([bars[bars.open_time < first_ms].iloc[-warm:-(warm - runner.warmup_bars)], live_bar],
+                      ignore_index=True)
+    wanted = np.zeros(len(window), dtype=bool)
+    wanted[-1] = True
+    got = json.loads(forecast["values"].iloc[0])
+    np.testing.assert_allclose(got, runner.predict_rows(window, wanted)[-1], rtol=1e-5)
+    wanted = np.zeros(len(holed), dtype=bool)
+    wanted[-1] = True
+    assert not np.allclose(got, runner.predict_rows(holed, wanted)[-1], rtol=1e-5)  # as it was before
