@@ -36,18 +36,10 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.metrics import metrics_for_run
-from engine.broker import (
-    Account,
-    FeeModel,
-    FillModel,
-    InstrumentBook,
-    LatencyModel,
-    SimulatedBroker,
-    SlippageModel,
-)
+from engine.broker.from_config import broker_from_config
 from engine.core.bus import Bus
 from engine.core.clock import ReplayClock
-from engine.core.config import load_config
+from engine.core.config import AccountSection, BrokerSection, load_config
 from engine.core.events import OrderRequest, Trades
 from engine.ledger.reader import LedgerReader
 from engine.ledger.recorder import LedgerRecorder
@@ -148,12 +140,7 @@ def bench_order_life(workdir: Path, orders: int) -> dict:
     t0 = T0_MS * 1_000_000
     clock = ReplayClock(t0)
     bus = Bus(clock)
-    account = Account("linear", 1e9)
-    broker = SimulatedBroker(
-        bus, account, InstrumentBook.load(), fees=FeeModel.for_category("linear"),
-        slippage=SlippageModel(), latency=LatencyModel(np.random.default_rng(0)),
-        fill_model=FillModel(np.random.default_rng(1)),
-    )
+    broker = broker_from_config(bus, BrokerSection(), AccountSection(cash=1e9), category="linear")
     ledger = Ledger(workdir / "orders.db")
     run_id = ledger.start_run(kind="bench", strategy="-", params="{}", symbol="BTCUSDT",
                               category="linear", interval="1m", data_start=t0, data_end=t0,

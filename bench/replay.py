@@ -102,17 +102,10 @@ def phase_replay(paths: list[str], cache: str) -> dict:
 
 
 def phase_bars(n_bars: int) -> dict:
-    from engine.broker import (
-        Account,
-        FeeModel,
-        FillModel,
-        InstrumentBook,
-        LatencyModel,
-        SimulatedBroker,
-        SlippageModel,
-    )
+    from engine.broker.from_config import broker_from_config
     from engine.core.bus import Bus
     from engine.core.clock import ReplayClock
+    from engine.core.config import AccountSection, BrokerSection
     from engine.feeds.history.replay import KlineReplay
     from engine.strategy.host import StrategyContext
     from strategies.base import Strategy
@@ -125,10 +118,7 @@ def phase_bars(n_bars: int) -> dict:
     source = KlineReplay(frame, "BTCUSDT", "linear", "1m", 60_000)
     clock = ReplayClock(source.range.start)
     bus = Bus(clock)
-    random = np.random.default_rng(1)
-    broker = SimulatedBroker(bus, Account("linear", 10_000.0), InstrumentBook.load(),
-                             fees=FeeModel.for_category("linear"), slippage=SlippageModel(),
-                             latency=LatencyModel(random), fill_model=FillModel(random), match_on="bars")
+    broker = broker_from_config(bus, BrokerSection(), AccountSection(), category="linear", match_on="bars")
     StrategyContext(Strategy(), "idle", "BTCUSDT", "1m", bus, broker)
     start = time.perf_counter()
     source.run(bus)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 if TYPE_CHECKING:
     from engine.broker.instruments import Instrument
     from engine.core.clock import Clock
-    from engine.core.events import Bar, Fill, OrderUpdate, Prediction, Trades
+    from engine.core.events import Bar, Fill, History, OrderUpdate, Prediction, Trades
     from engine.strategy.host import StrategyContext
 
 
@@ -153,6 +153,13 @@ class Strategy:
         closed is dropped and counted. In a backtest it runs at once."""
         self._ctx.run_inference(fn, ts_event)
 
+    def request_history(self, fn: Callable[[], Any], tag: str) -> None:
+        """Load bars from before the clock with ``fn()`` (a kline frame; raise ValueError,
+        OSError or RuntimeError when there are none) and receive them in ``on_history`` as a
+        ``History`` event tagged ``tag``. Live, it runs in a worker thread, so a slow venue
+        never holds up the feed; in a backtest, at once."""
+        self._ctx.request_history(fn, tag)
+
     # A strategy may also define ``predict_batch(bars: pandas.DataFrame) -> numpy.ndarray``:
     # model outputs for every bar row (NaN where there is none), each computed from that
     # row and the rows before it only. A backtest then calls it once, in batches, and
@@ -184,6 +191,10 @@ class Strategy:
 
     def on_prediction(self, prediction: Prediction) -> None:
         """A model prediction made for this strategy arrived."""
+
+    def on_history(self, history: History) -> None:
+        """Bars asked for with ``request_history`` arrived (``history.bars``), or could not
+        be had (``history.error``)."""
 
     def on_stop(self) -> None:
         """After the last event."""

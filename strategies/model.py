@@ -84,18 +84,17 @@ from engine.analysis.metrics import SECONDS_PER_YEAR
 from engine.analysis.report import format_time
 from engine.bars.aggregator import parse_interval
 from engine.core.clock import NS_PER_MS, NS_PER_S
-from engine.core.events import Bar, Fill, Prediction
+from engine.core.events import Bar, Fill, History, Prediction
 from engine.core.typed import ConfigError
 from engine.feeds.history.sources import DataError, expand
 from models.checkpoint import CheckpointError
 from models.predictor import Predictor
 from models.runner import ModelRunner
 from strategies.base import Strategy, StrategyConfig
-from strategies.model_history import REST_TIMEOUT_S, load_history
+from strategies.model_history import REST_TIMEOUT_S, WarmUp, load_history
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
 
 EARLIEST = np.iinfo(np.int64).min  # "from the first bar"
-SEAM_TIMEOUT_S = 3.0  # for the bars between the warm-up and the first live bar, fetched on the loop
 
 
 @dataclass(frozen=True)
@@ -196,8 +195,12 @@ class ModelStrategy(Strategy):
         self._batched = False
         self._max_leverage = cfg.max_leverage
         self.skipped = 0
-        self.history_bars = 0
-        self._seam_ms: int | None = None  # open (ms) of the bar due after the warm-up's, until a live bar
+        self._warmup: WarmUp | None = None  # live, until the window has its history
+
+    @property
+    def history_bars(self) -> int:
+        """Bars of history (from before the first live bar) in the window."""
+        return self._warmup.bars if self._warmup is not None else 0
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -274,83 +277,50 @@ class ModelStrategy(Strategy):
             return
         self._streams = [runner.stream() for runner in self.runners]
         if self.mode == "live" and self.config.history != "none":
-            self._warm_up()
-
-    def _warm_up(self) -> None:
-        """Fill the windows with bars from before the start."""
-        needed = self.warmup_bars
-        try:
-            bars = self._history(self.clock.timestamp_ns() // NS_PER_MS, needed)
-        except (ValueError, OSError, RuntimeError) as exc:
-            self.log.warning("no history to warm up from (%s); waiting for live bars", exc)
-            return
-        self._push_history(bars)
-        self.history_bars = len(bars)
-        if len(bars):
-            self._seam_ms = int(bars["open_time"].iloc[-1]) + self.runners[0].interval_ms
-        if len(bars) < needed:
-            self.log.warning("warm-up found %d of the %d bars the model needs before its first "
-                             "forecast: it forecasts after %d more live bars", len(bars), needed,
-                             needed - len(bars))
-        else:
-            self.log.info("warmed up on %d bars of history", len(bars))
+            self._warmup = WarmUp(self, self.runners[0].interval_ms)
+            self._warmup.start(self.clock.timestamp_ns() // NS_PER_MS)
 
     def _history(self, before_ms: int, bars: int, timeout_s: float = REST_TIMEOUT_S) -> pd.DataFrame:
-        """The last ``bars`` bars closed by ``before_ms`` from the ``history`` source."""
+        """The last ``bars`` bars closed by ``before_ms`` from the ``history`` source (runs
+        off the event loop live)."""
         return load_history(self.config.history, rest_url=self.rest_url,
                             category=self.instrument.category, symbol=self.symbol,
                             interval=self.interval, interval_ms=self.runners[0].interval_ms,
                             before_ms=before_ms, bars=bars, timeout_s=timeout_s)
 
-    def _push_history(self, bars: pd.DataFrame) -> None:
-        for row in bars.to_dict("records"):
+    def add_bars(self, rows: list[dict[str, Any]]) -> list[np.ndarray | None]:
+        """Add bars (kline rows, oldest first) to the closes and to every model's window; the
+        windows after the last row (None until full)."""
+        windows: list[np.ndarray | None] = [None] * len(self._streams)
+        for row in rows:
             self._closes.append(row["close"])
-            for stream in self._streams:
-                stream.push(row)
+            windows = [stream.push(row) for stream in self._streams]
+        return windows
 
-    def _close_seam(self, open_ms: int) -> None:
-        """Before the first live bar, add the bars between the warm-up and it (the bar that
-        was forming at the start, which the live feed leaves out), so the window has no
-        hole; a hole that cannot be filled is reported."""
-        seam, self._seam_ms = self._seam_ms, None
-        missing = (open_ms - seam) // self.runners[0].interval_ms
-        if missing <= 0:
+    def on_history(self, history: History) -> None:
+        if self._warmup is None:
             return
-        if missing <= self.warmup_bars and self._fill_seam(seam, open_ms, missing):
-            self.log.info("added the %d bar(s) between the warm-up and the first live bar", missing)
-        else:
-            self.log.warning("the model's window has a hole of %d bar(s) from %s, between its history "
-                             "and the first live bar, until the hole leaves the window", missing, _utc(seam))
-
-    def _fill_seam(self, seam: int, open_ms: int, missing: int) -> bool:
-        """Push the ``missing`` history bars from ``seam`` to ``open_ms``; False if not all
-        of them can be had."""
-        try:  # the feed waits meanwhile, so not long
-            bars = self._history(open_ms, missing, SEAM_TIMEOUT_S)
-        except (ValueError, OSError, RuntimeError) as exc:
-            self.log.warning("could not load the bars before the first live bar (%s)", exc)
-            return False
-        bars = bars[bars["open_time"] >= seam]
-        if len(bars) != missing:
-            return False
-        self._push_history(bars)
-        self.history_bars += missing
-        return True
+        held = self._warmup.arrived(history)
+        if held:
+            self._forecast(held[-1], self.add_bars(held))
 
     # -- bars and forecasts ------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
-        if self._seam_ms is not None:
-            self._close_seam(bar.open_time // NS_PER_MS)
-        self._closes.append(bar.close)
         self._price = bar.close
-        self._check_exits(bar.close)
-        if self._streams is None:
-            return
         row = {"open_time": bar.open_time // NS_PER_MS, "open": bar.open, "high": bar.high,
                "low": bar.low, "close": bar.close, "volume": bar.volume, "turnover": bar.turnover,
                "trades": bar.trades}
-        windows = [stream.push(row) for stream in self._streams]
+        if self._warmup is not None and self._warmup.holds(row):
+            self._check_exits(bar.close)
+            return  # the window waits for its history; the bar joins it when that arrives
+        self._closes.append(bar.close)
+        self._check_exits(bar.close)
+        if self._streams is not None:
+            self._forecast(row, self.add_bars([row]))
+
+    def _forecast(self, row: dict[str, Any], windows: list[np.ndarray | None]) -> None:
+        """Start the forecast of the bar ``row`` from the active model's window."""
         k = int(self._active(np.array([row["open_time"]]))[0])
         if k < 0 or windows[k] is None:
             return
@@ -358,7 +328,8 @@ class ModelStrategy(Strategy):
             self.skipped += 1
             return
         self._busy = True
-        self.run_inference(partial(self._infer, self.runners[k], windows[k]), bar.close_time)
+        close_ns = (row["open_time"] + self.runners[k].interval_ms) * NS_PER_MS
+        self.run_inference(partial(self._infer, self.runners[k], windows[k]), close_ns)
 
     def _infer(self, runner: ModelRunner, window: np.ndarray) -> np.ndarray:
         """The forward pass (a worker thread live); frees the model for the next bar."""

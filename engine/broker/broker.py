@@ -28,15 +28,17 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 
 from engine.broker.account import Account
+from engine.broker.checks import check_order, position_qty
 from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
-from engine.broker.instruments import Instrument, InstrumentBook, UnknownInstrument
+from engine.broker.funding import FundingSchedule
+from engine.broker.instruments import InstrumentBook, UnknownInstrument
+from engine.broker.liquidation import breach_in_bar, breach_in_trades
+from engine.broker.orders import QTY_EPS, Order
 from engine.core.bus import Bus
-from engine.core.clock import NS_PER_S
 from engine.core.events import (
     AccountUpdate,
     Bar,
@@ -51,62 +53,13 @@ from engine.core.events import (
 
 log = logging.getLogger(__name__)
 
-ORDER_TYPES = ("market", "limit", "stop")
-TIME_IN_FORCE = ("GTC", "IOC", "FOK", "PostOnly")
-FINAL = ("rejected", "canceled", "expired", "filled")
-_EPS = 1e-12
-
-
-@dataclass(eq=False)
-class Order:
-    """The broker's copy of an order and how far it got."""
-
-    id: str
-    strategy_id: str
-    symbol: str
-    side: int
-    qty: float
-    type: str
-    price: float | None
-    trigger: float | None
-    tif: str
-    reduce_only: bool
-    ts_sent: int
-    arrival: int = 0
-    filled: float = 0.0
-    status: str = "pending"
-    marketable: bool = False
-    triggered: bool = False
-    seen_data: bool = False
-
-    @property
-    def remaining(self) -> float:
-        return self.qty - self.filled
-
-    @property
-    def takes(self) -> bool:
-        """True when the order executes as taker (market, triggered stop, marketable limit)."""
-        return self.type == "market" or self.triggered or self.marketable
-
-
 class SimulatedBroker:
     """Matches one category's orders against replayed or live data and keeps the account."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        account: Account,
-        instruments: InstrumentBook,
-        *,
-        fees: FeeModel,
-        slippage: SlippageModel,
-        latency: LatencyModel,
-        fill_model: FillModel,
-        match_on: str = "trades",
-        fill_at: str = "next",
-        funding_rate: float = 0.0,
-        funding_interval_hours: float = 8.0,
-    ) -> None:
+    def __init__(self, bus: Bus, account: Account, instruments: InstrumentBook, *, fees: FeeModel,
+                 slippage: SlippageModel, latency: LatencyModel, fill_model: FillModel,
+                 match_on: str = "trades", fill_at: str = "next", funding_rate: float = 0.0,
+                 funding_interval_hours: float = 8.0) -> None:
         if match_on not in ("trades", "bars") or fill_at not in ("next", "close"):
             raise ValueError("match_on must be trades|bars and fill_at next|close")
         self.bus, self.clock, self.account = bus, bus.clock, account
@@ -123,8 +76,7 @@ class SimulatedBroker:
         self._liq_since: dict[str, int] = {}  # the last fill's time: older trades cannot liquidate
         self._liq_seq = 0
         self._last_bar: dict[str, Bar] = {}
-        self.funding_rate = funding_rate
-        self._funding_ns = int(funding_interval_hours * 3600 * NS_PER_S)
+        self.funding = FundingSchedule(bus, account, funding_rate, funding_interval_hours)
         bus.subscribe(OrderRequest, self.on_order_request)
         bus.subscribe(CancelRequest, self.on_cancel_request)
         bus.subscribe(Trades, self.on_trades)
@@ -134,8 +86,13 @@ class SimulatedBroker:
     # -- what strategies and the ledger may ask ------------------------------------------
 
     def position_qty(self, symbol: str) -> float:
-        pos = self.account.positions.get(symbol)
-        return pos.qty if pos is not None else 0.0
+        return position_qty(self.account, symbol)
+
+    def account_restored(self) -> None:
+        """Derive again what the broker keeps from the account (each position's liquidation
+        price) after the account was restored from a ledger."""
+        for symbol in self.account.positions:
+            self._liq_price[symbol] = self.account.liquidation_price(symbol)
 
     def open_orders(self, strategy_id: str | None = None) -> list[Order]:
         """Orders on their way to the venue or working there, oldest first."""
@@ -144,10 +101,7 @@ class SimulatedBroker:
 
     def start_funding(self, from_ns: int) -> None:
         """Settle funding every interval (00:00, 08:00, 16:00 UTC by default) from now on."""
-        if self.funding_rate == 0.0 or self.account.category != "linear":
-            return
-        first = (from_ns // self._funding_ns + 1) * self._funding_ns
-        self.clock.set_timer(first, self._funding_due, "funding")
+        self.funding.start(from_ns)
 
     # -- requests -------------------------------------------------------------------------
 
@@ -188,7 +142,7 @@ class SimulatedBroker:
     def _arrive(self, order: Order) -> None:
         self.pending.remove(order)
         order.arrival = self.clock.timestamp_ns()
-        reason = self._check(order)
+        reason = check_order(order, self.instruments, self.account, self.active, self.fees.taker)
         if reason is not None:
             order.status = "rejected"
             kind = re.sub(r"-?[\d.]+(e[-+]?\d+)?", "N", reason)
@@ -210,84 +164,6 @@ class SimulatedBroker:
                 price = self.slippage.price(bar.close, order.side, order.qty)
                 self._fill(order, order.qty, price, "taker", order.arrival)
 
-    def _check(self, order: Order) -> str | None:
-        """Why the venue refuses ``order`` now, or None when it is accepted."""
-        if order.side not in (1, -1):
-            return f"side must be +1 or -1, got {order.side!r}"
-        if order.type not in ORDER_TYPES:
-            return f"order type must be one of {', '.join(ORDER_TYPES)}, got {order.type!r}"
-        if order.tif not in TIME_IN_FORCE:
-            return f"time in force must be one of {', '.join(TIME_IN_FORCE)}, got {order.tif!r}"
-        try:
-            inst = self.instruments.get(self.account.category, order.symbol)
-        except UnknownInstrument as exc:
-            return f"unknown symbol: {exc}"
-        reason = inst.check_qty(order.qty, order.type != "limit")
-        if reason:
-            return reason
-        if order.type == "limit":
-            if order.price is None:
-                return "a limit order needs a price"
-            reason = inst.check_price(order.price, "price")
-        elif order.type == "stop":
-            if order.trigger is None:
-                return "a stop order needs a trigger price"
-            reason = inst.check_price(order.trigger, "trigger price")
-        if reason:
-            return reason
-        last = self.account.marks.get(order.symbol)
-        if last is None:
-            return f"no market price yet for {order.symbol}"
-        ref = {"limit": order.price, "stop": order.trigger}.get(order.type) or last
-        reason = inst.check_notional(order.qty, ref)
-        if reason:
-            return reason
-        if order.type == "limit" and order.tif == "PostOnly" and (order.price - last) * order.side >= 0:
-            return f"post-only order would take liquidity (limit {order.price:g}, last {last:g})"
-        if order.reduce_only:
-            return self._check_reduce_only(order)
-        return self._check_affordable(order, inst, ref)
-
-    def _check_reduce_only(self, order: Order) -> str | None:
-        pos = self.position_qty(order.symbol)
-        if pos == 0.0 or (pos > 0) == (order.side > 0):
-            return f"reduce-only {'buy' if order.side > 0 else 'sell'} would not reduce position {pos:g}"
-        committed = sum(o.remaining for o in self.active
-                        if o.symbol == order.symbol and o.reduce_only and o.side == order.side)
-        if order.qty + committed > abs(pos) + _EPS:
-            return f"reduce-only qty {order.qty:g} exceeds the position {abs(pos):g} left to reduce"
-        return None
-
-    def _check_affordable(self, order: Order, inst: Instrument, ref: float) -> str | None:
-        acct = self.account
-        taker = self.fees.taker
-        same_side = [o for o in self.active if o.symbol == order.symbol and o.side == order.side]
-        if acct.category == "spot":
-            if order.side < 0:
-                held = self.position_qty(order.symbol)
-                committed = sum(o.remaining for o in same_side)
-                if order.qty + committed > held + _EPS:
-                    return (f"insufficient {inst.base or 'base'} balance: sell {order.qty:g} "
-                            f"needs {order.qty + committed:g}, holding {held:g}")
-                return None
-            committed = sum(o.remaining * (o.price or ref) for o in same_side)
-            need = (order.qty * ref + committed) * (1.0 + taker)
-            if need > acct.cash + 1e-9:
-                return f"insufficient {inst.quote or 'quote'} balance: needs {need:.2f}, has {acct.cash:.2f}"
-            return None
-        pos = self.position_qty(order.symbol)
-        pending = sum(o.side * o.remaining for o in self.active if o.symbol == order.symbol)
-        projected = pos + pending + order.side * order.qty
-        if abs(projected) <= abs(pos + pending) + _EPS:
-            return None  # reduces exposure: always allowed
-        others = acct.margin_used() - abs(pos) * acct.marks.get(order.symbol, ref) / acct.leverage
-        need = abs(projected) * ref / acct.leverage + others + order.qty * ref * taker
-        equity = acct.equity()
-        if need > equity + 1e-9:
-            return (f"insufficient margin: position {projected:g} at {ref:g} needs {need:.2f}, "
-                    f"equity is {equity:.2f} (leverage {acct.leverage:g})")
-        return None
-
     # -- market data ----------------------------------------------------------------------
 
     def on_trades(self, tr: Trades) -> None:
@@ -300,7 +176,10 @@ class SimulatedBroker:
             self._match_trades(tr)
         liq = self._liq_price.get(symbol)
         if liq is not None:
-            self._liquidate_on_trades(tr, liq)
+            since = self._liq_since.get(symbol, 0)
+            hit = breach_in_trades(self.account.positions[symbol].qty, liq, tr, since)
+            if hit is not None:
+                self._liquidate(symbol, *hit)
 
     def on_bar(self, bar: Bar) -> None:
         symbol = bar.symbol
@@ -312,7 +191,9 @@ class SimulatedBroker:
             self._match_bar(bar)
         liq = self._liq_price.get(symbol)
         if liq is not None:
-            self._liquidate_on_bar(bar, liq)
+            hit = breach_in_bar(self.account.positions[symbol].qty, liq, bar)
+            if hit is not None:
+                self._liquidate(symbol, *hit)
         self.account.marks[symbol] = bar.close
 
     def _match_trades(self, tr: Trades) -> None:
@@ -366,7 +247,7 @@ class SimulatedBroker:
         if not used.any():
             return
         got = float(avail[-1])
-        if order.tif == "FOK" and got < qty - _EPS:
+        if order.tif == "FOK" and got < qty - QTY_EPS:
             return
         vwap = float(np.dot(price[used], take[used]) / got)
         fill_price = self._cap_at_limit(order, self.slippage.price(vwap, order.side, got))
@@ -388,7 +269,7 @@ class SimulatedBroker:
             self._fill(order, qty, limit, "maker", int(ts[0]))
             return
         avail = float(min(size.sum() * self.fill_model.max_participation, qty))
-        if order.tif == "FOK" and avail < qty - _EPS:
+        if order.tif == "FOK" and avail < qty - QTY_EPS:
             return
         got = self._lot(order, avail)
         if got > 0:
@@ -400,7 +281,7 @@ class SimulatedBroker:
             step = self.instruments.get(self.account.category, order.symbol).qty_step
         except UnknownInstrument:
             return qty
-        if qty >= order.remaining - _EPS:
+        if qty >= order.remaining - QTY_EPS:
             return order.remaining
         return math.floor(qty / step + 1e-9) * step
 
@@ -463,7 +344,7 @@ class SimulatedBroker:
         if order.reduce_only:  # as on Bybit: never more than the position left, else canceled
             pos = self.position_qty(order.symbol)
             room = abs(pos) if pos * order.side < 0 else 0.0
-            if room <= _EPS:
+            if room <= QTY_EPS:
                 self._finish(order, "canceled", "reduce-only: no position left to reduce")
                 return
             qty = min(qty, room)
@@ -471,7 +352,7 @@ class SimulatedBroker:
         self._book(order.id, order.strategy_id, order.symbol, order.side, qty, price, fee,
                    liquidity, ts_event)
         order.filled += qty
-        if order.remaining <= _EPS:
+        if order.remaining <= QTY_EPS:
             self._finish(order, "filled", "")
         elif order.reduce_only and self.position_qty(order.symbol) == 0.0:
             self._finish(order, "canceled", "reduce-only: position closed")
@@ -500,21 +381,6 @@ class SimulatedBroker:
         now = self.clock.timestamp_ns()
         self.bus.publish(OrderUpdate(order_id, symbol, status, reason, strategy_id, now, now))
 
-    def _liquidate_on_trades(self, tr: Trades, liq: float) -> None:
-        pos = self.account.positions[tr.symbol].qty
-        breached = tr.price <= liq if pos > 0 else tr.price >= liq
-        breached &= tr.ts_event >= self._liq_since.get(tr.symbol, 0)  # not before its last fill
-        if breached.any():
-            i = int(np.argmax(breached))
-            self._liquidate(tr.symbol, float(tr.price[i]), int(tr.ts_event[i]))
-
-    def _liquidate_on_bar(self, bar: Bar, liq: float) -> None:
-        pos = self.account.positions[bar.symbol].qty
-        if pos > 0 and bar.low <= liq:
-            self._liquidate(bar.symbol, min(bar.open, liq), bar.open_time)
-        elif pos < 0 and bar.high >= liq:
-            self._liquidate(bar.symbol, max(bar.open, liq), bar.open_time)
-
     def _liquidate(self, symbol: str, price: float, ts_event: int) -> None:
         """Close the whole position at ``price`` (taker) and cancel the symbol's orders."""
         pos = self.account.positions[symbol].qty
@@ -526,13 +392,6 @@ class SimulatedBroker:
         fee = self.fees.fee(qty * price, "taker")
         self._book(f"liquidation-{self._liq_seq}", "broker", symbol, -1 if pos > 0 else 1,
                    qty, price, fee, "taker", ts_event)
-
-    def _funding_due(self, at: int) -> None:
-        for symbol, pos in self.account.positions.items():
-            if pos.qty != 0.0:
-                mark = self.account.marks.get(symbol, pos.avg_price)
-                self.bus.publish(Funding(symbol, self.funding_rate, mark, at, at))
-        self.clock.set_timer(at + self._funding_ns, self._funding_due, "funding")
 
     def on_funding(self, funding: Funding) -> None:
         self.account.apply_funding(funding.symbol, funding.rate, funding.mark_price)

@@ -8,7 +8,7 @@ matters on a bus that moves hundreds of thousands of bars per second.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -165,6 +165,20 @@ class Prediction(NamedTuple):
     strategy_id: str
     symbol: str
     values: tuple[float, ...]
+    ts_event: int
+    ts_init: int
+
+
+class History(NamedTuple):
+    """Bars from before the clock that a strategy asked for (a live warm-up), loaded off the
+    event loop: ``bars`` (kline format) or the ``error`` that stopped them; ``ts_event`` is
+    when they were asked for, ``ts_init`` when they arrived."""
+
+    strategy_id: str
+    symbol: str
+    tag: str
+    bars: Any
+    error: str | None
     ts_event: int
     ts_init: int
 

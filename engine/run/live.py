@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from engine.bybit.endpoints import MAINNET_REST, MAINNET_WS
 from engine.core.clock import NS_PER_MS, NS_PER_S, LiveClock
 from engine.core.config import Config
-from engine.core.events import Prediction, Wakeup
+from engine.core.events import Wakeup
 from engine.core.typed import ConfigError
 from engine.feeds.history.recording import RecordingWriter
-from engine.feeds.live.feed import LiveFeed, utc_iso
+from engine.feeds.live.feed import LiveFeed
 from engine.feeds.live.rest import BybitRest
 from engine.feeds.live.websocket import Backoff
 from engine.ledger.reader import LedgerReader
@@ -130,30 +130,27 @@ class _LiveRun:
                              stale_after=opts.stale_after_s, start_ns=session.market.data_start)
 
         self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
-        session.host.offload = self._offload
-        session.host.rest_url = opts.rest_url
+        session.host.go_live(self._offload, opts.rest_url)
         self.inference_errors = 0
 
-    def _offload(self, fn, ts_event: int) -> None:
-        """Run a strategy's model off the event loop; the result comes back as a Prediction
-        stamped when it finished."""
+    def _offload(self, fn, deliver) -> None:
+        """Run a strategy's slow work (a forecast, a warm-up) off the event loop; what it
+        makes comes back on the queue as an event stamped when it finished."""
         future = self.loop.run_in_executor(self.inference, fn)
-        future.add_done_callback(lambda done: self._inferred(done, ts_event))
+        future.add_done_callback(lambda done: self._offloaded(done, deliver))
 
-    def _stopped(self, fn, ts_event: int) -> None:
-        """After the stop no forecast could be acted on: bars closed out then get none."""
-        log.info("stopped: no inference for the bar closing at %s", utc_iso(ts_event))
+    def _stopped(self, fn, deliver) -> None:
+        """After the stop nothing could be acted on: bars closed out then get no forecast."""
+        log.info("stopped: no more work off the event loop")
 
-    def _inferred(self, done: asyncio.Future, ts_event: int) -> None:
+    def _offloaded(self, done: asyncio.Future, deliver) -> None:
         if done.cancelled():
             return
         if done.exception() is not None:
             self.inference_errors += 1
-            log.error("inference for the bar closing at %s failed: %r", utc_iso(ts_event), done.exception())
+            log.error("work off the event loop failed: %r", done.exception())
             return
-        values = tuple(float(v) for v in done.result())
-        host = self.session.host
-        self.queue.put_nowait(Prediction(host.strategy_id, host.symbol, values, ts_event, time.time_ns()))
+        self.queue.put_nowait(deliver(done.result(), time.time_ns()))
 
     async def run(self) -> SessionResult:
         stop = _install_stop(self.loop, self.queue, self.opts.duration_s)
@@ -196,7 +193,7 @@ class _LiveRun:
             flusher.cancel()
             await self.rest.close()
             self.inference.shutdown(wait=True, cancel_futures=True)
-            session.host.offload = self._stopped
+            session.host.go_live(self._stopped, self.opts.rest_url)
             _clear_status_line()
         end = max(feed_stopped, session.clock.timestamp_ns())
         feed_error = self._feed_error(feed_task)

@@ -11,7 +11,7 @@ import logging
 import pandas as pd
 
 from engine.bars.aggregator import parse_interval
-from engine.broker import Order
+from engine.broker.orders import FINAL, Order
 from engine.core import plugins
 from engine.core.config import Config
 from engine.core.typed import ConfigError, build
@@ -20,7 +20,7 @@ from engine.run.session import Session
 
 log = logging.getLogger(__name__)
 
-FINAL = ("rejected", "canceled", "expired", "filled")
+
 MARKET = ("symbol", "category", "interval")
 
 
@@ -89,7 +89,7 @@ def restore_session(session: Session, reader: LedgerReader, run_id: int) -> None
     states = reader.table("strategy_state", ids, "ts, id")
     if not states.empty:
         session.strategy.on_load(json.loads(states.state.iloc[-1]))
-    session.broker._liq_price[session.market.symbol] = account.liquidation_price(session.market.symbol)
+    session.broker.account_restored()
     log.warning("resumed from run %d: position %g, cash %.2f, %d open order(s)", run_id,
                 session.broker.position_qty(session.market.symbol), account.cash,
                 len(session.broker.active))

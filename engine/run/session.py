@@ -14,26 +14,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from engine.analysis.metrics import metrics_for_run
 from engine.bars.aggregator import make_aggregator, parse_interval
-from engine.broker import (
-    Account,
-    FeeModel,
-    FillModel,
-    InstrumentBook,
-    LatencyModel,
-    SimulatedBroker,
-    SlippageModel,
-    UnknownInstrument,
-)
+from engine.broker.from_config import broker_from_config
 from engine.core import plugins
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, Clock
 from engine.core.config import Config
 from engine.core.events import Bar, FeedStatus, Trades
-from engine.core.typed import ConfigError, build
+from engine.core.typed import build
 from engine.ledger.reader import LedgerReader
 from engine.ledger.recorder import LedgerRecorder
 from engine.ledger.store import Ledger
@@ -103,26 +92,9 @@ class Session:
         self.resumed_from = resume_from
         self.bus = Bus(clock)
         self.clock = clock
-        broker_cfg = cfg.broker
-        seeds = np.random.SeedSequence(cfg.run.seed).spawn(2)
-        try:
-            instruments = InstrumentBook.load(broker_cfg.instruments)
-            instruments.get(market.category, market.symbol)
-            account = Account(market.category, cfg.account.cash, cfg.account.leverage,
-                              broker_cfg.maintenance_margin)
-        except (UnknownInstrument, ValueError) as exc:
-            raise ConfigError(str(exc)) from None
-        self.broker = SimulatedBroker(
-            self.bus, account, instruments,
-            fees=FeeModel.for_category(market.category, broker_cfg.maker_fee, broker_cfg.taker_fee),
-            slippage=SlippageModel(broker_cfg.slippage_bps, broker_cfg.impact),
-            latency=LatencyModel(np.random.default_rng(seeds[0]), broker_cfg.latency_ms,
-                                 broker_cfg.latency_jitter_ms, broker_cfg.cancel_latency_ms),
-            fill_model=FillModel(np.random.default_rng(seeds[1]),
-                                 broker_cfg.touch_fill_probability, broker_cfg.max_participation),
-            match_on=market.match_on, fill_at=broker_cfg.fill_at,
-            funding_rate=broker_cfg.funding_rate,
-        )
+        self.broker = broker_from_config(self.bus, cfg.broker, cfg.account, category=market.category,
+                                         match_on=market.match_on, seed=cfg.run.seed,
+                                         symbols=(market.symbol,))
         self.aggregator = None
         if market.match_on == "trades":
             spec = parse_interval(market.interval)
@@ -140,8 +112,8 @@ class Session:
         self.strategy_name = strategy_cfg.name
         self.strategy = load_strategy(strategy_cfg.name, strategy_cfg.params)
         self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
-                                    market.interval, self.bus, self.broker, strategy_cfg.on_error)
-        self.host.mode = "live" if kind == "live" else "replay"
+                                    market.interval, self.bus, self.broker, strategy_cfg.on_error,
+                                    mode="live" if kind == "live" else "replay")
         self.strategy.check_run()
         self.ledger = Ledger(ledger_target, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
         self.run_id = self.ledger.start_run(

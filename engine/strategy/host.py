@@ -22,6 +22,7 @@ from engine.core.events import (
     Bar,
     CancelRequest,
     Fill,
+    History,
     OrderRequest,
     OrderUpdate,
     Prediction,
@@ -29,6 +30,9 @@ from engine.core.events import (
 )
 
 log = logging.getLogger(__name__)
+
+# Runs a callable off the event loop and queues the event ``deliver(result, ts_init)`` makes.
+Offload = Callable[[Callable[[], Any], Callable[[Any, int], Any]], None]
 
 _SIDES = {"buy": BUY, "sell": SELL, BUY: BUY, SELL: SELL}
 
@@ -53,6 +57,7 @@ class StrategyContext:
         bus: Bus,
         broker: SimulatedBroker,
         on_error: str = "stop",
+        mode: str = "replay",
     ) -> None:
         self.strategy = strategy
         self.strategy_id = strategy_id
@@ -64,9 +69,9 @@ class StrategyContext:
         self.on_error = on_error
         self.errors = 0
         self._seq = 0
-        self.mode = "replay"
+        self.mode = mode
         self.rest_url: str | None = None  # the venue's REST API, live only
-        self.offload: Callable[[Callable[[], Any], int], None] | None = None
+        self._offload: Offload | None = None
         self.last_bar_close = -1
         self.predictions_dropped = 0
         self._in_flight: dict[str, OrderRequest] = {}  # sent, not yet seen by the broker
@@ -84,6 +89,8 @@ class StrategyContext:
         bus.subscribe(Fill, self._on_fill)
         bus.subscribe(OrderUpdate, self._on_order_update)
         bus.subscribe(Prediction, self._on_prediction)
+        self._history_callback = self._guard(strategy.on_history)
+        bus.subscribe(History, self._on_history)
 
     # -- account views -------------------------------------------------------------------
 
@@ -166,15 +173,38 @@ class StrategyContext:
 
         return guarded
 
+    def go_live(self, offload: Offload, rest_url: str | None) -> None:
+        """Run live: slow work (inference, history) goes to ``offload``, which runs it off the
+        event loop and queues the event it makes; ``rest_url`` is the venue's REST API."""
+        self.mode, self._offload, self.rest_url = "live", offload, rest_url
+
+    def _off_loop(self, fn: Callable[[], Any], deliver: Callable[[Any, int], Any]) -> None:
+        """``deliver(fn(), ts_init)`` as an event: live, computed off the loop and stamped
+        when it finished; in replay, at once."""
+        if self._offload is not None:
+            self._offload(fn, deliver)
+            return
+        self.bus.publish(deliver(fn(), self.clock.timestamp_ns()))
+
     def run_inference(self, fn: Callable[[], Any], ts_event: int) -> None:
         """Compute ``fn()`` (a model's outputs for the bar closing at ``ts_event``) and
-        deliver it as a :class:`Prediction`: live, in an executor, stamped when it finished;
-        in replay, at once."""
-        if self.offload is not None:
-            self.offload(fn, ts_event)
-            return
-        now = self.clock.timestamp_ns()
-        self.bus.publish(Prediction(self.strategy_id, self.symbol, tuple(map(float, fn())), ts_event, now))
+        deliver it as a :class:`Prediction`."""
+        self._off_loop(fn, lambda values, now: Prediction(
+            self.strategy_id, self.symbol, tuple(map(float, values)), ts_event, now))
+
+    def request_history(self, fn: Callable[[], Any], tag: str) -> None:
+        """Load bars from before the clock with ``fn()`` (a frame, or raises ValueError /
+        OSError / RuntimeError) and deliver them as a :class:`History` event."""
+        asked = self.clock.timestamp_ns()
+
+        def load() -> tuple[Any, str | None]:
+            try:
+                return fn(), None
+            except (ValueError, OSError, RuntimeError) as exc:
+                return None, str(exc) or type(exc).__name__
+
+        self._off_loop(load, lambda got, now: History(self.strategy_id, self.symbol, tag, got[0], got[1],
+                                                       asked, now))
 
     def _on_bar(self, bar: Bar) -> None:
         if bar.symbol == self.symbol and bar.interval == self.interval:
@@ -206,6 +236,10 @@ class StrategyContext:
                         "closed; dropped", self.strategy_id, prediction.ts_event)
             return
         self._prediction_callback(prediction)
+
+    def _on_history(self, history: History) -> None:
+        if history.strategy_id == self.strategy_id:
+            self._history_callback(history)
 
     def start(self) -> None:
         self.strategy.on_start()

@@ -16,18 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.broker import (
-    Account,
-    FeeModel,
-    FillModel,
-    InstrumentBook,
-    LatencyModel,
-    SimulatedBroker,
-    SlippageModel,
-)
+from engine.broker.from_config import broker_from_config
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, NS_PER_S, ReplayClock
-from engine.core.config import Config, load_config
+from engine.core.config import AccountSection, BrokerSection, Config, load_config
 from engine.core.events import (
     AccountUpdate,
     Bar,
@@ -82,17 +74,15 @@ class Harness:
     ) -> None:
         self.clock = ReplayClock(start_ns)
         self.bus = Bus(self.clock)
-        self.account = Account(category, cash, leverage, maintenance_margin)
-        self.instruments = InstrumentBook.load()
-        seeds = np.random.SeedSequence(seed).spawn(2)
-        self.broker = SimulatedBroker(
-            self.bus, self.account, self.instruments,
-            fees=FeeModel(maker, taker),
-            slippage=SlippageModel(slippage_bps, impact),
-            latency=LatencyModel(np.random.default_rng(seeds[0]), latency_ms, jitter_ms, cancel_ms),
-            fill_model=FillModel(np.random.default_rng(seeds[1]), touch_probability, max_participation),
-            match_on=match_on, fill_at=fill_at, funding_rate=funding_rate,
-        )
+        self.broker = broker_from_config(
+            self.bus,
+            BrokerSection(maker_fee=maker, taker_fee=taker, slippage_bps=slippage_bps, impact=impact,
+                          latency_ms=latency_ms, latency_jitter_ms=jitter_ms, cancel_latency_ms=cancel_ms,
+                          touch_fill_probability=touch_probability, max_participation=max_participation,
+                          maintenance_margin=maintenance_margin, fill_at=fill_at, funding_rate=funding_rate),
+            AccountSection(cash=cash, leverage=leverage), category=category, match_on=match_on, seed=seed)
+        self.account = self.broker.account
+        self.instruments = self.broker.instruments
         self.strategy_id = strategy_id
         self.events: list[Any] = []
         self.fills: list[Fill] = []

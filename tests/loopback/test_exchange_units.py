@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from engine.bybit.intervals import candle_start, candle_starts, next_start
+from engine.bybit.render import TICK_NAMES
 from engine.loopback.archive_files import parse_range
 from engine.loopback.stream import message_bounds
-from engine.bybit.render import TICK_NAMES
 from engine.loopback.tape import tick_directions
 
 JUNE_4 = 1748995200000  # 2025-06-04, a Wednesday, 00:00 UTC, ms

@@ -1,0 +1,28 @@
+"""Where a position's liquidation price is breached: on the first trade through it (not
+before the position's last fill), or at a bar that reaches it (filled at the open when the
+bar gaps through it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.core.events import Bar, Trades
+
+
+def breach_in_trades(position: float, liq: float, trades: Trades, since_ns: int) -> tuple[float, int] | None:
+    """The price and time of the first trade at or beyond ``liq`` against ``position``."""
+    breached = trades.price <= liq if position > 0 else trades.price >= liq
+    breached &= trades.ts_event >= since_ns
+    if not breached.any():
+        return None
+    i = int(np.argmax(breached))
+    return float(trades.price[i]), int(trades.ts_event[i])
+
+
+def breach_in_bar(position: float, liq: float, bar: Bar) -> tuple[float, int] | None:
+    """The liquidation price and time when ``bar`` reaches ``liq`` against ``position``."""
+    if position > 0 and bar.low <= liq:
+        return min(bar.open, liq), bar.open_time
+    if position < 0 and bar.high >= liq:
+        return max(bar.open, liq), bar.open_time
+    return None
