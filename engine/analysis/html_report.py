@@ -68,9 +68,9 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
     ])
     path = Path(out)
     assets = resources.files("engine.analysis") / "assets"
-    path.write_text(_PAGE.format(title=escape(f"papertape run {run_id}"),
-                                 style=(assets / "report.css").read_text(), body=body, data=_json_for_script(data),
-                                 script=(assets / "report.js").read_text()), encoding="utf-8")
+    page = _PAGE.format(title=escape(f"papertape run {run_id}"), style=(assets / "report.css").read_text(),
+                        body=body, data=_json_for_script(data), script=(assets / "report.js").read_text())
+    path.write_text(page, encoding="utf-8")
     return path
 
 
