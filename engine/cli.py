@@ -18,6 +18,7 @@ import sys
 from importlib.metadata import entry_points
 
 from engine import __version__
+from engine.core import plugins
 from engine.core.errors import UserError
 
 log = logging.getLogger("papertape")
@@ -49,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for verb in VERBS:
         importlib.import_module(f"engine.commands.{verb}").register(sub)
-    for ep in sorted(entry_points(group="papertape.commands"), key=lambda e: e.name):
+    for ep in sorted(entry_points(group=plugins.COMMANDS), key=lambda e: e.name):
         try:
             ep.load()(sub)
         except ImportError as exc:

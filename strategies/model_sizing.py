@@ -69,8 +69,3 @@ def to_lots(value: float, price: float, instrument: Instrument, max_position: fl
     if size < instrument.min_qty or size * price < instrument.min_notional:
         return 0.0
     return math.copysign(size, qty)
-
-
-def round_price(price: float, instrument: Instrument) -> float:
-    """``price`` on the tick grid."""
-    return float(f"{round(price / instrument.tick_size) * instrument.tick_size:.12g}")

@@ -32,12 +32,11 @@ import pandas as pd
 from engine.analysis.metrics import compute_metrics
 from engine.analysis.report import format_metrics
 from engine.bars.aggregator import parse_interval
-from engine.bars.kline_files import bars_to_frame
 from engine.core.clock import NS_PER_MS
 from engine.core.config import Config, parse_time
 from engine.core.typed import ConfigError, build
 from engine.feeds.history.replay import KlineReplay
-from engine.feeds.history.sources import aggregate_bars, open_source
+from engine.feeds.history.sources import open_source, source_bars
 from engine.ledger.reader import LedgerReader
 from engine.run.backtest import run_backtest
 
@@ -68,12 +67,8 @@ def run_bars(cfg: Config) -> tuple[pd.DataFrame, str]:
     run = cfg.run
     source = open_source(run.data, symbol=run.symbol, category=run.category, interval=run.interval,
                          start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"))
-    if isinstance(source, KlineReplay):
-        return source.frame, source.label
-    interval = run.interval or "1m"
-    bars = aggregate_bars(source, interval, close_delay_ns=cfg.bars.close_delay_ms * NS_PER_MS,
-                          empty=cfg.bars.empty, first_partial=cfg.bars.first_partial)
-    return bars_to_frame(bars), interval
+    interval = source.label if isinstance(source, KlineReplay) else run.interval or "1m"
+    return source_bars(source, interval, cfg.bars), interval
 
 
 def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_dir: Path, *,

@@ -38,7 +38,7 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     from workflows.walk_forward import format_folds, run_walk_forward
 
     cfg = resolve_config(args)
-    cls = plugins.load("papertape.strategies", cfg.strategy.name, "strategy")
+    cls = plugins.load_strategy_class(cfg.strategy.name)
     if not (isinstance(cls, type) and issubclass(cls, ModelStrategy)):
         raise ConfigError(f"--walk-forward trains models for --strategy model, not {cfg.strategy.name}")
     if args.walk_forward < 1:

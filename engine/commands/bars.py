@@ -28,26 +28,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.bars.kline_files import bars_to_frame, write_kline_csv
-    from engine.core.clock import NS_PER_MS
+    from engine.bars.kline_files import write_kline_csv
     from engine.core.config import parse_time
-    from engine.feeds.history.replay import KlineReplay
-    from engine.feeds.history.sources import aggregate_bars, open_source
+    from engine.feeds.history.sources import open_source, source_bars
 
     cfg = resolve_config(args)
     interval = args.interval or cfg.run.interval or "1m"
     source = open_source(cfg.run.data, symbol=cfg.run.symbol, category=cfg.run.category,
                          interval=interval, start_ns=parse_time(cfg.run.start, "--start"),
                          end_ns=parse_time(cfg.run.end, "--end"))
-    if isinstance(source, KlineReplay):
-        frame = source.frame
-    else:
-        with tqdm(total=source.total_rows, unit="trades", unit_scale=True, leave=False,
-                  disable=None if not args.no_progress else True, desc="aggregate") as bar:
-            bars = aggregate_bars(source, interval, close_delay_ns=cfg.bars.close_delay_ms * NS_PER_MS,
-                                  empty=cfg.bars.empty, first_partial=cfg.bars.first_partial,
-                                  progress=bar.update)
-        frame = bars_to_frame(bars)
+    with tqdm(total=source.total_rows, unit="trades", unit_scale=True, leave=False,
+              disable=None if not args.no_progress else True, desc="aggregate") as bar:
+        frame = source_bars(source, interval, cfg.bars, progress=bar.update)
     write_kline_csv(frame, args.out)
     summary = {"out": str(args.out), "bars": len(frame), "interval": interval,
                "rows": source.total_rows, "bad_rows": source.bad_rows}

@@ -51,9 +51,6 @@ class Bus:
         """Deliver every event of ``event_type`` to ``handler``, after earlier subscribers."""
         self._handlers.setdefault(event_type, []).append(handler)
 
-    def has_subscribers(self, event_type: type) -> bool:
-        return bool(self._handlers.get(event_type))
-
     def publish(self, event: Any) -> None:
         """Queue an event made while handling another; it is delivered before the next
         outside event."""

@@ -12,7 +12,6 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 TimerCallback = Callable[[int], None]
 
@@ -47,10 +46,6 @@ class Clock:
         """The current time in UTC nanoseconds."""
         return self._now
 
-    def utc_now(self) -> datetime:
-        """The current time as an aware UTC datetime."""
-        return datetime.fromtimestamp(self.timestamp_ns() / NS_PER_S, tz=UTC)
-
     def set_timer(self, at_ns: int, callback: TimerCallback, name: str = "") -> Timer:
         """Call ``callback(at_ns)`` once the clock reaches ``at_ns``; timers at one instant
         fire in the order they were set."""
@@ -76,11 +71,6 @@ class Clock:
                 self._now = max(self._now, timer.at)
                 return timer
         return None
-
-    def set_time(self, ts_ns: int) -> None:
-        """Move the clock to an event's ``ts_init`` (never backwards)."""
-        if ts_ns > self._now:
-            self._now = ts_ns
 
     def _on_new_timer(self, at_ns: int) -> None:
         """Hook for clocks that must wake themselves up for a new deadline."""

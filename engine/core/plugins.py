@@ -9,6 +9,9 @@ from typing import Any
 
 from engine.core.errors import UserError
 
+STRATEGIES = "papertape.strategies"  # entry-point group of strategy classes
+COMMANDS = "papertape.commands"  # entry-point group of functions that add CLI verbs
+
 
 class PluginError(UserError, LookupError):
     """A plugin that cannot be found or imported; the message says which and why."""
@@ -17,6 +20,11 @@ class PluginError(UserError, LookupError):
 def available(group: str) -> list[str]:
     """Names registered under an entry-point group, sorted."""
     return sorted(ep.name for ep in entry_points(group=group))
+
+
+def load_strategy_class(spec: str) -> Any:
+    """The strategy class registered as ``spec`` or at ``module:Class``."""
+    return load(STRATEGIES, spec, "strategy")
 
 
 def load(group: str, spec: str, what: str = "plugin") -> Any:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +204,6 @@ class Ledger:
             not buffered & 63 and time.monotonic() - self._last_flush >= self.flush_seconds
         ):
             self.flush()
-
-    def add_many(self, table: str, rows: Iterable[tuple]) -> None:
-        for row in rows:
-            self.add(table, row)
 
     def flush(self, wait: bool = False) -> None:
         """Hand the buffered rows to the writer as one transaction; ``wait`` blocks until

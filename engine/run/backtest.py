@@ -10,13 +10,11 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from engine.bars.kline_files import bars_to_frame
 from engine.core.bus import HandlerError
-from engine.core.clock import NS_PER_MS, ReplayClock
+from engine.core.clock import ReplayClock
 from engine.core.config import Config, parse_time
 from engine.feeds.history.recording import RecordingReplay
-from engine.feeds.history.replay import KlineReplay
-from engine.feeds.history.sources import aggregate_bars, open_source
+from engine.feeds.history.sources import open_source, source_bars
 from engine.run.session import Market, Session, SessionResult
 from engine.strategy.predictions import BatchPredictions
 
@@ -54,8 +52,7 @@ def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
         with _fewer_collections():
             session.start()
             source.run(session.bus, bar.update, session.wants_fine_batches)
-            session.bus.advance_to(rng.end + cfg.bars.close_delay_ms * NS_PER_MS)
-            session.stop()
+            session.end_of_data(rng.end)
     except HandlerError as exc:
         log.error("run %d stopped: %s", session.run_id, exc)
         raise RunFailed(str(exc), session.close("failed", str(exc))) from exc
@@ -90,12 +87,7 @@ def _install_batch_predictions(session: Session, source, cfg: Config, progress: 
     data, with a progress bar when it takes a ``progress`` callback) and have each row
     delivered when its bar closes."""
     market = session.market
-    if isinstance(source, KlineReplay):
-        bars = source.frame
-    else:
-        bars = bars_to_frame(aggregate_bars(
-            source, market.interval, close_delay_ns=cfg.bars.close_delay_ms * NS_PER_MS,
-            empty=cfg.bars.empty, first_partial=cfg.bars.first_partial))
+    bars = source_bars(source, market.interval, cfg.bars)
     log.info("computing batch predictions for %d bars", len(bars))
     predict = session.strategy.predict_batch
     if "progress" in inspect.signature(predict).parameters:

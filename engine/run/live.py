@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from engine.bybit.endpoints import MAINNET_REST, MAINNET_WS
-from engine.core.clock import NS_PER_MS, NS_PER_S, LiveClock
+from engine.core.clock import NS_PER_S, LiveClock
 from engine.core.config import Config
 from engine.core.events import Wakeup
 from engine.core.typed import ConfigError
@@ -243,8 +243,7 @@ class _LiveRun:
             session.bus.process(event)
         if late:
             log.info("%d event(s) made after the feed stopped were left out", late)
-        session.bus.advance_to(end + session.cfg.bars.close_delay_ms * NS_PER_MS)
-        session.stop()
+        session.end_of_data(end)
 
 
 def run_live(cfg: Config, opts: LiveOptions) -> SessionResult:

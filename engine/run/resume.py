@@ -50,7 +50,7 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
             raise ConfigError(f"run {run_id} traded {key} {previous[key]}; --resume cannot change it to "
                               f"{market[key]}")
     stored = json.loads(previous["params"])
-    cls = plugins.load("papertape.strategies", previous["strategy"], "strategy")
+    cls = plugins.load_strategy_class(previous["strategy"])
     config_class = getattr(cls, "config_class", None)
     if config_class is not None and params:
         before = build(config_class, stored, "--param")

@@ -67,7 +67,7 @@ class SessionResult:
 
 def load_strategy(spec: str, params: dict[str, Any]) -> Any:
     """An instance of the strategy ``spec`` with typed parameters from ``params``."""
-    cls = plugins.load("papertape.strategies", spec, "strategy")
+    cls = plugins.load_strategy_class(spec)
     if not isinstance(cls, type) or not hasattr(cls, "config_class") or not hasattr(cls, "attach"):
         raise plugins.PluginError(f"{spec!r} is not a papertape Strategy class")
     config = build(cls.config_class, params, f"strategy {spec} parameters")
@@ -165,6 +165,12 @@ class Session:
             self.aggregator.start_at(start)
         self.broker.start_funding(start)
         self.host.start()
+
+    def end_of_data(self, end_ns: int) -> None:
+        """No trade comes after ``end_ns`` (finite history, or a live session's stop): close
+        the bars that ended by then, then stop the strategy."""
+        self.bus.advance_to(end_ns + self.cfg.bars.close_delay_ms * NS_PER_MS)
+        self.stop()
 
     def stop(self) -> None:
         """Call ``on_stop`` and record the strategy's saved state."""

@@ -55,7 +55,7 @@ def test_events_published_by_handlers_come_before_the_next_outside_event():
 
 def test_the_clock_never_goes_backwards():
     clock = ReplayClock(100)
-    clock.set_time(50)
+    Bus(clock).process(Wakeup(50, 50))
     assert clock.timestamp_ns() == 100
 
 

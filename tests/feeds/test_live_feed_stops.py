@@ -10,16 +10,8 @@ import re
 import signal
 import time
 
-from tests.helpers.live import (
-    SAMPLE_DAY,
-    LiveProcess,
-    Unanswered,
-    papertape,
-    query,
-    start_exchange,
-    table_has,
-    wait_for,
-)
+from tests.helpers.live import SAMPLE_DAY, LiveProcess, papertape, query, start_exchange, table_has, wait_for
+from tests.helpers.scripted_bybit import Unanswered
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00"
 

@@ -18,7 +18,15 @@ from engine.core.events import Bar, FeedStatus, Trades
 from engine.feeds.live.feed import FeedDecoder, LiveFeed
 from engine.feeds.live.rest import BybitRest
 from engine.feeds.live.websocket import Backoff, BybitWebsocket
-from tests.helpers.live import BASE_MS, PONGS, Conn, FakeBybit, linear_ack, rest_trade, trade_message
+from tests.helpers.scripted_bybit import (
+    BASE_MS,
+    PONGS,
+    Conn,
+    FakeBybit,
+    linear_ack,
+    rest_trade,
+    trade_message,
+)
 
 FAST = Backoff(initial=0.05, factor=2.0, cap=0.2, jitter=0.0)
 

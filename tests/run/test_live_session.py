@@ -14,7 +14,8 @@ import pandas as pd
 
 from engine.core.config import load_config
 from engine.run.live import LiveOptions, run_live_async
-from tests.helpers.live import FakeBybit, compare_bars, query, rest_trade, trade_message
+from tests.helpers.live import compare_bars, query
+from tests.helpers.scripted_bybit import FakeBybit, rest_trade, trade_message
 
 MS = 1_000_000
 

@@ -22,6 +22,7 @@ from engine.bars.kline_files import (
 )
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, ReplayClock
+from engine.core.config import BarsSection
 from engine.core.errors import UserError
 from engine.core.events import Bar, Trades
 from engine.feeds.history.archive import ArchiveError, TradeArchive, read_header, trade_layout
@@ -189,13 +190,23 @@ def _ledger_klines(files: list[Path], interval: str) -> pd.DataFrame:
     return bars.reset_index(drop=True)
 
 
-def load_bars_from(paths: list[str], interval: str) -> pd.DataFrame:
-    """Bars at ``interval`` in the kline format from archives, klines or a ledger."""
+def source_bars(source: TradeReplay | RecordingReplay | KlineReplay, interval: str,
+                settings: BarsSection, progress=None) -> pd.DataFrame:
+    """The bars a replay of ``source`` makes at ``interval`` under the ``[bars]`` settings,
+    in the kline format: a kline source's own, trades aggregated (``progress`` gets rows)."""
+    if isinstance(source, KlineReplay):
+        return source.frame
+    return bars_to_frame(aggregate_bars(source, interval, close_delay_ns=settings.close_delay_ms * NS_PER_MS,
+                                        empty=settings.empty, first_partial=settings.first_partial,
+                                        progress=progress))
+
+
+def load_bars_from(paths: list[str], interval: str, settings: BarsSection | None = None) -> pd.DataFrame:
+    """Bars at ``interval`` in the kline format from archives, klines or a ledger, under the
+    ``[bars]`` settings (their defaults when none are given)."""
     files = expand(paths)
     kinds = {file_kind(p) for p in files}
     if kinds == {"ledger"}:
         return _ledger_klines(files, interval)
     source = open_source(paths, symbol="", category="linear", interval=interval)
-    if isinstance(source, KlineReplay):
-        return source.frame
-    return bars_to_frame(aggregate_bars(source, interval))
+    return source_bars(source, interval, settings or BarsSection())

@@ -24,7 +24,7 @@ import pandas as pd
 
 from engine.bars.aggregator import parse_interval
 from engine.bars.kline_files import KLINE_COLUMNS
-from engine.broker.instruments import Instrument, InstrumentBook
+from engine.broker.instruments import Instrument
 from engine.bybit.intervals import INTERVALS, next_start, step_ms
 from engine.core.clock import NS_PER_MS
 from engine.core.events import Trades
@@ -192,15 +192,6 @@ class BybitRest:
             end = oldest - 1
         return rows, server_time
 
-    async def klines_raw(self, category: str, symbol: str, interval: str, start_ms: int, end_ms: int, *,
-                         page_limit: int = 1000) -> list[list[str]]:
-        """Bybit's kline rows (``[startTime, open, high, low, close, volume, turnover]``,
-        strings) with start in ``[start_ms, end_ms]``, every page, newest first as Bybit
-        sends them, each start once; the newest may be the still-open candle."""
-        rows, _ = await self._kline_pages(category, symbol, bybit_interval(interval), start_ms, end_ms,
-                                          page_limit)
-        return [rows[t] for t in sorted(rows, reverse=True)]
-
     async def klines(self, category: str, symbol: str, interval: str, start_ms: int, end_ms: int, *,
                      page_limit: int = 1000, closed_only: bool = True) -> pd.DataFrame:
         """Klines with ``start_ms <= open_time < end_ms`` in the kline format of
@@ -269,14 +260,6 @@ class BybitRest:
         """Instruments-info as the broker's :class:`Instrument` rules."""
         items = await self.instruments_info(category, symbol)
         return [instrument_from_info(category, item) for item in items]
-
-    async def load_instruments_into(self, book: InstrumentBook, category: str,
-                                    symbol: str | None = None) -> list[Instrument]:
-        """Fetch instruments and add (or replace) them in ``book``; returns them."""
-        instruments = await self.instruments(category, symbol)
-        for instrument in instruments:
-            book.add(instrument)
-        return instruments
 
 
 def instrument_from_info(category: str, item: dict) -> Instrument:
