@@ -314,10 +314,13 @@ class ModelStrategy(Strategy):
         if self._warmup is not None and self._warmup.holds(row):
             self._check_exits(bar.close)
             return  # the window waits for its history; the bar joins it when that arrives
-        self._closes.append(bar.close)
+        if self._streams is None:  # forecasts computed ahead arrive on their own
+            self._closes.append(bar.close)
+            self._check_exits(bar.close)
+            return
+        windows = self.add_bars([row])
         self._check_exits(bar.close)
-        if self._streams is not None:
-            self._forecast(row, self.add_bars([row]))
+        self._forecast(row, windows)
 
     def _forecast(self, row: dict[str, Any], windows: list[np.ndarray | None]) -> None:
         """Start the forecast of the bar ``row`` from the active model's window."""
