@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from dataclasses import asdict
@@ -92,6 +91,8 @@ def _plan(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
 
 def run(args: argparse.Namespace) -> int:
     """Fetch what the arguments ask for; 0 all there, 1 something missing, 2 bad arguments."""
+    import asyncio
+
     import aiohttp
 
     from engine.feeds.live.rest import BybitAPIError, BybitError
