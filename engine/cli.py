@@ -23,7 +23,7 @@ from engine.core.errors import UserError
 
 log = logging.getLogger("papertape")
 
-VERBS = ("backtest", "bars", "live", "runs", "report", "fetch")
+VERBS = ("backtest", "bars", "live", "runs", "report", "fetch", "sweep")
 
 EXAMPLES = """\
 examples:

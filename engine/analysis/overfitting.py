@@ -131,8 +131,8 @@ def probability_of_overfitting(returns: np.ndarray, n_blocks: int = 16) -> Overf
         raise ValueError(f"PBO needs at least {2 * n_blocks} periods for {n_blocks} blocks, got {m.shape[0]}")
     blocks = m[: rows * n_blocks].reshape(n_blocks, rows, m.shape[1])
     sums, squares = blocks.sum(axis=1), (blocks**2).sum(axis=1)  # [blocks, trials]
-    halves = np.array([[b in chosen for b in range(n_blocks)]
-                       for chosen in itertools.combinations(range(n_blocks), n_blocks // 2)], dtype=np.float64)
+    combos = itertools.combinations(range(n_blocks), n_blocks // 2)
+    halves = np.array([[b in chosen for b in range(n_blocks)] for chosen in combos], dtype=np.float64)
     count = rows * n_blocks // 2
     train = _sharpe_from_sums(halves @ sums, halves @ squares, count)
     test = _sharpe_from_sums((1 - halves) @ sums, (1 - halves) @ squares, count)

@@ -12,13 +12,20 @@ def register(subparsers) -> argparse.ArgumentParser:
                               "self-contained HTML report: equity, drawdown, price with fills, fills table.")
     p.add_argument("--ledger", default="papertape.db", metavar="PATH", help="ledger (default papertape.db)")
     p.add_argument("--run", type=int, help="run id (default: the newest run)")
-    p.add_argument("--out", metavar="FILE.html", help="HTML file (default report-run<ID>.html)")
+    p.add_argument("--sweep", type=int, metavar="ID", help="report a sweep instead: its trials, a heatmap "
+                   "of the objective over two parameters, in-sample against out-of-sample, DSR and PBO")
+    p.add_argument("--heatmap", metavar="X,Y", help="the two parameters of the sweep heatmap "
+                   "(default: the first two swept)")
+    p.add_argument("--out", metavar="FILE.html", help="HTML file (default report-run<ID>.html, "
+                   "report-sweep<ID>.html)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.sweep is not None:
+        return sweep_report(args)
     from engine.analysis.html_report import write_html_report
     from engine.analysis.metrics import forecasts_for_run, metrics_for_run
     from engine.analysis.report import format_metrics
@@ -43,5 +50,41 @@ def run(args: argparse.Namespace) -> int:
             print(f"  forecasts: {forecasts['forecasts']:,}, {forecasts['dropped']:,} dropped as late; from "
                   f"bar close to forecast median {forecasts['latency_ms_median']:.0f} ms, p99 "
                   f"{forecasts['latency_ms_p99']:.0f} ms")
+        print(f"report written to {out}")
+    return 0
+
+
+def sweep_report(args: argparse.Namespace) -> int:
+    """``report --sweep ID``: the sweep's page and its summary."""
+    from engine.analysis.sweep_report import format_sweep, write_sweep_html
+    from engine.analysis.sweep_stats import valued
+    from engine.core.typed import ConfigError
+    from engine.ledger.reader import LedgerReader
+    from engine.ledger.sweeps import load_sweep, load_trials
+    from engine.run.sweep_phases import SweepResult
+
+    reader = LedgerReader(args.ledger)
+    try:
+        sweep = load_sweep(reader.engine, args.sweep, args.ledger)
+        trials = valued(load_trials(reader.engine, args.sweep), sweep["objective"])
+    finally:
+        reader.close()
+    x = y = None
+    if args.heatmap:
+        x, _, y = args.heatmap.partition(",")
+        swept = {k for t in trials for k in t["params"]}
+        for name in (x, y):
+            if name not in swept:
+                raise ConfigError(f"--heatmap {args.heatmap}: {name!r} is not a swept parameter "
+                                  f"({', '.join(sorted(swept))})")
+    out = write_sweep_html(sweep, trials, x or None, y or None, args.out or f"report-sweep{args.sweep}.html")
+    summary = sweep["summary"] or {}
+    result = SweepResult(args.sweep, args.ledger, sweep["status"], sweep["objective"], trials,
+                         summary.get("best"), summary.get("dsr"), summary.get("pbo"),
+                         summary.get("executor", ""))
+    if args.json:
+        print(json.dumps(result.to_json() | {"report": str(out)}, default=str))
+    else:
+        print(format_sweep(result))
         print(f"report written to {out}")
     return 0

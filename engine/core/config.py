@@ -110,6 +110,26 @@ class LedgerSection:
 
 
 @dataclass(frozen=True)
+class SweepSection:
+    """Defaults for ``papertape sweep`` (its flags override them) and its search space:
+    ``[sweep.space]`` maps a parameter to a list of values or a spec string (``5:60:5``,
+    ``0.001~0.05:log``)."""
+
+    sampler: str | None = None
+    trials: int | None = None
+    seed: int | None = None
+    batch: int = 8
+    objective: str = "sharpe"
+    min_trades: int = 0
+    constraints: tuple[str, ...] = ()
+    workers: int = 0
+    holdout: float | None = None
+    walk_forward: int | None = None
+    top: int = 5
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     run: RunSection = field(default_factory=RunSection)
     bars: BarsSection = field(default_factory=BarsSection)
@@ -117,6 +137,7 @@ class Config:
     account: AccountSection = field(default_factory=AccountSection)
     broker: BrokerSection = field(default_factory=BrokerSection)
     ledger: LedgerSection = field(default_factory=LedgerSection)
+    sweep: SweepSection = field(default_factory=SweepSection)
 
 
 def load_config(

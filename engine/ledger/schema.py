@@ -201,6 +201,46 @@ class FeedGapRow(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
 
 
+class SweepRow(Base):
+    """One parameter sweep: what it searches and how (``spec``, JSON, enough to resume it),
+    and, once done, its summary (best trial, DSR, PBO). A table of its own, so a ledger
+    from before sweeps opens unchanged."""
+
+    __tablename__ = "sweeps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    status: Mapped[str] = mapped_column(String(16))
+    strategy: Mapped[str] = mapped_column(String(200))
+    objective: Mapped[str] = mapped_column(String(80))
+    sampler: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SweepTrialRow(Base):
+    """A trial of a sweep: its number in the sweep (unique with its phase), the run that
+    holds its rows (none when it failed before a run began), its parameters, status and
+    objective. ``phase`` is ``search``, ``holdout``, ``fold K`` or ``fold K test``."""
+
+    __tablename__ = "sweep_trials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sweep_id: Mapped[int] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    phase: Mapped[str] = mapped_column(String(32))
+    trial: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    params: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    objective: Mapped[float | None] = mapped_column(Float, nullable=True)
+    metrics: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    finished_at: Mapped[float] = mapped_column(Float)
+
+
+Index("ux_sweep_trials_trial", SweepTrialRow.sweep_id, SweepTrialRow.phase, SweepTrialRow.trial, unique=True)
+
+
 # covers the metrics' read of a run's equity curve: an index-only scan, no row lookups
 Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts, EquityRow.equity, EquityRow.position)
 Index("ix_fills_run_ts", FillRow.run_id, FillRow.ts_event)
@@ -243,8 +283,11 @@ def open_engine(target: str | Path) -> sa.Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     Base.metadata.create_all(engine)
+    view = BARS_VIEW
+    if engine.dialect.name == "postgresql":  # no IF NOT EXISTS for views there
+        view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE OR REPLACE VIEW")
     with engine.begin() as conn:
-        conn.execute(sa.text(BARS_VIEW))
+        conn.execute(sa.text(view))
     return engine
 
 

@@ -227,6 +227,17 @@ class Ledger:
         self._frame(serialise(batch))
         self.rows_written += sum(len(values) // WIDTHS[name] for name, values in batch.items())
 
+    def send_serialised(self, payload: bytes, rows: int) -> None:
+        """Give the writer a batch already serialised elsewhere (a sweep worker's run)."""
+        self._frame(payload)
+        self.rows_written += rows
+
+    def reader(self):
+        """A reader on this ledger (the caller closes it)."""
+        from engine.ledger.reader import LedgerReader
+
+        return LedgerReader(self.target)
+
     def close(self) -> None:
         """Flush, stop the writer and release the database."""
         self.flush()

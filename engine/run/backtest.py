@@ -29,20 +29,22 @@ class RunFailed(RuntimeError):
         self.result = result
 
 
-def run_backtest(cfg: Config, *, progress: bool = True) -> SessionResult:
-    """Replay ``cfg.run.data`` through the strategy, broker and ledger; return the result."""
+def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None) -> SessionResult:
+    """Replay ``cfg.run.data`` through the strategy, broker and ledger; return the result.
+    A sweep worker passes the ``source`` it opened once (for ``cfg.run``) and its ``ledger``."""
     run = cfg.run
-    source = open_source(
-        run.data, symbol=run.symbol, category=run.category, interval=run.interval,
-        start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"),
-    )
+    if source is None:
+        source = open_source(
+            run.data, symbol=run.symbol, category=run.category, interval=run.interval,
+            start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"),
+        )
     interval = source.label if source.kind == "bars" else (run.interval or "1m")
     rng = source.range
     market = Market(rng.symbol, rng.category, interval, "trades" if source.kind != "bars" else "bars",
                     rng.start, rng.end, tuple(str(p) for p in run.data))
     session = Session(cfg, ReplayClock(rng.start), market, kind="backtest",
                       ledger_target=cfg.ledger.path,
-                      save_state_every_bar=isinstance(source, RecordingReplay))
+                      save_state_every_bar=isinstance(source, RecordingReplay), ledger=ledger)
     if callable(getattr(session.strategy, "predict_batch", None)):
         _install_batch_predictions(session, source, cfg, progress)
     unit = "bars" if source.kind == "bars" else "trades"

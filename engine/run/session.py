@@ -23,7 +23,6 @@ from engine.core.clock import NS_PER_MS, Clock
 from engine.core.config import Config
 from engine.core.events import Bar, FeedStatus, Trades
 from engine.core.typed import build
-from engine.ledger.reader import LedgerReader
 from engine.ledger.recorder import LedgerRecorder
 from engine.ledger.store import Ledger
 from engine.strategy.host import StrategyContext
@@ -87,6 +86,7 @@ class Session:
         ledger_target: str,
         resume_from: int | None = None,
         save_state_every_bar: bool = False,
+        ledger: Any = None,
     ) -> None:
         self.cfg, self.market, self.kind = cfg, market, kind
         self.resumed_from = resume_from
@@ -115,7 +115,9 @@ class Session:
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error,
                                     mode="live" if kind == "live" else "replay")
         self.strategy.check_run()
-        self.ledger = Ledger(ledger_target, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
+        # a sweep worker passes a MemoryLedger: the same rows, sent on to the sweep's ledger
+        self.ledger = ledger if ledger is not None else Ledger(ledger_target, cfg.ledger.batch_rows,
+                                                               cfg.ledger.flush_seconds)
         self.run_id = self.ledger.start_run(
             kind=kind, strategy=strategy_cfg.name,
             params=json.dumps(dataclasses.asdict(self.strategy.config), sort_keys=True),
@@ -188,7 +190,7 @@ class Session:
             self.market = dataclasses.replace(self.market, data_end=data_end)
         self.ledger.finish_run(self.run_id, status, error, summary, data_end=data_end)
         self.ledger.close()
-        reader = LedgerReader(self.ledger.target)
+        reader = self.ledger.reader()
         try:
             metrics = metrics_for_run(reader, self.run_id)
         finally:

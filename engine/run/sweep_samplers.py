@@ -32,7 +32,7 @@ class Sampler(ABC):
     def ask(self, n: int) -> list[dict[str, Value]]:
         """The next (at most) ``n`` parameter sets."""
 
-    def tell(self, number: int, params: dict[str, Value], value: float | None) -> None:
+    def tell(self, number: int, params: dict[str, Value], value: float | None) -> None:  # noqa: B027
         """Record trial ``number``'s objective (larger is better); grid and random ignore it."""
 
     def remaining(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,3 +173,52 @@ def _span(name: str, text: str, where: str) -> Dimension:
         raise ConfigError(f"{where}: a log span needs a positive low end, got {low}")
     return Dimension(name, low=float(low), high=float(high), log=log,
                      integer=isinstance(low, int) and isinstance(high, int))
+
+
+_OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+        "<": operator.lt, ">": operator.gt}
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``left OP right`` over parameters, metrics (``daily.sharpe`` reaches the daily table)
+    and numbers, e.g. ``fast<slow`` or ``max_drawdown<=0.2``; a trial that breaks one is
+    discarded (before it runs, when it names parameters only)."""
+
+    text: str
+    left: str
+    op: str
+    right: str
+
+    def names(self) -> set[str]:
+        return {side for side in (self.left, self.right) if not isinstance(parse_value(side), (int, float))}
+
+    def holds(self, values: dict[str, Any]) -> bool | None:
+        """Whether it holds for ``values`` (a name to its value); None if a name has no value."""
+        sides = []
+        for side in (self.left, self.right):
+            literal = parse_value(side)
+            if isinstance(literal, (int, float)) and not isinstance(literal, bool):
+                sides.append(literal)
+                continue
+            value: Any = values
+            for part in side.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                return None
+            sides.append(value)
+        try:
+            return bool(_OPS[self.op](*sides))
+        except TypeError:
+            return False
+
+
+def parse_constraint(text: str) -> Constraint:
+    for op in ("<=", ">=", "==", "!=", "<", ">"):
+        left, sep, right = text.partition(op)
+        if sep:
+            if not left.strip() or not right.strip():
+                break
+            return Constraint(text, left.strip(), op, right.strip())
+    raise ConfigError(f"--constraint {text!r}: write NAME OP VALUE with OP one of <, <=, >, >=, ==, != "
+                      "(e.g. fast<slow or max_drawdown<=0.2)")

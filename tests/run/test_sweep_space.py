@@ -116,3 +116,22 @@ def test_tpe_finds_a_planted_optimum_in_fewer_trials_than_random():
     tpe = sum(_trials_to_optimum("tpe", s) for s in seeds) / len(seeds)
     rand = sum(_trials_to_optimum("random", s) for s in seeds) / len(seeds)
     assert tpe < rand / 2, (tpe, rand)
+
+
+def test_the_sweep_table_of_the_config_gives_the_space_and_defaults(tmp_path):
+    import argparse
+
+    from engine.commands.sweep import options_from
+    from engine.core.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('[sweep]\nsampler = "random"\ntrials = 3\nobjective = "max_drawdown"\n'
+                    'constraints = ["fast<slow"]\n[sweep.space]\nfast = [5, 10]\nslow = "20:60:20"\n')
+    cfg = load_config(path)
+    flags = dict(grid=["slow=30,50"], sampler=None, holdout=None, walk_forward=None, batch=None, top=None,
+                 seed=None, trials=None, objective=None, min_trades=None, constraint=["slow<=50"])
+    opts = options_from(argparse.Namespace(**flags), cfg)
+    assert opts.sampler == "random" and opts.trials == 3 and opts.objective == "max_drawdown"
+    assert opts.space.dimension("fast").values == (5, 10) and opts.space.dimension("slow").values == (30, 50)
+    assert [c.text for c in opts.constraints] == ["fast<slow", "slow<=50"]
+    assert opts.constraints[0].holds({"fast": 5, "slow": 30}) and not opts.constraints[1].holds({"slow": 60})

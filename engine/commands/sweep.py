@@ -1,0 +1,159 @@
+"""``papertape sweep``: backtest a strategy over a search space on local worker processes
+or a Ray cluster, every trial a run in the ledger, with the best trials, their
+out-of-sample figures and the overfitting guard (DSR, PBO) at the end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from engine.commands.run_options import add_run_args, resolve_config
+
+EXAMPLES = """\
+examples:
+  papertape sweep --grid fast=5,10,20 --grid slow=20:60:10 --workers 2
+  papertape sweep --grid fast=5:60:5 --grid slow=20:200:10 --sampler tpe --trials 50 --seed 7
+  papertape sweep --grid fast=5:30:5 --grid slow=40,80 --holdout 0.3 --constraint fast<slow
+  papertape sweep --grid fast=5,10 --grid slow=20,40 --ray 127.0.0.1:6379 --json
+  papertape sweep --resume 3                    run what sweep 3 has not run yet
+  papertape report --sweep 3 --out sweep.html
+"""
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "sweep", help="backtest a strategy over a parameter space (local workers or Ray)",
+        description="Run a backtest for every point of a search space (or for the trials a random or "
+        "TPE sampler picks). Every trial is an ordinary run in the ledger, grouped under a sweep id; "
+        "the data is parsed once per worker. At the end: the best trials, and how much of the best "
+        "result may be luck (Deflated Sharpe Ratio, Probability of Backtest Overfitting).",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=SPEC",
+                   help="a swept parameter: values v1,v2,...; a range start:stop:step (ends included); "
+                        "or a span lo~hi (lo~hi:log) for --sampler random/tpe (repeatable; also the "
+                        "[sweep.space] table)")
+    p.add_argument("--sampler", choices=("grid", "random", "tpe"),
+                   help="grid: every point (default when every key lists values); random: seeded draws; "
+                        "tpe: Optuna's TPE, seeded")
+    p.add_argument("--trials", type=int, metavar="N", help="how many trials random and tpe run")
+    p.add_argument("--batch", type=int, metavar="N", help="TPE asks N trials per round (default 8); "
+                   "the trials depend on the seed and this, not on the workers")
+    p.add_argument("--objective", metavar="METRIC", help="what to maximise (default sharpe; drawdown, "
+                   "volatility, fees and turnover are minimised); daily.sharpe uses daily returns")
+    p.add_argument("--min-trades", type=int, metavar="N", help="discard trials with fewer round trips")
+    p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                   help="discard trials that break it: fast<slow, max_drawdown<=0.2 (repeatable)")
+    p.add_argument("--holdout", type=float, metavar="F", help="keep the last F of the data out of the "
+                   "search and trade the best trials on it (e.g. 0.3)")
+    p.add_argument("--walk-forward", type=int, metavar="K", help="re-optimise on K growing windows, "
+                   "each winner trading the block after its window")
+    p.add_argument("--top", type=int, metavar="N", help="how many best trials the holdout tests and the "
+                   "table shows (default 5)")
+    p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per CPU)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the trials as Ray tasks on a running cluster: "
+                   "auto, or host:port of `ray start --head`")
+    p.add_argument("--resume", type=int, metavar="SWEEP_ID", help="run only the trials sweep SWEEP_ID "
+                   "has not recorded (its search space and options come from the ledger)")
+    p.set_defaults(func=run)
+    return p
+
+
+def options_from(args: argparse.Namespace, cfg):
+    """The sweep's options from flags over the config's [sweep] table."""
+    from engine.analysis.sweep_stats import check_objective
+    from engine.core.typed import ConfigError
+    from engine.run.sweep import SweepOptions
+    from engine.run.sweep_space import parse_constraint, parse_space
+
+    table = cfg.sweep
+    space = parse_space(args.grid, table.space)
+    sampler = args.sampler or table.sampler or ("grid" if space.discrete else "random")
+    holdout = args.holdout if args.holdout is not None else table.holdout
+    walk = args.walk_forward if args.walk_forward is not None else table.walk_forward
+    if holdout is not None and not 0 < holdout < 1:
+        raise ConfigError(f"--holdout {holdout}: give the share of the data to keep out, between 0 and 1")
+    if walk is not None and walk < 1:
+        raise ConfigError(f"--walk-forward {walk}: give a number of folds, 1 or more")
+    if holdout and walk:
+        raise ConfigError("--holdout and --walk-forward each keep data out of the search; give one")
+    batch = args.batch if args.batch is not None else table.batch
+    top = args.top if args.top is not None else table.top
+    if batch < 1 or top < 1:
+        raise ConfigError("--batch and --top must be positive")
+    seed = args.seed if args.seed is not None else (table.seed if table.seed is not None else cfg.run.seed)
+    return SweepOptions(
+        space=space, grid=tuple(args.grid), table=dict(table.space), sampler=sampler,
+        trials=args.trials if args.trials is not None else table.trials, seed=seed, batch=batch,
+        objective=check_objective(args.objective or table.objective),
+        min_trades=args.min_trades if args.min_trades is not None else table.min_trades,
+        constraints=tuple(parse_constraint(c) for c in [*table.constraints, *args.constraint]),
+        holdout=holdout, walk_forward=walk, top=top)
+
+
+def make_pool(args: argparse.Namespace, cfg):
+    from engine.core.typed import ConfigError
+
+    if args.ray:
+        from engine.run.sweep_ray import RayPool
+
+        return RayPool(args.ray)
+    from engine.run.sweep_pool import LocalPool
+
+    workers = args.workers if args.workers is not None else (cfg.sweep.workers or os.cpu_count() or 1)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: give 1 or more")
+    return LocalPool(workers)
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.ledger.store import Ledger
+    from engine.run.sweep import SweepInterrupted, SweepRun, typed_params
+    from engine.run.sweep_phases import resumed, run_phases, start_sweep, summarise
+    from engine.run.sweep_samplers import make_sampler
+
+    cfg = resolve_config(args)
+    ledger = Ledger(cfg.ledger.path, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
+    try:
+        if args.resume is not None:
+            cfg, opts, done = resumed(ledger, args.resume)
+            sweep_id = args.resume
+        else:
+            opts, done = options_from(args, cfg), []
+        typed_params(cfg.strategy.name, opts.space, cfg.strategy.params)
+        make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
+        sweep = None
+        pool = make_pool(args, cfg)
+        try:
+            if args.resume is None:
+                sweep_id = start_sweep(cfg, opts, ledger)
+            sweep = SweepRun(cfg, opts, pool, ledger, sweep_id, done, progress=not args.no_progress)
+            previous = signal.signal(signal.SIGINT, sweep.request_stop)
+            try:
+                outcome, status = run_phases(sweep), "finished"
+            except SweepInterrupted:
+                outcome, status = {"best": None}, "interrupted"
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        finally:
+            pool.close()
+            if sweep is not None:
+                sweep.abandon()
+        result = summarise(sweep, outcome, status, pool.description)
+    finally:
+        ledger.close()
+    if status == "interrupted":
+        where = cfg.ledger.path
+        print(f"papertape: sweep {sweep_id} interrupted; {len(result.trials)} finished trial(s) kept in "
+              f"{where}; `papertape sweep --resume {sweep_id} --ledger {where}` runs the rest",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json(), default=str))
+    else:
+        from engine.analysis.sweep_report import format_sweep
+
+        print(format_sweep(result, top=opts.top))
+    return 130 if status == "interrupted" else 0

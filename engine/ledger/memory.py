@@ -1,0 +1,114 @@
+"""A ledger for one run held in memory, for sweep workers: the session records into it
+exactly as into :class:`~engine.ledger.store.Ledger`, its metrics are read back from it
+through the same reader calls, and the finished run travels to the process that owns the
+real ledger as one serialised batch (with its run row) instead of being written here.
+
+The run id is the one the sweep's driver reserved in the real ledger, so the rows need no
+rewriting on the way.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.ledger import curve_columns
+from engine.ledger.reader import unpack_curve
+from engine.ledger.store import COLUMNS, TABLES, WIDTHS, serialise
+
+
+class MemoryLedger:
+    """Collects one run's rows (flat value lists per table, as the writer takes them)."""
+
+    def __init__(self, target: str, run_id: int) -> None:
+        self.target = target  # the real ledger the rows are bound for
+        self.run_id = run_id
+        self.batch_rows = 0
+        self.flush_seconds = 0.0
+        self.buffers: dict[str, list] = {name: [] for name in TABLES}
+        self.run_fields: dict[str, Any] = {}
+        self.final: dict[str, Any] = {}
+        self.rows_written = 0
+
+    def start_run(self, **fields: Any) -> int:
+        self.run_fields = {"started_at": time.time(), **fields}
+        return self.run_id
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None,
+                   summary: dict | None = None, data_end: int | None = None) -> None:
+        import json
+
+        self.final = {"status": status, "finished_at": time.time(), "error": error,
+                      "summary": None if summary is None else json.dumps(summary)}
+        if data_end is not None:
+            self.final["data_end"] = data_end
+
+    def add(self, table: str, row: tuple) -> None:
+        if len(row) != WIDTHS[table]:
+            raise ValueError(f"a {table} row has {WIDTHS[table]} values, not {len(row)}: {row!r}")
+        self.buffers[table].extend(row)
+
+    def add_many(self, table: str, rows) -> None:
+        for row in rows:
+            self.add(table, row)
+
+    def flush(self, wait: bool = False) -> None:
+        """Nothing to hand over until the run is done."""
+
+    def wait_written(self) -> None:
+        """Everything is already here."""
+
+    def close(self) -> None:
+        self.rows_written = sum(len(v) // WIDTHS[name] for name, v in self.buffers.items())
+
+    def reader(self) -> MemoryReader:
+        return MemoryReader(self)
+
+    def payload(self) -> bytes:
+        """The run's rows as the writer's batch bytes (tables without rows left out)."""
+        return serialise({name: values for name, values in self.buffers.items() if values})
+
+
+class MemoryReader:
+    """The :class:`~engine.ledger.reader.LedgerReader` calls that metrics make, answered
+    from a :class:`MemoryLedger` with the frames the database would give back."""
+
+    def __init__(self, ledger: MemoryLedger) -> None:
+        self.ledger = ledger
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def run(self, run_id: int | None = None) -> dict[str, Any]:
+        return {"id": self.ledger.run_id, "resumed_from": None, **self.ledger.run_fields, **self.ledger.final}
+
+    def chain(self, run_id: int) -> list[int]:
+        return [self.ledger.run_id]
+
+    def _rows(self, name: str) -> pd.DataFrame:
+        values = self.ledger.buffers[name]
+        width = WIDTHS[name]
+        return pd.DataFrame.from_records([tuple(values[i : i + width]) for i in range(0, len(values), width)],
+                                         columns=COLUMNS[name], coerce_float=False)
+
+    def table(self, name: str, run_ids: list[int], order: str, columns: str = "*") -> pd.DataFrame:
+        frame = self._rows(name)
+        frame.insert(0, "id", np.arange(1, len(frame) + 1))
+        keys = [k.strip() for k in order.split(",")]
+        frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+        if columns.strip() != "*":
+            frame = frame[[c.strip() for c in columns.split(",")]]
+        return frame
+
+    def equity_curve(self, run_ids: list[int]) -> pd.DataFrame:
+        chunks = curve_columns.pack(self.ledger.buffers["equity"], WIDTHS["equity"])
+        return unpack_curve(chunk[1:] for chunk in chunks)
+
+    def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
+        return self.table("fills", run_ids, "ts_event, id", columns)
+
+    def funding(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
+        return self.table("funding", run_ids, "ts_event, id", columns)

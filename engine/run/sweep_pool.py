@@ -1,0 +1,115 @@
+"""Local worker processes for a sweep: each keeps its data open between trials, takes one
+trial at a time, and sends back the outcome. A worker that dies loses only the trial it
+held, which runs once more on a fresh worker and is otherwise recorded as failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import pickle
+import signal
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+
+from engine.run.sweep_trial import TrialOutcome, TrialTask
+
+ATTEMPTS = 2  # a trial whose worker died runs once more
+
+
+def died(task: TrialTask, how: str) -> TrialOutcome:
+    """The outcome recorded for a trial whose worker died on every attempt."""
+    return TrialOutcome(task.phase, task.trial, task.run_id, "failed",
+                        error=f"the worker running it died {ATTEMPTS} times ({how})")
+
+
+def _serve(conn: Connection) -> None:
+    """A worker's loop: trials in, outcomes out, until told to stop or the pipe closes."""
+    from engine.run.sweep_trial import TrialRunner
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and ends workers
+    runner = TrialRunner()
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send_bytes(pickle.dumps(runner.run(task), protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class _Worker:
+    def __init__(self, ctx) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="papertape-sweep-worker")
+        self.proc.start()
+        child.close()
+        self.task: TrialTask | None = None
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=10)
+        self.conn.close()
+
+
+class LocalPool:
+    """``workers`` processes (spawned, so each starts clean) that run trials."""
+
+    def __init__(self, workers: int) -> None:
+        self.ctx = mp.get_context("spawn")
+        self.workers = [_Worker(self.ctx) for _ in range(workers)]
+        self.description = f"{workers} local worker process{'es' if workers != 1 else ''}"
+
+    def pids(self) -> list[int]:
+        return [w.proc.pid for w in self.workers]
+
+    def run(self, tasks: list[TrialTask], done: Callable[[TrialOutcome], None],
+            stopping: Callable[[], bool]) -> None:
+        """Run every task, calling ``done`` with each outcome as it arrives; return early
+        (trials in progress dropped) once ``stopping()`` is true."""
+        pending = deque(tasks)
+        attempts = {task.key: 0 for task in tasks}
+        while pending or any(w.task for w in self.workers):
+            if stopping():
+                return
+            for worker in self.workers:
+                if worker.task is None and pending:
+                    worker.task = pending.popleft()
+                    attempts[worker.task.key] += 1
+                    try:
+                        worker.conn.send(worker.task)
+                    except (BrokenPipeError, OSError):
+                        pass  # seen below as a dead worker
+            busy = [w for w in self.workers if w.task is not None]
+            ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5))
+            for index, worker in enumerate(self.workers):
+                if worker.task is None or not ({worker.conn, worker.proc.sentinel} & ready):
+                    continue
+                task, worker.task = worker.task, None
+                try:
+                    outcome = pickle.loads(worker.conn.recv_bytes()) if worker.conn.poll() else None
+                except (EOFError, OSError):
+                    outcome = None
+                if outcome is not None:
+                    done(outcome)
+                    continue
+                worker.stop()
+                self.workers[index] = _Worker(self.ctx)
+                if attempts[task.key] < ATTEMPTS:
+                    pending.appendleft(task)
+                else:
+                    done(died(task, f"exit code {worker.proc.exitcode}"))
+
+    def close(self) -> None:
+        """Stop every worker (a trial in progress is dropped)."""
+        for worker in self.workers:
+            if worker.task is None and worker.proc.is_alive():
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass
+        for worker in self.workers:
+            worker.proc.join(timeout=2)
+            worker.stop()

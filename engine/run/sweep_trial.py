@@ -1,0 +1,108 @@
+"""One sweep trial, run where a worker runs it: an ordinary backtest of the trial's config
+into a :class:`~engine.ledger.memory.MemoryLedger`, on data the worker opened once.
+
+The result goes back to the driver as a :class:`TrialOutcome`: the run row's fields, its
+rows as the ledger writer's batch bytes, and the metrics computed from those rows the way
+``papertape backtest`` computes them. Local worker processes and Ray tasks run the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.core.config import Config, parse_time
+from engine.core.errors import UserError
+from engine.feeds.history.sources import open_source
+from engine.ledger.memory import MemoryLedger
+from engine.run.backtest import RunFailed, run_backtest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """A trial to run: its place in the sweep, the run id reserved for it, and its config."""
+
+    phase: str
+    trial: int
+    run_id: int
+    params: dict[str, Any]
+    config: Config
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.phase, self.trial
+
+
+@dataclass
+class TrialOutcome:
+    """What a worker sends back for one trial."""
+
+    phase: str
+    trial: int
+    run_id: int
+    status: str                       # finished or failed
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+    fills: int = 0
+    run_fields: dict[str, Any] = field(default_factory=dict)
+    final: dict[str, Any] = field(default_factory=dict)
+    payload: bytes = b""
+    rows: int = 0
+    seconds: float = 0.0
+    worker: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.phase, self.trial
+
+
+class TrialRunner:
+    """Runs trials in one worker process, keeping each data source it opened (the parsed
+    bars or the columnar trade cache) for every later trial on the same data."""
+
+    def __init__(self) -> None:
+        self.sources: dict[tuple, Any] = {}
+        self.worker = f"{os.uname().nodename}:{os.getpid()}"
+
+    def source(self, cfg: Config):
+        run = cfg.run
+        key = (tuple(run.data), run.symbol, run.category, run.interval, run.start, run.end)
+        if key not in self.sources:
+            self.sources[key] = open_source(
+                run.data, symbol=run.symbol, category=run.category, interval=run.interval,
+                start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"))
+        return self.sources[key]
+
+    def run(self, task: TrialTask) -> TrialOutcome:
+        began = time.perf_counter()
+        ledger = MemoryLedger(task.config.ledger.path, task.run_id)
+        out = TrialOutcome(task.phase, task.trial, task.run_id, "finished", worker=self.worker)
+        try:
+            result = run_backtest(task.config, progress=False, source=self.source(task.config), ledger=ledger)
+        except RunFailed as exc:
+            result, out.status, out.error = exc.result, "failed", str(exc)
+        except UserError as exc:  # refused before the run began (a parameter the strategy rejects)
+            out.status, out.error = "failed", str(exc)
+            result = None
+        if result is not None:
+            out.metrics, out.fills = result.metrics, result.fills
+        out.run_fields, out.final = ledger.run_fields, ledger.final
+        out.payload, out.rows = ledger.payload(), ledger.rows_written
+        out.seconds = time.perf_counter() - began
+        return out
+
+
+_RUNNER: TrialRunner | None = None
+
+
+def run_in_this_process(task: TrialTask) -> TrialOutcome:
+    """Run ``task`` on this process's runner (made on first use, then kept)."""
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = TrialRunner()
+    return _RUNNER.run(task)
