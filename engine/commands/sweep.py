@@ -110,6 +110,7 @@ def make_pool(args: argparse.Namespace, cfg):
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.core.typed import parse_assignments
     from engine.ledger.store import Ledger
     from engine.run.sweep import SweepInterrupted, SweepRun, typed_params
     from engine.run.sweep_phases import resumed, run_phases, start_sweep, summarise
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
             sweep_id = args.resume
         else:
             opts, done = options_from(args, cfg), []
-        typed_params(cfg.strategy.name, opts.space, cfg.strategy.params)
+        fixed = tuple(parse_assignments(args.param, "--param")) if args.resume is None else ()
+        typed_params(cfg.strategy.name, opts.space, fixed)
         make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
         sweep = None
         pool = make_pool(args, cfg)

@@ -73,9 +73,10 @@ class SweepOptions:
                    holdout=spec["holdout"], walk_forward=spec["walk_forward"], top=spec["top"])
 
 
-def typed_params(strategy: str, space: Space, fixed: dict[str, Any]) -> dict[str, Any]:
+def typed_params(strategy: str, space: Space, fixed: tuple[str, ...] = ()) -> dict[str, Any]:
     """The hint of every swept parameter in the strategy's config class; a key it does not
-    have, or one that ``--param`` also fixes, is a one-line error."""
+    have, or one that ``--param`` also fixes (``fixed``), is a one-line error. The config
+    file's parameters are defaults the space overrides."""
     cls = plugins.load("papertape.strategies", strategy, "strategy")
     config_class = getattr(cls, "config_class", None)
     if config_class is None:
@@ -97,7 +98,7 @@ class SweepRun:
     def __init__(self, cfg: Config, opts: SweepOptions, pool, ledger: Ledger, sweep_id: int,
                  done: list[dict[str, Any]], progress: bool) -> None:
         self.cfg, self.opts, self.pool, self.ledger, self.sweep_id = cfg, opts, pool, ledger, sweep_id
-        self.hints = typed_params(cfg.strategy.name, opts.space, cfg.strategy.params)
+        self.hints = typed_params(cfg.strategy.name, opts.space)
         self.records: dict[tuple[str, int], dict[str, Any]] = {(t["phase"], t["trial"]): t for t in done}
         self.reserved: dict[int, TrialTask] = {}
         self.stop_requested = False

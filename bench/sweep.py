@@ -1,0 +1,180 @@
+"""Sweep benchmark: 64 trials of sma_cross (fast 2..16 by 2, slow 20..90 by 10) on one-minute
+bars (100,000 by default), timed as ratios within one run:
+
+1. the sweep on 2 local workers against 64 separate ``papertape backtest`` processes run one
+   after another (target <= 0.55x) and against the same sweep on 1 worker (target <= 0.6x);
+2. per-trial overhead on 1 worker: the sweep's wall time minus the time the worker spent
+   inside the trials, per trial (dispatch, result transfer, ledger write; target < 20 ms);
+3. the same sweep as Ray tasks on a local cluster with 2 workers against the local pool
+   (target within 15%);
+4. the ledger's write rate for one trial's rows (SQLite and a throwaway PostgreSQL server),
+   and from it how many workers one ledger keeps busy before it is the bottleneck.
+
+``--separate K`` times K of the 64 stand-alone processes and scales to 64 (default: all).
+The data is a seeded random walk in a temporary directory; nothing is downloaded.
+Usage: ``python bench/sweep.py [--bars N] [--separate K] [--no-ray] [--no-postgres] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from backtest import write_klines  # noqa: E402
+from steal import reference_loop_s  # noqa: E402
+
+GRID = ["--grid", "fast=2:16:2", "--grid", "slow=20:90:10"]
+TARGETS = {"vs_separate": 0.55, "vs_one_worker": 0.6, "overhead_ms": 20.0, "ray_vs_local": 1.15}
+
+
+def sweep(data: Path, ledger: str, *, workers: int | None = None, ray: str | None = None) -> dict:
+    """One sweep in this process; its wall time and the seconds spent inside trials."""
+    from engine.commands import sweep as command
+    from engine.commands.run_options import resolve_config
+    from engine.ledger.store import Ledger
+    from engine.run.sweep import SweepRun
+    from engine.run.sweep_phases import run_phases, start_sweep, summarise
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    extra = ["--ray", ray] if ray else ["--workers", str(workers)]
+    args = parser.parse_args(["sweep", "--data", str(data), "--symbol", "BTCUSDT", *GRID, "--ledger", ledger,
+                              "--no-progress", *extra])
+    cfg = resolve_config(args)
+    began = time.perf_counter()
+    ledger_obj = Ledger(cfg.ledger.path)
+    opts = command.options_from(args, cfg)
+    pool = command.make_pool(args, cfg)
+    inside = []
+    try:
+        run = SweepRun(cfg, opts, pool, ledger_obj, start_sweep(cfg, opts, ledger_obj), [], progress=False)
+        record = run.record
+
+        def timed(outcome):
+            inside.append(outcome.seconds)
+            record(outcome)
+
+        run.record = timed
+        result = summarise(run, run_phases(run), "finished", pool.description)
+    finally:
+        pool.close()
+        ledger_obj.close()
+    wall = time.perf_counter() - began
+    assert len(result.trials) == 64 and all(t["status"] == "finished" for t in result.trials)
+    return {"wall_s": wall, "inside_s": sum(inside), "trials": len(inside), "executor": pool.description}
+
+
+def separate(data: Path, ledger: str, k: int) -> float:
+    """Seconds for ``k`` stand-alone ``papertape backtest`` processes, one after another."""
+    pairs = [(f, s) for f in range(2, 17, 2) for s in range(20, 91, 10)][:k]
+    began = time.perf_counter()
+    for fast, slow in pairs:
+        subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--data", str(data),
+                        "--symbol", "BTCUSDT", "--param", f"fast={fast}", "--param", f"slow={slow}",
+                        "--ledger", ledger, "--no-progress", "--json"],
+                       check=True, capture_output=True, cwd=ROOT / "bench")
+    return time.perf_counter() - began
+
+
+def write_rate(target: str, data: Path, workdir: Path) -> dict:
+    """Rows per second the ledger writer takes for one trial's rows, sent as a sweep sends them."""
+    from engine.commands.run_options import resolve_config
+    from engine.ledger.store import Ledger
+    from engine.run.sweep_trial import TrialRunner, TrialTask
+
+    ns = argparse.Namespace(config=None, overrides=[], data=[str(data)], strategy=None, param=[],
+                            symbol="BTCUSDT", interval=None, start=None, end=None, seed=None, ledger=target)
+    cfg = resolve_config(ns)
+    ledger = Ledger(target)
+    try:
+        run_id = ledger.start_run(kind="backtest", strategy="sma_cross", params="{}", symbol="BTCUSDT",
+                                  category="linear", interval="1m", data_start=0, data_end=0, data_files="[]",
+                                  seed=0, initial_cash=10_000.0, config="{}")
+        outcome = TrialRunner().run(TrialTask("bench", 0, run_id, {}, cfg))
+        began = time.perf_counter()
+        for _ in range(3):
+            ledger.send_serialised(outcome.payload, outcome.rows)
+            ledger.wait_written()
+        seconds = (time.perf_counter() - began) / 3
+    finally:
+        ledger.close()
+    return {"rows": outcome.rows, "seconds": seconds, "rows_per_s": outcome.rows / seconds,
+            "trial_s": outcome.seconds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bars", type=int, default=100_000)
+    parser.add_argument("--separate", type=int, default=64, metavar="K")
+    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    out: dict = {"python": sys.version.split()[0], "reference_loop_s": reference_loop_s(), "bars": args.bars}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = work / "klines.csv"
+        write_klines(data, args.bars)
+        separate(data, str(work / "warm.db"), 1)  # builds nothing, but warms the page cache
+        out["separate_s"] = separate(data, str(work / "separate.db"), args.separate) * 64 / args.separate
+        out["separate_measured"] = args.separate
+        one = sweep(data, str(work / "one.db"), workers=1)
+        two = sweep(data, str(work / "two.db"), workers=2)
+        out |= {"one_worker_s": one["wall_s"], "two_workers_s": two["wall_s"],
+                "vs_separate": two["wall_s"] / out["separate_s"],
+                "vs_one_worker": two["wall_s"] / one["wall_s"],
+                "trial_s": one["inside_s"] / 64,
+                "overhead_ms": (one["wall_s"] - one["inside_s"]) / 64 * 1000}
+        if not args.no_ray:
+            from tests.helpers.ray_cluster import RayCluster
+
+            with RayCluster(num_cpus=2) as cluster:
+                ray = sweep(data, str(work / "ray.db"), ray=cluster.address)
+            out |= {"ray_s": ray["wall_s"], "ray_vs_local": ray["wall_s"] / two["wall_s"]}
+        out["sqlite_write"] = write_rate(str(work / "rate.db"), data, work)
+        if not args.no_postgres:
+            from tests.helpers.postgres import PostgresServer
+
+            with PostgresServer() as pg:
+                out["postgres_write"] = write_rate(pg.create_database("bench"), data, work)
+    for name in ("sqlite_write", "postgres_write"):
+        if name in out:
+            w = out[name]
+            w["workers_served"] = w["trial_s"] / w["seconds"]
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"python {out['python']}, reference loop {out['reference_loop_s']:.2f} s, {args.bars:,} bars, "
+          "64 trials")
+    print(f"  64 separate backtests     {out['separate_s']:8.1f} s  (measured {args.separate}, scaled to 64)")
+    print(f"  sweep, 1 worker           {out['one_worker_s']:8.1f} s")
+    print(f"  sweep, 2 workers          {out['two_workers_s']:8.1f} s  {out['vs_separate']:.2f}x separate "
+          f"(target <= {TARGETS['vs_separate']}), {out['vs_one_worker']:.2f}x 1 worker "
+          f"(target <= {TARGETS['vs_one_worker']})")
+    print(f"  per trial: {out['trial_s'] * 1000:.0f} ms inside the worker, overhead "
+          f"{out['overhead_ms']:.1f} ms (target < {TARGETS['overhead_ms']:.0f})")
+    if "ray_s" in out:
+        print(f"  sweep, Ray 2 workers      {out['ray_s']:8.1f} s  {out['ray_vs_local']:.2f}x the local pool "
+              f"(target <= {TARGETS['ray_vs_local']})")
+    for name in ("sqlite_write", "postgres_write"):
+        if name in out:
+            w = out[name]
+            print(f"  {name.split('_')[0]} ledger: {w['rows']:,} rows of one trial in "
+                  f"{w['seconds'] * 1000:.0f} ms "
+                  f"({w['rows_per_s']:,.0f} rows/s); a trial computes in {w['trial_s']:.2f} s, so one ledger "
+                  f"keeps up with about {w['workers_served']:.0f} workers")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
