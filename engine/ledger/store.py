@@ -60,6 +60,7 @@ class BatchWriter:
                                                   daemon=True)
             self._checkpointer.start()
         self.statements = {name: _compile(self.engine, name) for name in TABLES}
+        self.copy = self.engine.dialect.driver == "psycopg"  # PostgreSQL: COPY, not INSERTs
         self.curve_insert = _compile_one(self.engine, EquityCurveChunk.__table__, CURVE_COLUMNS)
 
     def write(self, batch: dict[str, list]) -> None:
@@ -74,6 +75,9 @@ class BatchWriter:
                 width = WIDTHS[name]
                 if len(values) % width:
                     raise ValueError(f"{name}: {len(values)} values are not whole rows of {width}")
+                if self.copy:
+                    _copy_rows(cursor, name, values, width)
+                    continue
                 one, many, positional = self.statements[name]
                 if not positional:
                     keys = COLUMNS[name]
@@ -119,6 +123,14 @@ class BatchWriter:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
                 except sa.exc.DBAPIError as exc:  # a later checkpoint copies what this one missed
                     log.warning("ledger checkpoint failed: %s", exc)
+
+
+def _copy_rows(cursor, name: str, values: list, width: int) -> None:
+    """A table's rows through PostgreSQL's COPY (psycopg), several times faster than INSERTs."""
+    columns = ", ".join(f'"{c}"' for c in COLUMNS[name])
+    with cursor.copy(f'COPY "{name}" ({columns}) FROM STDIN') as copy:
+        for i in range(0, len(values), width):
+            copy.write_row(values[i : i + width])
 
 
 # Rows per INSERT statement: SQLite steps one statement of 50 rows about 1.5x faster than

@@ -45,7 +45,7 @@ class _Worker:
         self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="papertape-sweep-worker")
         self.proc.start()
         child.close()
-        self.task: TrialTask | None = None
+        self.tasks: deque[TrialTask] = deque()  # sent, in the order the worker runs them
 
     def stop(self) -> None:
         if self.proc.is_alive():
@@ -55,7 +55,10 @@ class _Worker:
 
 
 class LocalPool:
-    """``workers`` processes (spawned, so each starts clean) that run trials."""
+    """``workers`` processes (spawned, so each starts clean) that run trials. Each holds
+    ``AHEAD`` trials, so it starts the next while the driver records the last."""
+
+    AHEAD = 2
 
     def __init__(self, workers: int) -> None:
         self.ctx = mp.get_context("spawn")
@@ -70,46 +73,57 @@ class LocalPool:
         """Run every task, calling ``done`` with each outcome as it arrives; return early
         (trials in progress dropped) once ``stopping()`` is true."""
         pending = deque(tasks)
-        attempts = {task.key: 0 for task in tasks}
-        while pending or any(w.task for w in self.workers):
+        deaths = {task.key: 0 for task in tasks}
+        while pending or any(w.tasks for w in self.workers):
             if stopping():
                 return
-            for worker in self.workers:
-                if worker.task is None and pending:
-                    worker.task = pending.popleft()
-                    attempts[worker.task.key] += 1
-                    try:
-                        worker.conn.send(worker.task)
-                    except (BrokenPipeError, OSError):
-                        pass  # seen below as a dead worker
-            busy = [w for w in self.workers if w.task is not None]
+            self._fill(pending)
+            busy = [w for w in self.workers if w.tasks]
             ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=0.5))
+            arrived = []
             for index, worker in enumerate(self.workers):
-                if worker.task is None or not ({worker.conn, worker.proc.sentinel} & ready):
+                if not worker.tasks or not ({worker.conn, worker.proc.sentinel} & ready):
                     continue
-                task, worker.task = worker.task, None
                 try:
                     outcome = pickle.loads(worker.conn.recv_bytes()) if worker.conn.poll() else None
                 except (EOFError, OSError):
                     outcome = None
                 if outcome is not None:
-                    done(outcome)
+                    worker.tasks.popleft()
+                    arrived.append(outcome)
                     continue
+                lost = worker.tasks.popleft()  # the trial it was running; the rest never started
+                pending.extendleft(reversed(worker.tasks))
                 worker.stop()
                 self.workers[index] = _Worker(self.ctx)
-                if attempts[task.key] < ATTEMPTS:
-                    pending.appendleft(task)
+                deaths[lost.key] += 1
+                if deaths[lost.key] < ATTEMPTS:
+                    pending.appendleft(lost)
                 else:
-                    done(died(task, f"exit code {worker.proc.exitcode}"))
+                    arrived.append(died(lost, f"exit code {worker.proc.exitcode}"))
+            self._fill(pending)  # workers start their next trials before the driver records
+            for outcome in arrived:
+                done(outcome)
+
+    def _fill(self, pending: deque) -> None:
+        for worker in self.workers:
+            while pending and len(worker.tasks) < self.AHEAD:
+                task = pending.popleft()
+                worker.tasks.append(task)
+                try:
+                    worker.conn.send(task)
+                except (BrokenPipeError, OSError):
+                    break  # seen as a dead worker on the next wait
 
     def close(self) -> None:
         """Stop every worker (a trial in progress is dropped)."""
         for worker in self.workers:
-            if worker.task is None and worker.proc.is_alive():
+            if not worker.tasks and worker.proc.is_alive():
                 try:
                     worker.conn.send(None)
                 except OSError:
                     pass
         for worker in self.workers:
-            worker.proc.join(timeout=2)
+            if not worker.tasks:
+                worker.proc.join(timeout=2)
             worker.stop()

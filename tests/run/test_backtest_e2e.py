@@ -138,6 +138,8 @@ def ledger_rows(path: Path, run_id: int) -> dict[str, list[tuple]]:
         for table in tables:
             cols = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
             key = "id" if table == "runs" else "run_id"
+            if key not in cols:  # sweeps: a table of sweeps, not of one run's rows
+                continue
             keep = [c for c in cols if c not in WALL_CLOCK.get(table, ["id", "run_id"])]
             columns = ", ".join(f'"{c}"' for c in keep)
             out[table] = conn.execute(
