@@ -1,0 +1,308 @@
+"""Benchmark of the attention kinds at long context (16,384-65,536 bars) on 2 CPU threads.
+
+Inference: per-bar forward passes of a 4-layer, d_model 128 encoder (batch 1, fp32, random
+weights) as a live session runs them (``ModelRunner.forward``): median and p99, the ratio to
+full attention measured in the same run, and peak memory (growth of the peak resident set
+from just before the first forward pass, each case in a fresh process) beside the peak
+:mod:`models.budget` expects. Full attention runs only where its forward pass fits the
+``--budget-s`` time budget; elsewhere the bench prints its refusal.
+
+Training: one step (forward, backward, AdamW) at 16,384 tokens, batch 2, for every kind:
+time and peak memory, Reformer with and without reversible layers, the other kinds with
+and without gradient checkpointing.
+
+Live: the time from a bar's close to its forecast at 16,384 bars, split into the features
+(the rolling window's update) and the forward pass.
+
+Attention settings: linformer k 128, nystrom 64 landmarks, reformer 4 hashes and buckets of 64.
+
+    python bench/long_context.py [--repeats N] [--lengths 16384,32768] [--no-train] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+THREADS, D_MODEL, LAYERS, HEADS, FEATURES = 2, 128, 4, 4, 11
+KINDS = ("full", "linformer", "nystrom", "reformer")
+OPTIONS = {"full": {}, "linformer": {"k": 128}, "nystrom": {"num_landmarks": 64},
+           "reformer": {"n_hashes": 4, "bucket_size": 64}}
+TARGET = {"linformer": 22.0, "nystrom": 18.0, "reformer": 6.0}  # x faster than full at 16,384
+GROWTH = 2.2  # most an efficient kind's time may grow per doubling of the length
+
+
+def _config(kind: str, seq: int, reversible: bool | None = None):
+    from models.train import TrainConfig
+
+    cfg = TrainConfig(model=kind, seq_len=seq, d_model=D_MODEL, layers=LAYERS, heads=HEADS,
+                      dropout=0.0, attention_options=OPTIONS[kind], reversible=reversible)
+    return cfg.encoder_config(FEATURES)
+
+
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _checkpoint(kind: str, seq: int, path: Path) -> Path:
+    """A random-weight checkpoint of the bench encoder, normalised on synthetic bars."""
+    import torch
+    from model_strategy import klines
+
+    from models.checkpoint import save_checkpoint
+    from models.dataset import Normalizer, build_frames
+    from models.encoder import SeriesEncoder
+    from models.features import FEATURE_VERSION, LOOKBACK, FeatureSet
+    from models.features import FEATURES as NAMES
+
+    torch.manual_seed(0)
+    bars = klines(seq + 200)
+    frames = build_frames(bars, FeatureSet(), "1h")
+    norm = Normalizer.fit(frames, FeatureSet().warmup, len(bars) - 1, seq)
+    meta = {"features": list(NAMES), "feature_lookback": dict(LOOKBACK), "feature_version": FEATURE_VERSION,
+            "normalization": norm.to_dict(), "interval": "1h", "timeframes": [], "seq_len": seq,
+            "head": "regression", "horizon": 1, "threshold": None, "training_window": {},
+            "metrics": {}, "seed": 0, "code_version": "bench"}
+    save_checkpoint(path, SeriesEncoder(_config(kind, seq)), meta)
+    return path
+
+
+def forward_case(case: dict) -> dict:
+    """Per-bar forward times of one kind and length (in a fresh process)."""
+    import torch
+
+    from models.budget import peak_bytes
+    from models.runner import ModelRunner
+
+    torch.set_num_threads(THREADS)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = ModelRunner.load(str(_checkpoint(case["kind"], case["seq"], Path(tmp) / "m.pt")))
+    window = np.random.default_rng(1).standard_normal((case["seq"], FEATURES)).astype(np.float32)
+    base = _peak_rss()
+    runner.forward(window)
+    times = []
+    for _ in range(case["repeats"]):
+        began = time.perf_counter()
+        runner.forward(window)
+        times.append(time.perf_counter() - began)
+    return {"median_s": statistics.median(times), "p99_s": float(np.percentile(times, 99)),
+            "peak_mb": (_peak_rss() - base) / 2**20,
+            "expected_mb": peak_bytes(runner.model.config) / 2**20}
+
+
+def train_case(case: dict) -> dict:
+    """One training step's time and peak memory (in a fresh process)."""
+    import torch
+
+    from models.budget import peak_bytes
+    from models.encoder import SeriesEncoder
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    config = _config(case["kind"], case["seq"], case.get("reversible"))
+    model = SeriesEncoder(config)
+    model.checkpointing = case.get("checkpointing", False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x, y = torch.randn(case["batch"], case["seq"], FEATURES), torch.randn(case["batch"], 1)
+    base = _peak_rss()
+    times = []
+    for _ in range(case["steps"]):
+        began = time.perf_counter()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - began)
+    return {"step_s": min(times), "peak_mb": (_peak_rss() - base) / 2**20,
+            "expected_mb": peak_bytes(config, case["batch"], True, model.checkpointing) / 2**20}
+
+
+def live_case(case: dict) -> dict:
+    """Bar close to forecast at ``seq`` bars: the rolling window's update, then the forward."""
+    import torch
+    from model_strategy import klines
+
+    from models.runner import ModelRunner
+
+    torch.set_num_threads(THREADS)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = ModelRunner.load(str(_checkpoint(case["kind"], case["seq"], Path(tmp) / "m.pt")))
+    stream = runner.stream()
+    bars = klines(runner.warmup_bars + case["repeats"] + 1).to_dict("records")
+    for row in bars[: runner.warmup_bars]:
+        stream.push(row)
+    features, forward = [], []
+    for row in bars[runner.warmup_bars :]:
+        began = time.perf_counter()
+        window = stream.push(row)
+        mid = time.perf_counter()
+        runner.forward(window)
+        features.append(mid - began)
+        forward.append(time.perf_counter() - mid)
+    f, w = statistics.median(features), statistics.median(forward)
+    return {"features_s": f, "forward_s": w, "total_s": f + w, "features_share": f / (f + w)}
+
+
+def in_subprocess(case: dict) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    proc = subprocess.run([sys.executable, __file__, "--case", json.dumps(case)], env=env,
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode:
+        lines = proc.stderr.strip().splitlines()
+        return {**case, "error": lines[-1] if lines else f"exit {proc.returncode}"}
+    return {**case, **json.loads(proc.stdout.strip().splitlines()[-1])}
+
+
+def full_refusal(seq: int, budget_s: float) -> str | None:
+    """Why full attention is not run at ``seq`` (the budget's refusal), or None."""
+    import torch
+
+    from models.budget import DoesNotFitError, check_forward_time
+
+    torch.set_num_threads(THREADS)
+    try:
+        check_forward_time(_config("full", seq), budget_s, "the bench's budget per forward pass")
+    except DoesNotFitError as exc:
+        return str(exc)
+    return None
+
+
+def inference(lengths: list[int], repeats: int, full_repeats: int, budget_s: float, say) -> list[dict]:
+    rows = []
+    for seq in lengths:
+        full = None
+        refused = full_refusal(seq, budget_s)
+        if refused:
+            say(f"  full at {seq:,}: refused: {refused}")
+        for kind in KINDS:
+            if kind == "full" and refused:
+                rows.append({"what": "forward", "kind": kind, "seq": seq, "refused": refused})
+                continue
+            print(f"  forward {kind} at {seq:,} ...", file=sys.stderr)
+            row = in_subprocess({"what": "forward", "kind": kind, "seq": seq,
+                                 "repeats": full_repeats if kind == "full" else repeats})
+            if kind == "full" and "median_s" in row:
+                full = row["median_s"]
+            if full and "median_s" in row:
+                row["x_full"] = full / row["median_s"]
+            rows.append(row)
+    for row in rows:  # growth per doubling of the length
+        before = [r for r in rows if r["kind"] == row["kind"] and r["seq"] * 2 == row["seq"]]
+        if before and "median_s" in row and "median_s" in before[0]:
+            row["growth"] = row["median_s"] / before[0]["median_s"]
+    return rows
+
+
+def print_inference(rows: list[dict], say) -> None:
+    say(f"\ninference per bar: batch 1, {LAYERS} layers, d_model {D_MODEL}, fp32, {THREADS} threads")
+    say(f"{'kind':<10}{'seq':>7}{'runs':>5}{'median s':>10}{'p99 s':>9}{'x full':>8}{'target':>8}"
+        f"{'x/doubling':>11}{'peak MB':>9}{'expect MB':>10}")
+    for r in rows:
+        if "median_s" not in r:
+            say(f"{r['kind']:<10}{r['seq']:>7}  {'refused' if 'refused' in r else r.get('error')}")
+            continue
+        target = f">= {TARGET[r['kind']]:g}" if r["kind"] in TARGET and r["seq"] == 16384 else ""
+        growth = f"{r['growth']:.2f}" if "growth" in r else ""
+        x_full = f"{r['x_full']:.1f}" if "x_full" in r else ""
+        say(f"{r['kind']:<10}{r['seq']:>7}{r['repeats']:>5}{r['median_s']:>10.4f}{r['p99_s']:>9.4f}"
+            f"{x_full:>8}{target:>8}{growth:>11}{r['peak_mb']:>9.0f}{r['expected_mb']:>10.0f}")
+    say(f"targets at 16,384: linformer >= 22x, nystrom >= 18x, reformer >= 6x faster than full; "
+        f"efficient kinds grow <= {GROWTH}x per doubling")
+
+
+def training(seq: int, batch: int, steps: int, say) -> list[dict]:
+    cases = [{"kind": "full"}, {"kind": "full", "checkpointing": True},
+             {"kind": "linformer"}, {"kind": "linformer", "checkpointing": True},
+             {"kind": "nystrom"}, {"kind": "nystrom", "checkpointing": True},
+             {"kind": "reformer", "reversible": True}, {"kind": "reformer", "reversible": False},
+             {"kind": "reformer", "reversible": False, "checkpointing": True}]
+    rows = []
+    for case in cases:
+        print(f"  train {case} at {seq:,} ...", file=sys.stderr)
+        rows.append(in_subprocess({"what": "train", "seq": seq, "batch": batch, "steps": steps, **case}))
+    say(f"\ntraining step: {seq:,} tokens, batch {batch}, {LAYERS} layers, d_model {D_MODEL}")
+    say(f"{'kind':<32}{'step s':>8}{'peak MB':>9}{'expect MB':>10}")
+    for r in rows:
+        name = r["kind"] + (" reversible" if r.get("reversible") else "") + (
+            " checkpointed" if r.get("checkpointing") else "")
+        if "step_s" not in r:
+            say(f"{name:<32}  {r.get('error')}")
+            continue
+        say(f"{name:<32}{r['step_s']:>8.2f}{r['peak_mb']:>9.0f}{r['expected_mb']:>10.0f}")
+    rev = [r for r in rows if r["kind"] == "reformer" and "peak_mb" in r and not r.get("checkpointing")]
+    if len(rev) == 2:
+        say(f"reformer reversible / not reversible peak memory: "
+            f"{rev[0]['peak_mb'] / rev[1]['peak_mb']:.2f} (target <= 0.5)")
+    return rows
+
+
+def live(seq: int, repeats: int, say) -> list[dict]:
+    rows = []
+    for kind in KINDS[1:]:
+        print(f"  live {kind} at {seq:,} ...", file=sys.stderr)
+        rows.append(in_subprocess({"what": "live", "kind": kind, "seq": seq, "repeats": repeats}))
+    say(f"\nlive: bar close to forecast at {seq:,} bars (median of {repeats} bars)")
+    say(f"{'kind':<10}{'features ms':>12}{'forward ms':>11}{'total ms':>9}{'features':>9}")
+    for r in rows:
+        if "total_s" not in r:
+            say(f"{r['kind']:<10}  {r.get('error')}")
+            continue
+        say(f"{r['kind']:<10}{r['features_s'] * 1e3:>12.2f}{r['forward_s'] * 1e3:>11.1f}"
+            f"{r['total_s'] * 1e3:>9.1f}{r['features_share']:>9.1%}")
+    say("target: features under 5% of the time from bar close to forecast")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--lengths", default="16384,32768,65536", help="window lengths (bars)")
+    parser.add_argument("--repeats", type=int, default=10,
+                        help="forward passes per efficient kind (default 10)")
+    parser.add_argument("--full-repeats", type=int, default=3,
+                        help="forward passes of full attention (default 3)")
+    parser.add_argument("--budget-s", type=float, default=30.0,
+                        help="full attention runs only where a forward pass takes at most this (default 30)")
+    parser.add_argument("--train-steps", type=int, default=1, help="training steps per case (default 1)")
+    parser.add_argument("--no-train", action="store_true", help="skip the training steps")
+    parser.add_argument("--no-live", action="store_true", help="skip bar close to forecast")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.case:
+        case = json.loads(args.case)
+        run = {"forward": forward_case, "train": train_case, "live": live_case}[case["what"]]
+        print(json.dumps(run(case)))
+        return 0
+    import torch
+
+    say = (lambda *a: None) if args.json else print
+    lengths = [int(n) for n in args.lengths.split(",") if n]
+    say(f"torch {torch.__version__}, {THREADS} threads, {os.cpu_count()} CPUs, load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()))
+    out = {"inference": inference(lengths, args.repeats, args.full_repeats, args.budget_s, say)}
+    print_inference(out["inference"], say)
+    if not args.no_train:
+        out["training"] = training(16384, 2, args.train_steps, say)
+    if not args.no_live:
+        out["live"] = live(16384, args.repeats, say)
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
