@@ -5,7 +5,8 @@ weights) as a live session runs them (``ModelRunner.forward``): median and p99, 
 full attention measured in the same run, and peak memory (growth of the peak resident set
 from just before the first forward pass, each case in a fresh process) beside the peak
 :mod:`models.budget` expects. Full attention runs only where its forward pass fits the
-``--budget-s`` time budget; elsewhere the bench prints its refusal.
+``--budget-s`` time budget (always at the first length: the baseline of the ratios);
+elsewhere the bench prints its refusal.
 
 Training: one step (forward, backward, AdamW) at 16,384 tokens, batch 2, for every kind:
 time and peak memory, Reformer with and without reversible layers, the other kinds with
@@ -185,7 +186,7 @@ def inference(lengths: list[int], repeats: int, full_repeats: int, budget_s: flo
     rows = []
     for seq in lengths:
         full = None
-        refused = full_refusal(seq, budget_s)
+        refused = None if seq == lengths[0] else full_refusal(seq, budget_s)  # the first is the baseline
         if refused:
             say(f"  full at {seq:,}: refused: {refused}")
         for kind in KINDS:

@@ -170,3 +170,16 @@ def check_forward_time(config: EncoderConfig, budget_s: float, why: str, threads
         f"this machine (timed at {min(config.tokens, PROBE_TOKENS):,} tokens, scaled by FLOPs), more "
         f"than {why} ({budget_s:g} s): at most {longest:,} tokens fit; linformer, nystrom or reformer "
         f"run longer windows")
+
+
+def check_training(encoder: EncoderConfig, batch: int, eval_batch: int, checkpointing: bool,
+                   interval: str, interval_s: float) -> int:
+    """The peak memory a training run expects (a step at ``batch`` windows or an evaluation
+    of ``eval_batch``, whichever is larger), refusing (:class:`DoesNotFitError`) one this
+    machine cannot hold, or a full-attention model whose forward pass would not fit in one
+    bar of ``interval``: backtests and live sessions would refuse it."""
+    what = f"training {encoder.attention}"
+    need = check_memory(encoder, batch, True, what, checkpointing)
+    need = max(need, check_memory(encoder, eval_batch, False, f"evaluating {encoder.attention}"))
+    check_forward_time(encoder, interval_s, f"one {interval} bar, in which a forecast must arrive")
+    return need

@@ -57,6 +57,10 @@ def register(subparsers) -> None:
     p.add_argument("--features", default="", metavar="LIST",
                    help="comma-separated feature names (default all)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
+    p.add_argument("--checkpointing", action="store_true",
+                   help="recompute each layer in the backward pass instead of storing its activations: "
+                        "about a layer's activation memory instead of all of them, for a third more "
+                        "time (reformer's reversible layers already do this)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     g = p.add_argument_group("attention options")
     g.add_argument("--k", type=int,
@@ -101,7 +105,8 @@ def train_config(args: argparse.Namespace):
         d_model=args.d_model, layers=args.layers, heads=args.heads, dropout=args.dropout,
         attention_options=_attention_options(args), features=features, interval=args.interval,
         timeframes=timeframes, positional=args.positional, patience=args.patience,
-        seed=args.seed, device=args.device, progress=not args.no_progress)
+        seed=args.seed, device=args.device, progress=not args.no_progress,
+        checkpointing=args.checkpointing)
     config.validate()
     return config
 
@@ -122,7 +127,7 @@ def train_frame(bars, args: argparse.Namespace) -> dict:
         runs = [(out, None)]
     results = []
     for path, fold in runs:
-        result = train_model(bars, config, fold)
+        result = train_model(bars, config, fold, announce=lambda line: print(line, file=sys.stderr))
         save_checkpoint(path, result.model, result.meta)
         results.append({"checkpoint": str(path), "validation": result.metrics["validation"],
                         "test": result.metrics.get("test"),

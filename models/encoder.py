@@ -178,7 +178,12 @@ class SeriesEncoder(nn.Module):
         """Projected inputs plus position (and timeframe) embeddings: ``[b, tokens, d]``."""
         n = x.shape[1]
         positions = self.positions[-n:]
-        pos = self.pos(positions) if self.config.positional == "learned" else self.pos_table[positions]
+        if self.config.positional == "learned":
+            pos = self.pos(positions)
+        elif self.config.n_timeframes == 1:  # the same rows as indexing, without the copy
+            pos = self.pos_table[self.config.seq_len - n :]
+        else:
+            pos = self.pos_table[positions]
         h = self.inp(x) + pos
         if self.config.n_timeframes > 1:
             h = h + self.timeframe(self.timeframe_ids[-n:])

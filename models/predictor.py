@@ -2,15 +2,14 @@
 batched) or one closed bar at a time (live), with equal results.
 
 ``update(bar)`` keeps the feature streams, coarse-bar builders and the last ``seq_len``
-normalised rows per timeframe, and runs the model on one window. ``predict_history``
-computes the same windows for every row with :func:`predict_windows`; with
+normalised rows per timeframe (a :class:`RollingWindow` each: a new bar computes its own
+features from the features' look-back and writes one row), and runs the model on one
+window. ``predict_history`` computes the same windows for every row with :func:`predict_windows`; with
 ``batch_size=1`` every row is bit-identical to ``update``, with larger batches equal to
 float32 rounding (BLAS may block a batch differently).
 """
 
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,31 @@ def _as_dict(bar) -> dict:
     if missing:
         raise FeatureMismatchError(f"bar lacks field(s) {', '.join(missing)}")
     return {f: get(f) if has(f) else 0.0 for f in FIELDS}
+
+
+class RollingWindow:
+    """The last ``length`` rows of a stream, float32, kept twice over in one ring of
+    ``2 x length`` rows so that the window is always one contiguous slice: a new row is
+    two row writes, never a rebuild of the window (at 16,384 bars that rebuild took 13 ms
+    a bar). Rows are rounded to float32 as :meth:`models.dataset.Frames.windows` rounds them."""
+
+    def __init__(self, length: int, width: int) -> None:
+        self.length = length
+        self._ring = np.empty((2 * length, width), dtype=np.float32)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return min(self._count, self.length)
+
+    def append(self, row: np.ndarray) -> None:
+        slot = self._count % self.length
+        self._ring[slot] = self._ring[slot + self.length] = row
+        self._count += 1
+
+    def view(self) -> np.ndarray:
+        """The rows, oldest first, ``[len(self), width]``: a view, changed by the next append."""
+        end = (self._count - 1) % self.length + 1 + self.length if self._count else 0
+        return self._ring[end - len(self) : end]
 
 
 class Predictor:
@@ -77,7 +101,8 @@ class Predictor:
         """Forget all streamed bars."""
         n = len(self.timeframes) + 1
         self._streams = [FeatureStream(self.feature_set) for _ in range(n)]
-        self._rows = [deque(maxlen=self.seq_len) for _ in range(n)]
+        width = len(self.feature_set.names)
+        self._rows = [RollingWindow(self.seq_len, width) for _ in range(n)]
         self._builders = [CoarseBarBuilder(self.interval, tf) for tf in self.timeframes]
 
     def _push(self, k: int, bar: dict) -> None:
@@ -97,7 +122,7 @@ class Predictor:
         self._push(len(self._builders), bar)
         if any(len(rows) < self.seq_len for rows in self._rows):
             return None
-        window = np.concatenate([np.array(rows) for rows in self._rows]).astype(np.float32)
+        window = np.concatenate([rows.view() for rows in self._rows])  # a copy: the caller's own
         return window if np.isfinite(window).all() else None
 
     def update(self, bar) -> np.ndarray | None:

@@ -30,6 +30,8 @@ import pandas as pd
 import torch
 
 from models.allocator import keep_freed_memory
+from models.budget import CHECKED_FROM, DoesNotFitError, check_forward_time, check_memory
+from models.checkpoint import CheckpointError
 from models.dataset import build_frames
 from models.predictor import Predictor
 from models.timeframes import interval_ms
@@ -56,8 +58,28 @@ class ModelRunner:
 
     @classmethod
     def load(cls, path: str) -> ModelRunner:
+        """The checkpoint at ``path``, refused (:class:`CheckpointError`) when this machine
+        cannot run its window (:meth:`check_fits`)."""
         keep_freed_memory()  # long windows otherwise page-fault on every activation
-        return cls(Predictor.from_checkpoint(path), path)
+        runner = cls(Predictor.from_checkpoint(path), path)
+        runner.check_fits()
+        return runner
+
+    def check_fits(self) -> None:
+        """Refuse a window of ``CHECKED_FROM`` tokens or more whose forward passes (as many
+        side by side as replay runs) would not fit in memory, or, for full attention, whose
+        forward pass would take longer than one bar: every forecast would arrive late."""
+        config = self.model.config
+        if config.tokens < CHECKED_FROM:
+            return
+        interval = self.meta["interval"]
+        try:
+            check_memory(config, self.threads, False,
+                         f"a forward pass of {self.threads} windows side by side")
+            check_forward_time(config, self.interval_ms / 1000, f"one {interval} bar, in which its "
+                               "forecast must arrive", self.threads)
+        except DoesNotFitError as exc:
+            raise CheckpointError(f"{self.path}: {exc}") from None
 
     @property
     def warmup_bars(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,11 +23,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from models.attention_options import OPTIONS, check_options
+from models.budget import CHECKED_FROM, check_training, gib
 from models.checkpoint import code_version
 from models.dataset import Frames, Normalizer, build_frames, run_model
 from models.encoder import HEADS, EncoderConfig, SeriesEncoder
 from models.features import FEATURE_VERSION, FEATURES, LOOKBACK, FeatureSet
 from models.targets import direction_classes, forward_log_returns, sharpe_loss
+from models.timeframes import interval_ms
 
 
 class DataError(ValueError):
@@ -62,6 +65,7 @@ class TrainConfig:
     patience: int = 5
     restart_epochs: int = 10
     grad_clip: float = 1.0
+    checkpointing: bool = False  # recompute each layer in backward: less memory, more time
     seed: int = 0
     device: str = "auto"
     progress: bool = True
@@ -243,10 +247,27 @@ def _labels(head: str, returns: np.ndarray, threshold: float | None) -> torch.Te
     return torch.from_numpy(returns[:, -1]).float()
 
 
+EVAL_TOKENS = 512 * 64  # tokens of the windows evaluated at once: 512 windows at seq-len 64
+
+
+def eval_batch(tokens: int) -> int:
+    """Windows per evaluation batch: 512 up to 64 tokens, fewer for longer windows, so
+    evaluation never needs more memory than 32,768 tokens' worth."""
+    return max(1, min(512, EVAL_TOKENS // tokens))
+
+
 def _predict(model, frames: Frames, ends: np.ndarray, seq_len: int) -> np.ndarray:
-    """Eval-mode outputs for the windows ending at ``ends``, in batches of 512."""
-    return np.concatenate([run_model(model, frames.windows(ends[i : i + 512], seq_len))
-                           for i in range(0, len(ends), 512)])
+    """Eval-mode outputs for the windows ending at ``ends``, in batches of :func:`eval_batch`."""
+    step = eval_batch(model.config.tokens)
+    return np.concatenate([run_model(model, frames.windows(ends[i : i + step], seq_len))
+                           for i in range(0, len(ends), step)])
+
+
+def check_fits(cfg: TrainConfig, encoder: EncoderConfig) -> int:
+    """The peak memory training ``cfg`` expects; refuses one that does not fit
+    (:func:`models.budget.check_training`)."""
+    return check_training(encoder, cfg.batch_size, eval_batch(encoder.tokens), cfg.checkpointing,
+                          cfg.interval, interval_ms(cfg.interval) / 1000)
 
 
 def _eval_loss(model, frames: Frames, ends, labels, cfg: TrainConfig) -> float:
@@ -260,8 +281,12 @@ def _window_ms(bars: pd.DataFrame, ends: np.ndarray) -> list[int]:
     return [int(times[ends[0]]), int(times[ends[-1]])] if len(ends) else []
 
 
-def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = None) -> TrainResult:
-    """Train one model on ``bars`` (kline columns, time order) and evaluate it."""
+def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = None,
+                announce: Callable[[str], object] | None = None) -> TrainResult:
+    """Train one model on ``bars`` (kline columns, time order) and evaluate it. Before
+    training, ``announce`` is given the peak memory expected (:func:`check_fits`, which
+    refuses a run that does not fit); without it, only windows of ``CHECKED_FROM`` tokens
+    or more are checked (the count runs the model on fake tensors, up to a second)."""
     cfg = config
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -290,7 +315,14 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
         threshold = float(np.quantile(np.abs(returns[ends["train"], -1]), 1 / 3))
     labels = {k: _labels(cfg.head, returns[e], threshold) for k, e in ends.items()}
 
-    model = SeriesEncoder(cfg.encoder_config(len(feature_set.names)))
+    encoder = cfg.encoder_config(len(feature_set.names))
+    if announce is not None or encoder.tokens >= CHECKED_FROM:
+        need = check_fits(cfg, encoder)
+        say = announce or (lambda line: print(line, file=sys.stderr))
+        say(f"train {cfg.model}: expects a peak of about {gib(need)} of memory ({encoder.tokens:,} "
+            f"tokens, batch {cfg.batch_size}{', checkpointed' if cfg.checkpointing else ''})")
+    model = SeriesEncoder(encoder)
+    model.checkpointing = cfg.checkpointing
     if cfg.head == "regression":
         model.target_scale.copy_(torch.from_numpy(returns[ends["train"]].std(axis=0)).float())
     model.to(device)

@@ -39,6 +39,8 @@ from models.attention.base import NEG, AttentionBase
 
 SELF = -1e5  # score of attending to oneself: used only when no other key is allowed
 ROWS_BUDGET = 64 * 2**20  # bytes of sorted rows that rounds run as one batch may hold, without grad
+HASH_VALUES = 2**20  # projections hashed at a time (4 MB of float32)
+PROBS_BUDGET = 32 * 2**20  # bytes of chunk probabilities the backward pass recomputes at a time
 
 
 def _even_buckets(length: int, bucket_size: int) -> int:
@@ -67,10 +69,11 @@ def _windows(rows: torch.Tensor, c: int, look: int) -> torch.Tensor:
 
 def _table_rows(table: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Rows of ``table`` ``[B, L, e]`` at ``positions`` ``[R * B, n]``, where row ``i`` of the
-    positions reads sample ``i % B``: ``[R * B, n, e]``."""
+    positions reads sample ``i % B``: ``[R * B, n, e]``. Whole rows are copied by
+    ``index_select`` (a ``gather`` reads an index per value: three times as long at 16k)."""
     bh, length, e = table.shape
     base = torch.arange(bh, device=positions.device).repeat(positions.shape[0] // bh)[:, None] * length
-    rows = table.reshape(-1, e).gather(0, (positions + base).view(-1, 1).expand(-1, e))
+    rows = table.reshape(-1, e).index_select(0, (positions + base).view(-1))
     return rows.view(*positions.shape, e)
 
 
@@ -84,9 +87,8 @@ class _RoundAttention(torch.autograd.Function):
     """Chunk-window attention of one hash round on sorted ``[q | unit k | v]`` rows,
     returning ``(output, logsumexp)``, both differentiable with respect to the rows.
 
-    The forward stores no score matrix (fused kernel on CPU). The backward recomputes the
-    probabilities P, applies ``dS = P * (dO V^T - rowsum(dO * O) + dlse)`` and adds the
-    window gradients back onto the rows each window was cut from."""
+    The forward stores no score matrix (fused kernel on CPU); the backward recomputes it,
+    a group of rows at a time (:func:`_round_backward`)."""
 
     @staticmethod
     def forward(ctx, rows, bias, c, look, dh):
@@ -101,24 +103,39 @@ class _RoundAttention(torch.autograd.Function):
     def backward(ctx, d_out, d_lse):
         rows, bias, out, lse = ctx.saved_tensors
         c, look, dh = ctx.shape
-        q, k, v = _split_rows(rows, c, look, dh)
-        scale = dh**-0.5
-        probs = (q * scale) @ k.transpose(-1, -2)
-        probs.add_(bias).sub_(lse[..., None]).exp_()
         d_out = torch.zeros_like(out) if d_out is None else d_out
-        shift = (d_out * out).sum(-1, keepdim=True)
-        if d_lse is not None:
-            shift = shift - d_lse[..., None]
-        d_scores = (d_out @ v.transpose(-1, -2)).sub_(shift).mul_(probs)
         d_rows = torch.zeros_like(rows)
-        d_rows[:, look:, :dh] = (d_scores @ k).mul_(scale).flatten(1, 2)
-        d_k = (d_scores.transpose(-1, -2) @ q).mul_(scale)
-        d_v = probs.transpose(-1, -2) @ d_out
-        for grad, part in ((d_k, slice(dh, 2 * dh)), (d_v, slice(2 * dh, None))):
-            d_rows[:, look:, part].unflatten(1, (-1, c)).add_(grad[:, :, look:])
-            if look:
-                d_rows[:, : rows.shape[1] - c, part].unflatten(1, (-1, c)).add_(grad[:, :, :look])
+        per_row = out.shape[1] * c * (c + look) * out.element_size()  # one row's probabilities
+        step = max(1, PROBS_BUDGET // per_row)
+        for i in range(0, rows.shape[0], step):
+            part = slice(i, i + step)
+            row_bias = bias if bias.dim() < 4 else bias[part]
+            _round_backward(rows[part], row_bias, out[part], lse[part], d_out[part],
+                            None if d_lse is None else d_lse[part], d_rows[part], c, look, dh)
         return d_rows, None, None, None, None
+
+
+def _round_backward(rows, bias, out, lse, d_out, d_lse, d_rows, c: int, look: int, dh: int) -> None:
+    """The gradient of :class:`_RoundAttention` for some of its rows, added into ``d_rows``:
+    the probabilities P are recomputed, ``dS = P * (dO V^T - rowsum(dO * O) + dlse)``, and
+    the window gradients are added back onto the rows each window was cut from. Rows run
+    in groups of ``PROBS_BUDGET`` bytes of probabilities (at 16k, batch 2, all at once they
+    were 1 GB, twice over)."""
+    q, k, v = _split_rows(rows, c, look, dh)
+    scale = dh**-0.5
+    probs = (q * scale) @ k.transpose(-1, -2)
+    probs.add_(bias).sub_(lse[..., None]).exp_()
+    shift = (d_out * out).sum(-1, keepdim=True)
+    if d_lse is not None:
+        shift = shift - d_lse[..., None]
+    d_scores = (d_out @ v.transpose(-1, -2)).sub_(shift).mul_(probs)
+    d_rows[:, look:, :dh] = (d_scores @ k).mul_(scale).flatten(1, 2)
+    d_k = (d_scores.transpose(-1, -2) @ q).mul_(scale)
+    d_v = probs.transpose(-1, -2) @ d_out
+    for grad, part in ((d_k, slice(dh, 2 * dh)), (d_v, slice(2 * dh, None))):
+        d_rows[:, look:, part].unflatten(1, (-1, c)).add_(grad[:, :, look:])
+        if look:
+            d_rows[:, : rows.shape[1] - c, part].unflatten(1, (-1, c)).add_(grad[:, :, :look])
 
 
 class LSHAttention(AttentionBase):
@@ -150,7 +167,26 @@ class LSHAttention(AttentionBase):
 
     @torch.no_grad()
     def _buckets(self, qk: torch.Tensor, n_buckets: int) -> torch.Tensor:
-        """Bucket id of every token in every round, ``argmax([xR ; -xR])``: ``[b, h, R, L]``.
+        """Bucket id of every token in every round, ``argmax([xR ; -xR])``: ``[b, h, R, L]``,
+        computed ``HASH_VALUES``-sized blocks of positions at a time (:meth:`_block_buckets`):
+        the projections of every position at once were 128 MB at 16k, written and read six
+        times; a block stays in cache."""
+        b, h, length, _ = qk.shape
+        if n_buckets == 1:
+            return torch.zeros(b, h, self.n_hashes, length, dtype=torch.long, device=qk.device)
+        half = n_buckets // 2
+        rot = self.rotations[..., :half].to(qk.dtype).transpose(-1, -2).flatten(1, 2)
+        step = max(1, HASH_VALUES // (b * h * self.n_hashes * half))
+        if step >= length:
+            return self._block_buckets(rot, qk, half)
+        out = torch.empty(b, h, self.n_hashes, length, dtype=torch.long, device=qk.device)
+        for start in range(0, length, step):
+            out[..., start : start + step] = self._block_buckets(rot, qk[:, :, start : start + step], half)
+        return out
+
+    def _block_buckets(self, rot: torch.Tensor, qk: torch.Tensor, half: int) -> torch.Tensor:
+        """Bucket ids ``[b, h, R, n]`` of the ``n`` positions of ``qk`` under rotations ``rot``
+        ``[h, R * half, d_head]``.
 
         The projections are laid out ``[b, h, R, half, L]`` so that every reduction runs over
         a non-innermost axis and vectorises along the positions; the first index reaching the
@@ -160,10 +196,6 @@ class LSHAttention(AttentionBase):
         comparison that makes booleans took twice as long. Ties go to the first index, and
         to ``+xR`` over ``-xR``, as ``max`` would."""
         b, h, length, _ = qk.shape
-        if n_buckets == 1:
-            return torch.zeros(b, h, self.n_hashes, length, dtype=torch.long, device=qk.device)
-        half = n_buckets // 2
-        rot = self.rotations[..., :half].to(qk.dtype).transpose(-1, -2).flatten(1, 2)
         proj = (rot @ qk.transpose(-1, -2)).view(b, h, self.n_hashes, half, length)
         top, bottom = proj.amax(dim=-2), proj.amin(dim=-2)
         use_top = top >= -bottom
@@ -205,7 +237,7 @@ class LSHAttention(AttentionBase):
         out, lse = _RoundAttention.apply(rows, bias, c, look, dh)
         flat = (order + torch.arange(rounds * bh, device=order.device)[:, None] * length).flatten()
         unsort = torch.empty_like(flat).scatter_(0, flat, torch.arange(flat.numel(), device=flat.device))
-        out = out.reshape(-1, dh).gather(0, unsort.view(-1, 1).expand(-1, dh))
+        out = out.reshape(-1, dh).index_select(0, unsort)
         lse = lse.flatten().gather(0, unsort)
         return out.view(rounds, bh, length, dh), lse.view(rounds, bh, length), (qpos, kpos, bias)
 
@@ -245,12 +277,12 @@ class LSHAttention(AttentionBase):
             keep = keep[:, None, :].expand(-1, h, -1).reshape(b * h, -1)
         padded = length + pad
         n_buckets = self.n_buckets or _even_buckets(padded, self.bucket_size)
-        pos = torch.arange(padded, device=x.device)
         table = torch.cat([qk, F.normalize(qk, dim=-1), v], dim=-1).view(b * h, padded, 3 * dh)
         buckets = self._buckets(qk, n_buckets)
         if keep is not None:  # padding sorts last, so it never displaces real tokens
             buckets = buckets.masked_fill(~keep.view(b, h, 1, padded), n_buckets)
-        orders = (buckets * padded + pos).argsort(dim=-1).permute(2, 0, 1, 3).reshape(-1, b * h, padded)
+        # a stable sort of the bucket ids is the sort by (bucket, position), at a third of the cost
+        orders = buckets.sort(dim=-1, stable=True)[1].permute(2, 0, 1, 3).reshape(-1, b * h, padded)
         if last_only:
             outs, lse = self._last_rounds(table, keep, orders, length - 1)
         elif torch.is_grad_enabled() or return_weights:
