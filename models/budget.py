@@ -135,12 +135,12 @@ def _longest(fits, tokens: int, step: int) -> int:
 
 
 def check_memory(config: EncoderConfig, batch: int, training: bool, what: str,
-                 checkpointing: bool = False) -> int:
+                 checkpointing: bool = False, available: int | None = None) -> int:
     """The expected peak bytes of ``batch`` windows of ``config``; refuses
-    (:class:`DoesNotFitError`) a peak above ``MEMORY_SHARE`` of the memory available,
-    naming the batch that would fit."""
+    (:class:`DoesNotFitError`) a peak above ``MEMORY_SHARE`` of the memory ``available``
+    (default: what this machine has available now), naming the batch that would fit."""
     need = peak_bytes(config, batch, training, checkpointing)
-    have = available_bytes()
+    have = available_bytes() if available is None else available
     if have and need > MEMORY_SHARE * have:
         one = peak_bytes(config, 1, training, checkpointing)
         fits = int(MEMORY_SHARE * have // one) if one else 0
@@ -165,11 +165,11 @@ def check_forward_time(config: EncoderConfig, budget_s: float, why: str, threads
     scale = seconds / _flops(config, config.tokens)
     step = config.n_timeframes
     longest = _longest(lambda n: scale * _flops(config, n) <= budget_s, config.tokens, step)
+    fits = f"at most {longest:,} tokens fit" if longest else "no window fits"
     raise DoesNotFitError(
         f"full attention over {config.tokens:,} tokens needs about {seconds:.1f} s a forward pass on "
         f"this machine (timed at {min(config.tokens, PROBE_TOKENS):,} tokens, scaled by FLOPs), more "
-        f"than {why} ({budget_s:g} s): at most {longest:,} tokens fit; linformer, nystrom or reformer "
-        f"run longer windows")
+        f"than {why} ({budget_s:g} s): {fits}; linformer, nystrom or reformer run longer windows")
 
 
 def check_training(encoder: EncoderConfig, batch: int, eval_batch: int, checkpointing: bool,

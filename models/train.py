@@ -291,6 +291,8 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
     cfg.validate()
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
+    encoder = cfg.encoder_config(len(cfg.features))
+    need = check_fits(cfg, encoder) if announce is not None or encoder.tokens >= CHECKED_FROM else None
     feature_set, frames, returns, valid = _inputs(bars, cfg)
     fold_given = fold is not None
     if fold is None:
@@ -315,9 +317,7 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
         threshold = float(np.quantile(np.abs(returns[ends["train"], -1]), 1 / 3))
     labels = {k: _labels(cfg.head, returns[e], threshold) for k, e in ends.items()}
 
-    encoder = cfg.encoder_config(len(feature_set.names))
-    if announce is not None or encoder.tokens >= CHECKED_FROM:
-        need = check_fits(cfg, encoder)
+    if need is not None:
         say = announce or (lambda line: print(line, file=sys.stderr))
         say(f"train {cfg.model}: expects a peak of about {gib(need)} of memory ({encoder.tokens:,} "
             f"tokens, batch {cfg.batch_size}{', checkpointed' if cfg.checkpointing else ''})")
