@@ -231,7 +231,7 @@ def test_a_checkpoint_whose_forward_cannot_keep_up_with_its_bars_is_refused_at_l
 
 
 def test_backtest_and_train_refuse_in_one_line(tmp_path, capsys):
-    from engine.bars_io import write_kline_csv
+    from engine.bars.kline_files import write_kline_csv
     from engine.cli import main
 
     bars = synthetic_bars(300, step_ms=1000)
@@ -253,7 +253,7 @@ def test_backtest_and_train_refuse_in_one_line(tmp_path, capsys):
 
 
 def test_train_states_the_peak_memory_it_expects(tmp_path, capsys):
-    from engine.bars_io import write_kline_csv
+    from engine.bars.kline_files import write_kline_csv
     from engine.cli import main
 
     data = tmp_path / "bars.csv"
