@@ -12,12 +12,18 @@ Training: one step (forward, backward, AdamW) at 16,384 tokens, batch 2, for eve
 time and peak memory, Reformer with and without reversible layers, the other kinds with
 and without gradient checkpointing.
 
+Depth: Reformer's training peak memory at 2, 4 and 8 layers (4,096 tokens, batch 2),
+reversible or not: reversible layers keep it flat in depth.
+
 Live: the time from a bar's close to its forecast at 16,384 bars, split into the features
 (the rolling window's update) and the forward pass.
 
+Replay (``--replay BARS``): the forecasts of BARS hourly bars at 16,384 computed ahead as a
+backtest does, windows side by side: total seconds for each kind.
+
 Attention settings: linformer k 128, nystrom 64 landmarks, reformer 4 hashes and buckets of 64.
 
-    python bench/long_context.py [--repeats N] [--lengths 16384,32768] [--no-train] [--json]
+    python bench/long_context.py [--repeats N] [--lengths 16384,32768] [--no-train] [--replay 8760] [--json]
 """
 
 from __future__ import annotations
@@ -47,10 +53,10 @@ TARGET = {"linformer": 22.0, "nystrom": 18.0, "reformer": 6.0}  # x faster than 
 GROWTH = 2.2  # most an efficient kind's time may grow per doubling of the length
 
 
-def _config(kind: str, seq: int, reversible: bool | None = None):
+def _config(kind: str, seq: int, reversible: bool | None = None, layers: int = LAYERS):
     from models.train import TrainConfig
 
-    cfg = TrainConfig(model=kind, seq_len=seq, d_model=D_MODEL, layers=LAYERS, heads=HEADS,
+    cfg = TrainConfig(model=kind, seq_len=seq, d_model=D_MODEL, layers=layers, heads=HEADS,
                       dropout=0.0, attention_options=OPTIONS[kind], reversible=reversible)
     return cfg.encoder_config(FEATURES)
 
@@ -114,7 +120,7 @@ def train_case(case: dict) -> dict:
 
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    config = _config(case["kind"], case["seq"], case.get("reversible"))
+    config = _config(case["kind"], case["seq"], case.get("reversible"), case.get("layers", LAYERS))
     model = SeriesEncoder(config)
     model.checkpointing = case.get("checkpointing", False)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -130,6 +136,24 @@ def train_case(case: dict) -> dict:
         times.append(time.perf_counter() - began)
     return {"step_s": min(times), "peak_mb": (_peak_rss() - base) / 2**20,
             "expected_mb": peak_bytes(config, case["batch"], True, model.checkpointing) / 2**20}
+
+
+def replay_case(case: dict) -> dict:
+    """Forecasts of ``bars`` hourly bars computed ahead as a backtest does (windows side by
+    side, one per thread): total seconds (in a fresh process)."""
+    import torch
+    from model_strategy import klines
+
+    from models.runner import ModelRunner
+
+    torch.set_num_threads(THREADS)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = ModelRunner.load(str(_checkpoint(case["kind"], case["seq"], Path(tmp) / "m.pt")))
+    bars = klines(runner.warmup_bars + case["bars"] - 1)
+    wanted = np.ones(len(bars), dtype=bool)
+    began = time.perf_counter()
+    out = runner.predict_rows(bars, wanted)
+    return {"total_s": time.perf_counter() - began, "forecasts": int(np.isfinite(out).all(axis=1).sum())}
 
 
 def live_case(case: dict) -> dict:
@@ -251,6 +275,37 @@ def training(seq: int, batch: int, steps: int, say) -> list[dict]:
     return rows
 
 
+def depth(seq: int, batch: int, say) -> list[dict]:
+    """Training peak memory of Reformer at 2, 4 and 8 layers, reversible or not."""
+    rows = []
+    for layers in (2, 4, 8):
+        for reversible in (True, False):
+            print(f"  train reformer reversible={reversible} {layers} layers at {seq:,} ...", file=sys.stderr)
+            rows.append(in_subprocess({"what": "train", "kind": "reformer", "seq": seq, "batch": batch,
+                                       "steps": 1, "reversible": reversible, "layers": layers}))
+    say(f"\nreformer training peak memory by depth: {seq:,} tokens, batch {batch}")
+    say(f"{'layers':>6}{'reversible MB':>15}{'expect MB':>10}{'plain MB':>10}{'expect MB':>10}")
+    for rev, plain in zip(rows[::2], rows[1::2], strict=True):
+        if "peak_mb" in rev and "peak_mb" in plain:
+            say(f"{rev['layers']:>6}{rev['peak_mb']:>15.0f}{rev['expected_mb']:>10.0f}"
+                f"{plain['peak_mb']:>10.0f}{plain['expected_mb']:>10.0f}")
+    return rows
+
+
+def replay(seq: int, bars: int, say) -> list[dict]:
+    rows = []
+    for kind in KINDS:
+        if kind == "full" and full_refusal(seq, 60.0):
+            continue
+        print(f"  replay {kind}: {bars:,} bars at {seq:,} ...", file=sys.stderr)
+        rows.append(in_subprocess({"what": "replay", "kind": kind, "seq": seq, "bars": bars}))
+    say(f"\nreplay: forecasts of {bars:,} 1h bars at {seq:,}, windows side by side")
+    for r in rows:
+        say(f"{r['kind']:<10}{r['total_s']:>10.1f} s  ({r['forecasts']:,} forecasts)" if "total_s" in r
+            else f"{r['kind']:<10}  {r.get('error')}")
+    return rows
+
+
 def live(seq: int, repeats: int, say) -> list[dict]:
     rows = []
     for kind in KINDS[1:]:
@@ -280,12 +335,18 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=1, help="training steps per case (default 1)")
     parser.add_argument("--no-train", action="store_true", help="skip the training steps")
     parser.add_argument("--no-live", action="store_true", help="skip bar close to forecast")
+    parser.add_argument("--no-depth", action="store_true",
+                        help="skip Reformer's training memory at 2, 4 and 8 layers (at 4,096 tokens)")
+    parser.add_argument("--replay", type=int, default=0, metavar="BARS",
+                        help="also time the forecasts of BARS 1h bars at 16,384 as a backtest computes "
+                             "them (the issue's figure is 8760; about 8760 x 0.1-0.3 s a kind)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
         case = json.loads(args.case)
-        run = {"forward": forward_case, "train": train_case, "live": live_case}[case["what"]]
+        run = {"forward": forward_case, "train": train_case, "live": live_case,
+               "replay": replay_case}[case["what"]]
         print(json.dumps(run(case)))
         return 0
     import torch
@@ -298,8 +359,12 @@ def main() -> int:
     print_inference(out["inference"], say)
     if not args.no_train:
         out["training"] = training(16384, 2, args.train_steps, say)
+    if not args.no_depth:
+        out["depth"] = depth(4096, 2, say)
     if not args.no_live:
         out["live"] = live(16384, args.repeats, say)
+    if args.replay:
+        out["replay"] = replay(16384, args.replay, say)
     if args.json:
         print(json.dumps(out))
     return 0
