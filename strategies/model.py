@@ -91,7 +91,7 @@ from models.checkpoint import CheckpointError
 from models.predictor import Predictor
 from models.runner import ModelRunner
 from strategies.base import Strategy, StrategyConfig
-from strategies.model_history import REST_TIMEOUT_S, WarmUp, load_history
+from strategies.model_history import WarmUp
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
 
 EARLIEST = np.iinfo(np.int64).min  # "from the first bar"
@@ -279,14 +279,6 @@ class ModelStrategy(Strategy):
         if self.mode == "live" and self.config.history != "none":
             self._warmup = WarmUp(self, self.runners[0].interval_ms)
             self._warmup.start(self.clock.timestamp_ns() // NS_PER_MS)
-
-    def _history(self, before_ms: int, bars: int, timeout_s: float = REST_TIMEOUT_S) -> pd.DataFrame:
-        """The last ``bars`` bars closed by ``before_ms`` from the ``history`` source (runs
-        off the event loop live)."""
-        return load_history(self.config.history, rest_url=self.rest_url,
-                            category=self.instrument.category, symbol=self.symbol,
-                            interval=self.interval, interval_ms=self.runners[0].interval_ms,
-                            before_ms=before_ms, bars=bars, timeout_s=timeout_s)
 
     def add_bars(self, rows: list[dict[str, Any]]) -> list[np.ndarray | None]:
         """Add bars (kline rows, oldest first) to the closes and to every model's window; the

@@ -74,7 +74,15 @@ class WarmUp:
 
     def _ask(self, tag: str, before_ms: int, bars: int) -> None:
         self._pending = tag
-        self.strategy.request_history(partial(self.strategy._history, before_ms, bars), tag)
+        self.strategy.request_history(partial(self._load, before_ms, bars), tag)
+
+    def _load(self, before_ms: int, bars: int) -> pd.DataFrame:
+        """The last ``bars`` bars closed by ``before_ms`` from the strategy's ``history``
+        source (in the host's worker thread)."""
+        s = self.strategy
+        return load_history(s.config.history, rest_url=s.rest_url, category=s.instrument.category,
+                            symbol=s.symbol, interval=s.interval, interval_ms=self.interval_ms,
+                            before_ms=before_ms, bars=bars)
 
     def holds(self, row: dict[str, Any]) -> bool:
         """Whether the live bar ``row`` must wait for history; the first live bar asks for
