@@ -39,7 +39,7 @@ from models.attention.base import NEG, AttentionBase
 
 SELF = -1e5  # score of attending to oneself: used only when no other key is allowed
 ROWS_BUDGET = 64 * 2**20  # bytes of sorted rows that rounds run as one batch may hold, without grad
-HASH_VALUES = 2**20  # projections hashed at a time (4 MB of float32)
+HASH_VALUES = 2**22  # projections hashed at a time (16 MB of float32)
 PROBS_BUDGET = 32 * 2**20  # bytes of chunk probabilities the backward pass recomputes at a time
 
 
@@ -170,7 +170,8 @@ class LSHAttention(AttentionBase):
         """Bucket id of every token in every round, ``argmax([xR ; -xR])``: ``[b, h, R, L]``,
         computed ``HASH_VALUES``-sized blocks of positions at a time (:meth:`_block_buckets`):
         the projections of every position at once were 128 MB at 16k, written and read six
-        times; a block stays in cache."""
+        times (a block is 16 MB: smaller blocks were no faster, and each block costs the
+        memory count of :mod:`models.budget` a few dozen fake-tensor ops)."""
         b, h, length, _ = qk.shape
         if n_buckets == 1:
             return torch.zeros(b, h, self.n_hashes, length, dtype=torch.long, device=qk.device)
