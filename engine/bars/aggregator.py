@@ -12,8 +12,10 @@ Policies, with their defaults:
 
 - ``empty = "flat"``: an interval without trades gives a flat bar at the last close with
   zero volume (as Bybit's klines do); ``"skip"`` emits nothing for it.
-- ``first_partial = "skip"``: a first bar that opens before the data start is not emitted
-  (it would summarise only part of its interval); ``"keep"`` emits it.
+- ``first_partial = "skip"``: when the data starts inside a bar (``start_ns``: a live start,
+  or a ``--start`` inside a bar) that first bar is not emitted (it would summarise only part
+  of its interval); ``"keep"`` emits it. Without ``start_ns`` (a replay of files from their
+  own beginning, such as a Bybit daily archive covering its UTC day) nothing is skipped.
 
 A trade that arrives for a bar already closed is late: it is counted in ``late_trades``,
 logged, and left out. Count bars (tick, volume, value) use the global running count: bar
@@ -232,9 +234,7 @@ class TimeBarAggregator:
 
     def _begin(self, key: int) -> None:
         self._next_key = key
-        if self.first_partial == "skip" and (
-            self.start_ns is None or self.open_time(key) < self.start_ns
-        ):
+        if self.first_partial == "skip" and self.start_ns is not None and self.open_time(key) < self.start_ns:
             self._skip_key = key
         self._arm()
 
@@ -372,7 +372,7 @@ def make_aggregator(
     **options,
 ) -> TimeBarAggregator | CountBarAggregator:
     """The aggregator for ``spec``: options for time bars are ``close_delay_ns``, ``empty``,
-    ``first_partial``, ``start_ns``; both take ``inverse``."""
+    ``first_partial``, ``start_ns`` (where the data was cut, if inside a bar); both take ``inverse``."""
     if spec.is_time:
         return TimeBarAggregator(symbol, spec, clock, publish, **options)
     return CountBarAggregator(symbol, spec, clock, publish, inverse=options.get("inverse", False))

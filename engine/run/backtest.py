@@ -41,7 +41,8 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
     interval = source.label if source.kind == "bars" else (run.interval or "1m")
     rng = source.range
     market = Market(rng.symbol, rng.category, interval, "trades" if source.kind != "bars" else "bars",
-                    rng.start, rng.end, tuple(str(p) for p in run.data))
+                    rng.start, rng.end, tuple(str(p) for p in run.data),
+                    starts_in_a_bar=source.cut_start is not None)
     session = Session(cfg, ReplayClock(rng.start), market, kind="backtest",
                       ledger_target=cfg.ledger.path,
                       save_state_every_bar=isinstance(source, RecordingReplay), ledger=ledger)

@@ -41,6 +41,7 @@ class Market:
     data_start: int
     data_end: int
     data_files: tuple[str, ...] = ()
+    starts_in_a_bar: bool = True  # a live start or a --start: its first bar is partial
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Session:
             if spec.is_time:
                 options |= {"close_delay_ns": cfg.bars.close_delay_ms * NS_PER_MS,
                             "empty": cfg.bars.empty, "first_partial": cfg.bars.first_partial,
-                            "start_ns": market.data_start}
+                            "start_ns": market.data_start if market.starts_in_a_bar else None}
             self.aggregator = make_aggregator(market.symbol, spec, clock, self.bus.publish, **options)
             self.bus.subscribe(Trades, self.aggregator.on_trades)
             if spec.is_time:

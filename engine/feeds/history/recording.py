@@ -78,6 +78,7 @@ class RecordingReplay:
                                  end if end_ns is None else end_ns)
         self.total_rows = lines
         self.bad_rows = 0
+        self.cut_start = self.range.start  # a live session starts part-way through a bar
 
     def run(self, bus: Bus, progress: Progress | None = None,
             fine: Callable[[], bool] | None = None) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from engine.bars.aggregator import BarSpec
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.core.events import Bar, Trades
@@ -71,10 +72,23 @@ class TradeReplay:
         if end <= start:
             raise ArchiveError("the replay range is empty: --end must be after --start")
         self.range = ReplayRange(first.symbol, first.category, start, end)
+        # Files replayed from their own beginning start no bar part-way; a --start can.
+        self.cut_start = start_ns
+        self._open_end = end_ns is None
         self.chunk_rows = chunk_rows
         self.with_ids = with_ids
         self.max_batch_ns = max_batch_ns
         self.trades_sent = 0
+
+    def cover_last_bar(self, spec: BarSpec) -> None:
+        """Without ``--end`` the data simply ends, so no later trade can join its last time
+        bar: move the range end to that bar's close so the bar is emitted (a daily archive
+        already ends on a bar boundary for intervals that divide a day)."""
+        if not (self._open_end and spec.is_time):
+            return
+        size, offset = int(spec.size), spec.offset_ns
+        end = -(-(self.range.end - offset) // size) * size + offset
+        self.range = replace(self.range, end=end)
 
     @property
     def total_rows(self) -> int:
@@ -128,6 +142,7 @@ class KlineReplay:
 
     kind = "bars"
     bad_rows = 0
+    cut_start = None
 
     def __init__(
         self,

@@ -90,7 +90,9 @@ def open_source(
     try:
         if kind == "trades":
             archives = [TradeArchive(p, cache_root) for p in paths]
-            return TradeReplay(archives, start_ns, end_ns)
+            replay = TradeReplay(archives, start_ns, end_ns)
+            replay.cover_last_bar(parse_interval(interval or "1m"))
+            return replay
         if kind == "klines":
             return _kline_source(paths, symbol, category, interval, start_ns, end_ns)
     except (ArchiveError, BarFileError) as exc:
@@ -154,7 +156,7 @@ def aggregate_bars(source: TradeReplay | RecordingReplay, interval: str, *, clos
     options = {"inverse": source.range.category == "inverse"}
     if spec.is_time:
         options |= {"close_delay_ns": close_delay_ns, "empty": empty,
-                    "first_partial": first_partial, "start_ns": source.range.start}
+                    "first_partial": first_partial, "start_ns": source.cut_start}
     aggregator = make_aggregator(source.range.symbol, spec, clock, bus.publish, **options)
     bus.subscribe(Trades, aggregator.on_trades)
     bus.subscribe(Bar, bars.append)
