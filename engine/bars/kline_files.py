@@ -7,19 +7,22 @@ The format is one row per bar in time order with the columns ``open_time`` (ms, 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from engine.core import sanity
 from engine.core.clock import NS_PER_MS
+from engine.core.errors import UserError
 from engine.core.events import Bar
 
 KLINE_COLUMNS = ("open_time", "open", "high", "low", "close", "volume", "turnover", "trades")
 
 
-class BarFileError(ValueError):
+class BarFileError(UserError, ValueError):
     """A kline file that cannot be read."""
 
 
@@ -28,10 +31,14 @@ def is_kline_header(header: list[str]) -> bool:
 
 
 def read_kline_csv(path: str | Path) -> pd.DataFrame:
-    """Read a kline CSV, check it, and return it sorted by ``open_time`` (ms)."""
+    """Read a kline CSV, check it, and return it sorted by ``open_time`` (ms). A row with a
+    missing or absurd time or price (see :mod:`engine.core.sanity`), a negative or infinite volume
+    or a high/low that does not bound the bar refuses the file, naming its first such line."""
     try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        with warnings.catch_warnings():  # mixed-type columns are malformed rows, refused below
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            frame = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
         raise BarFileError(f"{path}: cannot read ({exc})") from exc
     missing = [c for c in KLINE_COLUMNS[:6] if c not in frame.columns]
     if missing:
@@ -44,7 +51,14 @@ def read_kline_csv(path: str | Path) -> pd.DataFrame:
         column: frame[column] if pd.api.types.is_numeric_dtype(frame[column])
         else pd.to_numeric(frame[column], errors="coerce") for column in KLINE_COLUMNS})
     prices = numeric[["open", "high", "low", "close"]]
-    bad = numeric["open_time"].isna() | prices.isna().any(axis=1) | (prices <= 0).any(axis=1)
+    open_ns = numeric["open_time"].to_numpy(np.float64) * NS_PER_MS
+    bad = pd.Series(sanity.bad_time(open_ns), index=numeric.index)
+    bad |= pd.Series(np.any([sanity.bad_price(prices[c].to_numpy()) for c in prices], axis=0),
+                     index=numeric.index)
+    with np.errstate(invalid="ignore"):
+        for column in ("volume", "turnover", "trades"):  # missing is allowed, negative or inf not
+            values = numeric[column].to_numpy(np.float64)
+            bad |= pd.Series(~np.isnan(values) & ~(np.isfinite(values) & (values >= 0)), index=numeric.index)
     bad |= (numeric["high"] < numeric[["open", "close", "low"]].max(axis=1))
     bad |= (numeric["low"] > numeric[["open", "close"]].min(axis=1))
     if bad.any():

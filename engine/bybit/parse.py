@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.core import sanity
 from engine.core.clock import NS_PER_MS
 from engine.core.events import Bar, Trades
 
@@ -86,15 +87,18 @@ def decode_trades(message: dict[str, Any], ts_init: int) -> tuple[Trades, list[s
     if not isinstance(rows, list) or not rows:
         raise MessageError(f"publicTrade without trades: {str(message)[:120]}")
     try:
-        ts = np.array([int(r["T"]) for r in rows], dtype=np.int64) * NS_PER_MS
+        ms = np.array([int(r["T"]) for r in rows], dtype=np.int64)
         price = np.array([float(r["p"]) for r in rows], dtype=np.float64)
         size = np.array([float(r["v"]) for r in rows], dtype=np.float64)
         side = np.array([_SIDES[r["S"]] for r in rows], dtype=np.int8)
         ids = [str(r["i"]) for r in rows]
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise MessageError(f"malformed trade in {message.get('topic')}: {exc!r}") from exc
-    if not (np.isfinite(price).all() and (price > 0).all() and np.isfinite(size).all() and (size > 0).all()):
-        raise MessageError(f"non-positive or non-finite price/size in {message.get('topic')}")
+    if sanity.bad_price(price).any() or sanity.bad_size(size).any() or sanity.bad_notional(price, size).any():
+        raise MessageError(f"non-positive, non-finite or absurd price/size in {message.get('topic')}")
+    if sanity.bad_time(ms.astype(np.float64) * NS_PER_MS).any():  # checked before it can wrap
+        raise MessageError(f"trade time before 2009 or in the future in {message.get('topic')}")
+    ts = ms * NS_PER_MS
     order = np.argsort(ts, kind="stable")
     if (order != np.arange(len(order))).any():
         ts, price, size, side = ts[order], price[order], size[order], side[order]
@@ -106,23 +110,37 @@ def decode_trades(message: dict[str, Any], ts_init: int) -> tuple[Trades, list[s
 def decode_confirmed_klines(message: dict[str, Any], ts_init: int) -> list[Bar]:
     """The final (``confirm: true``) candles of a ``kline`` message as bars; candles still
     open are skipped, since Bybit pushes them again until they close."""
-    topic = message["topic"]
-    _, code, symbol = topic.split(".")
+    topic = str(message["topic"])
+    parts = topic.split(".")
+    if len(parts) != 3:
+        raise MessageError(f"malformed kline topic {topic[:80]!r}")
+    _, code, symbol = parts
     label = KLINE_LABELS.get(code)
     if label is None:
         raise MessageError(f"unknown kline interval in {topic}")
     bars = []
-    for row in message.get("data") or []:
+    rows = message.get("data") or []
+    if not isinstance(rows, list):
+        raise MessageError(f"kline data is not a list in {topic}")
+    for row in rows:
+        if not isinstance(row, dict):
+            raise MessageError(f"malformed kline in {topic}: {str(row)[:80]}")
         if not row.get("confirm"):
             continue
         try:
             start, end = int(row["start"]), int(row["end"])
-            bars.append(Bar(symbol, label, start * NS_PER_MS, (end + 1) * NS_PER_MS,
-                            float(row["open"]), float(row["high"]), float(row["low"]),
-                            float(row["close"]), float(row["volume"]), float(row["turnover"]), 0,
-                            (end + 1) * NS_PER_MS, ts_init))
-        except (KeyError, TypeError, ValueError) as exc:
+            o, h, lo, c = (float(row[k]) for k in ("open", "high", "low", "close"))
+            volume, turnover = float(row["volume"]), float(row["turnover"])
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise MessageError(f"malformed kline in {topic}: {exc!r}") from exc
+        if sanity.bad_price(np.array([o, h, lo, c])).any() or not (h >= max(o, c, lo) and lo <= min(o, c)):
+            raise MessageError(f"non-finite, absurd or inconsistent prices in a kline of {topic}")
+        if not (np.isfinite(volume) and np.isfinite(turnover) and volume >= 0 and turnover >= 0):
+            raise MessageError(f"negative, non-finite or absurd volume in a kline of {topic}")
+        if sanity.bad_time(np.array([start, end], dtype=np.float64) * NS_PER_MS).any() or end < start:
+            raise MessageError(f"kline times before 2009, in the future or reversed in {topic}")
+        bars.append(Bar(symbol, label, start * NS_PER_MS, (end + 1) * NS_PER_MS, o, h, lo, c,
+                        volume, turnover, 0, (end + 1) * NS_PER_MS, ts_init))
     return bars
 
 

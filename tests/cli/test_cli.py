@@ -58,8 +58,9 @@ def test_rejected_orders_are_summed_by_reason_with_the_first_one_in_full(tmp_pat
 ])
 def test_bad_input_exits_with_one_clear_line(tmp_path, args, config, message):
     (tmp_path / "config.toml").write_text(config)
-    pd.DataFrame({"open_time": [0, 60_000], "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0,
-                  "volume": 1.0, "turnover": 1.0, "trades": 1}).to_csv(tmp_path / "k.csv", index=False)
+    pd.DataFrame({"open_time": [1748736000000, 1748736060000], "open": 1.0, "high": 1.0, "low": 1.0,
+                  "close": 1.0, "volume": 1.0, "turnover": 1.0, "trades": 1}).to_csv(
+        tmp_path / "k.csv", index=False)
     done = papertape("backtest", "--no-progress", *args, cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -7,10 +7,11 @@ Two layouts exist (BYBIT.md section 9), told apart by header, never by position:
 - spot: ``id,timestamp,price,volume,side[,rpi]`` with integer milliseconds and lower-case
   ``buy``/``sell`` sides.
 
-Parsing streams the CSV (plain or gzipped) in chunks. Malformed rows (unparseable or NaN
-numbers, non-positive size or price, unknown side, missing fields) are left out, counted by
-reason and reported with file and line. Rows are sorted by time (stable, so trades sharing
-a timestamp keep their file order). The result is cached as raw column files
+Parsing streams the CSV (plain or gzipped) in chunks. Malformed rows (unparseable, NaN or
+infinite numbers, prices and sizes outside :mod:`engine.core.sanity`'s bounds, stamps before
+2009 or in the future or outside a daily archive's day, unknown side, missing fields) are
+left out, counted by reason and reported with file and line. Rows are sorted by time
+(stable, so trades sharing a timestamp keep their file order). The result is cached as raw column files
 (``ts`` int64 ns, ``price`` and ``size`` float64, ``side`` int8, ``trade_id`` S36) plus a
 ``meta.json``, keyed by the file's path, size and mtime, so a second replay reads binary
 columns instead of CSV. Reading is by byte offset, so memory stays bounded by the chunk.
@@ -26,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,12 +37,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from engine.core import sanity
 from engine.core.clock import NS_PER_S
 from engine.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows outside the sanity bounds are malformed
 PARSE_CHUNK_ROWS = 1_000_000
 ID_DTYPE = np.dtype("S36")
 COLUMNS = {"ts": np.dtype(np.int64), "price": np.dtype(np.float64),
@@ -230,15 +233,17 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
     examples: list[str] = []
     symbols: Counter[str] = Counter()
     id_column = "trdMatchID" if layout == "derivatives" else "id"
+    name_symbol, day_start = _symbol_from_name(path)
     reader = pd.read_csv(
         path, usecols=usecols, dtype={"side": "category", id_column: str},
         chunksize=PARSE_CHUNK_ROWS, skip_blank_lines=False, compression="infer",
     )
     try:
-        for chunk in reader:
+        for chunk in _chunks_quietly(reader):
             chunk = chunk.rename(columns=names)
             line0 = int(chunk.index[0]) + 2  # 1-based, after the header line
-            ts, price, size, side, ok = _clean_chunk(chunk, layout, reasons, examples, path, line0)
+            ts, price, size, side, ok = _clean_chunk(chunk, layout, reasons, examples, path, line0,
+                                                     day_start)
             if layout == "derivatives":
                 symbols.update(chunk["symbol"][ok].astype(str).value_counts().to_dict())
             parts["ts"].append(ts[ok])
@@ -250,6 +255,10 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
         raise ArchiveError(f"{path}: cannot parse ({exc})") from exc
     cols = {k: (np.concatenate(v) if v else np.empty(0, COLUMNS[k])) for k, v in parts.items()}
     ts = cols["ts"]
+    if len(ts) == 0:
+        detail = f": {sum(reasons.values())} malformed row(s) {dict(reasons)}, e.g. {examples[0]}" \
+            if reasons else ""
+        raise ArchiveError(f"{path}: no well-formed trades{detail}")
     unsorted = int(np.count_nonzero(np.diff(ts) < 0)) if len(ts) > 1 else 0
     if unsorted:
         if layout == "spot":  # ids are sequence numbers: break timestamp ties by them
@@ -258,7 +267,6 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
             order = np.argsort(ts, kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
         log.warning("%s: %d row(s) out of time order; sorted", path, unsorted)
-    name_symbol, day_start = _symbol_from_name(path)
     symbol = symbols.most_common(1)[0][0] if symbols else (name_symbol or path.name.split(".")[0])
     if len(symbols) > 1:
         raise ArchiveError(f"{path}: holds several symbols {sorted(symbols)}; one per file")
@@ -282,6 +290,18 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
     return _Parsed(cols, meta)
 
 
+def _chunks_quietly(reader) -> Iterator[pd.DataFrame]:
+    """The reader's chunks without pandas' DtypeWarning: a column of mixed types is what a
+    malformed row makes, and those rows are counted and reported by reason instead."""
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            chunk = next(reader, None)
+        if chunk is None:
+            return
+        yield chunk
+
+
 def _derivative_category(symbol: str) -> str:
     """``inverse`` for coin-margined contracts (BTCUSD, BTCUSDH25), else ``linear``."""
     base = symbol.split("-")[0]
@@ -295,23 +315,32 @@ def _numeric_ids(ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=np.int64)
 
 
-def _clean_chunk(chunk, layout, reasons, examples, path, line0):
-    """Columns of one parsed chunk, and a mask of the rows that are well-formed."""
+def _clean_chunk(chunk, layout, reasons, examples, path, line0, day_start=None):
+    """Columns of one parsed chunk, and a mask of the rows that are well-formed (a daily
+    archive's rows must also lie in its UTC day)."""
     ts_raw = pd.to_numeric(chunk["ts"], errors="coerce").to_numpy(dtype=np.float64)
     price = pd.to_numeric(chunk["price"], errors="coerce").to_numpy(dtype=np.float64)
     size = pd.to_numeric(chunk["size"], errors="coerce").to_numpy(dtype=np.float64)
     sides = chunk["side"].astype("category")
     known = np.array([_SIDES.get(str(c), 0) for c in sides.cat.categories] + [0], dtype=np.int8)
     side = known[sides.cat.codes.to_numpy()]  # code -1 (missing) indexes the trailing 0
+    with np.errstate(over="ignore"):
+        ts_ns = ts_raw * (1e9 if layout == "derivatives" else 1e6)
+    bad_ts = sanity.bad_time(ts_ns)
     with np.errstate(invalid="ignore"):
+        safe = np.where(bad_ts, 0.0, ts_raw)
         if layout == "derivatives":
-            ts = np.rint(ts_raw * 1e6).astype(np.int64) * 1000
+            ts = np.rint(safe * 1e6).astype(np.int64) * 1000
         else:
-            ts = np.rint(ts_raw).astype(np.int64) * 1_000_000
+            ts = np.rint(safe).astype(np.int64) * 1_000_000
+        outside = np.zeros(len(ts), dtype=bool) if day_start is None else \
+            (ts < day_start) | (ts >= day_start + sanity.NS_PER_DAY)
     checks = (
-        ("bad timestamp", ~np.isfinite(ts_raw) | (ts_raw <= 0)),
-        ("bad price", ~np.isfinite(price) | (price <= 0)),
-        ("bad size", ~np.isfinite(size) | (size <= 0)),
+        ("bad timestamp", bad_ts),
+        ("outside the file's day", outside),
+        ("bad price", sanity.bad_price(price)),
+        ("bad size", sanity.bad_size(size)),
+        ("bad value", sanity.bad_notional(price, size)),
         ("unknown side", side == 0),
     )
     ok = np.ones(len(chunk), dtype=bool)

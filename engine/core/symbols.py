@@ -1,0 +1,30 @@
+"""What a market symbol may look like: Bybit's are upper-case letters and digits (options
+join parts with hyphens, BTC-27JUN25-60000-C). A symbol becomes a file or folder name in
+fetch, caches and recordings, so anything else (a slash, a dot, ``..``) is refused."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from engine.core.typed import ConfigError
+
+SYMBOL = re.compile(r"[A-Z0-9]{1,30}(?:-[A-Z0-9]{1,12}){0,4}")
+
+
+def check_symbol(symbol: str, what: str = "--symbol") -> str:
+    """``symbol`` when it is a well-formed Bybit symbol, else a :class:`ConfigError`."""
+    if not isinstance(symbol, str) or not SYMBOL.fullmatch(symbol):
+        raise ConfigError(f"{what}: {str(symbol)[:60]!r} is not a Bybit symbol (upper-case letters and "
+                          "digits, e.g. BTCUSDT)")
+    return symbol
+
+
+def inside(directory: str | Path, path: str | Path) -> Path:
+    """``path`` resolved, when it lies under ``directory``; else a :class:`ConfigError` (a
+    name that would write outside the folder it belongs to)."""
+    root = Path(directory).resolve()
+    target = Path(path).resolve()
+    if target != root and root not in target.parents:
+        raise ConfigError(f"{path} would be written outside {directory}")
+    return target
