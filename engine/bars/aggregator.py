@@ -35,6 +35,7 @@ import numpy as np
 
 from engine.core.clock import NS_PER_S, Clock, Timer
 from engine.core.events import Bar, Trades
+from engine.core.typed import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ _BYBIT_CODES |= {"D": 86400, "W": 7 * 86400}
 # 1970-01-01 was a Thursday: Monday-aligned weeks start 4 days later.
 _WEEK_OFFSET_NS = 4 * 86400 * NS_PER_S
 _COUNT_KINDS = ("tick", "volume", "value")
+_MAX_SECONDS = 366 * 86400
 
 
 @dataclass(frozen=True)
@@ -68,29 +70,32 @@ class BarSpec:
 
 def parse_interval(text: str) -> BarSpec:
     """Parse ``1m``, ``5m``, ``1h``, ``1d``, ``1w``, ``90s``, a Bybit code (``1``, ``60``,
-    ``D``, ``W``), ``tick:N``, ``volume:X`` or ``value:X`` into a :class:`BarSpec`."""
+    ``D``, ``W``), ``tick:N``, ``volume:X`` or ``value:X`` into a :class:`BarSpec`; anything
+    else (``7x``, ``0s``, ``tick:-5``, longer than a year) is a :class:`ConfigError`."""
     raw = text.strip()
     if ":" in raw:
         kind, _, amount = raw.partition(":")
         kind = kind.lower()
         if kind not in _COUNT_KINDS:
-            raise ValueError(f"unknown bar kind {kind!r} in {text!r}: use tick:, volume: or value:")
+            raise ConfigError(f"unknown bar kind {kind!r} in {text!r}: use tick:, volume: or value:")
         try:
             size = float(amount)
         except ValueError:
-            raise ValueError(f"bar size {amount!r} in {text!r} is not a number") from None
-        if not size > 0 or (kind == "tick" and size != int(size)):
-            raise ValueError(f"bar size in {text!r} must be positive (whole for tick bars)")
+            raise ConfigError(f"bar size {amount!r} in {text!r} is not a number") from None
+        if not 0 < size < 1e15 or (kind == "tick" and size != int(size)):
+            raise ConfigError(f"bar size in {text!r} must be positive (whole for tick bars)")
         return BarSpec(kind, int(size) if kind == "tick" else size, f"{kind}:{amount}")
     seconds = _BYBIT_CODES.get(raw.upper() if raw.upper() in ("D", "W") else raw)
     if seconds is None:
         match = re.fullmatch(r"(\d+)([smhdw])", raw.lower())
         if not match or int(match.group(1)) == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown interval {text!r}: use e.g. 1m, 5m, 1h, 1d, 1w, 90s, or tick:N, "
                 "volume:X, value:X"
             )
         seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if seconds > _MAX_SECONDS:
+            raise ConfigError(f"interval {text!r} is longer than a year")
     offset = _WEEK_OFFSET_NS if seconds % (7 * 86400) == 0 else 0
     return BarSpec("time", seconds * NS_PER_S, _time_label(seconds), offset)
 

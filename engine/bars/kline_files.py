@@ -8,6 +8,7 @@ The format is one row per bar in time order with the columns ``open_time`` (ms, 
 from __future__ import annotations
 
 import warnings
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def read_kline_csv(path: str | Path) -> pd.DataFrame:
         with warnings.catch_warnings():  # mixed-type columns are malformed rows, refused below
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
             frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError, EOFError) as exc:
-        raise BarFileError(f"{path}: cannot read ({exc})") from exc
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError,
+            zlib.error) as exc:
+        raise BarFileError(f"{path}: cannot read ({exc})") from None
     missing = [c for c in KLINE_COLUMNS[:6] if c not in frame.columns]
     if missing:
         raise BarFileError(f"{path}: missing kline column(s) {', '.join(missing)}")

@@ -30,8 +30,10 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.bars.kline_files import write_kline_csv
     from engine.core.config import parse_time
+    from engine.core.paths import check_writable
     from engine.feeds.history.sources import open_source, source_bars
 
+    check_writable(args.out, "--out")
     cfg = resolve_config(args)
     interval = args.interval or cfg.run.interval or "1m"
     source = open_source(cfg.run.data, symbol=cfg.run.symbol, category=cfg.run.category,

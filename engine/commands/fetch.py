@@ -67,6 +67,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def _plan(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
     """The symbol and time range after checking the arguments; raises ConfigError."""
     from engine.bars.aggregator import parse_interval
+    from engine.core.symbols import check_symbol
     from engine.feeds.live.rest import bybit_interval
 
     if not (args.klines or args.trades or args.instruments):
@@ -76,6 +77,7 @@ def _plan(args: argparse.Namespace) -> tuple[str, int | None, int | None]:
     if args.klines or args.trades:
         if not symbol or start_ns is None or end_ns is None:
             raise ConfigError("--trades and --klines need --symbol, --start and --end")
+        check_symbol(symbol)  # it names files under --out
         if start_ns >= end_ns:
             raise ConfigError(f"--start {args.start} is not before --end {args.end}")
     if args.klines:

@@ -63,6 +63,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from engine.bars.aggregator import parse_interval
+    from engine.core.paths import check_writable
     from engine.run.live import LiveOptions, run_live
     from engine.run.resume import MARKET, resumed_config
 
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if kind != "time":
         raise ConfigError(f"live sessions use time bars, not {opts.interval}")
+    if opts.record:
+        check_writable(opts.record, "--record")
     result = run_live(cfg, opts)
     print_result(args, result)
     return 1 if result.status == "failed" else 0

@@ -29,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.analysis.html_report import write_html_report
     from engine.analysis.metrics import forecasts_for_run, metrics_for_run
     from engine.analysis.report import format_metrics
+    from engine.core.paths import check_writable
     from engine.ledger.reader import LedgerReader
 
+    if args.out:
+        check_writable(args.out, "--out")
     reader = LedgerReader(args.ledger)
     try:
         run = reader.run(args.run)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.core.config import Config, load_config
+from engine.core.symbols import check_symbol
 from engine.core.typed import parse_assignments
 
 if TYPE_CHECKING:
@@ -52,14 +53,21 @@ _FLAG_KEYS = {"symbol": "run.symbol", "category": "run.category", "interval": "r
 
 def resolve_config(args: argparse.Namespace) -> Config:
     """The config file (explicit, or ./config.toml) with ``--set`` and flag overrides. A
-    ``--strategy`` other than the file's starts from that strategy's defaults."""
+    ``--strategy`` other than the file's starts from that strategy's defaults. A ``--symbol``
+    must be a Bybit symbol, and one the data holds."""
     path = args.config or ("config.toml" if Path("config.toml").is_file() else None)
     overrides = list(args.overrides) + [
         f"{key}={getattr(args, flag)}" for flag, key in _FLAG_KEYS.items()
         if getattr(args, flag, None) is not None
     ]
+    if getattr(args, "symbol", None) is not None:
+        check_symbol(args.symbol)
     cfg = load_config(path, overrides)
     run = replace(cfg.run, data=tuple(args.data)) if getattr(args, "data", None) else cfg.run
+    if getattr(args, "symbol", None) is not None and hasattr(args, "data"):
+        from engine.feeds.history.sources import check_data_symbol
+
+        check_data_symbol(run.data, args.symbol)
     params = parse_assignments(getattr(args, "param", None) or [], "--param")
     name = getattr(args, "strategy", None) or cfg.strategy.name
     base = cfg.strategy.params if name == cfg.strategy.name else {}

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.core.clock import NS_PER_MS, NS_PER_S
+from engine.core.symbols import SYMBOL
 from engine.core.typed import ConfigError, build, parse_assignments
 
 SAMPLE_DATA = str(Path(__file__).parent.parent / "data" / "sample" / "BTCUSDT*.csv.gz")
@@ -33,6 +34,11 @@ class RunSection:
     start: str | None = None
     end: str | None = None
     seed: int = 0
+
+    def validate(self) -> None:
+        if not SYMBOL.fullmatch(self.symbol):
+            raise ValueError(f"symbol {self.symbol[:60]!r} is not a Bybit symbol (upper-case letters and "
+                             "digits, e.g. BTCUSDT)")
 
 
 @dataclass(frozen=True)

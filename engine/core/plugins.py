@@ -1,10 +1,17 @@
-"""Plugins by name: entry points (``papertape.strategies``, ``papertape.commands``) or a
-``module:Attribute`` path, so the engine never imports plugin packages by name."""
+"""Plugins by name: entry points (``papertape.strategies``, ``papertape.commands``), a
+``module:Attribute`` path (the working directory is searched too, as ``python -m`` would),
+or a ``path/to/file.py:Attribute``, so the engine never imports plugin packages by name."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import os
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from engine.core.errors import UserError
@@ -31,11 +38,11 @@ def load(group: str, spec: str, what: str = "plugin") -> Any:
     """The object registered as ``spec`` in ``group``, or at ``module:Attribute``; ``what``
     names the kind of plugin in error messages."""
     if ":" in spec:
-        module_name, _, attribute = spec.partition(":")
+        module_name, _, attribute = spec.rpartition(":")
         try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise PluginError(f"cannot import {module_name!r} for {spec!r}: {exc}") from exc
+            module = _import(module_name)
+        except (ImportError, SyntaxError, OSError) as exc:
+            raise PluginError(f"cannot import {module_name!r} for {spec!r}: {exc}") from None
         try:
             return getattr(module, attribute)
         except AttributeError:
@@ -48,3 +55,34 @@ def load(group: str, spec: str, what: str = "plugin") -> Any:
         return matches[0].load()
     except ImportError as exc:
         raise PluginError(f"cannot load {spec!r} from {matches[0].value}: {exc}") from exc
+
+
+def _import(name: str) -> ModuleType:
+    """A module by dotted name (from the working directory too) or by file path."""
+    if name.endswith(".py") or os.sep in name or "/" in name:
+        return _import_file(Path(name))
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)  # after the installed packages: a local file never shadows them
+    return importlib.import_module(name)
+
+
+def _import_file(path: Path) -> ModuleType:
+    """The module in ``path``, imported once under a name made from its resolved path."""
+    path = path.expanduser().resolve()
+    if not path.is_file():
+        raise ImportError(f"no file {path}")
+    name = f"papertape_plugin_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look a class's module up here
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -5,7 +5,6 @@ fetch, caches and recordings, so anything else (a slash, a dot, ``..``) is refus
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from engine.core.typed import ConfigError
 
@@ -19,12 +18,3 @@ def check_symbol(symbol: str, what: str = "--symbol") -> str:
                           "digits, e.g. BTCUSDT)")
     return symbol
 
-
-def inside(directory: str | Path, path: str | Path) -> Path:
-    """``path`` resolved, when it lies under ``directory``; else a :class:`ConfigError` (a
-    name that would write outside the folder it belongs to)."""
-    root = Path(directory).resolve()
-    target = Path(path).resolve()
-    if target != root and root not in target.parents:
-        raise ConfigError(f"{path} would be written outside {directory}")
-    return target

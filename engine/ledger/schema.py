@@ -8,11 +8,19 @@ position per batch for fast reads), strategy_state, predictions and feed_gaps.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from engine.core.errors import UserError
+
+
+class LedgerError(UserError):
+    """A ledger that cannot be opened: a folder that cannot be written, or a file that is
+    not a SQLite database."""
 
 
 class Base(DeclarativeBase):
@@ -274,20 +282,50 @@ def _no_autocheckpoint(dbapi_conn, _record) -> None:
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
+def check_sqlite_file(path: Path) -> None:
+    """Refuse, before anything is written, a ledger file that is not a SQLite database or
+    a folder where none can be made (:class:`LedgerError`, one line)."""
+    if path.exists():
+        if path.is_dir():
+            raise LedgerError(f"--ledger {path} is a folder, not a ledger file")
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise LedgerError(f"--ledger {path}: cannot read ({exc.strerror})") from None
+        if head and head != b"SQLite format 3\x00":
+            raise LedgerError(f"--ledger {path} is not a papertape ledger (not a SQLite database)")
+        if not os.access(path, os.W_OK):
+            raise LedgerError(f"--ledger {path} cannot be written (permission denied)")
+        return
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"--ledger {path}: cannot make its folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LedgerError(f"--ledger {path}: its folder {folder} cannot be written")
+
+
 def open_engine(target: str | Path) -> sa.Engine:
-    """An engine on the ledger with the schema created; SQLite gets WAL and NORMAL sync."""
+    """An engine on the ledger with the schema created; SQLite gets WAL and NORMAL sync.
+    A ledger that cannot be opened is a :class:`LedgerError`."""
     url = database_url(target)
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    Base.metadata.create_all(engine)
-    view = BARS_VIEW
-    if engine.dialect.name == "postgresql":  # no IF NOT EXISTS for views there
-        view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE OR REPLACE VIEW")
-    with engine.begin() as conn:
-        conn.execute(sa.text(view))
+        check_sqlite_file(Path(url.removeprefix("sqlite:///")))
+    try:
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(engine)
+        view = BARS_VIEW
+        if engine.dialect.name == "postgresql":  # no IF NOT EXISTS for views there
+            view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE OR REPLACE VIEW")
+        with engine.begin() as conn:
+            conn.execute(sa.text(view))
+    except (sa.exc.OperationalError, sa.exc.DatabaseError, sa.exc.ArgumentError, ImportError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise LedgerError(f"--ledger {target}: cannot open the ledger ({reason})") from None
     return engine
 
 

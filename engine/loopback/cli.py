@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
+import secrets
 import signal
 import sys
 from datetime import UTC, datetime
@@ -59,7 +61,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--data", nargs="+", metavar="PATH", default=[],
                    help="trade archives (.csv/.csv.gz, Bybit derivatives or spot layout) or globs")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, "
+                   "loopback only; any other address requires a control token)")
+    p.add_argument("--token", help="require `Authorization: Bearer TOKEN` on /_control/*; with a --host "
+                   "beyond loopback one is generated and printed when not given")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--speed", type=_speed, default=1.0, metavar="X",
                    help="replay X times faster than real time (default 1)")
@@ -78,6 +83,16 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _options(args: argparse.Namespace) -> ExchangeOptions:
     from engine.feeds.history.sources import DataError, expand
     from engine.loopback.server import ExchangeOptions
@@ -86,7 +101,13 @@ def _options(args: argparse.Namespace) -> ExchangeOptions:
         raise DataError("nothing to serve: give --data FILE... and/or --archive-dir DIR")
     if args.archive_dir and not Path(args.archive_dir).is_dir():
         raise DataError(f"--archive-dir {args.archive_dir}: not a directory")
+    token = args.token
+    if token is None and not is_loopback(args.host):
+        token = secrets.token_urlsafe(18)
+        print(f"papertape serve-exchange: {args.host} is not a loopback address; the controls need "
+              f"Authorization: Bearer {token}", file=sys.stderr, flush=True)
     return ExchangeOptions(
+        control_token=token,
         data=tuple(expand(args.data)) if args.data else (),
         speed=args.speed,
         start_at_ns=parse_time(args.start_at, "--start-at"),

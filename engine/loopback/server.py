@@ -45,6 +45,7 @@ class ExchangeOptions:
     archive_dir: Path | None = None
     faults: tuple[Fault, ...] = ()
     instruments: Path | None = None
+    control_token: str | None = None  # required by /_control/* when set
 
 
 class ExchangeServer:
@@ -81,7 +82,7 @@ class ExchangeServer:
         app = web.Application(middlewares=[self._rest403])
         app.router.add_get("/v5/public/{category}", self._websocket)
         app.add_routes(MarketRoutes(self.stores, self.instruments, self.now).routes())
-        app.add_routes(ControlRoutes(self.fire, self.state).routes())
+        app.add_routes(ControlRoutes(self.fire, self.state, self.options.control_token).routes())
         if self.archive_files is not None:
             app.add_routes(self.archive_files.routes())
         app.on_shutdown.append(self._close_websockets)

@@ -28,6 +28,7 @@ import re
 import shutil
 import tempfile
 import warnings
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,8 +102,8 @@ def read_header(path: str | Path) -> list[str]:
     try:
         with opener(path, "rt", encoding="utf-8", newline="") as fh:
             line = fh.readline()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise ArchiveError(f"{path}: cannot read ({exc})") from exc
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
+        raise ArchiveError(f"{path}: cannot read ({exc})") from None
     return [name.strip() for name in line.strip().split(",")]
 
 
@@ -234,11 +235,11 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
     symbols: Counter[str] = Counter()
     id_column = "trdMatchID" if layout == "derivatives" else "id"
     name_symbol, day_start = _symbol_from_name(path)
-    reader = pd.read_csv(
-        path, usecols=usecols, dtype={"side": "category", id_column: str},
-        chunksize=PARSE_CHUNK_ROWS, skip_blank_lines=False, compression="infer",
-    )
     try:
+        reader = pd.read_csv(
+            path, usecols=usecols, dtype={"side": "category", id_column: str},
+            chunksize=PARSE_CHUNK_ROWS, skip_blank_lines=False, compression="infer",
+        )
         for chunk in _chunks_quietly(reader):
             chunk = chunk.rename(columns=names)
             line0 = int(chunk.index[0]) + 2  # 1-based, after the header line
@@ -251,8 +252,9 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
             parts["size"].append(size[ok])
             parts["side"].append(side[ok])
             parts["trade_id"].append(chunk["id"].to_numpy(dtype=object)[ok].astype(ID_DTYPE))
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise ArchiveError(f"{path}: cannot parse ({exc})") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError,
+            zlib.error) as exc:
+        raise ArchiveError(f"{path}: cannot parse ({exc})") from None
     cols = {k: (np.concatenate(v) if v else np.empty(0, COLUMNS[k])) for k, v in parts.items()}
     ts = cols["ts"]
     if len(ts) == 0:

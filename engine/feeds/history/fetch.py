@@ -19,6 +19,8 @@ from tqdm import tqdm
 from engine.bars.aggregator import parse_interval
 from engine.bars.kline_files import BarFileError, read_kline_csv, write_kline_csv
 from engine.core.clock import NS_PER_MS, NS_PER_S
+from engine.core.paths import inside
+from engine.core.symbols import check_symbol
 from engine.feeds.history.archive import ArchiveError, ArchiveInfo, TradeArchive, read_header, trade_layout
 from engine.feeds.live.rest import BybitRest, bybit_interval
 
@@ -153,7 +155,7 @@ async def fetch_day(session: aiohttp.ClientSession, symbol: str, category: str, 
                     base_url: str, progress: bool) -> DayResult:
     """Make sure ``out`` holds a verified archive of ``symbol`` for ``day``."""
     url = archive_url(base_url, symbol, category, day)
-    dest = out / archive_name(symbol, category, day)
+    dest = inside(out, out / archive_name(check_symbol(symbol), category, day))
     part = dest.with_name(dest.name + ".part")
     result = DayResult(day, url, str(dest), "failed")
     if dest.exists():
@@ -212,7 +214,7 @@ async def fetch_klines(rest: BybitRest, symbol: str, category: str, interval: st
     """Closed klines of ``[start, end)`` into one kline CSV. A file already there is kept
     when it reads and was written after ``end`` (so no candle of the range was still to come)."""
     label, code = parse_interval(interval).label, bybit_interval(interval)
-    path = out / f"{symbol}-{label}-{_stamp(start_ns)}-{_stamp(end_ns)}.csv"
+    path = inside(out, out / f"{check_symbol(symbol)}-{label}-{_stamp(start_ns)}-{_stamp(end_ns)}.csv")
     start_ms, end_ms = start_ns // NS_PER_MS, end_ns // NS_PER_MS
     if path.exists() and path.stat().st_mtime_ns // NS_PER_MS >= end_ms:
         try:
@@ -232,7 +234,7 @@ async def fetch_klines(rest: BybitRest, symbol: str, category: str, interval: st
 async def fetch_instruments(rest: BybitRest, category: str, out: Path) -> dict:
     """The category's instruments into ``out/instruments.json``, keeping other categories'."""
     instruments = await rest.instruments(category)
-    path = out / "instruments.json"
+    path = inside(out, out / "instruments.json")
     kept = []
     if path.exists():
         try:

@@ -70,6 +70,27 @@ def file_kind(path: Path) -> str:
     raise DataError(f"{path}: unknown data format (header {','.join(header)[:120]!r})")
 
 
+def data_symbols(patterns: list[str] | tuple[str, ...]) -> set[str]:
+    """The symbols trade archives or a recording hold (empty for klines, which name none)."""
+    paths = expand(patterns)
+    symbols: set[str] = set()
+    for path in paths:
+        kind = file_kind(path)
+        if kind == "trades":
+            symbols.add(TradeArchive(path).info().symbol)
+        elif kind == "recording":
+            symbols.add(RecordingReplay([path]).range.symbol)
+    return symbols
+
+
+def check_data_symbol(patterns: list[str] | tuple[str, ...], symbol: str) -> None:
+    """Refuse a ``--symbol`` that the data does not hold (trade archives and recordings
+    name their own; a kline file takes the symbol it is given)."""
+    held = data_symbols(patterns)
+    if held and symbol not in held:
+        raise DataError(f"--symbol {symbol}: the data holds {', '.join(sorted(held))}, not {symbol}")
+
+
 def open_source(
     patterns: list[str] | tuple[str, ...],
     *,

@@ -1,0 +1,165 @@
+"""Every class of bad input (kline CSV, trade archive, gzip, recording, config, CLI flag,
+ledger path, checkpoint, symbol, strategy path) ends the command with exit 2 and one line on
+stderr, no traceback, and leaves an existing ledger byte for byte as it was. In-process
+``engine.cli.main`` calls keep it fast; one subprocess checks the installed command."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from tests.conftest import SAMPLE_DIR
+from tests.helpers.archive import DERIVATIVES_HEADER, random_trades, write_derivatives
+from tests.helpers.broker import write_klines
+
+DAY0 = 1748736000
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A folder with one good ledger (a small kline backtest) and one file of each bad kind."""
+    d = tmp_path_factory.mktemp("bad")
+    write_klines(d / "good.csv", 60)
+    assert main(["backtest", "--data", str(d / "good.csv"), "--ledger", str(d / "ledger.db"),
+                 "--no-progress", "--json"]) == 0
+    frame = write_klines(d / "k.csv", 20).astype({"close": object})
+    frame.loc[5, "close"] = "inf"
+    frame.to_csv(d / "inf-close.csv", index=False)
+    (d / "empty.csv").write_text("")
+    (d / "all-bad.csv").write_text(DERIVATIVES_HEADER + "\n" + "x,BTCUSDT,Buy,1,1,a,b,0,0,0,0\n")
+    ts, p, s, side = random_trades(3000, DAY0, 3600, seed=9)
+    write_derivatives(d / "day.csv.gz", ts, p, s, side)
+    blob = (d / "day.csv.gz").read_bytes()
+    (d / "truncated.csv.gz").write_bytes(blob[: len(blob) // 2])
+    (d / "garbage.csv.gz").write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 50)
+    with gzip.open(d / "binary.csv.gz", "wb") as fh:
+        fh.write(b"\xff\xfe\x00" * 100)
+    (d / "rec-version.jsonl").write_text(json.dumps({"papertape_recording": 7}) + "\n")
+    (d / "rec-symbol.jsonl").write_text(json.dumps({"papertape_recording": 1, "symbol": "../x",
+                                                   "category": "linear", "interval": "1m",
+                                                   "started": DAY0 * 10**9}) + "\n")
+    (d / "rec-interval.jsonl").write_text(json.dumps({"papertape_recording": 1, "symbol": "BTCUSDT",
+                                                     "category": "linear", "interval": "7x",
+                                                     "started": DAY0 * 10**9}) + "\n")
+    (d / "rec-future.jsonl").write_text(json.dumps({"papertape_recording": 1, "symbol": "BTCUSDT",
+                                                   "category": "linear", "interval": "1m",
+                                                   "started": 10**30}) + "\n")
+    (d / "notdb.db").write_text("this is not a database\n")
+    (d / "junk.pt").write_bytes(b"junk" * 10)
+    (d / "bad-key.toml").write_text("[broker]\ntaker_fe = 0.1\n")
+    (d / "bad-toml.toml").write_text("[broker\n")
+    (d / "bad-type.toml").write_text("[account]\ncash = 'lots'\n")
+    return d
+
+
+BACKTEST = ["backtest", "--no-progress"]
+CASES = {
+    # kline CSV
+    "kline inf close": (BACKTEST + ["--data", "{d}/inf-close.csv"], "inf-close.csv:7: malformed bar"),
+    "empty file": (BACKTEST + ["--data", "{d}/empty.csv"], "empty.csv"),
+    # trade archive and gzip
+    "archive without a good row": (BACKTEST + ["--data", "{d}/all-bad.csv"], "no well-formed trades"),
+    "truncated gzip": (BACKTEST + ["--data", "{d}/truncated.csv.gz"], "truncated.csv.gz: cannot"),
+    "damaged gzip": (BACKTEST + ["--data", "{d}/garbage.csv.gz"], "garbage.csv.gz: cannot read"),
+    "binary in gzip": (BACKTEST + ["--data", "{d}/binary.csv.gz"], "binary.csv.gz"),
+    "bars from a truncated gzip": (["bars", "--data", "{d}/truncated.csv.gz", "--out", "{d}/o.csv"],
+                                   "truncated.csv.gz: cannot"),
+    # recording
+    "recording version": (BACKTEST + ["--data", "{d}/rec-version.jsonl"], "not a papertape recording"),
+    "recording symbol": (BACKTEST + ["--data", "{d}/rec-symbol.jsonl"], "not a Bybit symbol"),
+    "recording interval": (BACKTEST + ["--data", "{d}/rec-interval.jsonl"], "unknown interval '7x'"),
+    "recording start": (BACKTEST + ["--data", "{d}/rec-future.jsonl"], "start time"),
+    # config
+    "config key": (BACKTEST + ["--config", "{d}/bad-key.toml"], "unknown key 'taker_fe'"),
+    "config syntax": (BACKTEST + ["--config", "{d}/bad-toml.toml"], "bad-toml.toml"),
+    "config type": (BACKTEST + ["--config", "{d}/bad-type.toml"], "cash"),
+    "set value": (BACKTEST + ["--set", "bars.empty=maybe"], "empty"),
+    # CLI flags
+    **{f"interval {iv}": (BACKTEST + ["--interval", iv], repr(iv))
+       for iv in ("7x", "0s", "0m", "tick:abc", "tick:-5", "tick:1.5", "99999d")},
+    **{f"bars interval {iv}": (["bars", "--data", "{d}/day.csv.gz", "--interval", iv, "--out", "{d}/o.csv"],
+                               repr(iv)) for iv in ("7x", "0s", "tick:abc", "tick:-5")},
+    "start after end": (BACKTEST + ["--start", "2025-06-02", "--end", "2025-06-01"], "--end"),
+    "bad start": (BACKTEST + ["--start", "yesterday"], "--start"),
+    # ledger paths
+    "ledger in /proc": (BACKTEST + ["--ledger", "/proc/x.db"], "/proc/x.db"),
+    "ledger not a database": (BACKTEST + ["--ledger", "{d}/notdb.db"], "not a papertape ledger"),
+    "ledger is a folder": (BACKTEST + ["--ledger", "{d}"], "is a folder"),
+    "runs on a non-database": (["runs", "--ledger", "{d}/notdb.db"], "not a papertape ledger"),
+    "report on a non-database": (["report", "--ledger", "{d}/notdb.db", "--run", "1"],
+                                 "not a papertape ledger"),
+    "report of a missing run": (["report", "--ledger", "{d}/ledger.db", "--run", "99"], "no run 99"),
+    "report to /proc": (["report", "--ledger", "{d}/ledger.db", "--run", "1", "--out", "/proc/r.html"],
+                        "--out /proc/r.html cannot be written"),
+    "bars to /proc": (["bars", "--data", "{d}/day.csv.gz", "--out", "/proc/o.csv"], "cannot be written"),
+    "live record to /proc": (["live", "--record", "/proc/x.jsonl", "--duration", "1s"],
+                             "--record /proc/x.jsonl cannot be written"),
+    # checkpoint
+    "checkpoint junk": (BACKTEST + ["--strategy", "model", "--param", "checkpoint={d}/junk.pt"],
+                        "not a papertape model checkpoint"),
+    "checkpoint missing": (BACKTEST + ["--strategy", "model", "--param", "checkpoint={d}/none.pt"],
+                           "no such checkpoint"),
+    # symbol
+    "symbol not in the data": (BACKTEST + ["--symbol", "FOOUSDT"], "the data holds BTCUSDT"),
+    "symbol as a path": (BACKTEST + ["--symbol", "../../x"], "not a Bybit symbol"),
+    "bars symbol not in the data": (["bars", "--data", "{d}/day.csv.gz", "--symbol", "ETHUSDT", "--out",
+                                     "{d}/o.csv"], "the data holds BTCUSDT"),
+    "fetch symbol as a path": (["fetch", "--symbol", "../../x", "--trades", "--start", "2025-06-01", "--end",
+                                "2025-06-02", "--out", "{d}/fetched"], "not a Bybit symbol"),
+    # strategy
+    "strategy file missing": (BACKTEST + ["--strategy", "./nope.py:BuyDips"], "no file"),
+    "strategy unknown": (BACKTEST + ["--strategy", "nope"], "unknown strategy 'nope'"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_line_and_leaves_the_ledger_alone(workdir, capsys, monkeypatch, name):
+    argv, message = CASES[name]
+    monkeypatch.chdir(workdir)
+    ledger = workdir / "ledger.db"
+    before = digest(ledger)
+    argv = [a.format(d=workdir) for a in argv]
+    if argv[0] in ("backtest", "live") and "--ledger" not in argv:
+        argv += ["--ledger", str(ledger)]
+    assert main(argv) == 2, name
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert "Traceback" not in err[0]
+    assert digest(ledger) == before
+    assert not (workdir / "fetched").exists() and not (workdir / "o.csv").exists()
+
+
+def test_the_installed_command_prints_one_line_too(workdir):
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--interval", "7x", "--ledger",
+                           str(workdir / "ledger.db")], capture_output=True, text=True, cwd=workdir)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_a_strategy_file_and_a_module_in_the_working_directory_load(tmp_path, monkeypatch, capsys):
+    """The README's BuyDips, as ./mystrat.py:BuyDips and as mystrat:BuyDips (no PYTHONPATH)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "mystrat.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from strategies import Strategy, StrategyConfig\n\n"
+        "@dataclass(frozen=True)\nclass BuyDipsConfig(StrategyConfig):\n    drop: float = 0.01\n"
+        "    qty: float = 0.001\n\n"
+        "class BuyDips(Strategy):\n    config_class = BuyDipsConfig\n\n    def on_bar(self, bar):\n"
+        "        if bar.close < bar.open * (1 - self.config.drop):\n"
+        "            self.target_position(self.config.qty)\n")
+    sample = str(SAMPLE_DIR / "BTCUSDT2025-06-01.csv.gz")
+    for spec in ("./mystrat.py:BuyDips", "mystrat:BuyDips", f"{tmp_path}/mystrat.py:BuyDips"):
+        assert main(["backtest", "--data", sample, "--strategy", spec, "--param", "drop=0.001", "--ledger",
+                     "l.db", "--no-progress", "--json"]) == 0, spec
+        assert json.loads(capsys.readouterr().out)["fills"] > 0
