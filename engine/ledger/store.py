@@ -163,7 +163,7 @@ class Ledger:
     writer that fails reports it on the next ``flush(wait=True)``.
     """
 
-    def __init__(self, target: str | Path, batch_rows: int = 50_000, flush_seconds: float = 1.0) -> None:
+    def __init__(self, target: str | Path, batch_rows: int = 50_000, flush_seconds: float | None = 1.0) -> None:
         self.target = str(target)
         self.engine = open_engine(target)
         self.batch_rows = batch_rows
@@ -207,13 +207,17 @@ class Ledger:
     # -- rows ------------------------------------------------------------------------------
 
     def add(self, table: str, row: tuple) -> None:
-        """Buffer one row (values in ``COLUMNS[table]`` order); flushes when due."""
+        """Buffer one row (values in ``COLUMNS[table]`` order); flushes when due: every
+        ``batch_rows`` rows, and with ``flush_seconds`` also when that long has passed. A
+        replay passes None, so its batches (and the equity-curve chunks cut with them) fall
+        at the same rows however busy the machine is."""
         if len(row) != WIDTHS[table]:
             raise ValueError(f"a {table} row has {WIDTHS[table]} values, not {len(row)}: {row!r}")
         self._buffers[table].extend(row)
         buffered = self._buffered = self._buffered + 1
         if buffered >= self.batch_rows or (
-            not buffered & 63 and time.monotonic() - self._last_flush >= self.flush_seconds
+            not buffered & 63 and self.flush_seconds is not None
+            and time.monotonic() - self._last_flush >= self.flush_seconds
         ):
             self.flush()
 

@@ -116,9 +116,10 @@ class Session:
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error,
                                     mode="live" if kind == "live" else "replay")
         self.strategy.check_run()
-        # a sweep worker passes a MemoryLedger: the same rows, sent on to the sweep's ledger
-        self.ledger = ledger if ledger is not None else Ledger(ledger_target, cfg.ledger.batch_rows,
-                                                               cfg.ledger.flush_seconds)
+        # a sweep worker passes a MemoryLedger: the same rows, sent on to the sweep's ledger; a
+        # replay's batches are cut by row count alone, so its ledger bytes never depend on timing
+        self.ledger = ledger if ledger is not None else Ledger(
+            ledger_target, cfg.ledger.batch_rows, cfg.ledger.flush_seconds if kind == "live" else None)
         self.run_id = self.ledger.start_run(
             kind=kind, strategy=strategy_cfg.name,
             params=json.dumps(dataclasses.asdict(self.strategy.config), sort_keys=True),
