@@ -163,7 +163,8 @@ class Ledger:
     writer that fails reports it on the next ``flush(wait=True)``.
     """
 
-    def __init__(self, target: str | Path, batch_rows: int = 50_000, flush_seconds: float | None = 1.0) -> None:
+    def __init__(self, target: str | Path, batch_rows: int = 50_000,
+                 flush_seconds: float | None = 1.0) -> None:
         self.target = str(target)
         self.engine = open_engine(target)
         self.batch_rows = batch_rows

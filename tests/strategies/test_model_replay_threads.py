@@ -53,10 +53,14 @@ def test_side_by_side_forecasts_equal_all_thread_forwards(kind, bars, tmp_path, 
     expected = one_at_a_time(runner, bars, monkeypatch)
     windows = int((~np.isnan(expected[:, 0])).sum())
     assert windows > 150
-    # the check ran the first windows on one thread too, the rest ran side by side
-    assert len(one_thread_calls) == windows
-    assert len(durations) == CHECKED_WINDOWS  # live-like timings: the all-thread forwards
-    assert got.tobytes() == expected.tobytes()
+    if len(one_thread_calls) == windows:
+        # the check ran the first windows on one thread too, the rest ran side by side
+        assert len(durations) == CHECKED_WINDOWS  # live-like timings: the all-thread forwards
+    else:
+        # the documented fallback (a loaded machine can make one-thread bits differ): only the
+        # check ran on one thread, and every window ran, and was timed, on all threads
+        assert len(one_thread_calls) == CHECKED_WINDOWS and len(durations) == windows
+    assert got.tobytes() == expected.tobytes()  # either way: the bits of one window at a time
     assert torch.get_num_threads() == 2  # the calling thread keeps its count
 
 
