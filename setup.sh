@@ -27,4 +27,5 @@ fi
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[dev]"
 echo "papertape installed in .venv; running the sample backtest (synthetic BTCUSDT, 3 days)" >&2
-.venv/bin/papertape backtest --ledger runs/sample.db
+.venv/bin/papertape backtest
+echo "recorded in papertape.db (the default ledger): .venv/bin/papertape runs lists it" >&2

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from importlib.metadata import entry_points
 
 from engine import __version__
-from engine.core import plugins
+from engine.core import plugins, progress
 from engine.core.errors import UserError
 
 log = logging.getLogger("papertape")
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
+    progress.enabled = not getattr(args, "no_progress", False)
     try:
         return args.func(args)
     except (UserError, FileNotFoundError) as exc:
@@ -77,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("papertape: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout closed early (| head): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from engine.commands.run_options import default_ledger
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("report", help="metrics and an HTML report of a run",
                               description="Print a run's metrics (computed from the ledger) and write a "
                               "self-contained HTML report: equity, drawdown, price with fills, fills table.")
-    p.add_argument("--ledger", default="papertape.db", metavar="PATH", help="ledger (default papertape.db)")
+    p.add_argument("--ledger", metavar="PATH", help="ledger (default: the [ledger] path of ./config.toml, "
+                   "papertape.db; where backtest and live record)")
+    p.add_argument("--config", metavar="FILE", help="config file whose [ledger] path is the default")
     p.add_argument("--run", type=int, help="run id (default: the newest run)")
     p.add_argument("--sweep", type=int, metavar="ID", help="report a sweep instead: its trials, a heatmap "
                    "of the objective over two parameters, in-sample against out-of-sample, DSR and PBO")
@@ -34,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out:
         check_writable(args.out, "--out")
+    args.ledger = default_ledger(args)
     reader = LedgerReader(args.ledger)
     try:
         run = reader.run(args.run)

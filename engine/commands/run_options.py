@@ -75,6 +75,15 @@ def resolve_config(args: argparse.Namespace) -> Config:
     return replace(cfg, run=run, strategy=strategy)
 
 
+def default_ledger(args: argparse.Namespace) -> str:
+    """``--ledger`` when given, else the ledger backtests and live sessions record to: the
+    ``[ledger] path`` of ./config.toml (or ``--config``), papertape.db by default."""
+    if getattr(args, "ledger", None):
+        return args.ledger
+    path = getattr(args, "config", None) or ("config.toml" if Path("config.toml").is_file() else None)
+    return load_config(path, []).ledger.path
+
+
 def print_result(args: argparse.Namespace, result: SessionResult) -> None:
     """A run's result: one JSON object with ``--json``, else the metrics table and what the
     reader should know (rejections, dropped forecasts, a resumed run's parts)."""

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from engine.commands.run_options import default_ledger
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("runs", help="list the runs in a ledger")
-    p.add_argument("--ledger", default="papertape.db", metavar="PATH", help="ledger (default papertape.db)")
+    p.add_argument("--ledger", metavar="PATH", help="ledger (default: the [ledger] path of ./config.toml, "
+                   "papertape.db; where backtest and live record)")
+    p.add_argument("--config", metavar="FILE", help="config file whose [ledger] path is the default")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(func=run)
     return p
@@ -17,6 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.analysis.report import format_runs
     from engine.ledger.reader import LedgerReader
 
+    args.ledger = default_ledger(args)
     reader = LedgerReader(args.ledger)
     try:
         runs = reader.runs()

@@ -50,7 +50,7 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
         _install_batch_predictions(session, source, cfg, progress)
     unit = "bars" if source.kind == "bars" else "trades"
     bar = tqdm(total=source.total_rows, unit=unit, unit_scale=True, disable=None if progress else True,
-               desc=f"replay {rng.symbol}", leave=False)
+               desc=f"replay {rng.symbol}")
     try:
         with _fewer_collections():
             session.start()

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.core import sanity
+from engine.core import progress, sanity
 from engine.core.clock import NS_PER_S
 from engine.core.errors import UserError
 
@@ -240,7 +240,8 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
             path, usecols=usecols, dtype={"side": "category", id_column: str},
             chunksize=PARSE_CHUNK_ROWS, skip_blank_lines=False, compression="infer",
         )
-        for chunk in _chunks_quietly(reader):
+        for chunk in progress.bar(iterable=_chunks_quietly(reader), unit=" chunks", leave=False,
+                                  desc=f"parse {path.name} (1M rows a chunk, once: then cached)"):
             chunk = chunk.rename(columns=names)
             line0 = int(chunk.index[0]) + 2  # 1-based, after the header line
             ts, price, size, side, ok = _clean_chunk(chunk, layout, reasons, examples, path, line0,
