@@ -25,7 +25,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# setuptools warns on every editable build that a folder named like the package may shadow
+# it on import; papertape's are the package itself, so the warning only confuses a newcomer
+PYTHONWARNINGS="ignore::UserWarning" .venv/bin/python -m pip install --quiet -e ".[dev]"
 echo "papertape installed in .venv; running the sample backtest (synthetic BTCUSDT, 3 days)" >&2
 .venv/bin/papertape backtest
 echo "recorded in papertape.db (the default ledger): .venv/bin/papertape runs lists it" >&2
