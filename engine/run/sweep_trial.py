@@ -93,6 +93,9 @@ class TrialRunner:
             out.metrics, out.fills = result.metrics, result.fills
         out.run_fields, out.final = ledger.run_fields, ledger.final
         out.payload, out.rows = ledger.payload(), ledger.rows_written
+        # the session's parts refer to each other, so only a full collection would free them and
+        # the rows they hold: a worker would grow by every trial's rows until one ran
+        ledger.buffers.clear()
         out.seconds = time.perf_counter() - began
         return out
 
