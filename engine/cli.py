@@ -34,6 +34,7 @@ examples:
   papertape bars --data BTCUSDT2025-06-01.csv.gz --interval 5m --out bars.csv
   papertape runs                              runs recorded in ./papertape.db
   papertape report --run 3 --out report.html
+  papertape sweep --grid fast=5,10,20 --grid slow=20:60:10 --workers 2
 """
 
 
