@@ -4,6 +4,7 @@ strategy, simulated broker and ledger as a backtest."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.bybit.endpoints import MAINNET_REST, MAINNET_WS
 from engine.commands.run_options import add_config_args, print_result, resolve_config
@@ -32,8 +33,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                               "bars, strategy, simulated broker and ledger as a backtest. Ctrl-C or SIGTERM "
                               "stops cleanly (ledger flushed). Reconnects and backfills on its own.")
     add_config_args(p)
-    p.add_argument("--ws-url", default=MAINNET_WS, help=f"websocket base URL (default {MAINNET_WS}); "
-                   "/v5/public/<category> is appended")
+    p.add_argument("--ws-url", default=MAINNET_WS, help=f"websocket base URL (default {MAINNET_WS}), "
+                   "to which /v5/public/<category> is appended, or the full endpoint "
+                   "(wss://stream.bybit.com/v5/public/linear)")
     p.add_argument("--rest-url", default=MAINNET_REST, help=f"REST base URL (default {MAINNET_REST})")
     p.add_argument("--symbol", help="symbol, e.g. BTCUSDT (default: [run] symbol)")
     p.add_argument("--category", choices=("linear", "spot"), help="market (default: [run] category)")
@@ -63,6 +65,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from engine.bars.aggregator import parse_interval
+    from engine.bybit.endpoints import public_ws_endpoint
     from engine.core.paths import check_writable
     from engine.run.live import LiveOptions, run_live
     from engine.run.resume import MARKET, resumed_config
@@ -84,8 +87,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     if kind != "time":
         raise ConfigError(f"live sessions use time bars, not {opts.interval}")
+    try:
+        public_ws_endpoint(opts.ws_url, opts.category)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if opts.record:
         check_writable(opts.record, "--record")
     result = run_live(cfg, opts)
     print_result(args, result)
-    return 1 if result.status == "failed" else 0
+    if result.status == "failed":
+        print(f"papertape: run {result.run_id} failed: {result.extra.get('error')}", file=sys.stderr)
+        return 1
+    return 0

@@ -28,7 +28,7 @@ from engine.core.typed import ConfigError
 from engine.feeds.history.recording import RecordingWriter
 from engine.feeds.live.feed import LiveFeed
 from engine.feeds.live.rest import BybitRest
-from engine.feeds.live.websocket import Backoff
+from engine.feeds.live.websocket import Backoff, HandshakeRefused
 from engine.ledger.reader import LedgerReader
 from engine.run.resume import restore_session
 from engine.run.session import Market, Session, SessionResult
@@ -41,6 +41,11 @@ _STOP = object()
 class SubscriptionRefused(ConfigError):
     """The venue refused the feed's subscription: mostly a symbol it does not list in that
     category, which the user fixes, so the command ends as a user error (exit 2)."""
+
+
+class EndpointRefused(ConfigError):
+    """The first connection's websocket handshake was refused (an HTTP 404 for a wrong
+    ``--ws-url``, say): the user fixes the URL, so the command ends at once with exit 2."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,7 @@ class _LiveRun:
         error = error or feed_error
         if error is None:
             self._close_out(end)
+            error = self._no_data_error(end)
         if self.recording is not None:
             self.recording.close(end)
         word = "failed" if error else "finished" if stop.reason == "duration" else "stopped"
@@ -208,10 +214,28 @@ class _LiveRun:
                          "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
                          "trades_received": feed.decoder.trades, "recording": self.opts.record,
                          "inference_errors": self.inference_errors,
-                         "late_trades": getattr(session.aggregator, "late_trades", 0)}
+                         "late_trades": getattr(session.aggregator, "late_trades", 0),
+                         "connection_attempts": feed.ws.attempts, "error": error}
         if feed.refused is not None:
             raise SubscriptionRefused(feed_error)
+        if self._refused_handshake(feed_task):
+            raise EndpointRefused(feed_error)
         return result
+
+    @staticmethod
+    def _refused_handshake(feed_task: asyncio.Task) -> bool:
+        return (feed_task.done() and not feed_task.cancelled()
+                and isinstance(feed_task.exception(), HandshakeRefused))
+
+    def _no_data_error(self, end: int) -> str | None:
+        """Why a session that received no market data at all failed: the URL, the attempts
+        made and the last error (an outage it retried through to the end)."""
+        feed = self.feed
+        if not feed.received_nothing():
+            return None
+        seconds = (end - self.session.market.data_start) / NS_PER_S
+        return (f"no market data from {feed.ws.url} in {seconds:.0f} s: {feed.ws.attempts} connection "
+                f"attempt(s), {feed.ws.connects} connected; last error: {feed.ws.last_error or 'none'}")
 
     def _feed_error(self, feed_task: asyncio.Task) -> str | None:
         """Why the feed ended on its own, if it did: a refused subscription or a crash."""
@@ -221,6 +245,8 @@ class _LiveRun:
                     f"({feed.refused}): is {self.opts.symbol} a {self.opts.category} symbol there?")
         if feed_task.cancelled() or feed_task.exception() is None:
             return None
+        if isinstance(feed_task.exception(), HandshakeRefused):
+            return f"{feed_task.exception()}: is --ws-url {self.opts.ws_url} right?"
         log.error("the feed failed: %r", feed_task.exception())
         return f"the feed failed: {feed_task.exception()!r}"
 
@@ -251,6 +277,7 @@ def run_live(cfg: Config, opts: LiveOptions) -> SessionResult:
 
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FEED_ENDED = ("subscription refused", "the feed ended")
 
 
 class _Stopper:
@@ -269,7 +296,9 @@ class _Stopper:
         if self.reason is not None:
             return
         self.reason = reason
-        log.warning("stopping (%s): flushing the ledger", reason)
+        # the feed ending says why on its own (the session's one line): this is detail
+        level = logging.INFO if reason in _FEED_ENDED else logging.WARNING
+        log.log(level, "stopping (%s): flushing the ledger", reason)
         self.queue.put_nowait(_STOP)
 
     def remove(self) -> None:

@@ -44,6 +44,16 @@ def assert_never_connected(ledger, status: str) -> None:
     assert (gaps.gap_from == run.data_start).all() and gaps.gap_to.iloc[1] == run.data_end
 
 
+def assert_no_data_line(stderr: str, ws: str) -> tuple[int, str]:
+    """The session's last line names the URL, the attempts and the last error; returns
+    those two."""
+    last = stderr.strip().splitlines()[-1]
+    match = re.fullmatch(rf"papertape: run \d+ failed: no market data from {re.escape(ws)}/v5/public/linear "
+                         r"in \d+ s: (\d+) connection attempt\(s\), 0 connected; last error: (.+)", last)
+    assert match and int(match.group(1)) >= 1, last
+    return int(match.group(1)), match.group(2)
+
+
 def test_sigterm_during_a_reconnect_delay_ends_the_session_at_once(tmp_path):
     nowhere = Unanswered()  # connections refused: the delays grow 0.5, 1, 2, 4, 8 s
     try:
@@ -56,8 +66,11 @@ def test_sigterm_during_a_reconnect_delay_ends_the_session_at_once(tmp_path):
     assert took < min(PROMPT_S, delay), f"exited {took:.1f} s after SIGTERM, during a {delay} s delay"
     after_stop = done.stderr[done.stderr.index("stopping (SIGTERM)"):]
     assert "reconnect to" not in after_stop  # no attempt after the stop
-    assert done.returncode == 0 and done.result["status"] == "stopped", done.stderr[-2000:]
-    assert_never_connected(tmp_path / "live.db", "stopped")
+    # no market data at all: the session failed, and says why in one line
+    assert done.returncode == 1 and done.result["status"] == "failed", done.stderr[-2000:]
+    assert_never_connected(tmp_path / "live.db", "failed")
+    attempts, error = assert_no_data_line(done.stderr, nowhere.ws)
+    assert attempts >= 5 and "Connect" in error, (attempts, error)  # the delays reached 6 s
     assert re.search(rf"gap {ISO} \.\. {ISO} could not be fully backfilled", done.stderr), done.stderr
 
 
@@ -69,8 +82,9 @@ def test_the_duration_ends_a_session_stuck_in_a_connect_attempt(tmp_path):
     finally:
         mute.close()
     assert took < PROMPT_S, f"exited {took:.1f} s after the duration, during a connect attempt"
-    assert done.returncode == 0 and done.result["status"] == "finished", done.stderr[-2000:]
-    assert_never_connected(tmp_path / "live.db", "finished")
+    assert done.returncode == 1 and done.result["status"] == "failed", done.stderr[-2000:]
+    assert_never_connected(tmp_path / "live.db", "failed")
+    assert_no_data_line(done.stderr, mute.ws)
 
 
 def test_sigterm_ends_a_session_whose_exchange_froze(tmp_path):

@@ -85,7 +85,7 @@ def test_resuming_keeps_the_runs_strategy_and_market_and_records_nothing_else(tm
     assert done.returncode == 2 and "run 1 is a backtest; --resume continues live runs" in done.stderr
     nowhere = [a if a != "5s" else "1s" for a in NOWHERE]
     done = papertape("live", "--ledger", str(ledger), *nowhere, "--param", "fast=3", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1 and "no market data from ws://127.0.0.1:9" in done.stderr, done.stderr
     for args, message in [
         (("--strategy", "tests.helpers.live:BuyThenRest"), "run 2 ran strategy 'sma_cross'; --resume"),
         (("--symbol", "ETHUSDT"), "run 2 traded symbol BTCUSDT; --resume cannot change it to ETHUSDT"),

@@ -42,6 +42,7 @@ from engine.bybit.parse import (
     decode_trades,
     parse,
 )
+from engine.bybit.endpoints import public_ws_endpoint
 from engine.core.clock import NS_PER_MS
 from engine.core.events import Bar, FeedStatus, Trades
 from engine.feeds.live.websocket import DEFAULT_BACKOFF, Backoff, BybitWebsocket
@@ -240,7 +241,7 @@ class LiveFeed:
         self.backfill_timeout = backfill_timeout
         self.backfill_limit = backfill_limit if category != "spot" else min(backfill_limit, 60)
         topic = f"publicTrade.{symbol}" if mode == "trades" else f"kline.{LABEL_TO_KLINE[interval]}.{symbol}"
-        self.ws = BybitWebsocket(f"{ws_url.rstrip('/')}/v5/public/{category}", [topic], self._on_data,
+        self.ws = BybitWebsocket(public_ws_endpoint(ws_url, category), [topic], self._on_data,
                                  self._on_state, ping_interval=ping_interval, pong_timeout=pong_timeout,
                                  backoff=backoff)
         self.state = "connecting"
@@ -249,8 +250,13 @@ class LiveFeed:
         self.last_trade_wall_ns = 0
         self.start_ns = start_ns
         self.refused: str | None = None  # why the venue refused the subscription, if it did
+        self.data_messages = 0
         self._backfilling = False
         self._tasks: set[asyncio.Task] = set()
+
+    def received_nothing(self) -> bool:
+        """True while no market data has come, from the socket or from a REST backfill."""
+        return self.data_messages == 0 and self.decoder.trades == 0 and self.decoder.last_bar_open is None
 
     def input(self, kind: str, received: int, payload: Any) -> None:
         """Record an input and emit its events."""
@@ -278,6 +284,7 @@ class LiveFeed:
 
     def _on_data(self, message: dict, text: str, received: int) -> None:
         self.last_data = time.monotonic()
+        self.data_messages += 1
         if self.record is not None:
             self.record("ws", received, text)
         events = self.decoder.decode_ws(message, received)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from engine.bybit.parse import MessageError, control, parse
 
@@ -59,6 +59,11 @@ class DeadConnection(Exception):
     """The server stopped answering pings."""
 
 
+class HandshakeRefused(Exception):
+    """The server answered the first connection but refused the websocket handshake (an
+    HTTP 404 for a wrong path, say): a wrong URL, which retrying does not fix."""
+
+
 class BybitWebsocket:
     """Connects, subscribes, pings, and reconnects until :meth:`stop`."""
 
@@ -84,6 +89,8 @@ class BybitWebsocket:
         self.args_per_subscribe = args_per_subscribe
         self.rng = rng or random.Random()
         self.connects = 0
+        self.attempts = 0
+        self.last_error: str | None = None
         self.malformed = 0
         self.failed_topics: list[str] = []
         self._conn: ClientConnection | None = None
@@ -95,6 +102,7 @@ class BybitWebsocket:
         """Stay connected until :meth:`stop`; every drop is followed by a reconnect."""
         delays = self.backoff.delays(self.rng)
         while not self._stop_requested.is_set():
+            self.attempts += 1
             try:
                 conn = await self._unless_stopped(connect(
                     self.url, ping_interval=None, open_timeout=self.open_timeout,
@@ -113,7 +121,11 @@ class BybitWebsocket:
             except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake, DeadConnection) as exc:
                 if self._stop_requested.is_set():
                     break
-                self.on_state("disconnected", _describe(exc), time.time_ns())
+                self.last_error = _describe(exc)
+                if self.connects == 0 and _refusal(exc):
+                    raise HandshakeRefused(f"{self.url} refused the websocket handshake: "
+                                           f"{self.last_error}") from None
+                self.on_state("disconnected", self.last_error, time.time_ns())
             except InvalidURI as exc:
                 raise ValueError(f"bad websocket URL {self.url!r}: {exc}") from None
             finally:
@@ -201,7 +213,18 @@ class BybitWebsocket:
             await asyncio.sleep(max(0.0, self.ping_interval - (time.monotonic() - sent)))
 
 
+def _refusal(exc: BaseException) -> bool:
+    """A handshake the server refused for good: any HTTP answer but 429 and 5xx (busy or
+    restarting, worth retrying), or a server that does not speak websocket at all."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        return status != 429 and status < 500
+    return isinstance(exc, InvalidHandshake)
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, InvalidStatus):
+        return f"HTTP {exc.response.status_code} {exc.response.reason_phrase}".rstrip()
     if isinstance(exc, ConnectionClosed):
         return f"closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
