@@ -4,8 +4,6 @@ frames (SQL straight into pandas, through the database driver for speed)."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import sqlalchemy as sa
 
 from engine.core.errors import UserError
 from engine.ledger import curve_columns
+from engine.ledger.liveness import effective_status
 from engine.ledger.schema import Run, open_engine
 
 
@@ -60,12 +59,12 @@ class LedgerReader:
         process on this host is gone."""
         runs = self.frame(
             "SELECT id, kind, status, strategy, symbol, interval, data_start, data_end, "
-            "started_at, finished_at, host, pid, resumed_from, summary FROM runs ORDER BY id DESC"
+            "started_at, finished_at, host, pid, resumed_from, summary, heartbeat_at FROM runs "
+            "ORDER BY id DESC"
         )
         if not runs.empty:
-            runs["status"] = [
-                _effective_status(s, h, p) for s, h, p in zip(runs.status, runs.host, runs.pid, strict=True)
-            ]
+            runs["status"] = [effective_status(s, h, p, None if pd.isna(b) else b) for s, h, p, b in
+                              zip(runs.status, runs.host, runs.pid, runs.heartbeat_at, strict=True)]
         return runs
 
     def run(self, run_id: int | None = None) -> dict[str, Any]:
@@ -78,7 +77,7 @@ class LedgerReader:
             what = f"run {run_id}" if run_id is not None else "any run"
             raise LedgerQueryError(f"{self.target} has no {what}")
         run = dict(row)
-        run["status"] = _effective_status(run["status"], run["host"], run["pid"])
+        run["status"] = effective_status(run["status"], run["host"], run["pid"], run["heartbeat_at"])
         return run
 
     def chain(self, run_id: int) -> list[int]:
@@ -128,18 +127,6 @@ class LedgerReader:
 
     def params(self, run_id: int) -> dict[str, Any]:
         return json.loads(self.run(run_id)["params"])
-
-
-def _effective_status(status: str, host: str, pid: int) -> str:
-    if status != "running" or host != socket.gethostname():
-        return status
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return "interrupted"
-    except PermissionError:
-        return status
-    return status
 
 
 def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFrame:

@@ -8,6 +8,7 @@ position per batch for fast reads), strategy_state, predictions and feed_gaps.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -53,6 +54,9 @@ class Run(Base):
     resumed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # wall seconds, renewed every few seconds while the run's process lives: a run still
+    # ``running`` whose heartbeat is old was interrupted (a pid says nothing on another host)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 def _run_fk(index: bool = True) -> Mapped[int]:
@@ -323,10 +327,35 @@ def open_engine(target: str | Path) -> sa.Engine:
             view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE OR REPLACE VIEW")
         with engine.begin() as conn:
             conn.execute(sa.text(view))
+        _upgrade(engine)
     except (sa.exc.OperationalError, sa.exc.DatabaseError, sa.exc.ArgumentError, ImportError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise LedgerError(f"--ledger {target}: cannot open the ledger ({reason})") from None
     return engine
+
+
+# A run is continued by at most one run: the continuation's row is the resume lease, and two
+# resumers of one run cannot both insert theirs (NULLs, runs that resume nothing, are not
+# compared). Made here rather than by create_all, so a ledger that already holds a fork opens.
+RESUME_LEASE = "CREATE UNIQUE INDEX IF NOT EXISTS ux_runs_resumed_from ON runs (resumed_from)"
+
+
+def _upgrade(engine: sa.Engine) -> None:
+    """Bring a ledger made by an older papertape up to this schema: the nullable columns
+    added to ``runs`` since, and the resume lease's index."""
+    have = {column["name"] for column in sa.inspect(engine).get_columns("runs")}
+    missing = [c for c in Run.__table__.columns if c.name not in have and c.nullable]
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(sa.text(f'ALTER TABLE runs ADD COLUMN "{column.name}" {kind}'))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(RESUME_LEASE))
+    except sa.exc.IntegrityError:
+        logging.getLogger(__name__).warning(
+            "this ledger holds a run resumed twice (made before resumes took a lease); "
+            "resumes are checked without the index")
 
 
 def code_version() -> str:

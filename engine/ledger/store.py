@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from engine.ledger import curve_columns
+from engine.ledger.liveness import HEARTBEAT_S, refuse_continued
 from engine.ledger.schema import (
     COLUMNS,
     CURVE_COLUMNS,
@@ -183,22 +184,41 @@ class Ledger:
         self._feeder = threading.Thread(target=self._feed, name="ledger-feeder", daemon=True)
         self._feeder.start()
         self.rows_written = 0
+        self._beating: set[int] = set()  # runs started here and not finished: their heartbeat
+        self._heart_stop = threading.Event()
+        self._heart = threading.Thread(target=self._heartbeat, name="ledger-heartbeat", daemon=True)
+        self._heart.start()
 
     # -- runs ------------------------------------------------------------------------------
 
     def start_run(self, **fields: Any) -> int:
-        """Insert a run row (status ``running``) and return its id."""
-        values = {"status": "running", "started_at": time.time(), "host": socket.gethostname(),
+        """Insert a run row (status ``running``, heartbeat now) and return its id; its
+        heartbeat is renewed every ``HEARTBEAT_S`` until :meth:`finish_run`. A run that
+        continues another (``resumed_from``) takes that run's one resume lease, or is refused
+        (:class:`ResumeRefused`) when another run already continues it."""
+        now = time.time()
+        values = {"status": "running", "started_at": now, "heartbeat_at": now, "host": socket.gethostname(),
                   "pid": os.getpid(), "code_version": code_version(), **fields}
-        with self.engine.begin() as conn:
-            return int(conn.execute(sa.insert(Run).values(**values)).inserted_primary_key[0])
+        resumed = values.get("resumed_from")
+        try:
+            with self.engine.begin() as conn:
+                if resumed is not None:
+                    refuse_continued(conn, int(resumed))
+                run_id = int(conn.execute(sa.insert(Run).values(**values)).inserted_primary_key[0])
+        except sa.exc.IntegrityError:  # another resumer inserted its run first
+            with self.engine.connect() as conn:
+                refuse_continued(conn, int(resumed))
+            raise
+        self._beating.add(run_id)
+        return run_id
 
     def finish_run(self, run_id: int, status: str, error: str | None = None,
                    summary: dict | None = None, data_end: int | None = None) -> None:
         """Flush everything, then mark the run ``finished``, ``stopped``, ``failed`` or
         ``interrupted`` (a live run also records where its data ended)."""
         self.flush(wait=True)
-        values = {"status": status, "finished_at": time.time(), "error": error,
+        self._beating.discard(run_id)
+        values = {"status": status, "finished_at": time.time(), "heartbeat_at": time.time(), "error": error,
                   "summary": None if summary is None else json.dumps(summary)}
         if data_end is not None:
             values["data_end"] = data_end
@@ -255,8 +275,25 @@ class Ledger:
 
         return LedgerReader(self.target)
 
+    def _heartbeat(self) -> None:
+        """Renew the heartbeat of this process's running runs every ``HEARTBEAT_S`` (a
+        thread: a backtest's pump never yields to a timer). A failed renewal is retried at
+        the next beat; only a heartbeat missing for ``STALE_S`` marks a run interrupted."""
+        while not self._heart_stop.wait(HEARTBEAT_S):
+            beating = list(self._beating)
+            if not beating:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.update(Run).where(Run.id.in_(beating), Run.status == "running")
+                                 .values(heartbeat_at=time.time()))
+            except sa.exc.DBAPIError as exc:
+                log.warning("ledger heartbeat not written: %s", str(exc).splitlines()[0])
+
     def close(self) -> None:
         """Flush, stop the writer and release the database."""
+        self._heart_stop.set()
+        self._heart.join()
         self.flush()
         self._ask(STOP)
         self._writer.wait(timeout=60)

@@ -15,7 +15,9 @@ from engine.broker.orders import FINAL, Order
 from engine.core import plugins
 from engine.core.config import Config
 from engine.core.typed import ConfigError, build
+from engine.ledger.liveness import refuse_continued
 from engine.ledger.reader import LedgerQueryError, LedgerReader
+from engine.ledger.schema import open_engine
 from engine.run.session import Session
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
         reader.close()
     if previous["kind"] != "live":
         raise ConfigError(f"run {run_id} is a {previous['kind']}; --resume continues live runs")
+    check_resumable(cfg.ledger.path, previous)
     if strategy is not None and strategy != previous["strategy"]:
         raise ConfigError(f"run {run_id} ran strategy {previous['strategy']!r}; --resume continues it "
                           f"with that strategy, not {strategy!r}")
@@ -62,6 +65,22 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
     run = dataclasses.replace(cfg.run, **{key: previous[key] for key in MARKET})
     chosen = dataclasses.replace(cfg.strategy, name=previous["strategy"], params=stored | params)
     return dataclasses.replace(cfg, run=run, strategy=chosen)
+
+
+def check_resumable(ledger: str, previous: dict) -> None:
+    """Refuse to resume a run that is still running (its heartbeat is fresh) or that
+    another run already continues: either would fork one account into two histories. (The
+    lease taken with the new run's row settles two resumers that pass this at once.)"""
+    run_id = previous["id"]
+    if previous["status"] == "running":
+        raise ConfigError(f"run {run_id} is still running (pid {previous['pid']} on {previous['host']}, "
+                          "heartbeat fresh): stop it before resuming it")
+    engine = open_engine(ledger)
+    try:
+        with engine.connect() as conn:
+            refuse_continued(conn, run_id)
+    finally:
+        engine.dispose()
 
 
 def restore_session(session: Session, reader: LedgerReader, run_id: int) -> None:

@@ -120,15 +120,19 @@ class Session:
         # replay's batches are cut by row count alone, so its ledger bytes never depend on timing
         self.ledger = ledger if ledger is not None else Ledger(
             ledger_target, cfg.ledger.batch_rows, cfg.ledger.flush_seconds if kind == "live" else None)
-        self.run_id = self.ledger.start_run(
-            kind=kind, strategy=strategy_cfg.name,
-            params=json.dumps(dataclasses.asdict(self.strategy.config), sort_keys=True),
-            symbol=market.symbol, category=market.category, interval=market.interval,
-            data_start=market.data_start, data_end=market.data_end,
-            data_files=json.dumps(list(market.data_files)), seed=cfg.run.seed,
-            initial_cash=cfg.account.cash, config=json.dumps(dataclasses.asdict(cfg), default=str),
-            resumed_from=resume_from,
-        )
+        try:
+            self.run_id = self.ledger.start_run(
+                kind=kind, strategy=strategy_cfg.name,
+                params=json.dumps(dataclasses.asdict(self.strategy.config), sort_keys=True),
+                symbol=market.symbol, category=market.category, interval=market.interval,
+                data_start=market.data_start, data_end=market.data_end,
+                data_files=json.dumps(list(market.data_files)), seed=cfg.run.seed,
+                initial_cash=cfg.account.cash, config=json.dumps(dataclasses.asdict(cfg), default=str),
+                resumed_from=resume_from,
+            )
+        except BaseException:  # a refused resume: no run, and no ledger writer left behind
+            self.ledger.close()
+            raise
         self.recorder = LedgerRecorder(self.bus, self.ledger, self.run_id, self.broker,
                                        market.symbol, market.interval)
         if save_state_every_bar:  # live: a run killed at any time resumes from its last bar

@@ -9,16 +9,20 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.core.events import Funding
 from engine.feeds.history.sources import DataError, load_bars_from
+from engine.ledger import store
+from engine.ledger.liveness import ResumeRefused
 from engine.ledger.reader import LedgerQueryError, LedgerReader, ledger_bars
 from engine.ledger.schema import COLUMNS, database_url
 from engine.ledger.store import ROWS_PER_INSERT, Ledger
 from tests.helpers.broker import BTC, MINUTE, T0, Harness, attach_ledger, read_table, start_run
+from tests.helpers.live import wait_for
 
 S = NS_PER_S
 
@@ -242,22 +246,82 @@ def test_run_status_running_finished_failed_and_interrupted(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # a pid that is gone
     dead = start_run(ledger, pid=child.pid)
-    elsewhere = start_run(ledger, pid=child.pid, host="another-host")
+    elsewhere = start_run(ledger, pid=child.pid, host="another-host")  # its heartbeat is fresh
+    silent_elsewhere = start_run(ledger, pid=child.pid, host="another-host")
+    reused_pid = start_run(ledger, pid=os.getpid())  # a live pid, but not this run's process
+    before_heartbeats = start_run(ledger, pid=child.pid, host="another-host")
     ledger.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE runs SET heartbeat_at = heartbeat_at - 60 WHERE id IN (?, ?)",
+                     (silent_elsewhere, reused_pid))
+        conn.execute("UPDATE runs SET heartbeat_at = NULL WHERE id = ?", (before_heartbeats,))
     reader = LedgerReader(path)
     try:
         runs = reader.runs().set_index("id")
         assert runs.status.to_dict() == {finished: "finished", failed: "failed", alive: "running",
-                                         dead: "interrupted", elsewhere: "running"}
-        assert reader.run()["id"] == elsewhere  # the newest
+                                         dead: "interrupted", elsewhere: "running",
+                                         silent_elsewhere: "interrupted", reused_pid: "interrupted",
+                                         before_heartbeats: "running"}
+        assert reader.run()["id"] == before_heartbeats  # the newest
         assert reader.run(failed)["error"] == "boom"
         assert reader.run(dead)["status"] == "interrupted"
+        assert reader.run(reused_pid)["status"] == "interrupted"
         with pytest.raises(LedgerQueryError, match="no run 99"):
             reader.run(99)
     finally:
         reader.close()
     raw = read_table(path, "SELECT id, status FROM runs ORDER BY id")
-    assert raw.status.tolist() == ["finished", "failed", "running", "running", "running"]
+    assert raw.status.tolist() == ["finished", "failed"] + ["running"] * 6
+
+
+def test_a_running_runs_heartbeat_is_renewed_until_it_finishes(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "HEARTBEAT_S", 0.05)
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(path)
+    run_id = start_run(ledger)
+
+    def heartbeat() -> float:
+        return float(read_table(path, "SELECT heartbeat_at FROM runs WHERE id = ?", [run_id]).heartbeat_at[0])
+
+    first = heartbeat()
+    wait_for(lambda: heartbeat() > first, 30, "a renewed heartbeat")
+    ledger.finish_run(run_id, "finished")
+    last = heartbeat()
+    time.sleep(0.5)  # ten beats: none renews a finished run
+    assert heartbeat() == last
+    ledger.close()
+
+
+def test_an_older_ledger_gains_the_heartbeat_column_and_the_resume_lease(tmp_path):
+    path = tmp_path / "old.db"
+    Ledger(path).close()
+    with sqlite3.connect(path) as conn:  # as papertape made it before heartbeats and leases
+        conn.execute("DROP INDEX ux_runs_resumed_from")
+        conn.execute("ALTER TABLE runs DROP COLUMN heartbeat_at")
+    ledger = Ledger(path)
+    first = start_run(ledger, kind="live")
+    start_run(ledger, kind="live", resumed_from=first)
+    ledger.close()
+    with sqlite3.connect(path) as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(runs)")}
+    assert "ux_runs_resumed_from" in indexes
+    assert read_table(path, "SELECT heartbeat_at FROM runs").heartbeat_at.notna().all()
+
+
+def test_a_run_is_continued_by_one_run_only(tmp_path):
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(path)
+    first = start_run(ledger, kind="live")
+    second = start_run(ledger, kind="live", resumed_from=first)  # running: this process
+    with pytest.raises(ResumeRefused, match=f"run {first} is being resumed by run {second} "):
+        start_run(ledger, kind="live", resumed_from=first)
+    ledger.finish_run(second, "stopped")
+    with pytest.raises(ResumeRefused, match=f"run {first} was already resumed: run {second} continues it "
+                       rf"\(stopped\); resume run {second} instead"):
+        start_run(ledger, kind="live", resumed_from=first)
+    third = start_run(ledger, kind="live", resumed_from=second)
+    ledger.close()
+    assert read_table(path, "SELECT id FROM runs ORDER BY id").id.tolist() == [first, second, third]
 
 
 def test_resumed_runs_chain_and_missing_ledger(tmp_path):

@@ -128,7 +128,7 @@ def test_trade_level_fills_are_the_first_trade_after_arrival(two_days, tmp_path)
     assert (fills.ts_event.to_numpy() >= arrival).all()
 
 
-WALL_CLOCK = {"runs": ["id", "started_at", "finished_at", "pid", "host", "code_version"]}
+WALL_CLOCK = {"runs": ["id", "started_at", "finished_at", "heartbeat_at", "pid", "host", "code_version"]}
 
 
 def ledger_rows(path: Path, run_id: int) -> dict[str, list[tuple]]:

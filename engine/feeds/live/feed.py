@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from engine.bars.aggregator import parse_interval
+from engine.bybit.endpoints import public_ws_endpoint
 from engine.bybit.parse import (
     LABEL_TO_KLINE,
     MessageError,
@@ -42,7 +43,6 @@ from engine.bybit.parse import (
     decode_trades,
     parse,
 )
-from engine.bybit.endpoints import public_ws_endpoint
 from engine.core.clock import NS_PER_MS
 from engine.core.events import Bar, FeedStatus, Trades
 from engine.feeds.live.websocket import DEFAULT_BACKOFF, Backoff, BybitWebsocket
