@@ -46,11 +46,13 @@ def run(args: argparse.Namespace) -> int:
         forecasts = forecasts_for_run(reader, run["id"])
         out = args.out or f"report-run{run['id']}.html"
         write_html_report(reader, run["id"], metrics, out)
+        gaps = feed_gaps(reader, run["id"])
     finally:
         reader.close()
     if args.json:
         print(json.dumps({"run_id": run["id"], "ledger": args.ledger, "status": run["status"],
-                          "report": str(out), "metrics": metrics, "forecasts": forecasts}))
+                          "report": str(out), "metrics": metrics, "forecasts": forecasts,
+                          "feed_gaps": gaps}))
     else:
         print(format_metrics(metrics, f"run {run['id']} ({run['status']}) {run['strategy']} "
                                       f"{run['symbol']} {run['interval']}"))
@@ -58,8 +60,26 @@ def run(args: argparse.Namespace) -> int:
             print(f"  forecasts: {forecasts['forecasts']:,}, {forecasts['dropped']:,} dropped as late; from "
                   f"bar close to forecast median {forecasts['latency_ms_median']:.0f} ms, p99 "
                   f"{forecasts['latency_ms_p99']:.0f} ms")
+        for gap in gaps:
+            if gap["status"] != "disconnected":  # each gap once: how it ended
+                print(f"  feed gap {_iso(gap['from'])} .. {_iso(gap['to'])} (run {gap['run_id']}) "
+                      f"{gap['status']}: {gap['detail']}")
         print(f"report written to {out}")
     return 0
+
+
+def feed_gaps(reader, run_id: int) -> list[dict]:
+    """The feed gaps of a run and the runs it resumed (drops, stalls, a resume's downtime),
+    oldest first: what the bars may be missing."""
+    rows = reader.gaps(reader.chain(run_id))
+    return [{"run_id": int(g.run_id), "symbol": g.symbol, "status": g.status, "from": int(g.gap_from),
+             "to": int(g.gap_to), "detail": g.detail} for g in rows.itertuples()]
+
+
+def _iso(ns: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="milliseconds") if ns else "?"
 
 
 def sweep_report(args: argparse.Namespace) -> int:

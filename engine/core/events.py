@@ -143,6 +143,11 @@ class Funding(NamedTuple):
     ts_init: int
 
 
+# The detail of the gap a resumed run opens at its start: the downtime since the run it
+# continues stopped (``f"{DOWNTIME} {run_id}"``); recorded whether or not it is backfilled.
+DOWNTIME = "downtime since run"
+
+
 class FeedStatus(NamedTuple):
     """Feed health: ``connected``, ``disconnected``, ``gap``, ``backfilled`` or ``unfilled``.
 

@@ -9,6 +9,7 @@ import json
 from engine.broker import SimulatedBroker
 from engine.core.bus import Bus
 from engine.core.events import (
+    DOWNTIME,
     AccountUpdate,
     Bar,
     FeedStatus,
@@ -115,18 +116,21 @@ class LedgerRecorder:
     def _on_feed_status(self, s: FeedStatus) -> None:
         """Gaps, refused subscriptions and drops as rows. The wait for the first connection is
         a gap only when its backfill fails (or the connection never comes): trades were
-        missed then; otherwise nothing was, and a clean run records no gap."""
+        missed then; otherwise nothing was, and a clean run records no gap. A resumed run's
+        downtime is recorded either way: its bars came from REST, not from the stream."""
         if s.status == "connected":
             self._connected = True
         elif s.status == "subscribe_failed":
             self._gap_row(s)
         elif s.status == "disconnected" and not self._connected:
-            self._waiting = s  # the latest attempt says best why the connection has not come
+            if self._waiting is None or not self._waiting.detail.startswith(DOWNTIME):
+                self._waiting = s  # the latest attempt says best why the connection has not come
         elif s.status in ("disconnected", "backfilled", "unfilled"):
             waiting, self._waiting = self._waiting, None
-            if waiting is not None and s.status == "unfilled":
+            downtime = waiting is not None and waiting.detail.startswith(DOWNTIME)
+            if waiting is not None and (s.status == "unfilled" or downtime):
                 self._gap_row(waiting)
-            if waiting is None or s.status != "backfilled":
+            if waiting is None or s.status != "backfilled" or downtime:
                 self._gap_row(s)
 
     def _gap_row(self, s: FeedStatus) -> None:

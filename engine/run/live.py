@@ -30,7 +30,7 @@ from engine.feeds.live.feed import LiveFeed
 from engine.feeds.live.rest import BybitRest
 from engine.feeds.live.websocket import Backoff, HandshakeRefused
 from engine.ledger.reader import LedgerReader
-from engine.run.resume import restore_session
+from engine.run.resume import downtime_start, restore_session
 from engine.run.session import Market, Session, SessionResult
 
 log = logging.getLogger(__name__)
@@ -87,17 +87,20 @@ class WallTimer:
 
 async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
     """Run one live paper-trading session until the duration ends or a signal arrives."""
+    start, whole_bar = time.time_ns(), False
     if opts.resume is not None:  # a run that is not there is a typo, not a failed run
         reader = LedgerReader(cfg.ledger.path)
         try:
             reader.run(opts.resume)
+            # the downtime since that run's last bar is this run's first gap (backfilled)
+            start, whole_bar = downtime_start(reader, opts.resume)
         finally:
             reader.close()
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
-    start = time.time_ns()
     clock = LiveClock(waker=WallTimer(loop, queue), start_ns=start)
-    market = Market(opts.symbol, opts.category, opts.interval, "trades", start, start)
+    market = Market(opts.symbol, opts.category, opts.interval, "trades", start, start,
+                    starts_in_a_bar=not whole_bar)
     session = Session(cfg, clock, market, kind="live", ledger_target=cfg.ledger.path,
                       resume_from=opts.resume, save_state_every_bar=True)
     try:
@@ -132,7 +135,8 @@ class _LiveRun:
                              record=self.recording.write if self.recording else None,
                              interval=opts.interval, ping_interval=opts.ping_interval_s,
                              pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
-                             stale_after=opts.stale_after_s, start_ns=session.market.data_start)
+                             stale_after=opts.stale_after_s, start_ns=session.market.data_start,
+                             downtime_of=opts.resume)
 
         self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         session.host.go_live(self._offload, opts.rest_url)

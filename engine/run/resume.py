@@ -83,6 +83,18 @@ def check_resumable(ledger: str, previous: dict) -> None:
         engine.dispose()
 
 
+def downtime_start(reader: LedgerReader, run_id: int) -> tuple[int, bool]:
+    """Where run ``run_id``'s record stops, so its continuation starts there: the close of
+    its last recorded bar (a bar boundary: True), or, if it recorded none, its own start
+    (inside a bar: False). Trades after it were never recorded in a bar; the continuation
+    backfills them, with the rest of the downtime, from REST."""
+    bars = reader.frame("SELECT max(ts) AS ts FROM equity WHERE run_id = :run", {"run": int(run_id)})
+    last = bars.ts.iloc[0]
+    if last is not None and not pd.isna(last):
+        return int(last), True
+    return int(reader.run(run_id)["data_start"]), False
+
+
 def restore_session(session: Session, reader: LedgerReader, run_id: int) -> None:
     """Bring ``session`` to where run ``run_id`` (and the runs it resumed) left off."""
     previous = reader.run(run_id)

@@ -44,7 +44,7 @@ from engine.bybit.parse import (
     parse,
 )
 from engine.core.clock import NS_PER_MS
-from engine.core.events import Bar, FeedStatus, Trades
+from engine.core.events import DOWNTIME, Bar, FeedStatus, Trades
 from engine.feeds.live.websocket import DEFAULT_BACKOFF, Backoff, BybitWebsocket
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class FeedDecoder:
         self.need_from: int | None = None  # REST must reach back to here (gap not yet covered)
         self.live_first: int | None = None  # first trade on the socket since the reconnect
         self.gap_trades = 0
+        self.gap_note: str | None = None  # what the open gap is, when more than a dropped feed
         self.malformed = 0
         self.trades = 0
 
@@ -87,7 +88,10 @@ class FeedDecoder:
                 log.warning("%s: message skipped: %s", self.symbol, exc)
                 return []
         if kind == "status":
-            return self._status(payload["status"], payload.get("detail", ""), received)
+            events = self._status(payload["status"], payload.get("detail", ""), received)
+            if payload.get("downtime") and self.gap_from is not None:
+                self.gap_note = payload["detail"]  # said again when the gap closes
+            return events
         if kind == "rest_trades":
             if "error" in payload:
                 return self._close_gap(received, False, received, f"backfill failed: {payload['error']}")
@@ -145,6 +149,8 @@ class FeedDecoder:
     def _close_gap(self, reached: int, complete: bool, received: int, detail: str) -> list[Any]:
         gap_from, self.gap_from = self.gap_from, None
         self.need_from = self.live_first = None
+        if self.gap_note is not None:
+            detail, self.gap_note = f"{self.gap_note}: {detail}", None
         status = "backfilled" if complete else "unfilled"
         if not complete:
             log.warning("%s: gap %s .. %s could not be fully backfilled (%s)", self.symbol,
@@ -233,6 +239,7 @@ class LiveFeed:
         backfill_limit: int = 1000,
         backfill_timeout: float = 60.0,
         start_ns: int | None = None,
+        downtime_of: int | None = None,
     ) -> None:
         self.rest, self.category, self.symbol = rest, category, symbol
         self.emit, self.record = emit, record
@@ -249,6 +256,7 @@ class LiveFeed:
         self.last_data = time.monotonic()
         self.last_trade_wall_ns = 0
         self.start_ns = start_ns
+        self.downtime_of = downtime_of  # the run this one resumes: its downtime is the first gap
         self.refused: str | None = None  # why the venue refused the subscription, if it did
         self.data_messages = 0
         self._backfilling = False
@@ -268,8 +276,13 @@ class LiveFeed:
     async def run(self) -> None:
         """Run the websocket and the silence watch until :meth:`stop` or a refused
         subscription. With ``start_ns`` (the session start), the time until the first
-        connection is a gap: bars are held and the first connection backfills it."""
-        if self.start_ns is not None:
+        connection is a gap: bars are held and the first connection backfills it. With
+        ``downtime_of`` (a resumed run), ``start_ns`` is where that run's bars stopped, and the
+        gap is its downtime: backfilled from REST, or recorded as unfilled."""
+        if self.start_ns is not None and self.downtime_of is not None:
+            self.input("status", self.start_ns, {"status": "disconnected", "downtime": True,
+                                                 "detail": f"{DOWNTIME} {self.downtime_of}"})
+        elif self.start_ns is not None:
             self.input("status", self.start_ns, {"status": "disconnected", "detail": "not connected yet"})
         watch = asyncio.create_task(self._watch())
         try:
