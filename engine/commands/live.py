@@ -57,6 +57,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="a pong later than S s means the connection is dead (10)")
     p.add_argument("--stale-after", type=float, default=30.0, metavar="S",
                    help="reconnect when no data arrives for S s (30)")
+    p.add_argument("--silent-after", type=parse_duration, default=1.0, metavar="S",
+                   help="hold the bars and ask REST whether trades were missed (a stalled stream) "
+                   "when no data arrives for S s (1)")
     p.add_argument("--rest-ban-backoff", type=float, default=600.0, metavar="S",
                    help="wait after an HTTP 403 from REST, as Bybit asks (600)")
     p.set_defaults(func=run, start=None, end=None)
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         symbol=cfg.run.symbol, category=cfg.run.category, interval=cfg.run.interval or "1m",
         ws_url=args.ws_url, rest_url=args.rest_url, duration_s=args.duration, record=args.record,
         resume=args.resume, ping_interval_s=args.ping_interval, pong_timeout_s=args.pong_timeout,
-        stale_after_s=args.stale_after, forbidden_backoff_s=args.rest_ban_backoff,
+        stale_after_s=args.stale_after, silent_after_s=args.silent_after,
+        forbidden_backoff_s=args.rest_ban_backoff,
     )
     try:
         kind = parse_interval(opts.interval).kind

@@ -146,10 +146,15 @@ class Funding(NamedTuple):
 # The detail of the gap a resumed run opens at its start: the downtime since the run it
 # continues stopped (``f"{DOWNTIME} {run_id}"``); recorded whether or not it is backfilled.
 DOWNTIME = "downtime since run"
+# The detail of a ``backfilled`` status closing a silence in which REST found no trade the
+# socket had not delivered: a quiet market, not a stall (nothing to record).
+NOTHING_MISSED = "nothing missed"
 
 
 class FeedStatus(NamedTuple):
-    """Feed health: ``connected``, ``disconnected``, ``gap``, ``backfilled`` or ``unfilled``.
+    """Feed health: ``connected``, ``disconnected``, ``silent`` (no data on a live connection
+    for a while: bars are held until REST says whether trades were missed), ``gap``,
+    ``backfilled`` or ``unfilled``.
 
     For ``gap``/``backfilled``/``unfilled``, ``gap_from``/``gap_to`` bound the missing
     interval in ns; otherwise both are 0.

@@ -10,6 +10,7 @@ from engine.broker import SimulatedBroker
 from engine.core.bus import Bus
 from engine.core.events import (
     DOWNTIME,
+    NOTHING_MISSED,
     AccountUpdate,
     Bar,
     FeedStatus,
@@ -37,6 +38,7 @@ class LedgerRecorder:
         self._position: PositionUpdate | None = None
         self._connected = False
         self._waiting: FeedStatus | None = None  # the wait for the first connection, until it ends
+        self._silent: FeedStatus | None = None  # a silence on a live connection, until it ends
         bus.subscribe(OrderRequest, self._on_order)
         bus.subscribe(OrderUpdate, self._on_update)
         bus.subscribe(Fill, self._on_fill)
@@ -118,8 +120,16 @@ class LedgerRecorder:
         a gap only when its backfill fails (or the connection never comes): trades were
         missed then; otherwise nothing was, and a clean run records no gap. A resumed run's
         downtime is recorded either way: its bars came from REST, not from the stream."""
+        if s.status == "silent":
+            self._silent = s  # a row only if it was a stall, not a quiet market
+            return
+        silent, self._silent = self._silent, None
+        if silent is not None and not (s.status == "backfilled" and s.detail == NOTHING_MISSED):
+            self._gap_row(silent)
         if s.status == "connected":
             self._connected = True
+        elif s.detail == NOTHING_MISSED:
+            return
         elif s.status == "subscribe_failed":
             self._gap_row(s)
         elif s.status == "disconnected" and not self._connected:

@@ -64,6 +64,7 @@ class LiveOptions:
     ping_interval_s: float = 20.0
     pong_timeout_s: float = 10.0
     stale_after_s: float = 30.0
+    silent_after_s: float = 1.0
     forbidden_backoff_s: float = 600.0
 
 
@@ -135,7 +136,8 @@ class _LiveRun:
                              record=self.recording.write if self.recording else None,
                              interval=opts.interval, ping_interval=opts.ping_interval_s,
                              pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
-                             stale_after=opts.stale_after_s, start_ns=session.market.data_start,
+                             stale_after=opts.stale_after_s, silent_after=opts.silent_after_s,
+                             start_ns=session.market.data_start,
                              downtime_of=opts.resume)
 
         self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")

@@ -144,7 +144,7 @@ class Session:
         (or given up on), so no bar is closed over missing trades. A silence noticed only
         after its bars closed leaves backfilled trades late: that gap is recorded unfilled."""
         aggregator = self.aggregator
-        if status.status == "disconnected":
+        if status.status in ("disconnected", "silent"):
             if not aggregator.held:
                 self._late_at_gap = aggregator.late_trades
             aggregator.hold()

@@ -4,7 +4,7 @@ their replay through the replay clock.
 The first line is a header (``papertape_recording``, symbol, category, mode, interval and
 the session start); each further line is ``{"t": received_ns, "k": kind, "d": payload}``
 (``ws`` payloads are the raw message text); the last is ``{"t": end_ns, "k": "end"}``. A
-replay decodes the inputs with the live :class:`~engine.feeds.live.feed.FeedDecoder` and
+replay decodes the inputs with the live :class:`~engine.feeds.live.decoder.FeedDecoder` and
 sends each event at its receive time, so bars, orders and fills come out as they did live.
 """
 
@@ -24,7 +24,7 @@ from engine.core.bus import Bus
 from engine.core.symbols import SYMBOL
 from engine.feeds.history.archive import ArchiveError
 from engine.feeds.history.replay import Progress, ReplayRange
-from engine.feeds.live.feed import FeedDecoder
+from engine.feeds.live.decoder import FeedDecoder
 
 FORMAT_VERSION = 1
 log = logging.getLogger(__name__)
