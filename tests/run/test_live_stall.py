@@ -33,8 +33,8 @@ def test_a_stall_shorter_than_stale_after_loses_no_trade_without_a_record(tmp_pa
     ledger, wall_start = tmp_path / "live.db", wall_ms()
     exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=SPEED, wall_start_ms=wall_start)
     try:
-        live = LiveProcess(exchange, tmp_path, ledger, "--stale-after", "30", "--param", "fast=2", "--param",
-                           "slow=4", duration="16s")
+        live = LiveProcess(exchange, tmp_path, ledger, "--stale-after", "30", "--strategy",
+                           "tests.helpers.live:BuyThenRest", duration="16s")
         wait_for(lambda: table_has(ledger, "SELECT 1 FROM bars LIMIT 1 OFFSET 1"), 30, "two bars")
         stalled_ms = wall_ms()
         exchange.fault("stall", 5)
