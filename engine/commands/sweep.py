@@ -56,6 +56,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="local worker processes (default: one per CPU)")
     p.add_argument("--ray", metavar="ADDRESS", help="run the trials as Ray tasks on a running cluster: "
                    "auto, or host:port of `ray start --head`")
+    p.add_argument("--keep-bars", action="store_true",
+                   help="record every trial's per-bar equity rows with its bars, so `report --run` of a "
+                   "trial draws its price chart (slower: by default a trial keeps its fills, orders and "
+                   "packed equity curve, which is all its metrics read)")
     p.add_argument("--resume", type=int, metavar="SWEEP_ID", help="run only the trials sweep SWEEP_ID "
                    "has not recorded (its search space and options come from the ledger)")
     p.set_defaults(func=run)
@@ -91,7 +95,7 @@ def options_from(args: argparse.Namespace, cfg):
         objective=check_objective(args.objective or table.objective),
         min_trades=args.min_trades if args.min_trades is not None else table.min_trades,
         constraints=tuple(parse_constraint(c) for c in [*table.constraints, *args.constraint]),
-        holdout=holdout, walk_forward=walk, top=top)
+        holdout=holdout, walk_forward=walk, top=top, keep_bars=args.keep_bars)
 
 
 def make_pool(args: argparse.Namespace, cfg):

@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.ledger import curve_columns
 from engine.ledger.reader import unpack_curve
-from engine.ledger.store import COLUMNS, TABLES, WIDTHS, serialise
+from engine.ledger.store import COLUMNS, CURVE_TABLE, TABLES, WIDTHS, serialise
 
 
 class MemoryLedger:
@@ -67,9 +67,16 @@ class MemoryLedger:
     def reader(self) -> MemoryReader:
         return MemoryReader(self)
 
-    def payload(self) -> bytes:
-        """The run's rows as the writer's batch bytes (tables without rows left out)."""
-        return serialise({name: values for name, values in self.buffers.items() if values})
+    def payload(self, keep_bars: bool = True) -> bytes:
+        """The run's rows as the writer's batch bytes (tables without rows left out). Without
+        ``keep_bars`` the per-bar equity rows travel only as their packed curve (what metrics
+        read): a sweep's trials share their bars, and writing 100,000 rows a trial made the
+        one ledger writer the bottleneck of every sweep. ``rows_written`` counts what is sent."""
+        batch = {name: values for name, values in self.buffers.items() if values}
+        if not keep_bars and "equity" in batch:
+            batch[CURVE_TABLE] = curve_columns.pack(batch.pop("equity"), WIDTHS["equity"])
+            self.rows_written = sum(len(v) // WIDTHS[name] for name, v in batch.items() if name != CURVE_TABLE)
+        return serialise(batch)
 
 
 class MemoryReader:

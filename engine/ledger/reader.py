@@ -101,14 +101,15 @@ class LedgerReader:
         """``ts``, ``equity`` and ``position`` of every snapshot in time order (for metrics):
         from the packed ``equity_curve`` columns when they hold exactly as many rows as the
         equity table, which is always unless rows were added or removed by hand (or the
-        ledger predates that table); else from the rows themselves."""
+        ledger predates that table), or when the run has no equity rows at all (a sweep
+        trial keeps only its packed curve); else from the rows themselves."""
         marks = ", ".join(str(int(i)) for i in run_ids)
         with self.engine.connect() as conn:
             count = f"SELECT count(*) FROM equity WHERE run_id IN ({marks})"
             rows = conn.execute(sa.text(count)).scalar_one()
             packed = f"SELECT n, ts, equity, position FROM equity_curve WHERE run_id IN ({marks}) ORDER BY id"
             chunks = conn.execute(sa.text(packed)).all()
-        if sum(chunk[0] for chunk in chunks) == rows:
+        if sum(chunk[0] for chunk in chunks) == rows or (rows == 0 and chunks):
             return unpack_curve(chunks)
         return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
                             "ORDER BY ts", [("ts", "i8"), ("equity", "f8"), ("position", "f8")])

@@ -40,6 +40,9 @@ from engine.ledger.schema import (
 
 log = logging.getLogger(__name__)
 
+# a batch key whose values are packed equity-curve chunks, not flat rows (MemoryLedger.payload)
+CURVE_TABLE = EquityCurveChunk.__tablename__
+
 
 class BatchWriter:
     """Writes batches of rows into one database, each batch in one transaction.
@@ -73,6 +76,9 @@ class BatchWriter:
         try:
             cursor = raw.cursor()
             for name, values in batch.items():
+                if name == CURVE_TABLE:  # chunks packed where the run ran (a sweep trial's curve)
+                    self._insert_curve(cursor, values)
+                    continue
                 width = WIDTHS[name]
                 if len(values) % width:
                     raise ValueError(f"{name}: {len(values)} values are not whole rows of {width}")
@@ -102,8 +108,10 @@ class BatchWriter:
         self._checkpoint_due.set()
 
     def _write_curve(self, cursor, values: list) -> None:
+        self._insert_curve(cursor, curve_columns.pack(values, WIDTHS["equity"]))
+
+    def _insert_curve(self, cursor, chunks: list) -> None:
         statement, positional = self.curve_insert
-        chunks = curve_columns.pack(values, WIDTHS["equity"])
         cursor.executemany(statement, chunks if positional else
                            [dict(zip(CURVE_COLUMNS, chunk, strict=True)) for chunk in chunks])
 

@@ -57,12 +57,14 @@ class SweepOptions:
     holdout: float | None = None
     walk_forward: int | None = None
     top: int = 5
+    keep_bars: bool = False
 
     def spec(self) -> dict[str, Any]:
         return {"grid": list(self.grid), "table": self.table, "sampler": self.sampler, "trials": self.trials,
                 "seed": self.seed, "batch": self.batch, "objective": self.objective,
                 "min_trades": self.min_trades, "constraints": [c.text for c in self.constraints],
-                "holdout": self.holdout, "walk_forward": self.walk_forward, "top": self.top}
+                "holdout": self.holdout, "walk_forward": self.walk_forward, "top": self.top,
+                "keep_bars": self.keep_bars}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> SweepOptions:
@@ -70,7 +72,8 @@ class SweepOptions:
                    table=spec["table"], sampler=spec["sampler"], trials=spec["trials"], seed=spec["seed"],
                    batch=spec["batch"], objective=spec["objective"], min_trades=spec["min_trades"],
                    constraints=tuple(parse_constraint(c) for c in spec["constraints"]),
-                   holdout=spec["holdout"], walk_forward=spec["walk_forward"], top=spec["top"])
+                   holdout=spec["holdout"], walk_forward=spec["walk_forward"], top=spec["top"],
+                   keep_bars=spec.get("keep_bars", False))
 
 
 def typed_params(strategy: str, space: Space, fixed: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -173,7 +176,7 @@ class SweepRun:
             symbol=cfg.run.symbol, category=cfg.run.category, interval=cfg.run.interval or "",
             data_start=0, data_end=0, data_files=json.dumps(list(cfg.run.data)), seed=cfg.run.seed,
             initial_cash=cfg.account.cash, config="{}")
-        task = TrialTask(phase, n, run_id, params, cfg)
+        task = TrialTask(phase, n, run_id, params, cfg, self.opts.keep_bars)
         self.reserved[run_id] = task
         return task
 

@@ -32,6 +32,7 @@ class TrialTask:
     run_id: int
     params: dict[str, Any]
     config: Config
+    keep_bars: bool = False  # send the per-bar equity rows, not only the packed curve
 
     @property
     def key(self) -> tuple[str, int]:
@@ -92,7 +93,8 @@ class TrialRunner:
         if result is not None:
             out.metrics, out.fills = result.metrics, result.fills
         out.run_fields, out.final = ledger.run_fields, ledger.final
-        out.payload, out.rows = ledger.payload(), ledger.rows_written
+        out.payload = ledger.payload(task.keep_bars)
+        out.rows = ledger.rows_written
         # the session's parts refer to each other, so only a full collection would free them and
         # the rows they hold: a worker would grow by every trial's rows until one ran
         ledger.buffers.clear()

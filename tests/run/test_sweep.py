@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from engine.ledger.reader import LedgerReader
 from tests.helpers.broker import write_klines
 from tests.helpers.sweep import ROOT, fills, json_of, papertape, query, trial_rows, wait_for
 
@@ -175,11 +176,28 @@ def test_holdout_keeps_the_last_part_out_of_the_search(data, tmp_path):
     search = [t["run_id"] for t in out["trials"] if t["phase"] == "search"]
     tested = [t["run_id"] for t in out["trials"] if t["phase"] == "holdout"]
     assert len(search) == 4 and len(tested) == 2
-    marks = ",".join(map(str, search))
-    # the search's last bar closes by the split (open_time is ns); the holdout runs start at it
-    assert query(ledger, f"SELECT max(open_time) FROM bars WHERE run_id IN ({marks})")[0][0] + MINUTE <= split
-    marks = ",".join(map(str, tested))
-    assert query(ledger, f"SELECT min(open_time) FROM bars WHERE run_id IN ({marks})")[0][0] >= split
+    reader = LedgerReader(ledger)
+    try:  # the trials keep their packed curve, stamped at each bar's close (ns)
+        assert reader.equity_curve(search)["ts"].max() <= split  # the search's last bar closes by the split
+        assert reader.equity_curve(tested)["ts"].min() >= split + MINUTE  # the holdout's first opens at it
+    finally:
+        reader.close()
+
+
+def test_trials_keep_their_packed_curve_and_with_keep_bars_their_bars_too(data, tmp_path):
+    counts = {}
+    for flags in ([], ["--keep-bars"]):
+        ledger = str(tmp_path / f"ledger{len(flags)}.db")
+        out = json_of(papertape("sweep", "--data", data, "--symbol", "BTCUSDT", *GRID, "--ledger", ledger,
+                                "--workers", "1", "--json", "--no-progress", *flags))
+        run_id = out["trials"][0]["run_id"]
+        counts[bool(flags)] = (query(ledger, f"SELECT count(*) FROM equity WHERE run_id = {run_id}")[0][0],
+                               query(ledger, f"SELECT sum(n) FROM equity_curve WHERE run_id = {run_id}")[0][0],
+                               out["trials"][0]["metrics"])
+    rows, packed, metrics = counts[False]
+    kept_rows, kept_packed, kept_metrics = counts[True]
+    assert rows == 0 and packed == kept_packed == kept_rows > 0
+    assert metrics == kept_metrics
 
 
 def test_walk_forward_trades_each_block_with_the_previous_window_winner(data, tmp_path):
@@ -192,9 +210,11 @@ def test_walk_forward_trades_each_block_with_the_previous_window_winner(data, tm
         train_end, test_start = fold["train"][1], fold["test"][0]
         assert train_end == test_start
         runs = [t["run_id"] for t in out["trials"] if t["phase"] == f"fold {fold['fold']}"]
-        marks = ",".join(map(str, runs))
-        last = query(ledger, f"SELECT max(open_time) FROM bars WHERE run_id IN ({marks})")[0][0]
-        assert last + MINUTE <= train_end
+        reader = LedgerReader(ledger)
+        try:  # the fold's last bar closes by the end of its training window
+            assert reader.equity_curve(runs)["ts"].max() <= train_end
+        finally:
+            reader.close()
         best = max((t for t in out["trials"] if t["phase"] == f"fold {fold['fold']}"),
                    key=lambda t: t["metrics"]["sharpe"])
         assert fold["params"] == best["params"]
