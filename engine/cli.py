@@ -24,7 +24,7 @@ from engine.core.errors import UserError
 
 log = logging.getLogger("papertape")
 
-VERBS = ("backtest", "bars", "live", "runs", "report", "fetch", "sweep")
+VERBS = ("backtest", "bars", "live", "runs", "report", "fetch", "sweep", "dashboard")
 
 EXAMPLES = """\
 examples:

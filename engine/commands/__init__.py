@@ -2,5 +2,5 @@
 only what it uses, when it runs.
 
 May import: engine.core, engine.bars, engine.broker, engine.bybit, engine.feeds, engine.strategy,
-engine.ledger, engine.analysis, engine.run.
+engine.ledger, engine.analysis, engine.dashboard, engine.run.
 """

@@ -1,0 +1,73 @@
+"""The dashboard's aiohttp application: JSON of the ledger's runs and a page listing them,
+read-only, every ledger string HTML-escaped, a token required when one is set."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from engine.ledger.reader import LedgerQueryError, LedgerReader
+
+READER = web.AppKey("reader", LedgerReader)
+TOKEN = web.AppKey("token", str)
+
+
+def _records(reader: LedgerReader) -> list[dict[str, Any]]:
+    runs = reader.runs().drop(columns=["summary"])
+    return json.loads(runs.to_json(orient="records"))
+
+
+@web.middleware
+async def _require_token(request: web.Request, handler):
+    token = request.app[TOKEN]
+    given = request.query.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if token and given != token:
+        raise web.HTTPUnauthorized(text="a token is required (?token=...)")
+    return await handler(request)
+
+
+async def api_runs(request: web.Request) -> web.Response:
+    return web.json_response(_records(request.app[READER]))
+
+
+async def api_run(request: web.Request) -> web.Response:
+    try:
+        run_id = int(request.match_info["id"])
+        run = request.app[READER].run(run_id)
+    except ValueError:
+        raise web.HTTPBadRequest(text="a run id is a whole number") from None
+    except LedgerQueryError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    fields = {k: v for k, v in run.items() if k != "summary"}
+    return web.json_response(fields, dumps=lambda o: json.dumps(o, default=str))
+
+
+async def runs_page(request: web.Request) -> web.Response:
+    columns = ("id", "kind", "status", "strategy", "symbol", "interval")
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+                   for r in _records(request.app[READER]))
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = ("<!doctype html><html><head><meta charset='utf-8'><title>papertape runs</title></head><body>"
+            f"<h1>Runs</h1><table id='runs'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            "</body></html>")
+    return web.Response(text=body, content_type="text/html")
+
+
+def build_app(ledger: str | Path, token: str = "") -> web.Application:
+    """The dashboard over one ledger (opened read-only for the app's lifetime)."""
+    app = web.Application(middlewares=[_require_token])
+    app[READER] = LedgerReader(ledger)
+    app[TOKEN] = token
+
+    async def close_reader(app: web.Application) -> None:
+        app[READER].close()
+
+    app.on_cleanup.append(close_reader)
+    app.router.add_get("/", runs_page)
+    app.router.add_get("/api/runs", api_runs)
+    app.router.add_get("/api/runs/{id}", api_run)
+    return app

@@ -1,0 +1,77 @@
+"""``papertape dashboard`` as a user runs it: a subprocess serving a real ledger on loopback."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PAPERTAPE = str(Path(sys.executable).parent / "papertape")
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def _serve(ledger: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([PAPERTAPE, "dashboard", "--ledger", str(ledger), "--port", "0", *args],
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    assert line.startswith("dashboard at http://"), line
+    return proc, line.split(" at ", 1)[1].strip()
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        return resp.read().decode()
+
+
+def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
+    ledger = tmp_path / "l.db"
+    done = subprocess.run([PAPERTAPE, "backtest", "--ledger", str(ledger), "--no-progress"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(ledger) as db:
+        db.execute("UPDATE runs SET strategy = ?", (HOSTILE,))
+    proc, url = _serve(ledger)
+    try:
+        base = url.rstrip("/")
+        runs = json.loads(_get(base + "/api/runs"))
+        assert [r["strategy"] for r in runs] == [HOSTILE]
+        assert json.loads(_get(f"{base}/api/runs/{runs[0]['id']}"))["id"] == runs[0]["id"]
+        page = _get(base + "/")
+        assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+        try:
+            _get(base + "/api/runs/999")
+            raise AssertionError("a missing run was served")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def test_beyond_loopback_a_token_is_generated_and_required(tmp_path):
+    ledger = tmp_path / "l.db"
+    subprocess.run([PAPERTAPE, "backtest", "--ledger", str(ledger), "--no-progress"], cwd=tmp_path,
+                   capture_output=True, timeout=300, check=True)
+    proc, url = _serve(ledger, "--host", "0.0.0.0")
+    try:
+        assert "?token=" in url
+        base, token = url.replace("0.0.0.0", "127.0.0.1").split("/?token=")
+        try:
+            _get(base + "/api/runs")
+            raise AssertionError("served without the token")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
+        assert json.loads(_get(f"{base}/api/runs?token={token}"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def test_a_missing_ledger_is_one_line_and_exit_2(tmp_path):
+    done = subprocess.run([PAPERTAPE, "dashboard", "--ledger", str(tmp_path / "none.db"), "--port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
