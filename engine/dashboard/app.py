@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.dashboard.bars_api import api_bars
 from engine.ledger.reader import LedgerQueryError, LedgerReader
 
 READER = web.AppKey("reader", LedgerReader)
@@ -70,4 +71,5 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
     app.router.add_get("/", runs_page)
     app.router.add_get("/api/runs", api_runs)
     app.router.add_get("/api/runs/{id}", api_run)
+    app.router.add_get("/api/runs/{id}/bars", lambda request: api_bars(request, app[READER]))
     return app

@@ -39,6 +39,13 @@ def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
         runs = json.loads(_get(base + "/api/runs"))
         assert [r["strategy"] for r in runs] == [HOSTILE]
         assert json.loads(_get(f"{base}/api/runs/{runs[0]['id']}"))["id"] == runs[0]["id"]
+        run_id = runs[0]["id"]
+        whole = json.loads(_get(f"{base}/api/runs/{run_id}/bars?width=50"))
+        assert whole["total"] > 50 and len(whole["t"]) <= 50 and whole["symbol"] == runs[0]["symbol"]
+        start, end = whole["t"][10], whole["t"][12]
+        zoomed = json.loads(_get(f"{base}/api/runs/{run_id}/bars?width=50&start={start}&end={end}"))
+        assert zoomed["total"] < whole["total"] and start <= zoomed["t"][0] and zoomed["t"][-1] <= end
+        assert max(zoomed["h"]) <= max(whole["h"]) and len(zoomed["t"]) > 2
         page = _get(base + "/")
         assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
         try:
