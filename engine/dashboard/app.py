@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from engine.analysis import charts_library
 from engine.dashboard.bars_api import api_bars
 from engine.ledger.reader import LedgerQueryError, LedgerReader
 
@@ -49,13 +50,39 @@ async def api_run(request: web.Request) -> web.Response:
 
 async def runs_page(request: web.Request) -> web.Response:
     columns = ("id", "kind", "status", "strategy", "symbol", "interval")
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns) + "</tr>"
+    rows = "".join(f"<tr><td><a href='/runs/{int(r['id'])}'>{int(r['id'])}</a></td>"
+                   + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in columns[1:]) + "</tr>"
                    for r in _records(request.app[READER]))
     head = "".join(f"<th>{c}</th>" for c in columns)
     body = ("<!doctype html><html><head><meta charset='utf-8'><title>papertape runs</title></head><body>"
             f"<h1>Runs</h1><table id='runs'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
             "</body></html>")
     return web.Response(text=body, content_type="text/html")
+
+
+async def run_page(request: web.Request) -> web.Response:
+    try:
+        run = request.app[READER].run(int(request.match_info["id"]))
+    except ValueError:
+        raise web.HTTPBadRequest(text="a run id is a whole number") from None
+    except LedgerQueryError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    title = html.escape(f"run {run['id']}: {run['strategy']} on {run['symbol']} ({run['status']})")
+    body = ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>{title}</title></head><body><h1>{title}</h1><p id='status'></p>"
+            f"<div id='chart' data-run='{int(run['id'])}'></div>"
+            "<script src='/assets/lightweight-charts.js'></script><script src='/assets/run.js'></script>"
+            "</body></html>")
+    return web.Response(text=body, content_type="text/html")
+
+
+async def chart_library(request: web.Request) -> web.Response:
+    return web.Response(text=charts_library.script(), content_type="application/javascript")
+
+
+async def run_script(request: web.Request) -> web.Response:
+    text = (Path(__file__).parent / "assets" / "run.js").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/javascript")
 
 
 def build_app(ledger: str | Path, token: str = "") -> web.Application:
@@ -69,6 +96,9 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
 
     app.on_cleanup.append(close_reader)
     app.router.add_get("/", runs_page)
+    app.router.add_get("/runs/{id}", run_page)
+    app.router.add_get("/assets/lightweight-charts.js", chart_library)
+    app.router.add_get("/assets/run.js", run_script)
     app.router.add_get("/api/runs", api_runs)
     app.router.add_get("/api/runs/{id}", api_run)
     app.router.add_get("/api/runs/{id}/bars", lambda request: api_bars(request, app[READER]))

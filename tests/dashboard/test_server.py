@@ -46,6 +46,10 @@ def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
         zoomed = json.loads(_get(f"{base}/api/runs/{run_id}/bars?width=50&start={start}&end={end}"))
         assert zoomed["total"] < whole["total"] and start <= zoomed["t"][0] and zoomed["t"][-1] <= end
         assert max(zoomed["h"]) <= max(whole["h"]) and len(zoomed["t"]) > 2
+        run_page = _get(f"{base}/runs/{run_id}")
+        assert HOSTILE not in run_page and "&lt;img src=x onerror=alert(1)&gt;" in run_page
+        assert "LightweightCharts" in _get(base + "/assets/lightweight-charts.js")
+        assert "createChart" in _get(base + "/assets/run.js")
         page = _get(base + "/")
         assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
         try:
