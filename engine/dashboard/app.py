@@ -85,6 +85,10 @@ async def run_script(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="application/javascript")
 
 
+async def no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 def build_app(ledger: str | Path, token: str = "") -> web.Application:
     """The dashboard over one ledger (opened read-only for the app's lifetime)."""
     app = web.Application(middlewares=[_require_token])
@@ -96,6 +100,7 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
 
     app.on_cleanup.append(close_reader)
     app.router.add_get("/", runs_page)
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/runs/{id}", run_page)
     app.router.add_get("/assets/lightweight-charts.js", chart_library)
     app.router.add_get("/assets/run.js", run_script)
