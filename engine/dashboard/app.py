@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from engine.analysis import charts_library
-from engine.dashboard.bars_api import api_bars
+from engine.dashboard.bars_api import api_bars, api_equity
 from engine.ledger.reader import LedgerQueryError, LedgerReader
 
 READER = web.AppKey("reader", LedgerReader)
@@ -81,8 +81,27 @@ async def chart_library(request: web.Request) -> web.Response:
 
 
 async def run_script(request: web.Request) -> web.Response:
-    text = (Path(__file__).parent / "assets" / "run.js").read_text(encoding="utf-8")
+    name = "compare.js" if request.path.endswith("compare.js") else "run.js"
+    text = (Path(__file__).parent / "assets" / name).read_text(encoding="utf-8")
     return web.Response(text=text, content_type="application/javascript")
+
+
+async def compare_page(request: web.Request) -> web.Response:
+    try:
+        ids = [int(x) for x in request.query.get("runs", "").split(",") if x]
+    except ValueError:
+        raise web.HTTPBadRequest(text="runs is a comma-joined list of run ids") from None
+    for run_id in ids:
+        try:
+            request.app[READER].run(run_id)
+        except LedgerQueryError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+    marks = ",".join(str(i) for i in ids)
+    body = ("<!doctype html><html><head><meta charset='utf-8'><title>compare runs</title></head><body>"
+            f"<h1>Runs {marks} compared</h1><p id='status'></p><div id='chart' data-runs='{marks}'></div>"
+            "<script src='/assets/lightweight-charts.js'></script><script src='/assets/compare.js'></script>"
+            "</body></html>")
+    return web.Response(text=body, content_type="text/html")
 
 
 async def no_icon(request: web.Request) -> web.Response:
@@ -104,6 +123,9 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
     app.router.add_get("/runs/{id}", run_page)
     app.router.add_get("/assets/lightweight-charts.js", chart_library)
     app.router.add_get("/assets/run.js", run_script)
+    app.router.add_get("/assets/compare.js", run_script)
+    app.router.add_get("/compare", compare_page)
+    app.router.add_get("/api/runs/{id}/equity", lambda request: api_equity(request, app[READER]))
     app.router.add_get("/api/runs", api_runs)
     app.router.add_get("/api/runs/{id}", api_run)
     app.router.add_get("/api/runs/{id}/bars", lambda request: api_bars(request, app[READER]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from aiohttp import web
 
-from engine.dashboard.downsample import bar_columns, clamp_width, window
+from engine.dashboard.downsample import bar_columns, clamp_width, line_extremes, window
 from engine.ledger.reader import LedgerQueryError, LedgerReader
 
 NS_PER_MS = 1_000_000
@@ -56,3 +56,17 @@ async def api_bars(request: web.Request, reader: LedgerReader) -> web.Response:
     except LedgerQueryError as exc:
         raise web.HTTPNotFound(text=str(exc)) from None
     return web.json_response(body)
+
+
+async def api_equity(request: web.Request, reader: LedgerReader) -> web.Response:
+    """``GET /api/runs/{id}/equity?width=``: a run chain's equity curve, each column's extremes kept."""
+    width = clamp_width(_int(request.query, "width", 1000) or 0)
+    try:
+        run_id = int(request.match_info["id"])
+        curve = reader.equity_curve(reader.chain(run_id))
+    except ValueError:
+        raise web.HTTPBadRequest(text="a run id is a whole number") from None
+    except LedgerQueryError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    t, v = line_extremes(curve["ts"].to_numpy() // NS_PER_MS, curve["equity"].to_numpy(), width)
+    return web.json_response({"run": run_id, "t": t.tolist(), "equity": v.tolist()})

@@ -17,8 +17,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 def test_a_run_page_draws_its_chart_and_zoom_fetches_finer_bars(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     ledger = tmp_path / "l.db"
-    subprocess.run([PAPERTAPE, "backtest", "--ledger", str(ledger), "--no-progress"], cwd=tmp_path,
-                   capture_output=True, timeout=300, check=True)
+    for fast in ("5", "8"):
+        subprocess.run([PAPERTAPE, "backtest", "--ledger", str(ledger), "--no-progress",
+                        "--param", f"fast={fast}"],
+                       cwd=tmp_path, capture_output=True, timeout=300, check=True)
     proc, url = _serve(ledger)
     try:
         with sync_api.sync_playwright() as pw:
@@ -40,6 +42,9 @@ def test_a_run_page_draws_its_chart_and_zoom_fetches_finer_bars(tmp_path):
                 page.mouse.wheel(0, -400)
             page.wait_for_timeout(1500)
             assert any("start=" in u for u in asked), asked
+            page.goto(url.rstrip("/") + "/compare?runs=1,2")
+            page.wait_for_function("document.getElementById('status').textContent.includes('2 curves')",
+                                   timeout=60_000)
             assert not errors, errors
             ctx.close()
     finally:
