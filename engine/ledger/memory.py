@@ -75,7 +75,8 @@ class MemoryLedger:
         batch = {name: values for name, values in self.buffers.items() if values}
         if not keep_bars and "equity" in batch:
             batch[CURVE_TABLE] = curve_columns.pack(batch.pop("equity"), WIDTHS["equity"])
-            self.rows_written = sum(len(v) // WIDTHS[name] for name, v in batch.items() if name != CURVE_TABLE)
+            self.rows_written = sum(len(v) // WIDTHS[name] for name, v in batch.items()
+                                    if name != CURVE_TABLE)
         return serialise(batch)
 
 

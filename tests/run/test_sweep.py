@@ -191,9 +191,9 @@ def test_trials_keep_their_packed_curve_and_with_keep_bars_their_bars_too(data, 
         out = json_of(papertape("sweep", "--data", data, "--symbol", "BTCUSDT", *GRID, "--ledger", ledger,
                                 "--workers", "1", "--json", "--no-progress", *flags))
         run_id = out["trials"][0]["run_id"]
-        counts[bool(flags)] = (query(ledger, f"SELECT count(*) FROM equity WHERE run_id = {run_id}")[0][0],
-                               query(ledger, f"SELECT sum(n) FROM equity_curve WHERE run_id = {run_id}")[0][0],
-                               out["trials"][0]["metrics"])
+        rows = query(ledger, f"SELECT count(*) FROM equity WHERE run_id = {run_id}")[0][0]
+        packed = query(ledger, f"SELECT sum(n) FROM equity_curve WHERE run_id = {run_id}")[0][0]
+        counts[bool(flags)] = (rows, packed, out["trials"][0]["metrics"])
     rows, packed, metrics = counts[False]
     kept_rows, kept_packed, kept_metrics = counts[True]
     assert rows == 0 and packed == kept_packed == kept_rows > 0
