@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import secrets
 import sys
@@ -63,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await runner.cleanup()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):  # SIGINT/SIGTERM: a clean stop
         asyncio.run(serve())
-    except (KeyboardInterrupt, web.GracefulExit):
-        pass
     return 0

@@ -35,6 +35,17 @@ def refuse_continued(conn: sa.Connection, run_id: int) -> None:
                         f"resume run {row.id} instead (papertape live --resume {row.id})")
 
 
+def _pid_exists(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def effective_status(status: str, host: str, pid: int, heartbeat_at: float | None,
                      now: float | None = None) -> str:
     """A run's status as it stands: a ``running`` row is ``interrupted`` when its
@@ -43,13 +54,8 @@ def effective_status(status: str, host: str, pid: int, heartbeat_at: float | Non
     before heartbeats fall back to the pid."""
     if status != "running":
         return status
-    if host == socket.gethostname() and pid is not None:
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return "interrupted"
-        except PermissionError:
-            pass
+    if host == socket.gethostname() and pid is not None and not _pid_exists(int(pid)):
+        return "interrupted"
     if heartbeat_at is not None and (now if now is not None else time.time()) - float(heartbeat_at) > STALE_S:
         return "interrupted"
     return status
