@@ -32,14 +32,28 @@ def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(ledger) as db:
-        db.execute("UPDATE runs SET strategy = ?", (HOSTILE,))
+        db.execute("UPDATE runs SET strategy = ?, params = ?", (HOSTILE, json.dumps({"note": HOSTILE})))
+        db.execute("INSERT INTO feed_gaps (run_id, symbol, status, gap_from, gap_to, detail, ts) "
+                   "SELECT id, symbol, 'unfilled', data_start, data_start + 60000000000, ?, data_start "
+                   "FROM runs",
+                   (HOSTILE,))
     proc, url = _serve(ledger)
     try:
         base = url.rstrip("/")
         runs = json.loads(_get(base + "/api/runs"))
         assert [r["strategy"] for r in runs] == [HOSTILE]
-        assert json.loads(_get(f"{base}/api/runs/{runs[0]['id']}"))["id"] == runs[0]["id"]
+        assert runs[0]["symbols"] == [runs[0]["symbol"]] and runs[0]["kind"] == "backtest"
+        assert runs[0]["status"] == "finished" and runs[0]["metrics"]["n_fills"] > 0
         run_id = runs[0]["id"]
+        run = json.loads(_get(f"{base}/api/runs/{run_id}?width=20"))
+        assert run["id"] == run_id and run["metrics"]["n_fills"] == len(run["fills"]) == run["fills_total"]
+        assert 2 < len(run["equity"]) <= 42 and all(len(p) == 2 for p in run["equity"])
+        assert run["equity"][-1][1] == run["metrics"]["final_equity"]
+        assert {"client_order_id", "price", "qty", "fee", "realized_pnl", "symbol"} <= set(run["fills"][0])
+        tables = json.loads(_get(f"{base}/api/runs/{run_id}/tables"))
+        assert tables["gaps"]["rows"][0]["detail"] == HOSTILE
+        curves = json.loads(_get(f"{base}/api/runs/{run_id}/curves?width=50"))
+        assert set(curves) >= {"equity", "benchmark", "drawdown", "daily"}
         whole = json.loads(_get(f"{base}/api/runs/{run_id}/bars?width=50"))
         assert whole["total"] > 50 and len(whole["t"]) <= 50 and whole["symbol"] == runs[0]["symbol"]
         start, end = whole["t"][10], whole["t"][12]
@@ -50,6 +64,12 @@ def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
         assert HOSTILE not in run_page and "&lt;img src=x onerror=alert(1)&gt;" in run_page
         assert "LightweightCharts" in _get(base + "/assets/lightweight-charts.js")
         assert "createChart" in _get(base + "/assets/run.js")
+        for bad in ("/assets/..%2Fapp.py", "/assets/app.py", f"/api/runs/{run_id}/bars?symbol=NOPE"):
+            try:
+                _get(base + bad)
+                raise AssertionError(f"{bad} was served")
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 404
         page = _get(base + "/")
         assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
         try:
@@ -76,6 +96,17 @@ def test_beyond_loopback_a_token_is_generated_and_required(tmp_path):
         except urllib.error.HTTPError as exc:
             assert exc.code == 401
         assert json.loads(_get(f"{base}/api/runs?token={token}"))
+        with urllib.request.urlopen(f"{base}/runs/1?token={token}", timeout=60) as resp:
+            cookie = resp.headers["Set-Cookie"].split(";")[0]
+        asked = urllib.request.Request(base + "/api/runs/1", headers={"Cookie": cookie})
+        with urllib.request.urlopen(asked, timeout=60) as resp:  # the page's own fetches carry it
+            assert json.loads(resp.read())["id"] == 1
+        assert "LightweightCharts" in _get(base + "/assets/lightweight-charts.js")  # no ledger data
+        try:
+            _get(base + "/api/runs/1?token=wrong")
+            raise AssertionError("served with a wrong token")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0

@@ -1,43 +1,125 @@
-// One run's price chart: bars fetched downsampled for the chart's width, asked again for the
-// visible window when the user zooms or scrolls (the server returns finer bars).
+// One run's price chart: the selected symbol's bars, fetched downsampled for the chart's width
+// and asked again for the visible window on zoom or scroll (the server returns finer bars),
+// with the symbol's fills as markers; hovering a marker shows its order, side, price, qty, fee, PnL.
 (function () {
   "use strict";
   const root = document.getElementById("chart");
+  const tip = document.getElementById("tooltip");
+  const picker = document.getElementById("symbol");
   const runId = root.dataset.run;
   const token = new URLSearchParams(location.search).get("token");
-  const chart = LightweightCharts.createChart(root, { height: 420, timeScale: { timeVisible: true } });
+  const chart = LightweightCharts.createChart(root, { autoSize: true, timeScale: { timeVisible: true } });
   const candles = chart.addSeries(LightweightCharts.CandlestickSeries, {});
+  const markers = LightweightCharts.createSeriesMarkers(candles, []);
+  const state = { coarse: [], shown: [], fills: [], generation: 0 };
   let pending = null;
 
-  async function load(range) {
-    const q = new URLSearchParams({ width: String(Math.max(50, root.clientWidth)) });
+  async function api(path, params) {
+    const q = new URLSearchParams(params);
     if (token) q.set("token", token);
-    if (range) { q.set("start", String(Math.floor(range.from * 1000))); q.set("end", String(Math.ceil(range.to * 1000))); }
-    const resp = await fetch(`/api/runs/${runId}/bars?${q}`);
-    if (!resp.ok) { document.getElementById("status").textContent = await resp.text(); return; }
-    const b = await resp.json();
-    const data = b.t.map((t, i) => ({ time: t / 1000, open: b.o[i], high: b.h[i], low: b.l[i], close: b.c[i] }));
-    document.getElementById("status").textContent = `${b.symbol}: ${b.total} bars, ${data.length} drawn`;
-    return data;
+    const resp = await fetch(`/api/runs/${runId}/${path}?${q}`);
+    if (!resp.ok) throw new Error(`${path}: ${resp.status} ${await resp.text()}`);
+    return resp.json();
   }
 
-  let coarse = [];
-  load(null).then((data) => {
-    if (!data) return;
-    coarse = data;
-    candles.setData(coarse);
-    chart.timeScale().fitContent();
-    chart.timeScale().subscribeVisibleTimeRangeChange((range) => {
-      if (!range) return;
-      clearTimeout(pending);
-      pending = setTimeout(async () => {
-        const finer = await load(range);
-        if (!finer || !finer.length) return;
-        const lo = finer[0].time, hi = finer[finer.length - 1].time;
-        const view = chart.timeScale().getVisibleRange();
-        candles.setData(coarse.filter((d) => d.time < lo).concat(finer, coarse.filter((d) => d.time > hi)));
-        if (view) chart.timeScale().setVisibleRange(view);
-      }, 250);
+  function windowParams(range) {
+    const p = { symbol: picker.value, width: String(Math.max(50, root.clientWidth)) };
+    if (range) { p.start = String(Math.floor(range.from * 1000)); p.end = String(Math.ceil(range.to * 1000)); }
+    return p;
+  }
+
+  async function loadBars(range) {
+    const b = await api("bars", windowParams(range));
+    document.getElementById("status").textContent = `${b.symbol}: ${b.total} bars, ${b.t.length} drawn`;
+    return b.t.map((t, i) => ({ time: t / 1000, open: b.o[i], high: b.h[i], low: b.l[i], close: b.c[i] }));
+  }
+
+  // the start of the drawn bar holding stamp ms (bars are merged per column, so a fill sits
+  // on the column it fell in)
+  function barTime(ms) {
+    const data = state.shown, t = ms / 1000;
+    let lo = 0, hi = data.length - 1;
+    if (hi < 0 || t < data[0].time) return null;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (data[mid].time <= t) lo = mid; else hi = mid - 1; }
+    return data[lo].time;
+  }
+
+  async function loadFills(range) {
+    const p = windowParams(range);
+    p.markers = "1";
+    const body = await api("fills", p);
+    state.fills = body.rows.map((f) => ({ ...f, bar: barTime(f.ts) })).filter((f) => f.bar !== null);
+    markers.setMarkers(state.fills.map((f, i) => ({
+      time: f.bar, position: "atPriceMiddle", price: f.price, id: String(i), size: 1,
+      color: f.side > 0 ? "#2e7d32" : "#c62828", shape: f.side > 0 ? "arrowUp" : "arrowDown",
+    })));
+    root.dataset.markers = String(state.fills.length);
+  }
+
+  function describe(f) {
+    return [`order ${f.client_order_id}`, `${f.side > 0 ? "buy" : "sell"} ${f.qty} ${f.symbol} @ ${f.price}`,
+      `fee ${f.fee.toFixed(4)}`, `PnL ${f.realized_pnl.toFixed(4)}`, new Date(f.ts).toISOString()].join("\n");
+  }
+
+  // where fill i's marker is drawn, in the chart's pixels (the browser test hovers there)
+  function markerPoint(i) {
+    const f = state.fills[i];
+    return { x: chart.timeScale().timeToCoordinate(f.bar), y: candles.priceToCoordinate(f.price) };
+  }
+
+  // the fill whose marker is nearest the pointer, within a few pixels (bars can be narrower
+  // than a pixel, so the pointer's bar alone does not say which marker it is on)
+  function fillAt(point) {
+    let best = null, bestDistance = Infinity;
+    state.fills.forEach((f, i) => {
+      const at = markerPoint(i);
+      if (at.x === null || at.y === null) return;
+      const dx = Math.abs(at.x - point.x), dy = Math.abs(at.y - point.y);
+      if (dx <= 6 && dy <= 10 && dx + dy < bestDistance) { best = f; bestDistance = dx + dy; }
     });
+    return best;
+  }
+
+  chart.subscribeCrosshairMove((param) => {
+    const near = param.point ? fillAt(param.point) : null;
+    if (!near) { tip.hidden = true; return; }
+    tip.textContent = describe(near);
+    tip.style.left = `${root.offsetLeft + param.point.x + 14}px`;
+    tip.style.top = `${root.offsetTop + param.point.y + 14}px`;
+    tip.hidden = false;
   });
+
+  async function refine(range) {
+    const all = state.coarse;
+    if (!all.length || (range.from <= all[0].time && range.to >= all[all.length - 1].time)) return;
+    const generation = state.generation;
+    const finer = await loadBars(range);
+    if (generation !== state.generation || !finer.length) return;
+    const lo = finer[0].time, hi = finer[finer.length - 1].time;
+    const view = chart.timeScale().getVisibleRange();
+    state.shown = state.coarse.filter((d) => d.time < lo).concat(finer, state.coarse.filter((d) => d.time > hi));
+    candles.setData(state.shown);
+    if (view) chart.timeScale().setVisibleRange(view);
+    await loadFills(range);
+  }
+
+  async function show() {
+    state.generation += 1;
+    state.coarse = state.shown = await loadBars(null);
+    candles.setData(state.shown);
+    chart.timeScale().fitContent();
+    await loadFills(null);
+    root.dataset.drawn = "true";
+  }
+
+  chart.timeScale().subscribeVisibleTimeRangeChange((range) => {
+    if (!range || root.dataset.drawn !== "true") return;
+    clearTimeout(pending);
+    pending = setTimeout(() => refine(range).catch(report), 250);
+  });
+
+  function report(err) { document.getElementById("status").textContent = String(err); console.error(err); }
+  picker.addEventListener("change", () => { root.dataset.drawn = "false"; show().catch(report); });
+  window.papertapeRun = { markerPoint, chart, fills: () => state.fills };
+  show().catch(report);
 })();

@@ -1,0 +1,57 @@
+"""A run chain's long series (a symbol's bars, the portfolio equity curve) read once and kept
+as numpy arrays while the run is finished, so a zoom on a million-bar run does not read a
+million rows again; a running run's series are read afresh on every request."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from engine.ledger.reader import LedgerReader
+
+NS_PER_MS = 1_000_000
+BAR_DTYPE = [("t", "i8"), ("o", "f8"), ("h", "f8"), ("l", "f8"), ("c", "f8"), ("v", "f8")]
+KEPT = 8
+
+
+class SeriesCache:
+    """The last ``KEPT`` series asked for, of finished runs only (a finished run never changes)."""
+
+    def __init__(self) -> None:
+        self.kept: OrderedDict[tuple, Any] = OrderedDict()
+
+    def _get(self, reader: LedgerReader, run_id: int, key: tuple, read) -> Any:
+        if reader.run(run_id)["status"] == "running":
+            return read()
+        if key in self.kept:
+            self.kept.move_to_end(key)
+            return self.kept[key]
+        value = self.kept[key] = read()
+        while len(self.kept) > KEPT:
+            self.kept.popitem(last=False)
+        return value
+
+    def bars(self, reader: LedgerReader, run_id: int, symbol: str) -> dict[str, np.ndarray]:
+        """``symbol``'s bars of the run chain in time order: ``t`` (open time, ms), o, h, l, c, v."""
+        def read() -> dict[str, np.ndarray]:
+            marks = ", ".join(str(int(i)) for i in reader.chain(run_id))
+            quoted = symbol.replace("'", "''")
+            rows = reader.numeric("SELECT open_time, open, high, low, close, volume FROM bars "
+                                  f"WHERE run_id IN ({marks}) AND symbol = '{quoted}' ORDER BY open_time, id",
+                                  BAR_DTYPE)
+            out = {name: rows[name].to_numpy() for name in ("t", "o", "h", "l", "c", "v")}
+            out["t"] = out["t"] // NS_PER_MS
+            return out
+        return self._get(reader, run_id, ("bars", run_id, symbol), read)
+
+    def curve(self, reader: LedgerReader, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """The portfolio's equity at each close time (ns) of the run chain: the last snapshot
+        of each stamp, as a portfolio records one snapshot per symbol's bar."""
+        def read() -> tuple[np.ndarray, np.ndarray]:
+            curve = reader.equity_curve(reader.chain(run_id))
+            ts, equity = curve["ts"].to_numpy(np.int64), curve["equity"].to_numpy(np.float64)
+            last = np.append(ts[1:] != ts[:-1], True) if len(ts) else np.zeros(0, bool)
+            return ts[last], equity[last]
+        return self._get(reader, run_id, ("curve", run_id), read)
