@@ -15,14 +15,15 @@ import ctypes
 import ctypes.util
 import sys
 
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4  # glibc's malloc.h
 MMAP_THRESHOLD = 32 << 20  # the largest glibc accepts; an activation of [8192, 512] floats is 16 MB
 TRIM_THRESHOLD = 256 << 20
 
 
 def keep_freed_memory() -> bool:
-    """Serve allocations below ``MMAP_THRESHOLD`` from the heap and keep up to
-    ``TRIM_THRESHOLD`` of freed heap; True when set (glibc), False without ``mallopt``."""
+    """Serve allocations from the heap (none mmap'd in the main arena, below
+    ``MMAP_THRESHOLD`` in the others) and keep up to ``TRIM_THRESHOLD`` of freed heap; True
+    when set (glibc), False without ``mallopt``."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -30,4 +31,5 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # musl and other C libraries without mallopt
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return all(mallopt(option, value) == 1 for option, value in (
+        (M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, TRIM_THRESHOLD)))

@@ -15,8 +15,8 @@ from tests.helpers.model import ar1_bars, train_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# In a fresh process, as a live session starts: a Linformer encoder at sequence 2048, warmed
-# up, then the minor page faults of one forward pass.
+# In a fresh process, as a live session starts: a one-thread Linformer encoder at sequence
+# argv[2], d_model argv[3], warmed up, then the minor page faults of one forward pass.
 FAULTS_PER_FORWARD = textwrap.dedent("""
     import resource, sys, torch
     from models.allocator import keep_freed_memory
@@ -25,9 +25,10 @@ FAULTS_PER_FORWARD = textwrap.dedent("""
         assert keep_freed_memory()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    model = SeriesEncoder(EncoderConfig(n_features=8, seq_len=2048, d_model=128, n_layers=2, n_heads=4,
+    seq, width = int(sys.argv[2]), int(sys.argv[3])
+    model = SeriesEncoder(EncoderConfig(n_features=8, seq_len=seq, d_model=width, n_layers=2, n_heads=4,
                                         attention="linformer", attention_options={"k": 64})).eval()
-    x = torch.randn(1, 2048, 8)
+    x = torch.randn(1, seq, 8)
     with torch.inference_mode():
         for _ in range(3):
             model(x)
@@ -38,8 +39,8 @@ FAULTS_PER_FORWARD = textwrap.dedent("""
 """)
 
 
-def faults_per_forward(mode: str) -> float:
-    done = subprocess.run([sys.executable, "-c", FAULTS_PER_FORWARD, mode], cwd=ROOT,
+def faults_per_forward(mode: str, seq: int = 2048, width: int = 128) -> float:
+    done = subprocess.run([sys.executable, "-c", FAULTS_PER_FORWARD, mode, str(seq), str(width)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=True)
     return float(done.stdout)
 
@@ -47,6 +48,14 @@ def faults_per_forward(mode: str) -> float:
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     plain, kept = faults_per_forward("plain"), faults_per_forward("keep")
     assert plain > 1_000, plain  # glibc's defaults: every forward faults in fresh pages
+    assert kept < plain / 5, (kept, plain)
+
+
+def test_activations_past_glibcs_largest_mmap_threshold_are_reused_too():
+    # [32768, 256] float32 is 32 MB, glibc's cap on the mmap threshold: mmap'd unless the
+    # main arena maps nothing (each such activation is 8,192 fresh pages)
+    plain, kept = faults_per_forward("plain", 32768, 256), faults_per_forward("keep", 32768, 256)
+    assert plain > 8_192, plain
     assert kept < plain / 5, (kept, plain)
 
 
