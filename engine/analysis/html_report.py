@@ -1,19 +1,23 @@
 """The HTML report of a run (``papertape report``): one self-contained file.
 
-The file opens offline and years later: nothing is fetched (no CDN, fonts, scripts or
-images). The header, metrics, fills and feed gaps are rendered here as escaped HTML; the
-figures (equity, drawdown, price with fills, daily returns) are drawn on ``<canvas>`` by a
-small inline script from data embedded as JSON in a ``<script type="application/json">``
-block, escaped so no text from the ledger can close the block or inject markup.
+The file opens offline and years later: nothing is fetched (no CDN, fonts or images). The
+header, metrics, PnL by symbol, fills and feed gaps are rendered here as escaped HTML; the
+figures (portfolio equity, drawdown, each symbol's candles with its fills, daily returns) are
+drawn by the vendored TradingView Lightweight Charts, inlined whole
+(``charts_library.inline_script()``), from data embedded as JSON in a
+``<script type="application/json">`` block, escaped so no text from the ledger can close the
+block or inject markup.
 
 Large runs stay small and quick to open: every series is cut to at most ``MAX_POINTS``
 points, keeping each bucket's minimum and maximum so the deepest drawdown and the price
-extremes survive; fill markers are thinned to ``MAX_POINTS`` and the fills table keeps
-the last ``MAX_FILL_ROWS`` fills, saying how many it leaves out. Feed gaps are listed in
-full and shaded on the figures: they are never hidden.
+extremes survive; each symbol's bars are merged into at most ``MAX_POINTS`` candles, its fill
+markers thinned to ``MAX_POINTS``, and the fills table keeps the last ``MAX_FILL_ROWS``
+fills, saying how many it leaves out. Feed gaps are listed in full and marked on the equity
+figure: they are never hidden.
 
-The page marks each figure ``data-drawn="true"`` once drawn and counts script errors in
-``body[data-errors]`` and ``<pre id="errors">``, so a headless browser can check it.
+The page marks each figure ``data-drawn="true"`` once drawn and counts script errors (and
+``console.error`` calls) in ``body[data-errors]`` and ``<pre id="errors">``, so a headless
+browser can check it.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engine.analysis import charts_library
 from engine.analysis.metrics import daily_equity
 from engine.analysis.report import METRIC_ROWS, format_time, format_value
+from engine.analysis.symbol_pnl import pnl_by_symbol
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.ledger.reader import LedgerReader
 
@@ -43,33 +49,44 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
     ids = reader.chain(run_id)
     run, first = reader.run(run_id), reader.run(ids[0])
     equity, fills, bars, gaps = reader.equity(ids), reader.fills(ids), reader.bars(ids), reader.gaps(ids)
-    markers = _thin(len(fills))
+    funding = reader.funding(ids)
+    symbols = [s for s in (run["symbol"] or "").split(",") if s]
+    by_symbol = {s: bars[bars.symbol == s] for s in symbols}
+    last_close = {s: float(b.close.iloc[-1]) for s, b in by_symbol.items() if len(b)}
+    marked = 0
+    markers = {}
+    for symbol in symbols:
+        own = fills[fills.symbol == symbol]
+        markers[symbol] = _markers(own)
+        marked += len(markers[symbol]["t"])
     data = {
         "run": {"id": run_id, "strategy": run["strategy"], "params": run["params"],
                 "symbol": run["symbol"], "interval": run["interval"]},
+        "symbols": symbols,
         **_curves(equity, first["initial_cash"], first["data_start"]),
-        "price": _price(bars),
-        "fills": {"t": _ms(fills.ts_event.to_numpy()[markers]), "p": _floats(fills.price.to_numpy()[markers]),
-                  "s": fills.side.to_numpy()[markers].tolist()},
+        "price": {s: _price(b) for s, b in by_symbol.items()},
+        "fills": markers,
         "gaps": [[_ms(g.gap_from), _ms(g.gap_to)] for g in gaps.itertuples()],
     }
-    thinned = len(markers) < len(fills)
-    marker_note = f" (markers for {len(markers):,} of {len(fills):,} fills)" if thinned else ""
+    marker_note = f" (markers for {marked:,} of {len(fills):,} fills)" if marked < len(fills) else ""
     body = "\n".join([
         _header(run, ids, gaps),
         "<section><h2>Metrics</h2>", _metrics(metrics), "</section>",
-        _figure("equity", "Equity", "account equity at each bar close, quote currency"),
+        _symbol_table(pnl_by_symbol(fills, funding, last_close, symbols)),
+        _figure("equity", "Equity", "portfolio equity at each close time, quote currency; feed gaps marked"),
         _figure("drawdown", "Drawdown", "fall below the running equity peak"),
-        _figure("price", "Price and fills",
-                f"close (line), high-low range (band), ▲ buy, ▼ sell{marker_note}", tall=True),
+        _figure("price", "Price and fills", f"candles, ▲ buy, ▼ sell{marker_note}", tall=True,
+                choose=_symbol_select("price-symbol", symbols, everything=False)),
         _figure("daily", "Daily returns", "change of end-of-day equity, UTC days"),
-        _fills(fills),
+        _fills(fills, symbols),
         _gaps(gaps),
+        f"<footer class='note'>{escape(charts_library.notice())}</footer>",
     ])
     path = Path(out)
     assets = resources.files("engine.analysis") / "assets"
     page = _PAGE.format(title=escape(f"papertape run {run_id}"), style=(assets / "report.css").read_text(),
-                        body=body, data=_json_for_script(data), script=(assets / "report.js").read_text())
+                        body=body, data=_json_for_script(data), library=charts_library.inline_script(),
+                        script=(assets / "report.js").read_text())
     path.write_text(page, encoding="utf-8")
     return path
 
@@ -77,8 +94,9 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
 # -- data for the figures ---------------------------------------------------------------------
 
 def _curves(equity: pd.DataFrame, initial_cash: float, start_ns: int) -> dict[str, Any]:
-    """Equity and drawdown (from the initial cash at the data start, as the metrics do) and
-    the returns of each UTC day."""
+    """Equity and drawdown (from the initial cash at the data start, as the metrics do; a
+    portfolio's last snapshot of each close time) and the returns of each UTC day."""
+    equity = equity.drop_duplicates("ts", keep="last") if len(equity) else equity
     ts = np.concatenate(([start_ns], equity.ts.to_numpy(np.int64)))
     curve = np.concatenate(([initial_cash], equity.equity.to_numpy(np.float64)))
     underwater = curve / np.maximum.accumulate(curve) - 1.0
@@ -108,17 +126,26 @@ def _extremes(ts: np.ndarray, values: np.ndarray) -> dict[str, list]:
 
 
 def _price(bars: pd.DataFrame) -> dict[str, list]:
-    """Bars merged into at most ``MAX_POINTS`` buckets: open time, low, high, last close."""
+    """One symbol's bars merged into at most ``MAX_POINTS`` candles: the first open time and
+    open, the highest high, the lowest low, the last close."""
     n = len(bars)
     if n == 0:
-        return {"t": [], "lo": [], "hi": [], "c": []}
+        return {"t": [], "o": [], "h": [], "l": [], "c": []}
     starts = np.unique(np.linspace(0, n, min(n, MAX_POINTS), endpoint=False).astype(np.int64))
     return {
         "t": _ms(bars.open_time.to_numpy(np.int64)[starts]),
-        "lo": _floats(np.minimum.reduceat(bars.low.to_numpy(np.float64), starts)),
-        "hi": _floats(np.maximum.reduceat(bars.high.to_numpy(np.float64), starts)),
+        "o": _floats(bars.open.to_numpy(np.float64)[starts]),
+        "h": _floats(np.maximum.reduceat(bars.high.to_numpy(np.float64), starts)),
+        "l": _floats(np.minimum.reduceat(bars.low.to_numpy(np.float64), starts)),
         "c": _floats(bars.close.to_numpy(np.float64)[np.append(starts[1:], n) - 1]),
     }
+
+
+def _markers(fills: pd.DataFrame) -> dict[str, list]:
+    """One symbol's fills, at most ``MAX_POINTS`` evenly spread: time, price, side."""
+    picked = fills.iloc[_thin(len(fills))]
+    return {"t": _ms(picked.ts_event.to_numpy()), "p": _floats(picked.price.to_numpy()),
+            "s": picked.side.to_numpy().tolist()}
 
 
 def _thin(n: int) -> np.ndarray:
@@ -200,16 +227,39 @@ def _metrics(metrics: dict[str, Any]) -> str:
     return f"<div class='tables'>{tables}</div><p class='note'>{note}</p>"
 
 
-def _figure(name: str, title: str, caption: str, tall: bool = False) -> str:
-    return (f"<section><h2>{escape(title)}</h2><p class='note'>{escape(caption)}</p>"
-            f"<canvas data-figure='{name}' class='{'tall' if tall else ''}'></canvas></section>")
+def _figure(name: str, title: str, caption: str, tall: bool = False, choose: str = "") -> str:
+    return (f"<section><h2>{escape(title)}</h2><p class='note'>{escape(caption)}</p>{choose}"
+            f"<div data-figure='{name}' class='figure{' tall' if tall else ''}'></div></section>")
+
+
+def _symbol_select(name: str, symbols: list[str], everything: bool) -> str:
+    """A symbol selector (the script shows the chosen symbol's price, or filters the fills)."""
+    options = "".join(f"<option value='{escape(s, quote=True)}'>{escape(s)}</option>" for s in symbols)
+    every = "<option value=''>all symbols</option>" if everything else ""
+    return f"<label class='note'>Symbol <select id='{name}'>{every}{options}</select></label>"
+
+
+def _symbol_table(rows: list[dict[str, Any]]) -> str:
+    """Each symbol's contribution to the PnL, and their sum."""
+    head = "<section id='by-symbol'><h2>PnL by symbol</h2>"
+    if not rows:
+        return head + "<p class='note'>No symbols recorded for this run.</p></section>"
+    keys = ("fills", "realized", "fees", "funding", "open", "pnl")
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    shown = [("", [r["symbol"], f"{r['fills']:,}", *(f"{r[k]:,.4f}" for k in keys[1:])]) for r in rows]
+    shown.append(("total", ["all", f"{total['fills']:,}", *(f"{total[k]:,.4f}" for k in keys[1:])]))
+    columns = [("Symbol", "text"), ("Fills", ""), ("Realized PnL", ""), ("Fees", ""), ("Funding paid", ""),
+               ("Open position PnL", ""), ("Net PnL", "")]
+    note = ("<p class='note'>Net PnL = realized PnL - fees - funding + the open position marked at the "
+            "symbol's last close; the symbols' net PnL adds up to the equity change.</p>")
+    return head + note + _table(columns, shown) + "</section>"
 
 
 def _times(ns: pd.Series) -> list[str]:
     return pd.to_datetime(ns, unit="ns", utc=True).dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3].tolist()
 
 
-def _fills(fills: pd.DataFrame) -> str:
+def _fills(fills: pd.DataFrame, symbols: list[str]) -> str:
     head = "<section><h2>Fills</h2>"
     if fills.empty:
         return head + "<p class='note'>No fills in this run.</p></section>"
@@ -218,12 +268,13 @@ def _fills(fills: pd.DataFrame) -> str:
             f"{len(fills) - len(shown):,} are left out here (all are in the ledger).</p>"
             if len(shown) < len(fills) else "")
     rows = [("buy" if f.side > 0 else "sell",
-             [t, "buy" if f.side > 0 else "sell", f"{f.qty:,.8g}", f"{f.price:,.10g}", f"{f.fee:,.4f}",
-              f.liquidity, f"{f.realized_pnl:,.4f}", f"{f.position:,.8g}"])
+             [t, f.symbol, "buy" if f.side > 0 else "sell", f"{f.qty:,.8g}", f"{f.price:,.10g}",
+              f"{f.fee:,.4f}", f.liquidity, f"{f.realized_pnl:,.4f}", f"{f.position:,.8g}"])
             for t, f in zip(_times(shown.ts_event), shown.itertuples(), strict=True)]
-    columns = [("Time (UTC)", "text"), ("Side", "side"), ("Qty", ""), ("Price", ""), ("Fee", ""),
-               ("Liquidity", ""), ("Realized PnL", ""), ("Position after", "")]
-    return head + note + _table(columns, rows) + "</section>"
+    columns = [("Time (UTC)", "text"), ("Symbol", "text"), ("Side", "side"), ("Qty", ""), ("Price", ""),
+               ("Fee", ""), ("Liquidity", ""), ("Realized PnL", ""), ("Position after", "")]
+    choose = _symbol_select("fills-symbol", symbols, everything=True) if len(symbols) > 1 else ""
+    return head + note + choose + _table(columns, rows, symbol_column=1, table_id="fills") + "</section>"
 
 
 def _gaps(gaps: pd.DataFrame) -> str:
@@ -236,14 +287,23 @@ def _gaps(gaps: pd.DataFrame) -> str:
     return head + _table(columns, rows) + "</section>"
 
 
-def _table(columns: list[tuple[str, str]], rows: list[tuple[str, list[Any]]]) -> str:
-    """A scrolling table: ``columns`` are (title, cell class), ``rows`` (row class, cells)."""
+def _table(columns: list[tuple[str, str]], rows: list[tuple[str, list[Any]]],
+           symbol_column: int | None = None, table_id: str = "") -> str:
+    """A scrolling table: ``columns`` are (title, cell class), ``rows`` (row class, cells);
+    with ``symbol_column`` each row carries its symbol (``data-symbol``) for the filter."""
     head = "".join(f"<th class='{kind}'>{escape(title)}</th>" for title, kind in columns)
+
+    def opening(kind: str, cells: list[Any]) -> str:
+        if symbol_column is None:
+            return f"<tr class='{kind}'>"
+        return f"<tr class='{kind}' data-symbol='{escape(str(cells[symbol_column]), quote=True)}'>"
+
     body = "".join(
-        f"<tr class='{kind}'>" + "".join(f"<td class='{c}'>{escape(str(v))}</td>"
-                                         for (_, c), v in zip(columns, cells, strict=True)) + "</tr>"
+        opening(kind, cells) + "".join(f"<td class='{c}'>{escape(str(v))}</td>"
+                                       for (_, c), v in zip(columns, cells, strict=True)) + "</tr>"
         for kind, cells in rows)
-    return (f"<div class='scroll'><table class='rows'><thead><tr>{head}</tr></thead>"
+    ident = f" id='{table_id}'" if table_id else ""
+    return (f"<div class='scroll'><table class='rows'{ident}><thead><tr>{head}</tr></thead>"
             f"<tbody>{body}</tbody></table></div>")
 
 
@@ -265,8 +325,15 @@ window.papertapeError = function (message) {{
 window.onerror = function (message, source, line, column, error) {{
   window.papertapeError((error && error.stack) || (message + " at line " + line + ":" + column));
 }};
+(function (original) {{
+  console.error = function () {{
+    window.papertapeError(Array.prototype.join.call(arguments, " "));
+    original.apply(console, arguments);
+  }};
+}})(console.error);
 </script>
 <script type="application/json" id="report-data">{data}</script>
+{library}
 <script>{script}</script>
 </body></html>
 """

@@ -11,7 +11,9 @@ from engine.commands.run_options import default_ledger
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("report", help="metrics and an HTML report of a run",
                               description="Print a run's metrics (computed from the ledger) and write a "
-                              "self-contained HTML report: equity, drawdown, price with fills, fills table.")
+                              "self-contained HTML report with interactive charts (zoom, hover; the chart "
+                              "library is inlined, nothing is fetched): equity, drawdown, PnL by symbol, "
+                              "each symbol's candles with its fills, daily returns, fills table.")
     p.add_argument("--ledger", metavar="PATH", help="ledger (default: the [ledger] path of ./config.toml, "
                    "papertape.db; where backtest and live record)")
     p.add_argument("--config", metavar="FILE", help="config file whose [ledger] path is the default")

@@ -61,8 +61,8 @@ def embedded_data(page: str) -> dict:
 
 
 def assert_offline(page: str) -> None:
-    external = re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(|@import|<link|<img|<iframe""",
-                          page, re.I)
+    external = re.findall(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//"""
+                          r"""|@import|<link|<img|<iframe""", page, re.I)
     assert external == []
 
 
@@ -84,7 +84,7 @@ def render(page: Path, tmp_path: Path) -> str:
 
 
 def assert_drawn(dom: str) -> None:
-    figures = re.findall(r"<canvas[^>]*data-figure=[^>]*>", dom)
+    figures = re.findall(r"<div[^>]*data-figure=[^>]*>", dom)
     assert len(figures) == 4, dom[:2000]
     for tag in figures:
         assert 'data-drawn="true"' in tag, tag
@@ -104,10 +104,12 @@ def test_report_of_a_sample_backtest(ledger, tmp_path, capsys):
     reader.close()
     assert data["run"]["strategy"] == "sma_cross"
     assert len(data["equity"]["t"]) == len(bars) + 1  # the initial cash, then one per bar
-    assert len(data["fills"]["t"]) == len(fills)
-    assert len(data["price"]["c"]) == len(bars)
+    assert data["symbols"] == ["BTCUSDT"]
+    assert len(data["fills"]["BTCUSDT"]["t"]) == len(fills)
+    assert len(data["price"]["BTCUSDT"]["c"]) == len(bars)
     assert min(data["drawdown"]["v"]) < 0
-    assert page.count("<tr class='buy'>") + page.count("<tr class='sell'>") == len(fills)
+    assert page.count("<tr class='buy'") + page.count("<tr class='sell'") == len(fills)
+    assert "LightweightCharts" in page and "<canvas" not in page
     assert "No feed gaps recorded." in page
     assert "525,600 periods a year" in page  # the annualisation is stated
     assert_drawn(render(out, tmp_path))
@@ -123,17 +125,17 @@ def test_no_fills_gaps_and_hostile_text(ledger, tmp_path):
     assert_offline(page)
     assert INJECTION not in page and "<script>alert" not in page
     assert html.escape(INJECTION) in page  # shown, as text
-    assert page.count("<script") == 3
+    assert page.count("<script") == 4
     data = embedded_data(page)
     assert data["run"]["strategy"] == f"evil{INJECTION}"
     assert json.loads(data["run"]["params"])["note"] == INJECTION
-    assert data["fills"] == {"t": [], "p": [], "s": []}
+    assert data["fills"] == {"BTCUSDT": {"t": [], "p": [], "s": []}}
     assert "No fills in this run." in page
     assert "1 gap record(s)" in page and "REST backfill failed" in page
     assert data["gaps"] == [[(START_NS + 3600 * 10**9) // 10**6, (START_NS + 5400 * 10**9) // 10**6]]
     dom = render(out, tmp_path)
     assert_drawn(dom)
-    assert dom.count("<script") == 3
+    assert dom.count("<script") == 4
 
 
 class BigReader:
@@ -162,15 +164,20 @@ class BigReader:
                              "equity": self.equity_values, "position": 0.0})
 
     def bars(self, ids: list[int]) -> pd.DataFrame:
-        return pd.DataFrame({"open_time": START_NS + self.step * np.arange(self.n),
-                             "high": self.close + 5, "low": self.close - 5, "close": self.close})
+        return pd.DataFrame({"symbol": "BTCUSDT", "open_time": START_NS + self.step * np.arange(self.n),
+                             "open": self.close, "high": self.close + 5, "low": self.close - 5,
+                             "close": self.close})
 
     def fills(self, ids: list[int]) -> pd.DataFrame:
         at = np.arange(0, self.n, 100)
         side = np.where(np.arange(len(at)) % 2, -1, 1)
-        return pd.DataFrame({"ts_event": START_NS + self.step * at, "side": side, "qty": 0.01,
-                             "price": self.close[at], "fee": 0.5, "liquidity": "taker",
-                             "realized_pnl": 0.0, "position": np.where(side > 0, 0.01, 0.0)})
+        return pd.DataFrame({"symbol": "BTCUSDT", "ts_event": START_NS + self.step * at, "side": side,
+                             "qty": 0.01, "price": self.close[at], "fee": 0.5, "liquidity": "taker",
+                             "realized_pnl": 0.0, "position": np.where(side > 0, 0.01, 0.0),
+                             "avg_price": self.close[at]})
+
+    def funding(self, ids: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(columns=["symbol", "payment"])
 
     def gaps(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["status", "gap_from", "gap_to", "detail"])
@@ -182,13 +189,13 @@ def test_a_million_bars_make_a_small_report(tmp_path):
     assert out.stat().st_size < 2_000_000
     page = out.read_text()
     data = embedded_data(page)
-    for name in ("equity", "drawdown", "price", "fills"):
-        assert len(data[name]["t"]) <= MAX_POINTS, name
+    for series in (data["equity"], data["drawdown"], data["price"]["BTCUSDT"], data["fills"]["BTCUSDT"]):
+        assert len(series["t"]) <= MAX_POINTS
     curve = np.concatenate(([10_000.0], reader.equity_values))
     deepest = float(np.min(curve / np.maximum.accumulate(curve) - 1))
     assert min(data["drawdown"]["v"]) == pytest.approx(deepest)
     assert min(data["equity"]["v"]) == pytest.approx(float(reader.equity_values.min()))
-    assert page.count("<tr class='buy'>") + page.count("<tr class='sell'>") == MAX_FILL_ROWS
+    assert page.count("<tr class='buy'") + page.count("<tr class='sell'") == MAX_FILL_ROWS
     assert f"the first {10_000 - MAX_FILL_ROWS:,} are left out" in page
     assert_drawn(render(out, tmp_path))
 
@@ -206,11 +213,11 @@ class EmptyReader(BigReader):
         return pd.DataFrame(columns=["ts", "equity", "position"])
 
     def bars(self, ids: list[int]) -> pd.DataFrame:
-        return pd.DataFrame(columns=["open_time", "high", "low", "close"])
+        return pd.DataFrame(columns=["symbol", "open_time", "open", "high", "low", "close"])
 
     def fills(self, ids: list[int]) -> pd.DataFrame:
-        return pd.DataFrame(columns=["ts_event", "side", "qty", "price", "fee", "liquidity",
-                                     "realized_pnl", "position"])
+        return pd.DataFrame(columns=["symbol", "ts_event", "side", "qty", "price", "fee", "liquidity",
+                                     "realized_pnl", "position", "avg_price"])
 
 
 def test_a_run_without_data_draws_empty_figures(tmp_path):

@@ -10,8 +10,8 @@ import sqlite3
 
 import pytest
 
-from tests.dashboard.ledgers import SECOND, as_two_symbols, sample_ledger
 from tests.dashboard.test_server import HOSTILE, _serve
+from tests.helpers.ledgers import SECOND, as_two_symbols, sample_ledger
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

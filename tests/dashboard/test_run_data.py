@@ -8,7 +8,7 @@ from engine.analysis.metrics import metrics_for_run
 from engine.dashboard import run_data
 from engine.dashboard.series_cache import SeriesCache
 from engine.ledger.reader import LedgerReader
-from tests.dashboard.ledgers import SECOND, as_two_symbols, sample_ledger
+from tests.helpers.ledgers import SECOND, as_two_symbols, sample_ledger
 
 
 @pytest.fixture(scope="module")
