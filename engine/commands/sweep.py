@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 
 from engine.commands.run_options import add_run_args, resolve_config
@@ -116,41 +115,47 @@ def make_pool(args: argparse.Namespace, cfg):
 def run(args: argparse.Namespace) -> int:
     from engine.core.typed import parse_assignments
     from engine.ledger.store import Ledger
-    from engine.run.sweep import SweepInterrupted, SweepRun, typed_params
+    from engine.ledger.sweeps import set_sweep_status
+    from engine.run.sweep import StopOnSigint, SweepInterrupted, SweepRun, typed_params
     from engine.run.sweep_phases import resumed, run_phases, start_sweep, summarise
     from engine.run.sweep_samplers import make_sampler
 
     cfg = resolve_config(args)
-    ledger = Ledger(cfg.ledger.path, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
-    try:
-        if args.resume is not None:
-            cfg, opts, done = resumed(ledger, args.resume)
-            sweep_id = args.resume
-        else:
-            opts, done = options_from(args, cfg), []
-        fixed = tuple(parse_assignments(args.param, "--param")) if args.resume is None else ()
-        typed_params(cfg.strategy.name, opts.space, fixed)
-        make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
-        sweep = None
-        pool = make_pool(args, cfg)
+    with StopOnSigint() as stop:
+        ledger = Ledger(cfg.ledger.path, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
+        sweep_id = None
         try:
-            if args.resume is None:
-                sweep_id = start_sweep(cfg, opts, ledger)
-            sweep = SweepRun(cfg, opts, pool, ledger, sweep_id, done, progress=not args.no_progress)
-            previous = signal.signal(signal.SIGINT, sweep.request_stop)
+            if args.resume is not None:
+                sweep_id = args.resume
+                cfg, opts, done = resumed(ledger, args.resume)
+            else:
+                opts, done = options_from(args, cfg), []
+            fixed = tuple(parse_assignments(args.param, "--param")) if args.resume is None else ()
+            typed_params(cfg.strategy.name, opts.space, fixed)
+            make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
+            sweep = None
+            pool = make_pool(args, cfg)
             try:
-                outcome, status = run_phases(sweep), "finished"
-            except SweepInterrupted:
-                outcome, status = {"best": None}, "interrupted"
+                if stop.requested and sweep_id is None:  # Ctrl-C before anything was recorded
+                    raise KeyboardInterrupt
+                if sweep_id is None:
+                    sweep_id = start_sweep(cfg, opts, ledger)
+                sweep = SweepRun(cfg, opts, pool, ledger, sweep_id, done, not args.no_progress, stop)
+                try:
+                    outcome, status = run_phases(sweep), "finished"
+                except SweepInterrupted:
+                    outcome, status = {"best": None}, "interrupted"
             finally:
-                signal.signal(signal.SIGINT, previous)
+                pool.close()
+                if sweep is not None:
+                    sweep.abandon()
+            result = summarise(sweep, outcome, status, pool.description)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once, but never leave the sweep running
+            if sweep_id is not None:
+                set_sweep_status(ledger.engine, sweep_id, "interrupted")
+            raise
         finally:
-            pool.close()
-            if sweep is not None:
-                sweep.abandon()
-        result = summarise(sweep, outcome, status, pool.description)
-    finally:
-        ledger.close()
+            ledger.close()
     if status == "interrupted":
         where = cfg.ledger.path
         print(f"papertape: sweep {sweep_id} interrupted; {len(result.trials)} finished trial(s) kept in "

@@ -181,9 +181,12 @@ class Ledger:
         self._buffers: dict[str, list] = {name: [] for name in TABLES}  # flat: a row's values in turn
         self._buffered = 0
         self._last_flush = time.monotonic()
+        # Its own process group: a Ctrl-C in the terminal reaches the whole foreground group, and
+        # the run, not the writer, decides what an interrupt means; the writer ends when its stdin
+        # closes, with everything handed over written.
         self._writer = subprocess.Popen(
             [sys.executable, "-m", "engine.ledger.writer_process", database_url(target)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_child_env(), process_group=0,
         )
         # A feeder thread moves serialised batches into the pipe (the GIL is released while it
         # writes), so the event loop never waits for the writer to finish the batch before.

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import signal
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,27 @@ log = logging.getLogger(__name__)
 
 class SweepInterrupted(Exception):
     """The sweep was asked to stop; every trial that finished is recorded."""
+
+
+class StopOnSigint:
+    """Ctrl-C for the whole of a sweep, from before its ledger opens: the first SIGINT asks
+    the sweep to stop once what has arrived is recorded; a second one aborts
+    (``KeyboardInterrupt``)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopOnSigint:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, *_: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclass(frozen=True)
@@ -99,12 +121,12 @@ class SweepRun:
     """One sweep in progress: the sampler rounds, the workers and the records."""
 
     def __init__(self, cfg: Config, opts: SweepOptions, pool, ledger: Ledger, sweep_id: int,
-                 done: list[dict[str, Any]], progress: bool) -> None:
+                 done: list[dict[str, Any]], progress: bool, stop: StopOnSigint) -> None:
         self.cfg, self.opts, self.pool, self.ledger, self.sweep_id = cfg, opts, pool, ledger, sweep_id
         self.hints = typed_params(cfg.strategy.name, opts.space)
         self.records: dict[tuple[str, int], dict[str, Any]] = {(t["phase"], t["trial"]): t for t in done}
         self.reserved: dict[int, TrialTask] = {}
-        self.stop_requested = False
+        self.stop = stop
         self.bar = tqdm(total=0, unit="trial", desc=f"sweep {sweep_id}", leave=False,
                         disable=None if progress else True)
 
@@ -181,17 +203,10 @@ class SweepRun:
         return task
 
     def dispatch(self, tasks: list[TrialTask]) -> None:
-        if tasks:
-            self.pool.run(tasks, self.record, lambda: self.stop_requested)
-        if self.stop_requested:
+        if tasks and not self.stop.requested:
+            self.pool.run(tasks, self.record, lambda: self.stop.requested)
+        if self.stop.requested:
             raise SweepInterrupted(f"sweep {self.sweep_id} interrupted")
-
-    def request_stop(self, *_: Any) -> None:
-        """SIGINT: finish recording what has arrived, then stop (a second one aborts)."""
-        import signal
-
-        self.stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def status_of(self, outcome: TrialOutcome, params: dict[str, Any]) -> tuple[str, str | None]:
         if outcome.status != "finished":

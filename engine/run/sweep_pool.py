@@ -8,8 +8,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import pickle
 import signal
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection, wait
 
 from engine.run.sweep_trial import TrialOutcome, TrialTask
@@ -25,9 +27,14 @@ def died(task: TrialTask, how: str) -> TrialOutcome:
 
 def _serve(conn: Connection) -> None:
     """A worker's loop: trials in, outcomes out, until told to stop or the pipe closes."""
+    from tqdm import tqdm
+
     from engine.run.sweep_trial import TrialRunner
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and ends workers
+    # workers draw no bars: a thread lock instead of tqdm's semaphore, which a worker ended
+    # mid-trial would leave behind (the resource tracker warns of it at the driver's exit)
+    tqdm.set_lock(threading.RLock())
     runner = TrialRunner()
     while True:
         try:
@@ -39,11 +46,27 @@ def _serve(conn: Connection) -> None:
         conn.send_bytes(pickle.dumps(runner.run(task), protocol=pickle.HIGHEST_PROTOCOL))
 
 
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Start children with SIGINT ignored from birth (Python keeps an inherited SIG_IGN): a
+    Ctrl-C in the terminal reaches the whole process group, and a worker still importing
+    would die of it; the driver handles Ctrl-C and ends its workers itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class _Worker:
     def __init__(self, ctx) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child,), daemon=True, name="papertape-sweep-worker")
-        self.proc.start()
+        with _sigint_ignored():
+            self.proc.start()
         child.close()
         self.tasks: deque[TrialTask] = deque()  # sent, in the order the worker runs them
 
