@@ -81,4 +81,5 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
     add("/api/runs/{id}/curves", run_api.api_curves)
     add("/api/runs/{id}/fills", run_api.api_fills)
     add("/api/runs/{id}/tables", run_api.api_tables)
+    add("/api/runs/{id}/metrics", run_api.api_metrics)
     return app

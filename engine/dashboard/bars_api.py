@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 from aiohttp import web
 
@@ -33,8 +35,9 @@ async def api_bars(request: web.Request) -> web.Response:
     query = request.query
     width = clamp_width(_int(query, "width", 1000) or 0)
     start, end = _int(query, "start", None), _int(query, "end", None)
-    return web.json_response(run_bars(facts.reader, facts.series, run, _symbol(request, run), width,
-                                      start, end))
+    body = await asyncio.to_thread(run_bars, facts.reader, facts.series, run, _symbol(request, run), width,
+                                   start, end)
+    return web.json_response(body)
 
 
 async def api_equity(request: web.Request) -> web.Response:
@@ -42,7 +45,7 @@ async def api_equity(request: web.Request) -> web.Response:
     kept, with the initial cash it started from (the compare page divides by it)."""
     facts, run = request.app[FACTS], _run(request)
     width = clamp_width(_int(request.query, "width", 1000) or 0)
-    pairs = equity_pairs(facts.series, facts.reader, run["id"], width)
+    pairs = await asyncio.to_thread(equity_pairs, facts.series, facts.reader, run["id"], width)
     first = facts.reader.run(facts.reader.chain(run["id"])[0])
     return web.json_response({"run": run["id"], "initial_cash": first["initial_cash"],
                               "t": [p[0] for p in pairs], "equity": [p[1] for p in pairs]})

@@ -4,6 +4,7 @@ put ledger text in the page as text (never as markup)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 from typing import Any
@@ -39,7 +40,7 @@ async def runs_page(request: web.Request) -> web.Response:
     columns = ("id", "kind", "status", "strategy", "symbols", "interval", "data from", "data to",
                "return", "sharpe", "max dd", "trades")
     rows = []
-    for r in request.app[FACTS].runs():
+    for r in await asyncio.to_thread(request.app[FACTS].runs):
         m = r["metrics"]
         status = f"<span class='status {_esc(r['status'])}'>{_esc(r['status'])}</span>"
         cells = [f"<a href='/runs/{int(r['id'])}'>{int(r['id'])}</a>", _esc(r["kind"]), status,
@@ -72,15 +73,6 @@ def _facts(run: dict[str, Any]) -> str:
     return "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in facts)
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
-    daily = metrics.get("daily") or {}
-    rows = [(label, format_value(metrics.get(key), kind)) for key, label, kind in METRIC_ROWS]
-    rows += [("Sharpe (daily)", format_value(daily.get("sharpe"), "num")),
-             ("Sortino (daily)", format_value(daily.get("sortino"), "num"))]
-    return ("<table id='metrics' class='metrics'>"
-            + "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows) + "</table>")
-
-
 def _table_section(name: str, title: str, extra: str = "") -> str:
     return (f"<section id='{name}-section'><h2>{title}</h2>{extra}<p class='note' id='{name}-note'></p>"
             f"<div class='scroll'><table id='{name}' class='rows'></table></div></section>")
@@ -91,13 +83,15 @@ async def run_page(request: web.Request) -> web.Response:
     buy-and-hold, drawdown, daily returns and the row tables drawn by run.js and panels.js."""
     run = _run(request)
     facts = request.app[FACTS]
-    metrics = facts.metrics(run["id"], run["status"])
     symbols = run_symbols(run)
+    if symbols:  # start reading what the page's scripts will ask for while the browser loads them
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, facts.series.bars, facts.reader, run["id"], symbols[0])
     options = "".join(f"<option value='{_esc(s)}'>{_esc(s)}</option>" for s in symbols)
     error = f"<pre class='alert'>{_esc(run['error'])}</pre>" if run.get("error") else ""
     body = (f"<header><h1>Run {int(run['id'])} <span class='status {_esc(run['status'])}'>"
             f"{_esc(run['status'])}</span></h1><dl>{_facts(run)}</dl>{error}</header>"
-            f"<section><h2>Metrics</h2>{_metrics_table(metrics)}</section>"
+            "<section><h2>Metrics</h2><table id='metrics' class='metrics'></table></section>"
             "<section><h2>Price and fills</h2><label>Symbol <select id='symbol'>"
             f"{options}</select></label> <span id='status'></span>"
             f"<div id='chart' class='chart tall' data-run='{int(run['id'])}'></div>"
@@ -128,7 +122,7 @@ async def compare_page(request: web.Request) -> web.Response:
             runs.append(facts.reader.run(run_id))
         except LedgerQueryError as exc:
             raise web.HTTPNotFound(text=str(exc)) from None
-    metrics = [facts.metrics(r["id"], r["status"]) for r in runs]
+    metrics = await asyncio.to_thread(lambda: [facts.metrics(r["id"], r["status"]) for r in runs])
     head = "<tr><th></th>" + "".join(f"<th>run {int(r['id'])}<br>{_esc(r['strategy'])} "
                                      f"{_esc(r['params'])}</th>" for r in runs) + "</tr>"
     rows = "".join(f"<tr><th>{_esc(label)}</th>" + "".join(f"<td>{_esc(format_value(m.get(key), kind))}</td>"

@@ -3,12 +3,14 @@ fills, and the run page's curves, fill markers and tables. Finished runs' metric
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
 from aiohttp import web
 
 from engine.analysis.metrics import forecasts_for_run, metrics_for_run
+from engine.analysis.report import METRIC_ROWS, format_value
 from engine.dashboard import run_data
 from engine.dashboard.downsample import clamp_width
 from engine.dashboard.series_cache import SeriesCache
@@ -88,7 +90,7 @@ def _json(body: Any) -> web.Response:
 
 
 async def api_runs(request: web.Request) -> web.Response:
-    return _json(request.app[FACTS].runs())
+    return _json(await asyncio.to_thread(request.app[FACTS].runs))
 
 
 async def api_run(request: web.Request) -> web.Response:
@@ -96,21 +98,36 @@ async def api_run(request: web.Request) -> web.Response:
     as ``[[ts_ms, value], ...]`` cut to ``width`` columns, and its latest ``MAX_FILLS`` fills."""
     facts, run = request.app[FACTS], _run(request)
     width = clamp_width(_int(request.query, "width", 1000) or 0)
-    body = {k: v for k, v in run.items() if k != "summary"}
-    body["symbols"] = run_data.run_symbols(run)
-    body["metrics"] = facts.metrics(run["id"], run["status"])
-    body["forecasts"] = forecasts_for_run(facts.reader, run["id"])
-    body["equity"] = run_data.equity_pairs(facts.series, facts.reader, run["id"], width)
-    fills = run_data.fills(facts.reader, run["id"], None, None, None, MAX_FILLS, spread=False)
-    body["fills"], body["fills_total"] = fills["rows"], fills["total"]
-    return _json(body)
+
+    def read() -> dict[str, Any]:
+        body = {k: v for k, v in run.items() if k != "summary"}
+        body["symbols"] = run_data.run_symbols(run)
+        body["metrics"] = facts.metrics(run["id"], run["status"])
+        body["forecasts"] = forecasts_for_run(facts.reader, run["id"])
+        body["equity"] = run_data.equity_pairs(facts.series, facts.reader, run["id"], width)
+        fills = run_data.fills(facts.reader, run["id"], None, None, None, MAX_FILLS, spread=False)
+        body["fills"], body["fills_total"] = fills["rows"], fills["total"]
+        return body
+
+    return _json(await asyncio.to_thread(read))
+
+
+async def api_metrics(request: web.Request) -> web.Response:
+    """``GET /api/runs/{id}/metrics``: the metrics and the run page's table of them as text."""
+    facts, run = request.app[FACTS], _run(request)
+    metrics = await asyncio.to_thread(facts.metrics, run["id"], run["status"])
+    daily = metrics.get("daily") or {}
+    rows = [[label, format_value(metrics.get(key), kind)] for key, label, kind in METRIC_ROWS]
+    rows += [["Sharpe (daily)", format_value(daily.get("sharpe"), "num")],
+             ["Sortino (daily)", format_value(daily.get("sortino"), "num")]]
+    return _json({"metrics": metrics, "rows": rows})
 
 
 async def api_curves(request: web.Request) -> web.Response:
     """``GET /api/runs/{id}/curves?width=``: equity, buy-and-hold, drawdown, daily returns."""
     facts, run = request.app[FACTS], _run(request)
     width = clamp_width(_int(request.query, "width", 1000) or 0)
-    return _json(run_data.curves(facts.reader, facts.series, run["id"], width))
+    return _json(await asyncio.to_thread(run_data.curves, facts.reader, facts.series, run["id"], width))
 
 
 async def api_fills(request: web.Request) -> web.Response:
@@ -119,14 +136,19 @@ async def api_fills(request: web.Request) -> web.Response:
     facts, run = request.app[FACTS], _run(request)
     query = request.query
     markers = query.get("markers") == "1"
-    body = run_data.fills(facts.reader, run["id"], _symbol(request, run), _int(query, "start", None),
-                          _int(query, "end", None), MARKERS if markers else TABLE_ROWS, spread=markers)
+    body = await asyncio.to_thread(run_data.fills, facts.reader, run["id"], _symbol(request, run),
+                                   _int(query, "start", None), _int(query, "end", None),
+                                   MARKERS if markers else TABLE_ROWS, markers)
     return _json(body)
 
 
 async def api_tables(request: web.Request) -> web.Response:
     """``GET /api/runs/{id}/tables``: the latest orders, rejections, feed gaps and forecasts."""
     facts, run = request.app[FACTS], _run(request)
-    body = run_data.tables(facts.reader, run["id"], TABLE_ROWS)
-    body["forecast_summary"] = forecasts_for_run(facts.reader, run["id"])
-    return _json(body)
+
+    def read() -> dict[str, Any]:
+        body = run_data.tables(facts.reader, run["id"], TABLE_ROWS)
+        body["forecast_summary"] = forecasts_for_run(facts.reader, run["id"])
+        return body
+
+    return _json(await asyncio.to_thread(read))

@@ -4,6 +4,7 @@ million rows again; a running run's series are read afresh on every request."""
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -17,21 +18,32 @@ KEPT = 8
 
 
 class SeriesCache:
-    """The last ``KEPT`` series asked for, of finished runs only (a finished run never changes)."""
+    """The last ``KEPT`` series asked for, of finished runs only (a finished run never changes).
+    Safe across threads: requests read in worker threads, and a series asked for while it is
+    being read waits for that read instead of starting another."""
 
     def __init__(self) -> None:
         self.kept: OrderedDict[tuple, Any] = OrderedDict()
+        self.lock = threading.Lock()
+        self.reading: dict[tuple, threading.Lock] = {}
 
     def _get(self, reader: LedgerReader, run_id: int, key: tuple, read) -> Any:
         if reader.run(run_id)["status"] == "running":
             return read()
-        if key in self.kept:
-            self.kept.move_to_end(key)
-            return self.kept[key]
-        value = self.kept[key] = read()
-        while len(self.kept) > KEPT:
-            self.kept.popitem(last=False)
-        return value
+        with self.lock:
+            once = self.reading.setdefault(key, threading.Lock())
+        with once:
+            with self.lock:
+                if key in self.kept:
+                    self.kept.move_to_end(key)
+                    return self.kept[key]
+            value = read()
+            with self.lock:
+                self.kept[key] = value
+                self.reading.pop(key, None)
+                while len(self.kept) > KEPT:
+                    self.kept.popitem(last=False)
+            return value
 
     def bars(self, reader: LedgerReader, run_id: int, symbol: str) -> dict[str, np.ndarray]:
         """``symbol``'s bars of the run chain in time order: ``t`` (open time, ms), o, h, l, c, v."""

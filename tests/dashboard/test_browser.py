@@ -69,6 +69,7 @@ def test_a_run_page_draws_every_chart_and_a_fill_marker_shows_its_order(served, 
     assert f"order {fill['client_order_id']}" in tip and f"@ {fill['price']}" in tip
     assert "fee " in tip and "PnL " in tip
     assert int(page.locator("#orders").get_attribute("data-rows")) > 0
+    assert "Total return" in page.locator("#metrics").text_content()
     assert page.locator("#rejections-note").text_content() == "none in this run"
     assert not page.errors, page.errors
 

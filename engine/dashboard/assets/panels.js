@@ -95,8 +95,22 @@
     }
   }
 
+  async function drawMetrics() {
+    const table = document.getElementById("metrics");
+    for (const [label, value] of (await api("metrics")).rows) {
+      const tr = table.insertRow();
+      tr.appendChild(document.createElement("th")).textContent = label;
+      tr.insertCell().textContent = value;
+    }
+  }
+
   function report(err) { console.error(err); document.getElementById("status").textContent = String(err); }
   document.getElementById("fill-symbol").addEventListener("change", () => drawFills().catch(report));
-  Promise.all([drawCurves(), drawFills(), drawTables()]).then(() => { document.body.dataset.panels = "drawn"; })
-    .catch(report);
+  // the price chart first: the panels start once it is drawn (or could not be)
+  const start = () => Promise.all([drawMetrics(), drawCurves(), drawFills(), drawTables()]).then(() => {
+    document.body.dataset.panelsMs = String(Math.round(performance.now()));
+    document.body.dataset.panels = "drawn";
+  }).catch(report);
+  if (document.getElementById("chart").dataset.firstDrawnMs) start();
+  else document.addEventListener("papertape:price-drawn", start, { once: true });
 })();

@@ -45,9 +45,10 @@
   }
 
   async function loadFills(range) {
-    const p = windowParams(range);
-    p.markers = "1";
-    const body = await api("fills", p);
+    setMarkers(await api("fills", { ...windowParams(range), markers: "1" }));
+  }
+
+  function setMarkers(body) {
     state.fills = body.rows.map((f) => ({ ...f, bar: barTime(f.ts) })).filter((f) => f.bar !== null);
     markers.setMarkers(state.fills.map((f, i) => ({
       time: f.bar, position: "atPriceMiddle", price: f.price, id: String(i), size: 1,
@@ -105,10 +106,16 @@
 
   async function show() {
     state.generation += 1;
+    const fills = api("fills", { ...windowParams(null), markers: "1" });  // asked beside the bars
     state.coarse = state.shown = await loadBars(null);
     candles.setData(state.shown);
     chart.timeScale().fitContent();
-    await loadFills(null);
+    setMarkers(await fills);
+    await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));  // painted
+    if (!root.dataset.firstDrawnMs) {
+      root.dataset.firstDrawnMs = String(Math.round(performance.now()));
+      document.dispatchEvent(new Event("papertape:price-drawn"));
+    }
     root.dataset.drawn = "true";
   }
 
@@ -118,7 +125,11 @@
     pending = setTimeout(() => refine(range).catch(report), 250);
   });
 
-  function report(err) { document.getElementById("status").textContent = String(err); console.error(err); }
+  function report(err) {
+    document.getElementById("status").textContent = String(err);
+    console.error(err);
+    document.dispatchEvent(new Event("papertape:price-drawn"));  // the panels need not wait for it
+  }
   picker.addEventListener("change", () => { root.dataset.drawn = "false"; show().catch(report); });
   window.papertapeRun = { markerPoint, chart, fills: () => state.fills };
   show().catch(report);
