@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from engine.analysis import charts_library
-from engine.dashboard import pages, run_api
+from engine.dashboard import pages, run_api, sweeps_page
 from engine.dashboard.bars_api import api_bars, api_equity
 from engine.dashboard.run_api import FACTS, RunFacts
 from engine.ledger.reader import LedgerReader
@@ -82,4 +82,8 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
     add("/api/runs/{id}/fills", run_api.api_fills)
     add("/api/runs/{id}/tables", run_api.api_tables)
     add("/api/runs/{id}/metrics", run_api.api_metrics)
+    add("/sweeps", sweeps_page.sweeps_page)
+    add("/sweeps/{id}", sweeps_page.sweep_page)
+    add("/api/sweeps", sweeps_page.api_sweeps)
+    add("/api/sweeps/{id}", sweeps_page.api_sweep)
     return app

@@ -17,6 +17,7 @@ from engine.dashboard.run_data import run_symbols
 from engine.ledger.reader import LedgerQueryError
 
 LIST_COLUMNS = (("total_return", "pct"), ("sharpe", "num"), ("max_drawdown", "pct"), ("n_trades", "int"))
+NAV = "<nav><a href='/'>runs</a> <a href='/sweeps'>sweeps</a></nav>"
 LIBRARY = "<script src='/assets/lightweight-charts.js'></script>"
 
 
@@ -25,8 +26,7 @@ def page(title: str, body: str, *scripts: str) -> web.Response:
     tags = "".join(f"<script src='/assets/{name}'></script>" for name in scripts)
     text = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><link rel='stylesheet' href='/assets/dashboard.css'>"
-            f"</head><body><nav><a href='/'>runs</a></nav>{body}{LIBRARY if scripts else ''}{tags}"
-            "</body></html>")
+            f"</head><body>{NAV}{body}{LIBRARY if scripts else ''}{tags}</body></html>")
     return web.Response(text=text, content_type="text/html")
 
 

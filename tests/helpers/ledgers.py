@@ -9,6 +9,7 @@ from engine.core.config import load_config
 from engine.run.backtest import run_backtest
 
 SECOND = "ETHUSDT"
+SAMPLE_DAY = Path(__file__).resolve().parents[2] / "engine" / "data" / "sample" / "BTCUSDT2025-06-01.csv.gz"
 
 
 def sample_ledger(path: Path, *fasts: int) -> Path:
