@@ -16,6 +16,16 @@ A minimal strategy::
             if bar.close < bar.open * (1 - self.config.drop):
                 self.target_position(self.config.qty)
 
+A portfolio strategy (a run of ``--symbols A,B,C``) gets ``on_bar`` for every symbol's bar
+(``bar.symbol``), then ``on_bars`` with all of one close time's bars, and names the symbol
+it trades::
+
+    class Momentum(Strategy):
+        def on_bars(self, bars):
+            best = max(bars, key=lambda s: bars[s].close / bars[s].open)
+            for symbol in self.symbols:
+                self.target_position(0.01 if symbol == best else 0.0, symbol=symbol)
+
 The engine calls the callbacks from one thread, in event order, with ``self.clock`` set to
 the event's time; nothing a callback can see is stamped after the clock. Read time from
 ``self.clock``, never from ``time.time()``, so replay and live behave the same.
@@ -24,7 +34,7 @@ the event's time; nothing a callback can see is stamped after the clock. Read ti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -66,7 +76,13 @@ class Strategy:
 
     @property
     def symbol(self) -> str:
-        return self._ctx.symbol
+        """The run's symbol; a portfolio run has several (``symbols``), so this is an error there."""
+        return self._ctx.only_symbol("symbol")
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every symbol the run trades, in the order given (one for a one-symbol run)."""
+        return self._ctx.symbols
 
     @property
     def interval(self) -> str:
@@ -78,8 +94,17 @@ class Strategy:
 
     @property
     def position(self) -> float:
-        """Signed position in base units, built from fills only."""
+        """Signed position in base units of the run's only symbol, built from fills only."""
         return self._ctx.position()
+
+    def position_of(self, symbol: str) -> float:
+        """Signed position in ``symbol`` (one of ``symbols``), built from fills only."""
+        return self._ctx.position(symbol)
+
+    @property
+    def positions(self) -> dict[str, float]:
+        """Every symbol's signed position, 0.0 when flat."""
+        return self._ctx.positions()
 
     @property
     def cash(self) -> float:
@@ -107,15 +132,19 @@ class Strategy:
         ``min_notional``, ``category``): round prices and sizes to them, the broker never does."""
         return self._ctx.instrument()
 
+    def instrument_of(self, symbol: str) -> Instrument:
+        """``instrument`` of one of the run's ``symbols``."""
+        return self._ctx.instrument(symbol)
+
     @property
     def rest_url(self) -> str | None:
         """Base URL of the venue's REST API when paper trading live (history for warm-up);
         None in a backtest."""
         return self._ctx.rest_url
 
-    def open_orders(self) -> list[str]:
-        """Client ids of this strategy's orders that are not finished."""
-        return self._ctx.open_orders()
+    def open_orders(self, symbol: str | None = None) -> list[str]:
+        """Client ids of this strategy's orders that are not finished (of ``symbol`` only, if given)."""
+        return self._ctx.open_orders(symbol)
 
     # -- actions ------------------------------------------------------------------------
 
@@ -128,23 +157,26 @@ class Strategy:
         trigger_price: float | None = None,
         time_in_force: str = "GTC",
         reduce_only: bool = False,
+        symbol: str | None = None,
     ) -> str:
         """Send an order; returns its client id. ``side`` is ``"buy"``/``"sell"`` or +1/-1;
         ``order_type`` is ``market``, ``limit`` (needs ``price``) or ``stop`` (needs
         ``trigger_price``); ``time_in_force`` is GTC, IOC, FOK or PostOnly. The broker
-        answers with an ``OrderUpdate``: accepted, or rejected with a reason."""
+        answers with an ``OrderUpdate``: accepted, or rejected with a reason. ``symbol``
+        defaults to the run's only symbol (a portfolio run must name it)."""
         return self._ctx.submit_order(
-            side, qty, order_type, price, trigger_price, time_in_force, reduce_only
+            side, qty, order_type, price, trigger_price, time_in_force, reduce_only, symbol
         )
 
-    def cancel_order(self, client_order_id: str) -> None:
-        """Ask the broker to cancel a resting order."""
-        self._ctx.cancel_order(client_order_id)
+    def cancel_order(self, client_order_id: str, symbol: str | None = None) -> None:
+        """Ask the broker to cancel a resting order (its symbol is known from its id)."""
+        self._ctx.cancel_order(client_order_id, symbol)
 
-    def target_position(self, qty: float) -> str | None:
-        """Trade at market toward a signed position of ``qty``, counting orders already on
-        their way; returns the order id, or None when nothing needs doing."""
-        return self._ctx.target_position(qty)
+    def target_position(self, qty: float, symbol: str | None = None) -> str | None:
+        """Trade ``symbol`` (default: the run's only one) at market toward a signed position
+        of ``qty``, counting orders already on their way; returns the order id, or None when
+        nothing needs doing."""
+        return self._ctx.target_position(qty, symbol)
 
     def run_inference(self, fn: Callable[[], Sequence[float]], ts_event: int) -> None:
         """Compute ``fn()`` for the bar that closed at ``ts_event`` and receive the result in
@@ -178,7 +210,12 @@ class Strategy:
         """Before the first event."""
 
     def on_bar(self, bar: Bar) -> None:
-        """A bar of the run's symbol and interval closed."""
+        """A bar of one of the run's symbols (``bar.symbol``) and its interval closed."""
+
+    def on_bars(self, bars: Mapping[str, Bar]) -> None:
+        """Every symbol's bar of one close time (symbol -> bar), after each went to
+        ``on_bar``; a symbol without a bar then (an empty interval with ``[bars] empty =
+        "skip"``) is missing. Time bars only."""
 
     def on_trades(self, trades: Trades) -> None:
         """A batch of trades arrived (only delivered to strategies that override this)."""

@@ -10,6 +10,11 @@ A round-trip trade runs from a flat position to the next flat position (a fill t
 the position closes one trade and opens the next); its PnL is realized PnL minus the fees
 of its fills (a flipping fill's fee is split by quantity). ``turnover`` is traded notional
 divided by mean equity; ``exposure`` the share of snapshots with an open position.
+
+A portfolio records one snapshot per symbol's bar: the portfolio's curve takes the last
+snapshot of each close time (the account after every symbol's bar was handled), its
+exposure the share of close times with any position open, and round trips are counted
+per symbol.
 """
 
 from __future__ import annotations
@@ -102,7 +107,9 @@ def compute_metrics(
     start_ns: int,
 ) -> dict[str, Any]:
     """The metrics table for equity snapshots (``ts``, ``equity``, ``position``), fills
-    (``qty``, ``price``, ``fee``, ``realized_pnl``, ``position``) and funding (``payment``)."""
+    (``qty``, ``price``, ``fee``, ``realized_pnl``, ``position``, and ``symbol`` in a
+    portfolio) and funding (``payment``)."""
+    equity = portfolio_curve(equity)
     eq = equity["equity"].to_numpy(dtype=np.float64)
     ts = equity["ts"].to_numpy(dtype=np.int64)
     curve = np.concatenate(([initial_cash], eq))
@@ -118,7 +125,7 @@ def compute_metrics(
     daily = daily_equity(curve, curve_ts)
     daily_stats = return_stats(daily[1:] / daily[:-1] - 1.0, 365.0)
     max_dd, dd_seconds = drawdown(curve, curve_ts)
-    trips = round_trips(fills) if len(fills) else np.empty(0)
+    trips = trips_of(fills)
     wins, losses = trips[trips > 0], trips[trips <= 0]
     traded = float(np.abs(fills.qty * fills.price).sum()) if len(fills) else 0.0
     metrics = {
@@ -150,6 +157,28 @@ def compute_metrics(
     return {k: _clean(v) for k, v in metrics.items()}
 
 
+def portfolio_curve(equity: pd.DataFrame) -> pd.DataFrame:
+    """One snapshot per time: the last equity of each ``ts`` and whether any position was
+    open then (a one-symbol curve, with one snapshot a time, comes back as it is)."""
+    ts = equity["ts"].to_numpy(dtype=np.int64)
+    if len(ts) < 2 or bool((ts[1:] != ts[:-1]).all()):
+        return equity
+    last = np.append(ts[1:] != ts[:-1], True)
+    starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+    open_any = np.logical_or.reduceat(equity["position"].to_numpy() != 0, starts)
+    return pd.DataFrame({"ts": ts[last], "equity": equity["equity"].to_numpy()[last],
+                         "position": open_any.astype(np.float64)})
+
+
+def trips_of(fills: pd.DataFrame) -> np.ndarray:
+    """Round-trip PnLs of every symbol's fills (each symbol's position is its own)."""
+    if not len(fills):
+        return np.empty(0)
+    if "symbol" not in fills.columns or fills["symbol"].nunique() < 2:
+        return round_trips(fills)
+    return np.concatenate([round_trips(group) for _, group in fills.groupby("symbol", sort=False)])
+
+
 def daily_equity(curve: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """The starting equity, then the last snapshot of each UTC day (``curve[0]`` is the
     start; a snapshot stamped exactly at midnight closes the day before)."""
@@ -174,7 +203,7 @@ def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
     first = reader.run(ids[0])
     return compute_metrics(  # only the columns the metrics use: a run can have 10^6 snapshots
         reader.equity_curve(ids),
-        reader.fills(ids, "qty, price, fee, realized_pnl, position"),
+        reader.fills(ids, "qty, price, fee, realized_pnl, position, symbol"),
         reader.funding(ids, "payment"),
         initial_cash=first["initial_cash"], interval=first["interval"],
         start_ns=first["data_start"],

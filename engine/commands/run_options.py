@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.core.config import Config, load_config
 from engine.core.symbols import check_symbol
-from engine.core.typed import parse_assignments
+from engine.core.typed import ConfigError, parse_assignments
 
 if TYPE_CHECKING:
     from engine.run.session import SessionResult
@@ -35,6 +35,9 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    help="strategy parameter (repeatable), e.g. --param fast=10; an unknown key "
                         "lists the strategy's keys (model: the table in strategies/model.py)")
     p.add_argument("--symbol", help="symbol for kline files (trade archives name their own)")
+    p.add_argument("--symbols", metavar="A,B,C", help="trade several symbols in one run (a portfolio "
+                   "sharing one account); kline files are then given as SYMBOL=PATH (or by the "
+                   "names fetch writes)")
     p.add_argument("--interval", help="bar interval: 1m, 5m, 1h, 1d, 90s, tick:N, volume:X, value:X "
                                       "(default: 1m from trade archives, the files' own for klines)")
     p.add_argument("--start", help="first time to replay (YYYY-MM-DD[THH:MM], UTC)")
@@ -62,8 +65,13 @@ def resolve_config(args: argparse.Namespace) -> Config:
     ]
     if getattr(args, "symbol", None) is not None:
         check_symbol(args.symbol)
+    symbols = parse_symbols(args.symbols) if getattr(args, "symbols", None) is not None else None
     cfg = load_config(path, overrides)
     run = replace(cfg.run, data=tuple(args.data)) if getattr(args, "data", None) else cfg.run
+    if symbols is not None:
+        run = replace(run, symbols=symbols)
+    if getattr(args, "symbol", None) is not None and symbols is not None:
+        raise ConfigError("give --symbol or --symbols, not both")
     if getattr(args, "symbol", None) is not None and hasattr(args, "data"):
         from engine.feeds.history.sources import check_data_symbol
 
@@ -73,6 +81,18 @@ def resolve_config(args: argparse.Namespace) -> Config:
     base = cfg.strategy.params if name == cfg.strategy.name else {}
     strategy = replace(cfg.strategy, name=name, params={**base, **params})
     return replace(cfg, run=run, strategy=strategy)
+
+
+def parse_symbols(text: str) -> tuple[str, ...]:
+    """``--symbols BTCUSDT,ETHUSDT``: each a Bybit symbol, none twice."""
+    symbols = tuple(part.strip() for part in text.split(","))
+    if not any(symbols):
+        raise ConfigError("--symbols: give one or more symbols, e.g. BTCUSDT,ETHUSDT")
+    for symbol in symbols:
+        check_symbol(symbol, "--symbols")
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"--symbols {text}: a symbol is listed twice")
+    return symbols
 
 
 def default_ledger(args: argparse.Namespace) -> str:

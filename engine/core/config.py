@@ -29,6 +29,7 @@ class RunSection:
 
     data: tuple[str, ...] = (SAMPLE_DATA,)
     symbol: str = "BTCUSDT"
+    symbols: tuple[str, ...] = ()  # a portfolio: the symbols one run trades (symbol is then unused)
     category: Literal["linear", "inverse", "spot"] = "linear"
     interval: str | None = None
     start: str | None = None
@@ -39,6 +40,17 @@ class RunSection:
         if not SYMBOL.fullmatch(self.symbol):
             raise ValueError(f"symbol {self.symbol[:60]!r} is not a Bybit symbol (upper-case letters and "
                              "digits, e.g. BTCUSDT)")
+        for symbol in self.symbols:
+            if not isinstance(symbol, str) or not SYMBOL.fullmatch(symbol):
+                raise ValueError(f"symbols: {str(symbol)[:60]!r} is not a Bybit symbol (upper-case "
+                                 "letters and digits, e.g. BTCUSDT)")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("symbols: a symbol is listed twice")
+
+    @property
+    def portfolio(self) -> tuple[str, ...]:
+        """The symbols the run trades: ``symbols``, or ``symbol`` alone."""
+        return self.symbols or (self.symbol,)
 
 
 @dataclass(frozen=True)

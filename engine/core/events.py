@@ -50,6 +50,17 @@ class Bar(NamedTuple):
     ts_init: int
 
 
+class BarSet(NamedTuple):
+    """Every symbol's bar of one interval and close time, after each went through ``on_bar``
+    (a portfolio's cross-section; ``bars`` maps symbol -> :class:`Bar`)."""
+
+    interval: str
+    close_time: int
+    bars: dict[str, Bar]
+    ts_event: int
+    ts_init: int
+
+
 class OrderRequest(NamedTuple):
     """A strategy asks the broker to place an order.
 

@@ -26,12 +26,15 @@ from engine.strategy.host import is_late
 
 
 class LedgerRecorder:
-    """Records one run's events; ``interval`` picks the bars that get equity snapshots."""
+    """Records one run's events; ``interval`` and ``symbol`` (comma-joined for a portfolio)
+    pick the bars that get equity snapshots: one row per symbol's bar, each with that
+    symbol's position, the account's equity after the bar was handled."""
 
     def __init__(self, bus: Bus, ledger: Ledger, run_id: int, broker: SimulatedBroker,
                  symbol: str, interval: str) -> None:
         self.ledger, self.run_id, self.broker = ledger, run_id, broker
         self.symbol, self.interval = symbol, interval
+        self._symbols = frozenset(symbol.split(","))
         self.bars = 0
         self.last_close = -1
         self._fill: Fill | None = None
@@ -96,7 +99,7 @@ class LedgerRecorder:
     def _on_bar(self, bar: Bar) -> None:
         # one unpack instead of a dozen attribute reads: this runs for every bar
         symbol, interval, open_time, close_time, o, h, lo, c, volume, turnover, trades, _, _ = bar
-        if symbol != self.symbol or interval != self.interval:
+        if interval != self.interval or symbol not in self._symbols:
             return
         self.bars += 1
         self.last_close = close_time

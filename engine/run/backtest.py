@@ -12,9 +12,12 @@ from tqdm import tqdm
 
 from engine.core.bus import HandlerError
 from engine.core.clock import ReplayClock
-from engine.core.config import Config, parse_time
+from engine.core.config import Config, RunSection, parse_time
+from engine.feeds.history.portfolio import MergedKlineReplay
+from engine.feeds.history.portfolio_sources import is_portfolio, open_portfolio
 from engine.feeds.history.recording import RecordingReplay
-from engine.feeds.history.sources import open_source, source_bars
+from engine.feeds.history.replay import KlineReplay
+from engine.feeds.history.sources import DataError, open_source, source_bars
 from engine.run.session import Market, Session, SessionResult
 from engine.strategy.predictions import BatchPredictions
 
@@ -34,10 +37,7 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
     A sweep worker passes the ``source`` it opened once (for ``cfg.run``) and its ``ledger``."""
     run = cfg.run
     if source is None:
-        source = open_source(
-            run.data, symbol=run.symbol, category=run.category, interval=run.interval,
-            start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"),
-        )
+        source = open_run_source(run)
     interval = source.label if source.kind == "bars" else (run.interval or "1m")
     rng = source.range
     market = Market(rng.symbol, rng.category, interval, "trades" if source.kind != "bars" else "bars",
@@ -46,6 +46,10 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
     session = Session(cfg, ReplayClock(rng.start), market, kind="backtest",
                       ledger_target=cfg.ledger.path,
                       save_state_every_bar=isinstance(source, RecordingReplay), ledger=ledger)
+    if session.host.reads_bar_sets and isinstance(source, KlineReplay):
+        source = MergedKlineReplay([source])  # a portfolio of one: its bars then come in sets
+    if isinstance(source, MergedKlineReplay):
+        source.bar_sets = session.host.reads_bar_sets
     if callable(getattr(session.strategy, "predict_batch", None)):
         _install_batch_predictions(session, source, cfg, progress)
     unit = "bars" if source.kind == "bars" else "trades"
@@ -67,6 +71,20 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
     result = session.close("finished")
     result.data |= {"rows": source.total_rows, "bad_rows": source.bad_rows}
     return result
+
+
+def open_run_source(run: RunSection):
+    """The replay source of ``[run]``: one symbol's, or the merged sources of ``symbols``."""
+    start_ns, end_ns = parse_time(run.start, "--start"), parse_time(run.end, "--end")
+    if is_portfolio(run.data, run.symbols):
+        return open_portfolio(run.data, symbols=run.portfolio, category=run.category,
+                              interval=run.interval, start_ns=start_ns, end_ns=end_ns)
+    symbol = run.symbols[0] if run.symbols else run.symbol
+    source = open_source(run.data, symbol=symbol, category=run.category, interval=run.interval,
+                         start_ns=start_ns, end_ns=end_ns)
+    if run.symbols and source.range.symbol != symbol:
+        raise DataError(f"--symbols {symbol}: the data holds {source.range.symbol}")
+    return source
 
 
 @contextmanager

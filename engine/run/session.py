@@ -14,8 +14,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.analysis.by_symbol import by_symbol_for_run
 from engine.analysis.metrics import metrics_for_run
 from engine.bars.aggregator import make_aggregator, parse_interval
+from engine.bars.bar_sets import BarSetCollector
 from engine.broker.from_config import broker_from_config
 from engine.core import plugins
 from engine.core.bus import Bus
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Market:
-    """What a session trades and how its data arrives."""
+    """What a session trades and how its data arrives; ``symbol`` is the run's symbol, or
+    its symbols comma-joined (a portfolio)."""
 
     symbol: str
     category: str
@@ -42,6 +45,10 @@ class Market:
     data_end: int
     data_files: tuple[str, ...] = ()
     starts_in_a_bar: bool = True  # a live start or a --start: its first bar is partial
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self.symbol.split(","))
 
 
 @dataclass
@@ -95,26 +102,22 @@ class Session:
         self.clock = clock
         self.broker = broker_from_config(self.bus, cfg.broker, cfg.account, category=market.category,
                                          match_on=market.match_on, seed=cfg.run.seed,
-                                         symbols=(market.symbol,))
-        self.aggregator = None
+                                         symbols=market.symbols)
+        self.aggregator = None  # the one symbol's (None in a portfolio: see ``aggregators``)
+        self.aggregators: dict[str, Any] = {}
+        self.bar_sets: BarSetCollector | None = None
         if market.match_on == "trades":
-            spec = parse_interval(market.interval)
-            options: dict[str, Any] = {"inverse": market.category == "inverse"}
-            if spec.is_time:
-                options |= {"close_delay_ns": cfg.bars.close_delay_ms * NS_PER_MS,
-                            "empty": cfg.bars.empty, "first_partial": cfg.bars.first_partial,
-                            "start_ns": market.data_start if market.starts_in_a_bar else None}
-            self.aggregator = make_aggregator(market.symbol, spec, clock, self.bus.publish, **options)
-            self.bus.subscribe(Trades, self.aggregator.on_trades)
-            if spec.is_time:
-                self._late_at_gap = 0
-                self.bus.subscribe(FeedStatus, self._on_feed_status)
+            self._build_aggregators(cfg, clock, market)
         strategy_cfg = cfg.strategy
         self.strategy_name = strategy_cfg.name
         self.strategy = load_strategy(strategy_cfg.name, strategy_cfg.params)
         self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error,
                                     mode="live" if kind == "live" else "replay")
+        if self.host.reads_bar_sets and self.aggregators and parse_interval(market.interval).is_time:
+            self.bar_sets = BarSetCollector(parse_interval(market.interval), clock, self.bus.publish,
+                                            cfg.bars.close_delay_ms * NS_PER_MS)
+            self.bus.subscribe(Bar, self.bar_sets.on_bar)
         self.strategy.check_run()
         # a sweep worker passes a MemoryLedger: the same rows, sent on to the sweep's ledger; a
         # replay's batches are cut by row count alone, so its ledger bytes never depend on timing
@@ -139,23 +142,52 @@ class Session:
             self.bus.subscribe(Bar, self._save_state)
         self.closed = False
 
+    def _build_aggregators(self, cfg: Config, clock: Clock, market: Market) -> None:
+        """One aggregator per symbol on the shared clock, each fed only its symbol's trades."""
+        spec = parse_interval(market.interval)
+        options: dict[str, Any] = {"inverse": market.category == "inverse"}
+        if spec.is_time:
+            options |= {"close_delay_ns": cfg.bars.close_delay_ms * NS_PER_MS,
+                        "empty": cfg.bars.empty, "first_partial": cfg.bars.first_partial,
+                        "start_ns": market.data_start if market.starts_in_a_bar else None}
+        for symbol in market.symbols:
+            self.aggregators[symbol] = make_aggregator(symbol, spec, clock, self.bus.publish, **options)
+        if len(self.aggregators) == 1:
+            self.aggregator = next(iter(self.aggregators.values()))
+            self.bus.subscribe(Trades, self.aggregator.on_trades)
+        else:
+            aggregators = self.aggregators
+            self.bus.subscribe(Trades, lambda trades: aggregators[trades.symbol].on_trades(trades))
+        if spec.is_time:
+            self._late_at_gap: dict[str, int] = dict.fromkeys(self.aggregators, 0)
+            self.bus.subscribe(FeedStatus, self._on_feed_status)
+
     def _on_feed_status(self, status: FeedStatus) -> None:
+        """Hold bar closes of the status's symbol (every symbol when it names none of
+        them) while a feed gap is open."""
+        if status.symbol in self.aggregators:
+            self._feed_status_of(status.symbol, status)
+        else:
+            for symbol in self.aggregators:
+                self._feed_status_of(symbol, status)
+
+    def _feed_status_of(self, symbol: str, status: FeedStatus) -> None:
         """Hold bar closes while a feed gap is open; close what is due once it is filled
         (or given up on), so no bar is closed over missing trades. A silence noticed only
         after its bars closed leaves backfilled trades late: that gap is recorded unfilled."""
-        aggregator = self.aggregator
+        aggregator = self.aggregators[symbol]
         if status.status in ("disconnected", "silent"):
             if not aggregator.held:
-                self._late_at_gap = aggregator.late_trades
+                self._late_at_gap[symbol] = aggregator.late_trades
             aggregator.hold()
         elif status.status in ("backfilled", "unfilled"):
             aggregator.release()
-            late = aggregator.late_trades - self._late_at_gap
-            self._late_at_gap = aggregator.late_trades
+            late = aggregator.late_trades - self._late_at_gap[symbol]
+            self._late_at_gap[symbol] = aggregator.late_trades
             if late and status.status == "backfilled":
                 self.bus.publish(status._replace(
                     status="unfilled",
-                    detail=f"{late} backfilled trade(s) came after their bars had closed"))
+                    symbol=symbol, detail=f"{late} backfilled trade(s) came after their bars had closed"))
 
     def wants_fine_batches(self) -> bool:
         """True while an order is working or the strategy reads trades: replay then keeps
@@ -163,14 +195,17 @@ class Session:
         return bool(self.broker.active) or self.host.reads_trades
 
     def _save_state(self, bar: Bar) -> None:
-        if bar.symbol == self.market.symbol and bar.interval == self.market.interval:
+        if bar.symbol == self.market.symbols[-1] and bar.interval == self.market.interval:
             self.recorder.save_state(self.strategy_name, bar.ts_init, self.host.save())
 
     def start(self) -> None:
         """Start timers (bar closes, funding) at the data start and call ``on_start``."""
         start = self.market.data_start
-        if self.aggregator is not None and hasattr(self.aggregator, "start_at"):
-            self.aggregator.start_at(start)
+        for aggregator in self.aggregators.values():
+            if hasattr(aggregator, "start_at"):
+                aggregator.start_at(start)
+        if self.bar_sets is not None:  # after the aggregators: its timer fires after theirs
+            self.bar_sets.start_at(start)
         self.broker.start_funding(start)
         self.host.start()
 
@@ -199,6 +234,7 @@ class Session:
         reader = self.ledger.reader()
         try:
             metrics = metrics_for_run(reader, self.run_id)
+            by_symbol = by_symbol_for_run(reader, self.run_id)
         finally:
             reader.close()
         return SessionResult(
@@ -208,6 +244,7 @@ class Session:
                   "interval": self.market.interval, "start_ns": self.market.data_start,
                   "end_ns": self.market.data_end, "files": list(self.market.data_files)},
             rejections=dict(self.broker.rejections), strategy_errors=self.host.errors,
-            extra={"predictions_dropped": dropped, "resumed_from": self.resumed_from,
+            extra={"symbols": list(self.market.symbols), "by_symbol": by_symbol,
+                   "predictions_dropped": dropped, "resumed_from": self.resumed_from,
                    "first_rejections": dict(self.broker.first_rejections)},
         )

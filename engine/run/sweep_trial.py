@@ -16,9 +16,8 @@ from typing import Any
 
 from engine.core.config import Config, parse_time
 from engine.core.errors import UserError
-from engine.feeds.history.sources import open_source
 from engine.ledger.memory import MemoryLedger
-from engine.run.backtest import RunFailed, run_backtest
+from engine.run.backtest import RunFailed, open_run_source, run_backtest
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +71,9 @@ class TrialRunner:
 
     def source(self, cfg: Config):
         run = cfg.run
-        key = (tuple(run.data), run.symbol, run.category, run.interval, run.start, run.end)
+        key = (tuple(run.data), run.symbol, run.symbols, run.category, run.interval, run.start, run.end)
         if key not in self.sources:
-            self.sources[key] = open_source(
-                run.data, symbol=run.symbol, category=run.category, interval=run.interval,
-                start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"))
+            self.sources[key] = open_run_source(run)
         return self.sources[key]
 
     def run(self, task: TrialTask) -> TrialOutcome:

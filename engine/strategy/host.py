@@ -20,6 +20,7 @@ from engine.core.events import (
     BUY,
     SELL,
     Bar,
+    BarSet,
     CancelRequest,
     Fill,
     History,
@@ -46,13 +47,14 @@ def _overrides(strategy: Any, name: str) -> bool:
 
 
 class StrategyContext:
-    """What a strategy can reach: the clock, its symbol, the account, and order entry."""
+    """What a strategy can reach: the clock, its symbols, the account, and order entry.
+    ``symbol`` is the run's symbol, or its symbols comma-joined (a portfolio)."""
 
     def __init__(
         self,
         strategy: Any,
         strategy_id: str,
-        symbol: str,
+        symbol: str | tuple[str, ...],
         interval: str,
         bus: Bus,
         broker: SimulatedBroker,
@@ -61,7 +63,9 @@ class StrategyContext:
     ) -> None:
         self.strategy = strategy
         self.strategy_id = strategy_id
-        self.symbol = symbol
+        self.symbols: tuple[str, ...] = tuple(symbol.split(",")) if isinstance(symbol, str) else tuple(symbol)
+        self.symbol = ",".join(self.symbols)
+        self._symbol_set = frozenset(self.symbols)
         self.interval = interval
         self.bus = bus
         self.clock = bus.clock
@@ -82,6 +86,10 @@ class StrategyContext:
         self._update_callback = self._guard(strategy.on_order_update)
         self._prediction_callback = self._guard(strategy.on_prediction)
         bus.subscribe(Bar, self._on_bar)
+        self.reads_bar_sets = _overrides(strategy, "on_bars")
+        if self.reads_bar_sets:
+            self._bar_set_callback = self._guard(lambda bar_set: strategy.on_bars(bar_set.bars))
+            bus.subscribe(BarSet, self._on_bar_set)
         self.reads_trades = _overrides(strategy, "on_trades")
         if self.reads_trades:
             bus.subscribe(Trades, self._on_trades)
@@ -94,8 +102,27 @@ class StrategyContext:
 
     # -- account views -------------------------------------------------------------------
 
-    def position(self) -> float:
-        return self.broker.position_qty(self.symbol)
+    def only_symbol(self, what: str) -> str:
+        """The run's one symbol; in a portfolio run ``what`` must name one (a ValueError)."""
+        if len(self.symbols) == 1:
+            return self.symbols[0]
+        raise ValueError(f"{what}: this run trades {len(self.symbols)} symbols ({self.symbol}); "
+                         "say which with symbol=")
+
+    def symbol_of(self, symbol: str | None, what: str) -> str:
+        """``symbol`` checked against the run's symbols; None means the run's only symbol."""
+        if symbol is None:
+            return self.only_symbol(what)
+        if symbol not in self._symbol_set:
+            raise ValueError(f"{what}: {symbol!r} is not a symbol of this run ({self.symbol})")
+        return symbol
+
+    def position(self, symbol: str | None = None) -> float:
+        return self.broker.position_qty(self.symbol_of(symbol, "position"))
+
+    def positions(self) -> dict[str, float]:
+        """Every symbol's signed position (0.0 when flat)."""
+        return {s: self.broker.position_qty(s) for s in self.symbols}
 
     def cash(self) -> float:
         return self.broker.account.cash
@@ -103,11 +130,13 @@ class StrategyContext:
     def equity(self) -> float:
         return self.broker.account.equity()
 
-    def instrument(self) -> Instrument:
-        return self.broker.instruments.get(self.broker.account.category, self.symbol)
+    def instrument(self, symbol: str | None = None) -> Instrument:
+        return self.broker.instruments.get(self.broker.account.category, self.symbol_of(symbol, "instrument"))
 
-    def open_orders(self) -> list[str]:
-        return [*self._in_flight, *(o.id for o in self.broker.open_orders(self.strategy_id))]
+    def open_orders(self, symbol: str | None = None) -> list[str]:
+        flying = [i for i, r in self._in_flight.items() if symbol is None or r.symbol == symbol]
+        return [*flying, *(o.id for o in self.broker.open_orders(self.strategy_id)
+                           if symbol is None or o.symbol == symbol)]
 
     # -- order entry ---------------------------------------------------------------------
 
@@ -123,14 +152,15 @@ class StrategyContext:
         return f"{self.strategy_id}-{self._seq}"
 
     def submit_order(self, side, qty, order_type, price, trigger_price, time_in_force,
-                     reduce_only) -> str:
+                     reduce_only, symbol: str | None = None) -> str:
         if side not in _SIDES:
             raise ValueError(f"side must be 'buy', 'sell', +1 or -1, got {side!r}")
         side = _SIDES[side]
+        symbol = self.symbol_of(symbol, "submit_order")
         order_id = self.next_order_id()
         now = self.clock.timestamp_ns()
         request = OrderRequest(
-            order_id, self.symbol, side, float(qty), order_type,
+            order_id, symbol, side, float(qty), order_type,
             None if price is None else float(price),
             None if trigger_price is None else float(trigger_price),
             time_in_force, bool(reduce_only), self.strategy_id, now, now,
@@ -139,23 +169,30 @@ class StrategyContext:
         self.bus.publish(request)
         return order_id
 
-    def cancel_order(self, client_order_id: str) -> None:
+    def cancel_order(self, client_order_id: str, symbol: str | None = None) -> None:
+        if symbol is None:  # the order knows its symbol; an unknown id gets the broker's answer
+            known = self._in_flight.get(client_order_id) or self.broker.orders.get(client_order_id)
+            symbol = known.symbol if known is not None else self.symbols[0]
+        else:
+            symbol = self.symbol_of(symbol, "cancel_order")
         now = self.clock.timestamp_ns()
-        self.bus.publish(CancelRequest(client_order_id, self.symbol, self.strategy_id, now, now))
+        self.bus.publish(CancelRequest(client_order_id, symbol, self.strategy_id, now, now))
 
-    def target_position(self, qty: float) -> str | None:
+    def target_position(self, qty: float, symbol: str | None = None) -> str | None:
         if not math.isfinite(qty):
             raise ValueError(f"target position must be finite, got {qty}")
+        symbol = self.symbol_of(symbol, "target_position")
         # Market orders still on their way count as done; position and the broker's
         # remaining quantities change together, at the fill.
-        on_the_way = sum(r.side * r.qty for r in self._in_flight.values() if r.order_type == "market")
+        on_the_way = sum(r.side * r.qty for r in self._in_flight.values()
+                         if r.order_type == "market" and r.symbol == symbol)
         on_the_way += sum(o.side * o.remaining for o in self.broker.open_orders(self.strategy_id)
-                          if o.type == "market")
-        delta = qty - (self.position() + on_the_way)
+                          if o.type == "market" and o.symbol == symbol)
+        delta = qty - (self.broker.position_qty(symbol) + on_the_way)
         if abs(delta) < 1e-12:
             return None
         return self.submit_order(BUY if delta > 0 else SELL, _clean(abs(delta)), "market",
-                                 None, None, "GTC", False)
+                                 None, None, "GTC", False, symbol)
 
     # -- routing -------------------------------------------------------------------------
 
@@ -207,12 +244,16 @@ class StrategyContext:
                                                        asked, now))
 
     def _on_bar(self, bar: Bar) -> None:
-        if bar.symbol == self.symbol and bar.interval == self.interval:
+        if bar.interval == self.interval and bar.symbol in self._symbol_set:
             self.last_bar_close = bar.close_time
             self._bar_callback(bar)
 
+    def _on_bar_set(self, bar_set: BarSet) -> None:
+        if bar_set.interval == self.interval:
+            self._bar_set_callback(bar_set)
+
     def _on_trades(self, trades: Trades) -> None:
-        if trades.symbol == self.symbol:
+        if trades.symbol in self._symbol_set:
             self._trades_callback(trades)
 
     def _on_request(self, request: OrderRequest) -> None:

@@ -25,6 +25,7 @@ from engine.core.clock import NS_PER_MS, ReplayClock
 from engine.core.config import BarsSection
 from engine.core.errors import UserError
 from engine.core.events import Bar, Trades
+from engine.core.symbols import SYMBOL
 from engine.feeds.history.archive import ArchiveError, TradeArchive, read_header, trade_layout
 from engine.feeds.history.recording import RecordingReplay
 from engine.feeds.history.replay import KlineReplay, TradeReplay
@@ -35,12 +36,22 @@ class DataError(UserError, ValueError):
     """Data that cannot be replayed; the message names the file and the problem."""
 
 
+def split_symbol(pattern: str) -> tuple[str | None, str]:
+    """``SYMBOL=PATH`` as ``(SYMBOL, PATH)``; a plain path (even one holding ``=``, such as
+    ``date=2025/...``) as ``(None, PATH)``."""
+    head, eq, rest = str(pattern).partition("=")
+    if eq and rest and SYMBOL.fullmatch(head):
+        return head, rest
+    return None, str(pattern)
+
+
 def expand(patterns: list[str] | tuple[str, ...]) -> list[Path]:
-    """Every file matched by ``patterns`` (paths or globs), in sorted order, each once."""
+    """Every file matched by ``patterns`` (paths or globs, each perhaps ``SYMBOL=``-prefixed),
+    in sorted order, each once."""
     if not patterns:
         raise DataError("no data given: pass --data FILE or set [run] data in config.toml")
     found: list[Path] = []
-    for pattern in patterns:
+    for pattern in (split_symbol(p)[1] for p in patterns):
         matches = sorted(glob.glob(str(Path(pattern).expanduser())))
         if not matches:
             raise DataError(f"no file matches {pattern!r}")

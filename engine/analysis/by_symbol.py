@@ -1,0 +1,57 @@
+"""Per-symbol metrics of a run, from ledger rows only: each symbol's fills, PnL (realized
+minus fees minus funding, plus the open position marked at its last snapshot), fees,
+funding, round trips, win rate and exposure. The symbols' PnL sums to the portfolio's
+equity change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.analysis.metrics import round_trips
+
+
+def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.DataFrame,
+                   symbols: list[str]) -> dict[str, dict[str, Any]]:
+    """``{symbol: {"fills", "pnl", "fees", "funding", "trades", "win_rate", "exposure"}}``
+    from fills (``symbol``, ``qty``, ``price``, ``fee``, ``realized_pnl``, ``position``,
+    ``avg_price``), funding (``symbol``, ``payment``) and a summary of each symbol's
+    snapshots (indexed by symbol: ``exposure``, the share with a position open, and
+    ``last_mark``, the last one's mark price)."""
+    out: dict[str, dict[str, Any]] = {}
+    for symbol in symbols:
+        own = fills[fills["symbol"] == symbol]
+        paid = float(funding.loc[funding["symbol"] == symbol, "payment"].sum()) if len(funding) else 0.0
+        snap = snapshots.loc[symbol] if symbol in snapshots.index else None
+        fees = float(own["fee"].sum())
+        pnl = float(own["realized_pnl"].sum()) - fees - paid
+        if len(own) and own["position"].iloc[-1] != 0.0 and snap is not None:
+            last = own.iloc[-1]
+            pnl += float(last["position"]) * (float(snap["last_mark"]) - float(last["avg_price"]))
+        trips = round_trips(own) if len(own) else np.empty(0)
+        out[symbol] = {
+            "fills": int(len(own)),
+            "pnl": pnl,
+            "fees": fees,
+            "funding": paid,
+            "trades": int(len(trips)),
+            "win_rate": float((trips > 0).mean()) if len(trips) else None,
+            "exposure": float(snap["exposure"]) if snap is not None else 0.0,
+        }
+    return out
+
+
+def by_symbol_for_run(reader, run_id: int) -> dict[str, dict[str, Any]]:
+    """:func:`symbol_metrics` of a run (and the runs it resumed) read from its ledger."""
+    ids = reader.chain(run_id)
+    symbols = reader.run(ids[-1])["symbol"].split(",")
+    fills = reader.fills(ids, "symbol, qty, price, fee, realized_pnl, position, avg_price")
+    funding = reader.funding(ids, "symbol, payment")
+    runs = ", ".join(str(int(i)) for i in ids)
+    snapshots = reader.frame(
+        "SELECT e.symbol, s.exposure, e.mark_price AS last_mark FROM equity e JOIN "
+        "(SELECT symbol, MAX(id) AS last_id, AVG(CASE WHEN position <> 0 THEN 1.0 ELSE 0.0 END) AS exposure FROM equity "
+        f"WHERE run_id IN ({runs}) GROUP BY symbol) s ON e.id = s.last_id").set_index("symbol")
+    return symbol_metrics(fills, funding, snapshots, symbols)

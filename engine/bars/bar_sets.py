@@ -1,0 +1,49 @@
+"""Bar sets: every symbol's time bar of one close time, published as one :class:`BarSet`
+after each bar went through the bus, for strategies that look across symbols (``on_bars``).
+
+The collector's timer is set at each close deadline after the aggregators' own timers of
+that deadline, so it fires after all of them (timers of one instant fire in the order they
+were set) and before any later event: the set holds exactly the bars of that close time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.bars.aggregator import BarSpec
+from engine.core.clock import Clock
+from engine.core.events import Bar, BarSet
+
+
+class BarSetCollector:
+    """Gathers the bars of ``spec`` per close time and publishes them as one :class:`BarSet`."""
+
+    def __init__(self, spec: BarSpec, clock: Clock, publish: Callable[[BarSet], None],
+                 close_delay_ns: int = 0) -> None:
+        if not spec.is_time:
+            raise ValueError(f"{spec.label} bars close on their own counts; they form no sets")
+        self.spec, self.clock, self.publish = spec, clock, publish
+        self.close_delay_ns = int(close_delay_ns)
+        self._size = int(spec.size)
+        self._bars: dict[str, Bar] = {}
+        self.sets = 0
+
+    def on_bar(self, bar: Bar) -> None:
+        if bar.interval == self.spec.label:
+            self._bars[bar.symbol] = bar
+
+    def start_at(self, ts_ns: int) -> None:
+        """Arm the first deadline: the close of the bar holding ``ts_ns`` (call it after the
+        aggregators' ``start_at``, so it fires after theirs)."""
+        offset = self.spec.offset_ns
+        close = ((ts_ns - offset) // self._size + 1) * self._size + offset
+        self.clock.set_timer(close + self.close_delay_ns, self._on_timer, f"bar set {self.spec.label}")
+
+    def _on_timer(self, at: int) -> None:
+        close_time = at - self.close_delay_ns
+        self.clock.set_timer(at + self._size, self._on_timer, f"bar set {self.spec.label}")
+        if not self._bars:
+            return
+        bars, self._bars = self._bars, {}
+        self.sets += 1
+        self.publish(BarSet(self.spec.label, close_time, bars, close_time, self.clock.timestamp_ns()))

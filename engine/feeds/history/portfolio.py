@@ -1,0 +1,227 @@
+"""Portfolio replays: the sources of several symbols merged into one stream in time order.
+
+:class:`MergedTradeReplay` is a k-way merge of each symbol's trade chunks, streamed from
+the columnar cache, cut at the clock's timer deadlines as a one-symbol replay is. While an
+order works or the strategy reads trades (``fine()``), it interleaves exactly: a batch of
+one symbol never passes the next trade of another, so a trade of B stamped between two
+trades of A is seen between them. Otherwise every symbol's trades up to the next deadline
+go in batches ordered by their last trade, so the clock never runs backwards and no event
+is handled before the trades it holds happened. :class:`MergedKlineReplay` sends the bars
+of each close time, symbol by symbol, then (when asked) their :class:`BarSet`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import numpy as np
+
+from engine.bars.aggregator import BarSpec
+from engine.core.bus import Bus
+from engine.core.clock import NS_PER_MS
+from engine.core.events import Bar, BarSet, Trades
+from engine.feeds.history.archive import ArchiveError
+from engine.feeds.history.replay import KlineReplay, Progress, ReplayRange, TradeReplay
+
+def portfolio_range(ranges: list[ReplayRange]) -> ReplayRange:
+    """The span of every symbol's range; ``symbol`` is the comma-joined list."""
+    categories = {r.category for r in ranges}
+    if len(categories) > 1:
+        raise ArchiveError(f"the data mixes categories ({', '.join(sorted(categories))}); "
+                           "one category per run")
+    return ReplayRange(",".join(r.symbol for r in ranges), ranges[0].category,
+                       min(r.start for r in ranges), max(r.end for r in ranges))
+
+
+class _Stream:
+    """One symbol's trades: the current chunk and how far it has been sent."""
+
+    __slots__ = ("symbol", "rank", "chunks", "ts", "price", "size", "side", "ids", "lo")
+
+    def __init__(self, symbol: str, rank: int, chunks: Iterator) -> None:
+        self.symbol, self.rank, self.chunks = symbol, rank, chunks
+        self.lo = 0
+        self.ts = np.empty(0, np.int64)
+        self.refill()
+
+    def refill(self) -> bool:
+        """Load the next non-empty chunk when this one is used up; False at the end."""
+        while self.lo >= len(self.ts):
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                return False
+            self.ts, self.price, self.size, self.side = chunk.ts, chunk.price, chunk.size, chunk.side
+            self.ids, self.lo = chunk.trade_id, 0
+        return True
+
+    def head(self) -> int:
+        return int(self.ts[self.lo])
+
+    def batch(self, hi: int) -> Trades:
+        lo = self.lo
+        self.lo = hi
+        ids = None if self.ids is None else self.ids[lo:hi]
+        return Trades(self.symbol, self.ts[lo:hi], self.price[lo:hi], self.size[lo:hi],
+                      self.side[lo:hi], ids, int(self.ts[hi - 1]))
+
+
+class MergedTradeReplay:
+    """Trade archives of several symbols (one :class:`TradeReplay` each) in time order."""
+
+    kind = "trades"
+
+    def __init__(self, replays: list[TradeReplay]) -> None:
+        self.replays = replays
+        self.symbols = tuple(r.range.symbol for r in replays)
+        self.range = portfolio_range([r.range for r in replays])
+        cuts = {r.cut_start for r in replays}
+        self.cut_start = cuts.pop() if len(cuts) == 1 else self.range.start
+        self.max_batch_ns = min(r.max_batch_ns for r in replays)
+
+    def cover_last_bar(self, spec: BarSpec) -> None:
+        for r in self.replays:
+            r.cover_last_bar(spec)
+        self.range = replace(self.range, end=max(r.range.end for r in self.replays))
+
+    @property
+    def total_rows(self) -> int:
+        return sum(r.total_rows for r in self.replays)
+
+    @property
+    def bad_rows(self) -> int:
+        return sum(r.bad_rows for r in self.replays)
+
+    def _chunks(self, replay: TradeReplay) -> Iterator:
+        start, end = self.range.start, self.range.end
+        for archive in replay.archives:
+            yield from archive.chunks(replay.chunk_rows, start, end, replay.with_ids)
+
+    def run(self, bus: Bus, progress: Progress | None = None,
+            fine: Callable[[], bool] | None = None) -> None:
+        """Send every symbol's trades through ``bus`` in time order (see the module doc)."""
+        streams = [s for rank, r in enumerate(self.replays)
+                   if (s := _Stream(r.range.symbol, rank, self._chunks(r))).refill()]
+        clock = bus.clock
+        while streams:
+            deadline = clock.next_deadline()
+            if fine is not None and fine():
+                sent = self._send_exact(bus, streams, deadline)
+            else:
+                sent = self._send_window(bus, streams, deadline, fine)
+            if sent is None:
+                bus.advance_to(deadline)
+            elif progress is not None and sent:
+                progress(sent)
+            streams = [s for s in streams if s.refill()]
+
+    def _send_exact(self, bus: Bus, streams: list[_Stream], deadline: int | None) -> int | None:
+        """One batch of the stream whose next trade is first, up to the next trade of any
+        other stream (ties go in symbol order), the deadline and ``max_batch_ns``; None when
+        the deadline comes first."""
+        first = min(streams, key=lambda s: (s.head(), s.rank))
+        head = first.head()
+        if deadline is not None and deadline <= head:
+            return None
+        limit, inclusive = head + self.max_batch_ns, False
+        if deadline is not None and deadline < limit:
+            limit = deadline
+        for other in streams:
+            if other is not first:
+                at, after = other.head(), other.rank > first.rank
+                if at < limit or (at == limit and not after):
+                    limit, inclusive = at, after
+        lo = first.lo
+        hi = lo + int(np.searchsorted(first.ts[lo:], limit, side="right" if inclusive else "left"))
+        bus.process(first.batch(hi))
+        return hi - lo
+
+    def _send_window(self, bus: Bus, streams: list[_Stream], deadline: int | None,
+                     fine: Callable[[], bool] | None) -> int | None:
+        """Every stream's trades before ``deadline`` and within the chunks loaded now, in
+        batches ordered by their last trade; stops early when a handler set an earlier timer
+        or made fine batches necessary. None when the deadline comes before any trade."""
+        limit = min(int(s.ts[-1]) for s in streams)  # no stream may pass another's unloaded trades
+        cut = deadline if deadline is not None and deadline <= limit else None
+        plans = []
+        for s in streams:
+            lo = s.lo
+            hi = lo + int(np.searchsorted(s.ts[lo:], cut, side="left")) if cut is not None else \
+                lo + int(np.searchsorted(s.ts[lo:], limit, side="right"))
+            if hi > lo:
+                plans.append((int(s.ts[hi - 1]), s.rank, s, hi))
+        if not plans:
+            return None
+        plans.sort(key=lambda p: (p[0], p[1]))
+        clock = bus.clock
+        sent = 0
+        for last, _rank, s, hi in plans:
+            if sent:
+                now_deadline = clock.next_deadline()
+                if (now_deadline is not None and now_deadline <= last) or (fine is not None and fine()):
+                    break
+            n = hi - s.lo
+            bus.process(s.batch(hi))
+            sent += n
+        return sent
+
+
+class MergedKlineReplay:
+    """Kline bars of several symbols (one :class:`KlineReplay` each), each close time's bars
+    in symbol order; with ``bar_sets`` their :class:`BarSet` follows them."""
+
+    kind = "bars"
+    cut_start = None
+    bad_rows = 0
+
+    def __init__(self, replays: list[KlineReplay]) -> None:
+        labels = {r.label for r in replays}
+        if len(labels) > 1:
+            raise ArchiveError(f"the kline files are of different intervals ({', '.join(sorted(labels))}); "
+                               "pass --interval to combine them into one")
+        self.replays = replays
+        self.symbols = tuple(r.range.symbol for r in replays)
+        self.range = portfolio_range([r.range for r in replays])
+        self.label = replays[0].label
+        self.interval_ns = replays[0].interval_ns
+        self.bar_sets = False
+
+    @property
+    def total_rows(self) -> int:
+        return sum(r.total_rows for r in self.replays)
+
+    def run(self, bus: Bus, progress: Progress | None = None,
+            fine: Callable[[], bool] | None = None) -> None:
+        """Send every bar at its close, close time by close time (``fine`` is unused)."""
+        step = self.interval_ns
+        frames = [r.frame for r in self.replays]
+        open_ns = np.concatenate([f["open_time"].to_numpy(dtype=np.int64) for f in frames]) * NS_PER_MS
+        order = open_ns.argsort(kind="stable")  # stable: symbol order within a close time
+        owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+        names = ("open", "high", "low", "close", "volume", "turnover", "trades")
+        columns = [np.concatenate([f[n].to_numpy() for f in frames]) for n in names]
+        symbols, label, process = self.symbols, self.label, bus.process
+        make = tuple.__new__  # Bar(...) would run namedtuple's Python-level __new__ per bar
+        sets = self.bar_sets
+        group: dict[str, Bar] = {}
+        group_close = -1
+        block = 65536  # Python lists of one block at a time keep memory flat
+        for lo_index in range(0, len(order), block):
+            take = order[lo_index:lo_index + block]
+            rows = zip(owner[take].tolist(), open_ns[take].tolist(), *(c[take].tolist() for c in columns),
+                       strict=True)
+            for k, open_time, o, h, lo, c, v, t, n in rows:
+                close_time = open_time + step
+                if sets and group and close_time != group_close:
+                    process(BarSet(label, group_close, group, group_close, group_close))
+                    group = {}
+                bar = make(Bar, (symbols[k], label, open_time, close_time, o, h, lo, c, v, t, n,
+                                 close_time, close_time))
+                process(bar)
+                if sets:
+                    group[symbols[k]] = bar
+                    group_close = close_time
+            if progress is not None:
+                progress(len(take))
+        if sets and group:
+            process(BarSet(label, group_close, group, group_close, group_close))
