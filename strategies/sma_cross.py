@@ -10,12 +10,12 @@ traded on its own bars, independently of the others. The comparison is the one e
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from strategies.base import Strategy, StrategyConfig
 from strategies.indicators import FastAboveSlow
+from strategies.model_sizing import to_lots
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,10 @@ class SmaCross(Strategy):
         self.target_position(self._size(symbol, bar.close) if above else 0.0, symbol=symbol)
 
     def _size(self, symbol: str, price: float) -> float:
-        """``qty``, or ``notional`` at ``price`` rounded down to the symbol's lot step."""
+        """``qty``, or ``notional`` at ``price`` in lots (none below the symbol's minimums)."""
         if self.config.notional is None:
             return self.config.qty
-        step = self.instrument_of(symbol).qty_step
-        return float(f"{math.floor(self.config.notional / price / step + 1e-9) * step:.12g}")
+        return to_lots(self.config.notional, price, self.instrument_of(symbol), None)
 
     def on_save(self) -> dict[str, Any]:
         if len(self.symbols) == 1:  # the one-symbol layout resumed runs already hold

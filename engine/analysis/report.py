@@ -74,6 +74,19 @@ def format_metrics(metrics: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def format_by_symbol(by_symbol: dict[str, dict[str, Any]]) -> str:
+    """A portfolio's per-symbol table: fills, round trips, win rate, PnL, fees, funding, exposure."""
+    width = max(8, *map(len, by_symbol))
+    lines = [f"  {'symbol':<{width}} {'fills':>7} {'trades':>7} {'win rate':>9} {'pnl':>12} {'fees':>10} "
+             f"{'funding':>10} {'exposure':>9}"]
+    for symbol, m in by_symbol.items():
+        lines.append(f"  {symbol:<{width}} {m['fills']:>7,} {m['trades']:>7,} "
+                     f"{format_value(m.get('win_rate'), 'pct'):>9} {format_value(m['pnl'], 'money'):>12} "
+                     f"{format_value(m['fees'], 'money'):>10} {format_value(m['funding'], 'money'):>10} "
+                     f"{format_value(m.get('exposure'), 'pct'):>9}")
+    return "\n".join(lines)
+
+
 def format_time(ns: int | None) -> str:
     if ns is None or pd.isna(ns):
         return "-"
@@ -84,12 +97,14 @@ def format_runs(runs: pd.DataFrame) -> str:
     """One line per run: id, kind, status, strategy, market, data range, start time."""
     if runs.empty:
         return "no runs in this ledger"
-    header = f"{'id':>4}  {'kind':<8} {'status':<11} {'strategy':<16} {'market':<16} {'data':<33} started"
+    markets = [f"{r.symbol} {r.interval}" for r in runs.itertuples()]
+    width = max(16, *map(len, markets))  # a portfolio lists all its symbols
+    header = (f"{'id':>4}  {'kind':<8} {'status':<11} {'strategy':<16} {'market':<{width}} {'data':<33} "
+              "started")
     lines = [header]
-    for r in runs.itertuples():
+    for r, market in zip(runs.itertuples(), markets, strict=True):
         started = datetime.fromtimestamp(r.started_at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
         data = f"{format_time(r.data_start)} .. {format_time(r.data_end)}"
-        market = f"{r.symbol} {r.interval}"
         lines.append(f"{r.id:>4}  {r.kind:<8} {r.status:<11} {r.strategy[:16]:<16} "
-                     f"{market[:16]:<16} {data:<33} {started}")
+                     f"{market:<{width}} {data:<33} {started}")
     return "\n".join(lines)

@@ -5,7 +5,8 @@ Two kinds, as on Bybit:
 - ``linear`` (USDT-margined perpetuals): ``cash`` is the wallet balance; a position is a
   signed quantity with an average entry price; realized PnL goes to cash on every reducing
   fill; equity is cash plus unrealized PnL at the mark; margin is position value over
-  leverage, and the position is liquidated when equity falls below maintenance margin.
+  leverage; the positions share the wallet (cross margin), and the account is liquidated
+  when its equity falls below the maintenance margin of all of them.
 - ``spot``: ``cash`` is the quote balance and the position is the coin balance (never
   negative); buying moves quote into coin at the fill price. Fees are charged in quote
   currency (Bybit charges spot buy fees in the coin; the value is the same).
@@ -122,19 +123,20 @@ class Account:
         return equity, (0.0 if spot else notional / self.leverage)
 
     def liquidation_price(self, symbol: str) -> float | None:
-        """The mark at which equity equals maintenance margin for this position alone
-        (linear), or None when there is no position or it cannot be liquidated."""
+        """The mark of ``symbol`` at which the account's equity falls to its maintenance
+        margin (linear, cross margin: every other position held at its mark now), or None
+        when there is no position or it cannot be liquidated."""
         if self.category != "linear":
             return None
         pos = self.positions.get(symbol)
         if pos is None or pos.qty == 0.0:
             return None
         q, mmr = pos.qty, self.maintenance_margin
-        unrealized = 0.0  # a loop, not sum() over a generator: this runs after every fill
-        for other in self.positions:
-            if other != symbol:
-                unrealized += self.unrealized(other)
-        others = self.cash + unrealized
+        others = self.cash  # a loop, not sum() over a generator: this runs after every fill
+        for other, held in self.positions.items():
+            if other != symbol and held.qty != 0.0:
+                mark = self.marks.get(other, held.avg_price)
+                others += held.qty * (mark - held.avg_price) - mmr * abs(held.qty) * mark
         denominator = q * (1.0 - mmr) if q > 0 else q * (1.0 + mmr)
         price = (q * pos.avg_price - others) / denominator
         return price if price > 0 else None

@@ -36,7 +36,7 @@ from engine.broker.checks import check_order, position_qty
 from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
 from engine.broker.funding import FundingSchedule
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
-from engine.broker.liquidation import breach_in_bar, breach_in_trades
+from engine.broker.liquidation import account_closeout, breach_in_bar, breach_in_trades
 from engine.broker.orders import QTY_EPS, Order
 from engine.core.bus import Bus
 from engine.core.events import (
@@ -161,7 +161,7 @@ class SimulatedBroker:
         if self.match_on == "bars" and self.fill_at == "close" and order.type == "market":
             bar = self._last_bar.get(order.symbol)
             if bar is not None:
-                price = self.slippage.price(bar.close, order.side, order.qty)
+                price = self.slippage.price(order.symbol, bar.close, order.side, order.qty)
                 self._fill(order, order.qty, price, "taker", order.arrival)
 
     # -- market data ----------------------------------------------------------------------
@@ -174,7 +174,8 @@ class SimulatedBroker:
         self.account.marks[symbol] = float(tr.price[-1])
         if self.match_on == "trades" and self.active:
             self._match_trades(tr)
-        liq = self._liq_price.get(symbol)
+        liq = self._liq_price.get(symbol) if len(self.account.positions) < 2 else \
+            self.account.liquidation_price(symbol)  # cross margin: other marks move it
         if liq is not None:
             since = self._liq_since.get(symbol, 0)
             hit = breach_in_trades(self.account.positions[symbol].qty, liq, tr, since)
@@ -183,13 +184,14 @@ class SimulatedBroker:
 
     def on_bar(self, bar: Bar) -> None:
         symbol = bar.symbol
-        self.slippage.observe_bar(bar.close, bar.volume)
+        self.slippage.observe_bar(symbol, bar.close, bar.volume)
         self._last_bar[symbol] = bar
         if self.match_on != "bars":
             return  # trades mark and match; a bar closing after its delay must not re-mark
         if self.active:
             self._match_bar(bar)
-        liq = self._liq_price.get(symbol)
+        liq = self._liq_price.get(symbol) if len(self.account.positions) < 2 else \
+            self.account.liquidation_price(symbol)  # cross margin: other marks move it
         if liq is not None:
             hit = breach_in_bar(self.account.positions[symbol].qty, liq, bar)
             if hit is not None:
@@ -238,7 +240,8 @@ class SimulatedBroker:
             return
         qty = order.remaining
         if not self.fill_model.capped:
-            fill_price = self._cap_at_limit(order, self.slippage.price(float(price[0]), order.side, qty))
+            taken = self.slippage.price(order.symbol, float(price[0]), order.side, qty)
+            fill_price = self._cap_at_limit(order, taken)
             self._fill(order, qty, fill_price, "taker", int(ts[0]))
             return
         avail = np.minimum(np.cumsum(size * self.fill_model.max_participation), qty)
@@ -250,7 +253,7 @@ class SimulatedBroker:
         if order.tif == "FOK" and got < qty - QTY_EPS:
             return
         vwap = float(np.dot(price[used], take[used]) / got)
-        fill_price = self._cap_at_limit(order, self.slippage.price(vwap, order.side, got))
+        fill_price = self._cap_at_limit(order, self.slippage.price(order.symbol, vwap, order.side, got))
         lot = self._lot(order, got)
         if lot > 0:  # less than one lot available: no fill yet
             self._fill(order, lot, fill_price, "taker", int(ts[used][-1]))
@@ -298,16 +301,16 @@ class SimulatedBroker:
                     continue
                 self._trigger(order)
                 price = max(bar.open, order.trigger) if order.side > 0 else min(bar.open, order.trigger)
-                self._bar_fill(order, self.slippage.price(price, order.side, order.remaining), cap,
-                               "taker", when)
+                taken = self.slippage.price(order.symbol, price, order.side, order.remaining)
+                self._bar_fill(order, taken, cap, "taker", when)
             elif order.type == "market" or order.triggered:  # a stop's remainder is a market order
-                price = self.slippage.price(bar.open, order.side, order.remaining)
+                price = self.slippage.price(order.symbol, bar.open, order.side, order.remaining)
                 self._bar_fill(order, price, cap, "taker", when)
             else:
                 limit = order.price
                 if order.marketable and (bar.open - limit) * order.side <= 0:
                     price = self._cap_at_limit(
-                        order, self.slippage.price(bar.open, order.side, order.remaining))
+                        order, self.slippage.price(order.symbol, bar.open, order.side, order.remaining))
                     self._bar_fill(order, price, cap, "taker", when)
                 elif (bar.open - limit) * order.side < 0:  # gapped through a resting order:
                     self._bar_fill(order, limit, cap, "maker", when)  # it fills at its limit
@@ -382,16 +385,15 @@ class SimulatedBroker:
         self.bus.publish(OrderUpdate(order_id, symbol, status, reason, strategy_id, now, now))
 
     def _liquidate(self, symbol: str, price: float, ts_event: int) -> None:
-        """Close the whole position at ``price`` (taker) and cancel the symbol's orders."""
-        pos = self.account.positions[symbol].qty
-        log.warning("%s liquidated: position %g at %g", symbol, pos, price)
-        for order in [o for o in self.active if o.symbol == symbol]:
-            self._finish(order, "canceled", "liquidation")
-        self._liq_seq += 1
-        qty = abs(pos)
-        fee = self.fees.fee(qty * price, "taker")
-        self._book(f"liquidation-{self._liq_seq}", "broker", symbol, -1 if pos > 0 else 1,
-                   qty, price, fee, "taker", ts_event)
+        """The account's equity fell to its maintenance margin through ``symbol`` at ``price``:
+        close what :func:`account_closeout` lists (taker) and cancel those symbols' orders."""
+        for sym, pos, at in account_closeout(self.account, symbol, price):
+            log.warning("%s liquidated: position %g at %g", sym, pos, at)
+            for order in [o for o in self.active if o.symbol == sym]:
+                self._finish(order, "canceled", "liquidation")
+            self._liq_seq += 1
+            self._book(f"liquidation-{self._liq_seq}", "broker", sym, -1 if pos > 0 else 1, abs(pos), at,
+                       self.fees.fee(abs(pos) * at, "taker"), "taker", ts_event)
 
     def on_funding(self, funding: Funding) -> None:
         self.account.apply_funding(funding.symbol, funding.rate, funding.mark_price)

@@ -42,40 +42,45 @@ class FeeModel:
 class SlippageModel:
     """Taker fills move against the order: a fixed ``bps`` plus square-root market impact
     ``impact * sigma * sqrt(qty / volume)``, with ``sigma`` the per-bar return volatility
-    and ``volume`` the per-bar traded volume, both exponentially averaged over recent bars.
+    and ``volume`` the per-bar traded volume of the order's symbol, both exponentially
+    averaged over its recent bars (each symbol of a portfolio has its own).
     """
 
     def __init__(self, bps: float = 0.0, impact: float = 0.0, halflife_bars: float = 60.0) -> None:
         self.bps = bps
         self.impact = impact
         self._alpha = 1.0 - 0.5 ** (1.0 / halflife_bars)
-        self._var = 0.0
-        self._volume = 0.0
-        self._last_close: float | None = None
+        self._estimates: dict[str, list[float]] = {}  # symbol -> [variance, volume, last close]
 
-    def observe_bar(self, close: float, volume: float) -> None:
-        """Update the volatility and volume estimates with a finished bar (only needed, and
-        only done, when impact is modelled)."""
+    def observe_bar(self, symbol: str, close: float, volume: float) -> None:
+        """Update the symbol's volatility and volume estimates with a finished bar (only
+        needed, and only done, when impact is modelled)."""
         if not self.impact:
             return
-        if self._last_close is not None and self._last_close > 0 and close > 0:
-            ret = math.log(close / self._last_close)
-            self._var += self._alpha * (ret * ret - self._var)
-            self._volume += self._alpha * (volume - self._volume)
+        est = self._estimates.get(symbol)
+        if est is None:
+            self._estimates[symbol] = [0.0, volume, close]
+            return
+        last = est[2]
+        if last > 0 and close > 0:
+            ret = math.log(close / last)
+            est[0] += self._alpha * (ret * ret - est[0])
+            est[1] += self._alpha * (volume - est[1])
         else:
-            self._volume = volume
-        self._last_close = close
+            est[1] = volume
+        est[2] = close
 
-    def fraction(self, qty: float) -> float:
+    def fraction(self, symbol: str, qty: float) -> float:
         """The adverse price move for a taker order of ``qty``, as a fraction of price."""
         move = self.bps * 1e-4
-        if self.impact > 0 and self._volume > 0:
-            move += self.impact * math.sqrt(self._var) * math.sqrt(qty / self._volume)
+        est = self._estimates.get(symbol)
+        if self.impact > 0 and est is not None and est[1] > 0:
+            move += self.impact * math.sqrt(est[0]) * math.sqrt(qty / est[1])
         return move
 
-    def price(self, price: float, side: int, qty: float) -> float:
-        """The fill price of a taker order of ``side`` and ``qty`` at market ``price``."""
-        return price * (1.0 + side * self.fraction(qty))
+    def price(self, symbol: str, price: float, side: int, qty: float) -> float:
+        """The fill price of a taker order of ``side`` and ``qty`` in ``symbol`` at market ``price``."""
+        return price * (1.0 + side * self.fraction(symbol, qty))
 
 
 class LatencyModel:

@@ -1,11 +1,12 @@
 """Where a position's liquidation price is breached: on the first trade through it (not
 before the position's last fill), or at a bar that reaches it (filled at the open when the
-bar gaps through it)."""
+bar gaps through it). Cross margin liquidates the whole account, not one position."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from engine.broker.account import Account
 from engine.core.events import Bar, Trades
 
 
@@ -26,3 +27,13 @@ def breach_in_bar(position: float, liq: float, bar: Bar) -> tuple[float, int] | 
     if position < 0 and bar.high >= liq:
         return max(bar.open, liq), bar.open_time
     return None
+
+
+def account_closeout(account: Account, symbol: str, price: float) -> list[tuple[str, float, float]]:
+    """``(symbol, signed position, price)`` of every position an account liquidation closes:
+    the breaching ``symbol`` at ``price`` first, then every other open one at its mark."""
+    closing = [(symbol, account.positions[symbol].qty, price)]
+    for other, held in account.positions.items():
+        if other != symbol and held.qty != 0.0:
+            closing.append((other, held.qty, account.marks.get(other, held.avg_price)))
+    return closing

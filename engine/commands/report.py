@@ -32,9 +32,10 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if args.sweep is not None:
         return sweep_report(args)
+    from engine.analysis.by_symbol import by_symbol_for_run
     from engine.analysis.html_report import write_html_report
     from engine.analysis.metrics import forecasts_for_run, metrics_for_run
-    from engine.analysis.report import format_metrics
+    from engine.analysis.report import format_by_symbol, format_metrics
     from engine.core.paths import check_writable
     from engine.ledger.reader import LedgerReader
 
@@ -46,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         run = reader.run(args.run)
         metrics = metrics_for_run(reader, run["id"])
         forecasts = forecasts_for_run(reader, run["id"])
+        by_symbol = by_symbol_for_run(reader, run["id"])
         out = args.out or f"report-run{run['id']}.html"
         write_html_report(reader, run["id"], metrics, out)
         gaps = feed_gaps(reader, run["id"])
@@ -54,10 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"run_id": run["id"], "ledger": args.ledger, "status": run["status"],
                           "report": str(out), "metrics": metrics, "forecasts": forecasts,
-                          "feed_gaps": gaps}))
+                          "feed_gaps": gaps, "symbols": run["symbol"].split(","), "by_symbol": by_symbol}))
     else:
         print(format_metrics(metrics, f"run {run['id']} ({run['status']}) {run['strategy']} "
                                       f"{run['symbol']} {run['interval']}"))
+        if len(by_symbol) > 1:
+            print(format_by_symbol(by_symbol))
         if forecasts:
             print(f"  forecasts: {forecasts['forecasts']:,}, {forecasts['dropped']:,} dropped as late; from "
                   f"bar close to forecast median {forecasts['latency_ms_median']:.0f} ms, p99 "

@@ -107,7 +107,7 @@ def default_ledger(args: argparse.Namespace) -> str:
 def print_result(args: argparse.Namespace, result: SessionResult) -> None:
     """A run's result: one JSON object with ``--json``, else the metrics table and what the
     reader should know (rejections, dropped forecasts, a resumed run's parts)."""
-    from engine.analysis.report import format_metrics
+    from engine.analysis.report import format_by_symbol, format_metrics
 
     if args.json:
         print(json.dumps(result.to_json(), default=str))
@@ -119,6 +119,8 @@ def print_result(args: argparse.Namespace, result: SessionResult) -> None:
         title += (f" since it resumed run {extra['resumed_from']}; the metrics cover every part "
                   "of the run")
     print(format_metrics(result.metrics, title))
+    if len(extra.get("by_symbol") or {}) > 1:
+        print(format_by_symbol(extra["by_symbol"]))
     if result.rejections:
         first = extra.get("first_rejections", {})
         print("  rejected orders: " + "; ".join(

@@ -27,14 +27,18 @@ from engine.strategy.host import is_late
 
 class LedgerRecorder:
     """Records one run's events; ``interval`` and ``symbol`` (comma-joined for a portfolio)
-    pick the bars that get equity snapshots: one row per symbol's bar, each with that
-    symbol's position, the account's equity after the bar was handled."""
+    pick the bars that get equity snapshots. Each symbol's bar is a row with that symbol's
+    position and mark; every row of one close time holds the portfolio's one snapshot (cash,
+    equity, margin after the last of that time's bars was handled), so a portfolio's rows of
+    a close time are written together, once its last symbol's bar is in (or the next close
+    time begins, when a symbol had no bar)."""
 
     def __init__(self, bus: Bus, ledger: Ledger, run_id: int, broker: SimulatedBroker,
                  symbol: str, interval: str) -> None:
         self.ledger, self.run_id, self.broker = ledger, run_id, broker
         self.symbol, self.interval = symbol, interval
         self._symbols = frozenset(symbol.split(","))
+        self._pending: list[list] = []  # a portfolio's rows of the close time in progress
         self.bars = 0
         self.last_close = -1
         self._fill: Fill | None = None
@@ -102,15 +106,32 @@ class LedgerRecorder:
         if interval != self.interval or symbol not in self._symbols:
             return
         self.bars += 1
+        if close_time != self.last_close:
+            self.flush_bars()
         self.last_close = close_time
         account = self.broker.account
         equity, margin = account.equity_and_margin()
         pos = account.positions.get(symbol)
-        self.ledger.add("equity", (
-            self.run_id, close_time, account.cash, equity, 0.0 if pos is None else pos.qty,
-            account.marks.get(symbol, c), margin, symbol, interval, open_time, o, h, lo, c, volume,
-            turnover, trades,
-        ))
+        row = [self.run_id, close_time, account.cash, equity, 0.0 if pos is None else pos.qty,
+               account.marks.get(symbol, c), margin, symbol, interval, open_time, o, h, lo, c, volume,
+               turnover, trades]
+        if len(self._symbols) == 1:
+            self.ledger.add("equity", tuple(row))
+            return
+        self._pending.append(row)
+        if len(self._pending) == len(self._symbols):
+            self.flush_bars()
+
+    def flush_bars(self) -> None:
+        """Write the pending rows of a portfolio's close time, each with the account as it was
+        at the last of them (taken then, so nothing later leaks into the snapshot)."""
+        if not self._pending:
+            return
+        cash, equity, margin = self._pending[-1][2], self._pending[-1][3], self._pending[-1][6]
+        for row in self._pending:
+            row[2], row[3], row[6] = cash, equity, margin
+            self.ledger.add("equity", tuple(row))
+        self._pending = []
 
     def _on_prediction(self, p: Prediction) -> None:
         self.ledger.add("predictions", (

@@ -218,12 +218,14 @@ class Session:
     def stop(self) -> None:
         """Call ``on_stop`` and record the strategy's saved state."""
         self.host.stop()
+        self.recorder.flush_bars()
         self.recorder.save_state(self.strategy_name, self.clock.timestamp_ns(), self.host.save())
 
     def close(self, status: str, error: str | None = None, data_end: int | None = None) -> SessionResult:
         """Flush the ledger, mark the run, compute metrics from the ledger, and report.
         ``data_end`` is where a live session's data stopped."""
         self.closed = True
+        self.recorder.flush_bars()
         dropped = self.host.predictions_dropped
         summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors,
                    "predictions_dropped": dropped}

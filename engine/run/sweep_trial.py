@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.core.config import Config, parse_time
+from engine.core.config import Config
 from engine.core.errors import UserError
 from engine.ledger.memory import MemoryLedger
 from engine.run.backtest import RunFailed, open_run_source, run_backtest

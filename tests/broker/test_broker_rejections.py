@@ -43,7 +43,7 @@ CASES = {
                                   "trigger price 29000.01 is not a multiple of the tick size"),
     "below min notional": (dict(side=+1, qty=0.001, order_type="limit", price=4_000.0),
                            "order value 4.0000 is below the minimum notional 5"),
-    "unknown symbol": (dict(side=+1, qty=0.01, symbol="DOGEUSDT"), "unknown symbol"),
+    "unknown symbol": (dict(side=+1, qty=0.01, symbol="ZZZUSDT"), "unknown symbol"),
     "insufficient margin": (dict(side=+1, qty=0.5), "insufficient margin"),
     "short beyond margin": (dict(side=-1, qty=0.4), "insufficient margin"),
     "reduce-only that would not reduce": (dict(side=-1, qty=0.01, reduce_only=True),
@@ -127,8 +127,8 @@ def test_spot_cannot_buy_more_than_cash_or_sell_more_than_held():
 
 def test_unknown_symbol_in_another_category():
     h = marked()
-    h.instruments.add(Instrument("XRPUSDT", "spot", 0.0001, 0.01, 1.0, 1e6, 1e6, 1.0, 1.0))
-    assert "unknown linear symbol 'XRPUSDT'" in rejected(h, +1, 10.0, symbol="XRPUSDT")
+    h.instruments.add(Instrument("ZZZUSDT", "spot", 0.0001, 0.01, 1.0, 1e6, 1e6, 1.0, 1.0))
+    assert "unknown linear symbol 'ZZZUSDT'" in rejected(h, +1, 10.0, symbol="ZZZUSDT")
 
 
 BAD_QTY = st.one_of(

@@ -24,6 +24,7 @@ from engine.core.events import Bar, BarSet, Trades
 from engine.feeds.history.archive import ArchiveError
 from engine.feeds.history.replay import KlineReplay, Progress, ReplayRange, TradeReplay
 
+
 def portfolio_range(ranges: list[ReplayRange]) -> ReplayRange:
     """The span of every symbol's range; ``symbol`` is the comma-joined list."""
     categories = {r.category for r in ranges}

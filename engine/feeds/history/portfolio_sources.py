@@ -18,7 +18,8 @@ from engine.feeds.history.portfolio import MergedKlineReplay, MergedTradeReplay
 from engine.feeds.history.replay import KlineReplay, TradeReplay
 from engine.feeds.history.sources import DataError, _kline_source, expand, file_kind, split_symbol
 
-FETCHED_KLINES = re.compile(r"(?P<symbol>[A-Z0-9]{1,30}(?:-[A-Z0-9]{1,12}){0,4}?)-\d+[smhdw]-\d{4}-\d{2}-\d{2}")
+FETCHED_KLINES = re.compile(
+    r"(?P<symbol>[A-Z0-9]{1,30}(?:-[A-Z0-9]{1,12}){0,4}?)-\d+[smhdw]-\d{4}-\d{2}-\d{2}")
 
 
 def is_portfolio(patterns: list[str] | tuple[str, ...], symbols: tuple[str, ...]) -> bool:
@@ -85,10 +86,10 @@ def open_portfolio(
         raise DataError(f"--symbols {','.join(symbols)}: no data file holds {', '.join(missing)}")
     try:
         if kind == "trades":
-            replays = [TradeReplay([TradeArchive(p, cache_root) for p in groups[s]], start_ns, end_ns)
-                       for s in symbols]
-            _check_in_range(replays, start_ns, end_ns)
-            merged = MergedTradeReplay(replays)
+            archives = {s: [TradeArchive(p, cache_root) for p in groups[s]] for s in symbols}
+            for s in symbols:
+                _check_in_range(s, [a.info() for a in archives[s]], start_ns, end_ns)
+            merged = MergedTradeReplay([TradeReplay(archives[s], start_ns, end_ns) for s in symbols])
             merged.cover_last_bar(parse_interval(interval or "1m"))
             return merged
         klines: list[KlineReplay] = []
@@ -102,10 +103,9 @@ def open_portfolio(
         raise DataError(str(exc)) from None
 
 
-def _check_in_range(replays: list[TradeReplay], start_ns: int | None, end_ns: int | None) -> None:
+def _check_in_range(symbol: str, infos: list, start_ns: int | None, end_ns: int | None) -> None:
     """Refuse a symbol none of whose trades fall in the replay range."""
-    for replay in replays:
-        lo = start_ns if start_ns is not None else min(i.first_ts for i in replay.infos)
-        hi = end_ns if end_ns is not None else max(i.last_ts for i in replay.infos) + 1
-        if not any(i.rows and i.first_ts < hi and i.last_ts >= lo for i in replay.infos):
-            raise DataError(f"{replay.range.symbol}: no trades in the replay range")
+    lo = start_ns if start_ns is not None else min(i.first_ts for i in infos)
+    hi = end_ns if end_ns is not None else max(i.last_ts for i in infos) + 1
+    if not any(i.rows and i.first_ts < hi and i.last_ts >= lo for i in infos):
+        raise DataError(f"{symbol}: no trades in the replay range")
