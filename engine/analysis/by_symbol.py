@@ -49,10 +49,5 @@ def by_symbol_for_run(reader, run_id: int) -> dict[str, dict[str, Any]]:
     symbols = reader.run(ids[-1])["symbol"].split(",")
     fills = reader.fills(ids, "symbol, qty, price, fee, realized_pnl, position, avg_price")
     funding = reader.funding(ids, "symbol, payment")
-    runs = ", ".join(str(int(i)) for i in ids)
-    snapshots = reader.frame(
-        "SELECT e.symbol, s.exposure, e.mark_price AS last_mark FROM equity e JOIN "
-        "(SELECT symbol, MAX(id) AS last_id, "
-        "AVG(CASE WHEN position <> 0 THEN 1.0 ELSE 0.0 END) AS exposure FROM equity "
-        f"WHERE run_id IN ({runs}) GROUP BY symbol) s ON e.id = s.last_id").set_index("symbol")
+    snapshots = reader.exposure(ids)
     return symbol_metrics(fills, funding, snapshots, symbols)

@@ -89,6 +89,9 @@ def parse_symbols(text: str) -> tuple[str, ...]:
     if not any(symbols):
         raise ConfigError("--symbols: give one or more symbols, e.g. BTCUSDT,ETHUSDT")
     for symbol in symbols:
+        if ":" in symbol:
+            raise ConfigError(f"--symbols {symbol}: category:SYMBOL (one run mixing spot and linear) is "
+                              "not supported yet; give one category per run with --set run.category=...")
         check_symbol(symbol, "--symbols")
     if len(set(symbols)) != len(symbols):
         raise ConfigError(f"--symbols {text}: a symbol is listed twice")

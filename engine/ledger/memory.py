@@ -115,6 +115,13 @@ class MemoryReader:
         chunks = curve_columns.pack(self.ledger.buffers["equity"], WIDTHS["equity"])
         return unpack_curve(chunk[1:] for chunk in chunks)
 
+    def exposure(self, run_ids: list[int]) -> pd.DataFrame:
+        """:meth:`LedgerReader.exposure` of the rows held in memory."""
+        rows = self.table("equity", run_ids, "id", "symbol, position, mark_price")
+        groups = rows.groupby("symbol", sort=False)
+        return pd.DataFrame({"exposure": groups["position"].agg(lambda p: float((p != 0).mean())),
+                             "last_mark": groups["mark_price"].last()})
+
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
 

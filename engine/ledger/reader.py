@@ -117,6 +117,16 @@ class LedgerReader:
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
 
+    def exposure(self, run_ids: list[int]) -> pd.DataFrame:
+        """Per symbol (the index): ``exposure``, the share of its snapshots with a position
+        open, and ``last_mark``, its last snapshot's mark price; summed in the database."""
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        return self.frame(
+            "SELECT e.symbol, s.exposure, e.mark_price AS last_mark FROM equity e JOIN "
+            "(SELECT symbol, MAX(id) AS last_id, "
+            "AVG(CASE WHEN position <> 0 THEN 1.0 ELSE 0.0 END) AS exposure FROM equity "
+            f"WHERE run_id IN ({marks}) GROUP BY symbol) s ON e.id = s.last_id").set_index("symbol")
+
     def bars(self, run_ids: list[int]) -> pd.DataFrame:
         return self.table("bars", run_ids, "open_time, id")
 

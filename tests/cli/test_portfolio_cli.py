@@ -5,11 +5,13 @@ can disagree."""
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from engine.cli import main
-from tests.helpers.broker import kline_frame, write_trade_archive
+from tests.helpers.broker import instruments_with_sol, kline_frame, write_trade_archive
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 PRICES = {"BTCUSDT": 30_000.0, "ETHUSDT": 2_000.0, "SOLUSDT": 150.0}
@@ -29,7 +31,9 @@ def data(tmp_path_factory):
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
+    rules = instruments_with_sol(Path(tempfile.mkdtemp()))
+    extra = ["--set", f"broker.instruments={rules}"] if args[0] == "backtest" else []
+    code = main([*args, *extra])
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -72,6 +76,8 @@ def test_kline_files_take_symbol_equals_path(tmp_path, capsys, data):
     (["--symbols", "BTCUSDT,BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"], "listed twice"),
     (["--symbols", "BTCUSDT,../x", "--data", "{d}/BTCUSDT2025-06-01.csv"], "not a Bybit symbol"),
     (["--symbols", ",", "--data", "{d}/BTCUSDT2025-06-01.csv"], "give one or more symbols"),
+    (["--symbols", "spot:BTCUSDT,linear:BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"],
+     "is not supported yet; give one category per run"),
     (["--symbols", "BTCUSDT", "--symbol", "BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"], "not both"),
     (["--symbols", "BTCUSDT,ETHUSDT", "--data", "ETHUSDT={d}/BTCUSDT2025-06-01.csv",
       "{d}/ETHUSDT2025-06-01.csv"], "names a trade archive of BTCUSDT"),

@@ -8,6 +8,7 @@ Everything here drives the real components: a real :class:`~engine.core.bus.Bus`
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -349,3 +350,18 @@ class Quoter(Strategy):
         side = -1 if self.position > 0 else 1
         price = round(round(bar.close / cfg.tick) * cfg.tick - side * cfg.offset_ticks * cfg.tick, 10)
         self.submit_order(side, cfg.qty, "limit", price=price)
+
+
+SOLUSDT = {"symbol": "SOLUSDT", "category": "linear", "tick_size": 0.01, "qty_step": 0.1, "min_qty": 0.1,
+           "max_qty": 79770, "max_market_qty": 5000, "min_notional": 5, "max_leverage": 100,
+           "base": "SOL", "quote": "USDT"}
+
+
+def instruments_with_sol(directory: Path) -> Path:
+    """The bundled instruments plus linear SOLUSDT, as a file for ``broker.instruments``."""
+    from engine.broker.instruments import BUNDLED
+
+    rows = json.loads(BUNDLED.read_text())["instruments"] + [SOLUSDT]
+    path = Path(directory) / "instruments.json"
+    path.write_text(json.dumps({"instruments": rows}))
+    return path

@@ -18,7 +18,7 @@ from engine.core.config import load_config
 from engine.run.backtest import run_backtest
 from strategies.base import Strategy, StrategyConfig
 from tests.helpers.archive import DERIVATIVES_HEADER
-from tests.helpers.broker import kline_frame, read_table, write_trade_archive
+from tests.helpers.broker import instruments_with_sol, kline_frame, read_table, write_trade_archive
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 PRICES = {"BTCUSDT": 30_000.0, "ETHUSDT": 2_000.0, "SOLUSDT": 150.0}
@@ -27,7 +27,8 @@ T0_S = int(pd.Timestamp(DAY, tz="UTC").timestamp())
 
 
 def config(tmp_path, data, *settings, symbols=(), name="l.db"):
-    cfg = load_config(None, [f"ledger.path={tmp_path / name}", *settings])
+    rules = instruments_with_sol(tmp_path)
+    cfg = load_config(None, [f"ledger.path={tmp_path / name}", f"broker.instruments={rules}", *settings])
     return replace(cfg, run=replace(cfg.run, data=tuple(str(p) for p in data), symbols=tuple(symbols)))
 
 
