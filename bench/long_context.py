@@ -23,7 +23,8 @@ backtest does, windows side by side: total seconds for each kind.
 
 Attention settings: linformer k 128, nystrom 64 landmarks, reformer 4 hashes and buckets of 64.
 
-    python bench/long_context.py [--repeats N] [--lengths 16384,32768] [--no-train] [--replay 8760] [--json]
+    python bench/long_context.py [--kinds linformer,nystrom] [--repeats N] [--lengths 16384,32768]
+        [--no-train] [--no-depth] [--no-live] [--replay 8760] [--json]
 """
 
 from __future__ import annotations
@@ -206,14 +207,15 @@ def full_refusal(seq: int, budget_s: float) -> str | None:
     return None
 
 
-def inference(lengths: list[int], repeats: int, full_repeats: int, budget_s: float, say) -> list[dict]:
+def inference(lengths: list[int], kinds: list[str], repeats: int, full_repeats: int, budget_s: float,
+              say) -> list[dict]:
     rows = []
     for seq in lengths:
         full = None
         refused = None if seq == lengths[0] else full_refusal(seq, budget_s)  # the first is the baseline
         if refused:
             say(f"  full at {seq:,}: refused: {refused}")
-        for kind in KINDS:
+        for kind in kinds:
             if kind == "full" and refused:
                 rows.append({"what": "forward", "kind": kind, "seq": seq, "refused": refused})
                 continue
@@ -292,9 +294,9 @@ def depth(seq: int, batch: int, say) -> list[dict]:
     return rows
 
 
-def replay(seq: int, bars: int, say) -> list[dict]:
+def replay(seq: int, bars: int, kinds: list[str], say) -> list[dict]:
     rows = []
-    for kind in KINDS:
+    for kind in kinds:
         if kind == "full" and full_refusal(seq, 60.0):
             continue
         print(f"  replay {kind}: {bars:,} bars at {seq:,} ...", file=sys.stderr)
@@ -306,9 +308,9 @@ def replay(seq: int, bars: int, say) -> list[dict]:
     return rows
 
 
-def live(seq: int, repeats: int, say) -> list[dict]:
+def live(seq: int, repeats: int, kinds: list[str], say) -> list[dict]:
     rows = []
-    for kind in KINDS[1:]:
+    for kind in (k for k in kinds if k != "full"):
         print(f"  live {kind} at {seq:,} ...", file=sys.stderr)
         rows.append(in_subprocess({"what": "live", "kind": kind, "seq": seq, "repeats": repeats}))
     say(f"\nlive: bar close to forecast at {seq:,} bars (median of {repeats} bars)")
@@ -326,6 +328,8 @@ def live(seq: int, repeats: int, say) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lengths", default="16384,32768,65536", help="window lengths (bars)")
+    parser.add_argument("--kinds", default=",".join(KINDS),
+                        help="attention kinds to run (default all; without full no ratios to it)")
     parser.add_argument("--repeats", type=int, default=10,
                         help="forward passes per efficient kind (default 10)")
     parser.add_argument("--full-repeats", type=int, default=3,
@@ -353,18 +357,21 @@ def main() -> int:
 
     say = (lambda *a: None) if args.json else print
     lengths = [int(n) for n in args.lengths.split(",") if n]
+    kinds = [k for k in args.kinds.split(",") if k]
+    if not kinds or set(kinds) - set(KINDS):
+        parser.error(f"--kinds takes a comma-separated list of {', '.join(KINDS)}")
     say(f"torch {torch.__version__}, {THREADS} threads, {os.cpu_count()} CPUs, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg()))
-    out = {"inference": inference(lengths, args.repeats, args.full_repeats, args.budget_s, say)}
+    out = {"inference": inference(lengths, kinds, args.repeats, args.full_repeats, args.budget_s, say)}
     print_inference(out["inference"], say)
     if not args.no_train:
         out["training"] = training(16384, 2, args.train_steps, say)
     if not args.no_depth:
         out["depth"] = depth(4096, 2, say)
     if not args.no_live:
-        out["live"] = live(16384, args.repeats, say)
+        out["live"] = live(16384, args.repeats, kinds, say)
     if args.replay:
-        out["replay"] = replay(16384, args.replay, say)
+        out["replay"] = replay(16384, args.replay, kinds, say)
     if args.json:
         print(json.dumps(out))
     return 0
