@@ -12,7 +12,12 @@ the union of the rounds' windows (a key found by several rounds counts once per 
 The rotations are a buffer drawn once from a seeded generator, so inference is
 deterministic and identical for any batch composition. The bucket count follows the
 input length (``ceil(L / bucket_size)`` rounded up to even, using the first columns of
-the rotations) unless ``n_buckets`` fixes it; ``n_buckets=1`` disables hashing. Masked
+the rotations) up to ``MAX_BUCKETS``, unless ``n_buckets`` fixes it; ``n_buckets=1``
+disables hashing. Hashing costs ``n_buckets / 2`` dot products per token and round, so
+buckets following the length without a cap made it quadratic: at 65,536 tokens it was
+more than half of a layer's time. The cap is the count at 4,096 tokens, so shorter
+windows hash as before; a checkpoint made before the cap with a longer window keeps the
+first columns of its rotations (:meth:`LSHAttention._load_from_state_dict`). Masked
 and padding tokens get a bucket of their own after all others, so their content never
 changes which real tokens share a chunk.
 
@@ -41,11 +46,13 @@ SELF = -1e5  # score of attending to oneself: used only when no other key is all
 ROWS_BUDGET = 64 * 2**20  # bytes of sorted rows that rounds run as one batch may hold, without grad
 HASH_VALUES = 2**22  # projections hashed at a time (16 MB of float32)
 PROBS_BUDGET = 32 * 2**20  # bytes of chunk probabilities the backward pass recomputes at a time
+MAX_BUCKETS = 64  # most buckets a round uses when ``n_buckets`` is not given
 
 
 def _even_buckets(length: int, bucket_size: int) -> int:
+    """Buckets for ``length`` tokens when not fixed: one per chunk, even, at most ``MAX_BUCKETS``."""
     n = max(2, math.ceil(length / bucket_size))
-    return n + n % 2
+    return min(n + n % 2, MAX_BUCKETS)
 
 
 def _forward(q, k, v, bias, scale: float):
@@ -164,6 +171,14 @@ class LSHAttention(AttentionBase):
         rotations = torch.randn(n_heads, n_hashes, self.d_head, max(1, max_buckets // 2),
                                 generator=gen)
         self.register_buffer("rotations", rotations)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Keep the columns of a checkpoint's rotations this layer uses: one saved before
+        ``MAX_BUCKETS`` capped the bucket count holds more."""
+        saved = state_dict.get(prefix + "rotations")
+        if saved is not None and saved.shape[-1] > self.rotations.shape[-1] and self.n_buckets is None:
+            state_dict[prefix + "rotations"] = saved[..., : self.rotations.shape[-1]]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def _buckets(self, qk: torch.Tensor, n_buckets: int) -> torch.Tensor:

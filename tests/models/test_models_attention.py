@@ -218,6 +218,32 @@ def test_lsh_rotations_are_seeded_buffers():
     torch.testing.assert_close(a.rotations, b.rotations)
 
 
+def test_lsh_bucket_count_is_capped_past_4096_tokens():
+    """Buckets follow the length up to MAX_BUCKETS (the count at 4,096 tokens of 64), so the
+    hash stays linear in the length; shorter windows keep one bucket per chunk."""
+    from models.attention.reformer import MAX_BUCKETS
+
+    short = build_attention("reformer", D, H, 2048, bucket_size=64)
+    long = build_attention("reformer", D, H, 16384, bucket_size=64)
+    assert short.rotations.shape[-1] == 16 and long.rotations.shape[-1] == MAX_BUCKETS // 2 == 32
+    gen = torch.Generator().manual_seed(2)
+    qk = torch.randn(1, H, 16384, D // H, generator=gen)
+    proj = torch.einsum("bhld,hrdk->bhrlk", qk, long.rotations)
+    expected = torch.cat([proj, -proj], dim=-1).argmax(dim=-1)
+    buckets = long._buckets(qk, MAX_BUCKETS)
+    assert torch.equal(buckets, expected) and int(buckets.max()) < MAX_BUCKETS
+
+
+def test_lsh_checkpoint_from_before_the_cap_keeps_its_first_rotation_columns():
+    """A layer saved with more rotation columns than the cap loads them cut to the cap."""
+    layer = build_attention("reformer", D, H, 16384, bucket_size=64)
+    saved = dict(layer.state_dict())
+    older = torch.randn(*layer.rotations.shape[:-1], 128)
+    saved["rotations"] = older
+    layer.load_state_dict(saved)
+    assert torch.equal(layer.rotations, older[..., :32])
+
+
 @pytest.mark.parametrize("values", ["random", "ties"])
 def test_lsh_buckets_are_the_argmax_of_plus_and_minus_rotations(values):
     """Angular LSH by definition: bucket = first argmax of [xR ; -xR], ties included."""

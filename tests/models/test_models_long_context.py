@@ -104,7 +104,7 @@ def test_reformer_at_2048_equals_the_dense_matrix_of_its_rounds(monkeypatch):
 
 def test_reformer_hashes_blocks_of_positions_as_all_at_once(monkeypatch):
     torch.manual_seed(5)
-    attn = build_attention("reformer", D, H, 8192, bucket_size=64, n_hashes=2)
+    attn = build_attention("reformer", D, H, 8192, bucket_size=64, n_hashes=2, n_buckets=128)
     qk = attn.split(attn.to_qk(_x(8192, 5)))
     with torch.no_grad():
         at_once = attn._buckets(qk, 128)
