@@ -116,9 +116,11 @@ def train_case(case: dict) -> dict:
     """One training step's time and peak memory (in a fresh process)."""
     import torch
 
+    from models.allocator import return_freed_memory
     from models.budget import peak_bytes
     from models.encoder import SeriesEncoder
 
+    return_freed_memory()  # as train does for windows this long
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     config = _config(case["kind"], case["seq"], case.get("reversible"), case.get("layers", LAYERS))

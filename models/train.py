@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from models.allocator import return_freed_memory
 from models.attention_options import OPTIONS, check_options
 from models.budget import CHECKED_FROM, check_training, gib
 from models.checkpoint import code_version
@@ -293,6 +294,8 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
     device = pick_device(cfg.device)
     encoder = cfg.encoder_config(len(cfg.features))
     need = check_fits(cfg, encoder) if announce is not None or encoder.tokens >= CHECKED_FROM else None
+    if encoder.tokens >= CHECKED_FROM:
+        return_freed_memory()  # else freed activations stay resident: the peak grew with depth
     feature_set, frames, returns, valid = _inputs(bars, cfg)
     fold_given = fold is not None
     if fold is None:
