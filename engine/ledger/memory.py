@@ -17,7 +17,14 @@ import pandas as pd
 
 from engine.ledger import curve_columns
 from engine.ledger.reader import unpack_curve
+from engine.ledger.schema import database_url
 from engine.ledger.store import COLUMNS, CURVE_TABLE, TABLES, WIDTHS, serialise
+
+
+def written_by_workers(target: str) -> bool:
+    """Whether sweep workers write their trials' rows into the ledger themselves: a database
+    server (PostgreSQL) takes many writers at once; SQLite keeps one, the sweep's driver."""
+    return database_url(target).startswith("postgresql")
 
 
 class MemoryLedger:
@@ -67,8 +74,8 @@ class MemoryLedger:
     def reader(self) -> MemoryReader:
         return MemoryReader(self)
 
-    def payload(self, keep_bars: bool = True) -> bytes:
-        """The run's rows as the writer's batch bytes (tables without rows left out). Without
+    def batch(self, keep_bars: bool = True) -> dict[str, list]:
+        """The run's rows as one writer batch (tables without rows left out). Without
         ``keep_bars`` the per-bar equity rows travel only as their packed curve (what metrics
         read): a sweep's trials share their bars, and writing 100,000 rows a trial made the
         one ledger writer the bottleneck of every sweep. ``rows_written`` counts what is sent."""
@@ -77,7 +84,11 @@ class MemoryLedger:
             batch[CURVE_TABLE] = curve_columns.pack(batch.pop("equity"), WIDTHS["equity"])
             self.rows_written = sum(len(v) // WIDTHS[name] for name, v in batch.items()
                                     if name != CURVE_TABLE)
-        return serialise(batch)
+        return batch
+
+    def payload(self, keep_bars: bool = True) -> bytes:
+        """:meth:`batch` as the writer's batch bytes, for the driver to write."""
+        return serialise(self.batch(keep_bars))
 
 
 class MemoryReader:

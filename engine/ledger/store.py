@@ -68,37 +68,10 @@ class BatchWriter:
         self.curve_insert = _compile_one(self.engine, EquityCurveChunk.__table__, CURVE_COLUMNS)
 
     def write(self, batch: dict[str, list]) -> None:
-        """One transaction, straight through the database driver's ``executemany``. Each
-        table's rows come as one flat list of values (``WIDTHS[table]`` a row); where the
-        driver takes positional parameters, a slice of ``ROWS_PER_INSERT`` rows is one
-        statement's parameters."""
+        """One batch in one transaction."""
         raw = self.engine.raw_connection()
         try:
-            cursor = raw.cursor()
-            for name, values in batch.items():
-                if name == CURVE_TABLE:  # chunks packed where the run ran (a sweep trial's curve)
-                    self._insert_curve(cursor, values)
-                    continue
-                width = WIDTHS[name]
-                if len(values) % width:
-                    raise ValueError(f"{name}: {len(values)} values are not whole rows of {width}")
-                if self.copy:
-                    _copy_rows(cursor, name, values, width)
-                    continue
-                one, many, positional = self.statements[name]
-                if not positional:
-                    keys = COLUMNS[name]
-                    cursor.executemany(one, [dict(zip(keys, values[i : i + width], strict=True))
-                                             for i in range(0, len(values), width)])
-                    continue
-                step = width * ROWS_PER_INSERT
-                whole = len(values) - len(values) % step
-                if whole:
-                    cursor.executemany(many, (values[i : i + step] for i in range(0, whole, step)))
-                if whole < len(values):
-                    cursor.executemany(one, (values[i : i + width] for i in range(whole, len(values), width)))
-            if batch.get("equity"):
-                self._write_curve(cursor, batch["equity"])
+            self._write_rows(raw.cursor(), batch)
             raw.commit()
         except BaseException:
             raw.rollback()
@@ -106,6 +79,45 @@ class BatchWriter:
         finally:
             raw.close()
         self._checkpoint_due.set()
+
+    def write_run(self, run_id: int, batch: dict[str, list]) -> None:
+        """One run's whole batch in one transaction that first deletes whatever rows the run
+        has: a sweep trial run again after its worker died mid-way is not written twice."""
+        with self.engine.begin() as conn:
+            for table in (*TABLES.values(), EquityCurveChunk.__table__):
+                conn.execute(sa.delete(table).where(table.c.run_id == run_id))
+            self._write_rows(conn.connection.cursor(), batch)
+        self._checkpoint_due.set()
+
+    def _write_rows(self, cursor, batch: dict[str, list]) -> None:
+        """Straight through the database driver's ``executemany`` (``COPY`` on PostgreSQL).
+        Each table's rows come as one flat list of values (``WIDTHS[table]`` a row); where the
+        driver takes positional parameters, a slice of ``ROWS_PER_INSERT`` rows is one
+        statement's parameters."""
+        for name, values in batch.items():
+            if name == CURVE_TABLE:  # chunks packed where the run ran (a sweep trial's curve)
+                self._insert_curve(cursor, values)
+                continue
+            width = WIDTHS[name]
+            if len(values) % width:
+                raise ValueError(f"{name}: {len(values)} values are not whole rows of {width}")
+            if self.copy:
+                _copy_rows(cursor, name, values, width)
+                continue
+            one, many, positional = self.statements[name]
+            if not positional:
+                keys = COLUMNS[name]
+                cursor.executemany(one, [dict(zip(keys, values[i : i + width], strict=True))
+                                         for i in range(0, len(values), width)])
+                continue
+            step = width * ROWS_PER_INSERT
+            whole = len(values) - len(values) % step
+            if whole:
+                cursor.executemany(many, (values[i : i + step] for i in range(0, whole, step)))
+            if whole < len(values):
+                cursor.executemany(one, (values[i : i + width] for i in range(whole, len(values), width)))
+        if batch.get("equity"):
+            self._write_curve(cursor, batch["equity"])
 
     def _write_curve(self, cursor, values: list) -> None:
         self._insert_curve(cursor, curve_columns.pack(values, WIDTHS["equity"]))

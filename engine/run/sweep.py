@@ -5,8 +5,10 @@ The driver asks the sampler for trials in rounds, reserves a run for each, hands
 the workers (local processes or Ray tasks, :mod:`engine.run.sweep_pool`,
 :mod:`engine.run.sweep_ray`), and records each outcome as it arrives: the run's rows go to
 the driver's one ledger writer, then the run row and the trial row are completed in one
-transaction. So a finished trial is never lost to a Ctrl-C or a dead worker, and
-``--resume`` runs only trials that have no trial row. ``--holdout`` and ``--walk-forward``
+transaction (on PostgreSQL each worker writes its trials' rows itself, so many machines
+write to one ledger at once, and the driver completes the two rows). So a finished trial
+is never lost to a Ctrl-C or a dead worker, and ``--resume`` runs only trials that have no
+trial row. ``--holdout`` and ``--walk-forward``
 are phases of the same sweep (:mod:`engine.run.sweep_phases`).
 """
 
@@ -222,7 +224,8 @@ class SweepRun:
         return "finished", None
 
     def record(self, outcome: TrialOutcome) -> None:
-        """Write a finished (or failed) trial: its rows, then its run and trial rows."""
+        """Write a finished (or failed) trial: its rows (on PostgreSQL the worker wrote them
+        already), then its run and trial rows."""
         task = self.reserved.pop(outcome.run_id)
         if outcome.payload:
             self.ledger.send_serialised(outcome.payload, outcome.rows)

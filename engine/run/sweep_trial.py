@@ -3,7 +3,9 @@ into a :class:`~engine.ledger.memory.MemoryLedger`, on data the worker opened on
 
 The result goes back to the driver as a :class:`TrialOutcome`: the run row's fields, its
 rows as the ledger writer's batch bytes, and the metrics computed from those rows the way
-``papertape backtest`` computes them. Local worker processes and Ray tasks run the same code.
+``papertape backtest`` computes them. On a PostgreSQL ledger the worker writes the rows
+itself, in one transaction, and sends back only the rest. Local worker processes and Ray
+tasks run the same code.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
 from engine.core.config import Config
 from engine.core.errors import UserError
-from engine.ledger.memory import MemoryLedger
+from engine.ledger.memory import MemoryLedger, written_by_workers
+from engine.ledger.schema import database_url
+from engine.ledger.store import BatchWriter
 from engine.run.backtest import RunFailed, open_run_source, run_backtest
 
 log = logging.getLogger(__name__)
@@ -67,7 +73,14 @@ class TrialRunner:
 
     def __init__(self) -> None:
         self.sources: dict[tuple, Any] = {}
+        self.writers: dict[str, BatchWriter] = {}
         self.worker = f"{os.uname().nodename}:{os.getpid()}"
+
+    def writer(self, target: str) -> BatchWriter:
+        """This worker's connection to a ledger it writes its trials into, kept open."""
+        if target not in self.writers:
+            self.writers[target] = BatchWriter(database_url(target))
+        return self.writers[target]
 
     def source(self, cfg: Config):
         run = cfg.run
@@ -90,7 +103,15 @@ class TrialRunner:
         if result is not None:
             out.metrics, out.fills = result.metrics, result.fills
         out.run_fields, out.final = ledger.run_fields, ledger.final
-        out.payload = ledger.payload(task.keep_bars)
+        if written_by_workers(task.config.ledger.path):
+            writer = self.writer(task.config.ledger.path)
+            try:
+                writer.write_run(task.run_id, ledger.batch(task.keep_bars))
+            except (sa.exc.SQLAlchemyError, writer.engine.dialect.loaded_dbapi.Error) as exc:
+                out.status, out.error = "failed", f"ledger write failed: {str(exc).splitlines()[0]}"
+                out.run_fields = {}
+        else:
+            out.payload = ledger.payload(task.keep_bars)
         out.rows = ledger.rows_written
         # the session's parts refer to each other, so only a full collection would free them and
         # the rows they hold: a worker would grow by every trial's rows until one ran

@@ -102,3 +102,82 @@ def test_sweep_and_its_report_on_postgres(server, data, tmp_path):
     assert "Probability of Backtest Overfitting" in page.read_text()
     stored = json.loads(query(url, "SELECT summary FROM sweeps")[0][0])
     assert stored["best"]["run_id"] == out["best"]["run_id"]
+
+
+def test_a_sweep_worker_writes_its_trial_into_postgres_itself(server, data, tmp_path):
+    """On PostgreSQL the worker's runner writes the trial's rows (and sends none back to the
+    driver); the trial equals its stand-alone backtest, and running it again (a worker that
+    died after writing) replaces its rows instead of doubling them."""
+    import dataclasses
+
+    from engine.core.config import load_config
+    from engine.run.sweep_trial import TrialRunner, TrialTask
+
+    url = server.create_database("direct")
+    params = {"fast": 10, "slow": 40}
+    cfg = load_config(None, [f"ledger.path={url}", "strategy.name=sma_cross",
+                             *(f"strategy.params.{k}={v}" for k, v in params.items())])
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, data=(data,)))
+    driver = Ledger(url)
+    try:
+        run_id = driver.start_run(kind="backtest", strategy="sma_cross", params="{}", symbol="BTCUSDT",
+                                  category="linear", interval="", data_start=0, data_end=0,
+                                  data_files="[]", seed=0, initial_cash=cfg.account.cash, config="{}")
+    finally:
+        driver.close()
+    runner = TrialRunner()
+    task = TrialTask("search", 0, run_id, params, cfg)
+    first = runner.run(task)
+    assert first.status == "finished", first.error
+    assert first.payload == b"" and first.rows > 0  # nothing for the driver to write
+    written = fills(url, run_id)
+    alone = json_of(papertape("backtest", "--data", data, "--symbol", "BTCUSDT", "--param", "fast=10",
+                              "--param", "slow=40", "--ledger", str(tmp_path / "a.db"), "--json",
+                              "--no-progress"))
+    assert written == fills(tmp_path / "a.db", alone["run_id"]) and written
+    assert first.metrics == alone["metrics"]
+    chunks = query(url, f"SELECT count(*) FROM equity_curve WHERE run_id = {run_id}")
+    again = runner.run(task)
+    assert again.status == "finished" and again.metrics == first.metrics
+    assert fills(url, run_id) == written
+    assert query(url, f"SELECT count(*) FROM equity_curve WHERE run_id = {run_id}") == chunks != [(0,)]
+
+
+def curve(ledger, run_id: int) -> list[tuple]:
+    """A run's packed equity curve: the per-bar equity a sweep trial keeps."""
+    return query(ledger, f"SELECT n, ts, equity, position FROM equity_curve WHERE run_id = {int(run_id)} "
+                         "ORDER BY n")
+
+
+def without_run_ids(value):
+    """A sweep's JSON with every ``run_id`` left out (ids are the ledger's own)."""
+    if isinstance(value, dict):
+        return {k: without_run_ids(v) for k, v in value.items() if k != "run_id"}
+    if isinstance(value, list):
+        return [without_run_ids(v) for v in value]
+    return value
+
+
+def test_sweeps_on_postgres_equal_the_sqlite_sweep_on_workers_and_ray(server, data, tmp_path):
+    """The same sweep on SQLite (the driver writes), and on PostgreSQL written by 2 local
+    workers and by a real Ray cluster's workers: the same trials, fills and curves."""
+    from tests.helpers.ray_cluster import RAY_ENV, RayCluster
+
+    args = ["sweep", "--data", data, "--symbol", "BTCUSDT", "--grid", "fast=5,10", "--grid", "slow=20,40",
+            "--holdout", "0.3", "--json", "--no-progress"]
+    lite = tmp_path / "sweep.db"
+    on_sqlite = json_of(papertape(*args, "--workers", "2", "--ledger", str(lite)))
+    local_url = server.create_database("workers")
+    with RayCluster(num_cpus=2) as cluster:
+        ray_url = server.create_database("ray")
+        on_ray = json_of(papertape(*args, "--ray", cluster.address, "--ledger", ray_url, env=RAY_ENV))
+    on_local = json_of(papertape(*args, "--workers", "2", "--ledger", local_url))
+    for url, out in ((local_url, on_local), (ray_url, on_ray)):
+        assert [t["metrics"] for t in out["trials"]] == [t["metrics"] for t in on_sqlite["trials"]]
+        assert without_run_ids(out["best"]) == without_run_ids(on_sqlite["best"])  # its holdout too
+        assert (out["dsr"], out["pbo"]) == (on_sqlite["dsr"], on_sqlite["pbo"])
+        for a, b in zip(out["trials"], on_sqlite["trials"], strict=True):
+            assert fills(url, a["run_id"]) == fills(lite, b["run_id"])
+            assert curve(url, a["run_id"]) == curve(lite, b["run_id"]) != []
+        statuses = query(url, "SELECT status, count(*) FROM runs GROUP BY status")
+        assert statuses == [("finished", len(query(url, "SELECT id FROM runs")))]
