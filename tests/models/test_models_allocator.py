@@ -49,7 +49,7 @@ def faults_per_forward(mode: str, seq: int = 2048, width: int = 128) -> float:
 
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     plain, kept = faults_per_forward("plain"), faults_per_forward("keep")
-    assert plain > 1_000, plain  # glibc's defaults: every forward faults in fresh pages
+    assert plain > 500, plain  # glibc's defaults: every forward faults in fresh pages (~1,000)
     assert kept < plain / 5, (kept, plain)
 
 
