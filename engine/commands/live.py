@@ -38,6 +38,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    "(wss://stream.bybit.com/v5/public/linear)")
     p.add_argument("--rest-url", default=MAINNET_REST, help=f"REST base URL (default {MAINNET_REST})")
     p.add_argument("--symbol", help="symbol, e.g. BTCUSDT (default: [run] symbol)")
+    p.add_argument("--symbols", metavar="A,B,C", help="trade several symbols in one session, one "
+                   "account (a portfolio): one websocket connection subscribes every symbol's topic")
     p.add_argument("--category", choices=("linear", "spot"), help="market (default: [run] category)")
     p.add_argument("--interval", help="bar interval (default 1m)")
     p.add_argument("--duration", type=parse_duration, help="stop after this long, e.g. 30s, 2h "
@@ -77,9 +79,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         cfg = resumed_config(cfg, args.resume, strategy=args.strategy,
                              params=parse_assignments(args.param, "--param"),
-                             market={key: getattr(args, key) for key in MARKET})
+                             market={key: getattr(args, key) for key in MARKET},
+                             symbols=cfg.run.symbols if args.symbols is not None else None)
     opts = LiveOptions(
-        symbol=cfg.run.symbol, category=cfg.run.category, interval=cfg.run.interval or "1m",
+        symbol=",".join(cfg.run.portfolio), category=cfg.run.category, interval=cfg.run.interval or "1m",
         ws_url=args.ws_url, rest_url=args.rest_url, duration_s=args.duration, record=args.record,
         resume=args.resume, ping_interval_s=args.ping_interval, pong_timeout_s=args.pong_timeout,
         stale_after_s=args.stale_after, silent_after_s=args.silent_after,

@@ -14,7 +14,7 @@ from engine.core.bus import HandlerError
 from engine.core.clock import ReplayClock
 from engine.core.config import Config, RunSection, parse_time
 from engine.feeds.history.portfolio import MergedKlineReplay
-from engine.feeds.history.portfolio_sources import is_portfolio, open_portfolio
+from engine.feeds.history.portfolio_sources import is_portfolio, is_recording, open_portfolio
 from engine.feeds.history.recording import RecordingReplay
 from engine.feeds.history.replay import KlineReplay
 from engine.feeds.history.sources import DataError, open_source, source_bars
@@ -76,14 +76,14 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
 def open_run_source(run: RunSection):
     """The replay source of ``[run]``: one symbol's, or the merged sources of ``symbols``."""
     start_ns, end_ns = parse_time(run.start, "--start"), parse_time(run.end, "--end")
-    if is_portfolio(run.data, run.symbols):
+    if is_portfolio(run.data, run.symbols) and not is_recording(run.data):
         return open_portfolio(run.data, symbols=run.portfolio, category=run.category,
                               interval=run.interval, start_ns=start_ns, end_ns=end_ns)
     symbol = run.symbols[0] if run.symbols else run.symbol
     source = open_source(run.data, symbol=symbol, category=run.category, interval=run.interval,
                          start_ns=start_ns, end_ns=end_ns)
-    if run.symbols and source.range.symbol != symbol:
-        raise DataError(f"--symbols {symbol}: the data holds {source.range.symbol}")
+    if run.symbols and source.range.symbol != ",".join(run.symbols):  # a recording names its symbols
+        raise DataError(f"--symbols {','.join(run.symbols)}: the data holds {source.range.symbol}")
     return source
 
 

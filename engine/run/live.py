@@ -50,7 +50,8 @@ class EndpointRefused(ConfigError):
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """Where to connect and how long to run; the rest comes from the config."""
+    """Where to connect and how long to run; the rest comes from the config. ``symbol`` is
+    the run's symbol, or a portfolio's symbols comma-joined."""
 
     symbol: str
     category: str
@@ -66,6 +67,10 @@ class LiveOptions:
     stale_after_s: float = 30.0
     silent_after_s: float = 1.0
     forbidden_backoff_s: float = 600.0
+
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self.symbol.split(","))
 
 
 class WallTimer:
@@ -127,12 +132,13 @@ class _LiveRun:
         self.recording = None
         if opts.record:
             self.recording = RecordingWriter(opts.record, {
-                "symbol": opts.symbol, "category": opts.category, "interval": opts.interval,
+                "symbol": opts.symbol, "symbols": list(opts.symbols), "category": opts.category,
+                "interval": opts.interval,
                 "mode": "trades", "started": session.market.data_start, "ws_url": opts.ws_url,
                 "run_id": session.run_id,
             })
         self.rest = BybitRest(opts.rest_url, forbidden_backoff=opts.forbidden_backoff_s)
-        self.feed = LiveFeed(opts.ws_url, self.rest, opts.category, opts.symbol, queue.put_nowait,
+        self.feed = LiveFeed(opts.ws_url, self.rest, opts.category, opts.symbols, queue.put_nowait,
                              record=self.recording.write if self.recording else None,
                              interval=opts.interval, ping_interval=opts.ping_interval_s,
                              pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
@@ -216,11 +222,14 @@ class _LiveRun:
             self.recording.close(end)
         word = "failed" if error else "finished" if stop.reason == "duration" else "stopped"
         result = session.close(word, error, data_end=end)
-        result.extra |= {"reconnects": feed.reconnects, "duplicates_dropped": feed.decoder.dedup.duplicates,
-                         "malformed_messages": feed.decoder.malformed + feed.ws.malformed,
-                         "trades_received": feed.decoder.trades, "recording": self.opts.record,
+        decoders = feed.decoders
+        result.extra |= {"reconnects": feed.reconnects,
+                         "duplicates_dropped": sum(d.dedup.duplicates for d in decoders),
+                         "malformed_messages": sum(d.malformed for d in decoders) + feed.ws.malformed,
+                         "trades_received": sum(d.trades for d in decoders), "recording": self.opts.record,
                          "inference_errors": self.inference_errors,
-                         "late_trades": getattr(session.aggregator, "late_trades", 0),
+                         "late_trades": sum(getattr(a, "late_trades", 0)
+                                            for a in session.aggregators.values()),
                          "connection_attempts": feed.ws.attempts, "error": error}
         if feed.refused is not None:
             raise SubscriptionRefused(feed_error)
@@ -247,8 +256,10 @@ class _LiveRun:
         """Why the feed ended on its own, if it did: a refused subscription or a crash."""
         feed = self.feed
         if feed.refused is not None:
-            return (f"the exchange refused the subscription to {', '.join(feed.ws.topics)} "
-                    f"({feed.refused}): is {self.opts.symbol} a {self.opts.category} symbol there?")
+            symbols = feed.refused_symbols
+            topics = [t for t in feed.ws.topics if t.rsplit(".", 1)[-1] in symbols]
+            return (f"the exchange refused the subscription to {', '.join(topics)} "
+                    f"({feed.refused}): is {','.join(symbols)} a {self.opts.category} symbol there?")
         if feed_task.cancelled() or feed_task.exception() is None:
             return None
         if isinstance(feed_task.exception(), HandshakeRefused):
@@ -262,8 +273,10 @@ class _LiveRun:
         more), as a backtest does at the end of its data, so a replay of the recording
         ends with the same bars."""
         session, feed = self.session, self.feed
-        if feed.decoder.gap_from is not None:
-            feed.input("rest_trades", end, {"list": [], "error": "the session ended before a backfill"})
+        for symbol, symbol_feed in feed.feeds.items():
+            if symbol_feed.decoder.gap_from is not None:
+                feed.input("rest_trades", end, {"list": [], "error": "the session ended before a backfill"},
+                           symbol)
         late = 0
         while not self.queue.empty():
             event = self.queue.get_nowait()
@@ -336,8 +349,8 @@ async def _flush_ledger(session: Session, every_s: float) -> None:
 
 
 async def _status_line(session: Session, feed: LiveFeed, every_s: float) -> None:
-    """Connection state, last trade age, position and equity on stderr, once a second
-    (a line every 10 s when stderr is not a terminal)."""
+    """Connection state, last trade age, positions and equity of the portfolio on stderr,
+    once a second (a line every 10 s when stderr is not a terminal)."""
     tty = sys.stderr.isatty()
     ticks = 0
     while True:
@@ -345,13 +358,30 @@ async def _status_line(session: Session, feed: LiveFeed, every_s: float) -> None
         ticks += 1
         if not tty and ticks % 10:
             continue
-        age = (time.time_ns() - feed.last_trade_wall_ns) / NS_PER_S if feed.last_trade_wall_ns else None
-        broker = session.broker
-        line = (f"{session.market.category} {session.market.symbol} {feed.state} | last trade "
-                f"{'-' if age is None else f'{age:.1f}s'} ago | position "
-                f"{broker.position_qty(session.market.symbol):g} | equity {broker.account.equity():,.2f} | "
-                f"bars {session.recorder.bars} | reconnects {feed.reconnects}")
+        line = status_text(session, feed, time.time_ns())
         print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+
+def status_text(session: Session, feed: LiveFeed, now_ns: int) -> str:
+    """The one status line: for one symbol its position; for several the stalest symbol's
+    last trade and how many symbols hold a position."""
+    broker, symbols = session.broker, session.market.symbols
+    ages = {s: (now_ns - f.last_trade_wall_ns) / NS_PER_S
+            for s, f in feed.feeds.items() if f.last_trade_wall_ns}
+    if len(symbols) == 1:
+        age = ages.get(symbols[0])
+        what = f"{symbols[0]} {feed.state} | last trade {'-' if age is None else f'{age:.1f}s'} ago"
+        held = f"position {broker.position_qty(symbols[0]):g}"
+    else:
+        stalest = max(ages, key=ages.get) if len(ages) == len(symbols) else None
+        waiting = len(symbols) - len(ages)
+        last = (f"{waiting} waiting for a trade" if stalest is None
+                else f"stalest trade {stalest} {ages[stalest]:.1f}s ago")
+        gaps = sum(d.gap_from is not None for d in feed.decoders)
+        what = f"{len(symbols)} symbols {feed.state} | {last} | gaps {gaps}"
+        held = f"positions {sum(broker.position_qty(s) != 0 for s in symbols)}/{len(symbols)}"
+    return (f"{session.market.category} {what} | {held} | equity {broker.account.equity():,.2f} | "
+            f"bars {session.recorder.bars} | reconnects {feed.reconnects}")
 
 
 def _clear_status_line() -> None:

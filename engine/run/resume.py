@@ -27,9 +27,10 @@ MARKET = ("symbol", "category", "interval")
 
 
 def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: dict[str, str],
-                   market: dict[str, str | None]) -> Config:
+                   market: dict[str, str | None], symbols: tuple[str, ...] | None = None) -> Config:
     """``cfg`` set to continue run ``run_id`` of its ledger: that run's strategy, parameters,
-    symbol, category and interval. A ``strategy`` or ``market`` value given that differs is
+    symbol (or symbols), category and interval. A ``strategy``, ``market`` value or
+    ``symbols`` given that differs is
     refused (the run would change what it trades); ``params`` given override the run's, each
     change logged as a warning."""
     reader = LedgerReader(cfg.ledger.path)
@@ -52,6 +53,10 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
         if market.get(key) is not None and market[key] != previous[key]:
             raise ConfigError(f"run {run_id} traded {key} {previous[key]}; --resume cannot change it to "
                               f"{market[key]}")
+    traded = tuple(previous["symbol"].split(","))
+    if symbols is not None and symbols != traded:
+        raise ConfigError(f"run {run_id} traded symbols {','.join(traded)}; --resume cannot change them "
+                          f"to {','.join(symbols)}")
     stored = json.loads(previous["params"])
     cls = plugins.load_strategy_class(previous["strategy"])
     config_class = getattr(cls, "config_class", None)
@@ -62,7 +67,8 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
             old, new = getattr(before, field.name), getattr(after, field.name)
             if old != new:
                 log.warning("resuming run %d with %s %r instead of %r", run_id, field.name, new, old)
-    run = dataclasses.replace(cfg.run, **{key: previous[key] for key in MARKET})
+    run = dataclasses.replace(cfg.run, **{key: previous[key] for key in MARKET if key != "symbol"},
+                              symbol=traded[0], symbols=traded if len(traded) > 1 else ())
     chosen = dataclasses.replace(cfg.strategy, name=previous["strategy"], params=stored | params)
     return dataclasses.replace(cfg, run=run, strategy=chosen)
 
@@ -113,17 +119,23 @@ def restore_session(session: Session, reader: LedgerReader, run_id: int) -> None
     for f in reader.funding(ids).itertuples():
         account.cash -= float(f.payment)
         account.funding_paid += float(f.payment)
-    equity = reader.equity(ids)
-    if not equity.empty:
-        account.marks[session.market.symbol] = float(equity.mark_price.iloc[-1])
+    _restore_marks(session, reader, ids)
     _restore_orders(session, reader, ids, fills)
     states = reader.table("strategy_state", ids, "ts, id")
     if not states.empty:
         session.strategy.on_load(json.loads(states.state.iloc[-1]))
     session.broker.account_restored()
-    log.warning("resumed from run %d: position %g, cash %.2f, %d open order(s)", run_id,
-                session.broker.position_qty(session.market.symbol), account.cash,
-                len(session.broker.active))
+    positions = ", ".join(f"{s} {session.broker.position_qty(s):g}" for s in session.market.symbols)
+    log.warning("resumed from run %d: position %s, cash %.2f, %d open order(s)", run_id, positions,
+                account.cash, len(session.broker.active))
+
+
+def _restore_marks(session: Session, reader: LedgerReader, ids: list[int]) -> None:
+    """Each symbol's mark as its last equity snapshot left it."""
+    last = reader.exposure(ids).last_mark
+    for symbol in session.market.symbols:
+        if symbol in last.index and not pd.isna(last[symbol]):
+            session.broker.account.marks[symbol] = float(last[symbol])
 
 
 def _restore_orders(session: Session, reader: LedgerReader, ids: list[int], fills: pd.DataFrame) -> None:

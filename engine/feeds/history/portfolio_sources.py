@@ -27,6 +27,13 @@ def is_portfolio(patterns: list[str] | tuple[str, ...], symbols: tuple[str, ...]
     return len(symbols) > 1 or any(split_symbol(p)[0] is not None for p in patterns)
 
 
+def is_recording(patterns: list[str] | tuple[str, ...]) -> bool:
+    """True when the data is one recording of a live session, which names its own symbols
+    (a portfolio's recording replays as that portfolio)."""
+    paths = expand(patterns)
+    return len(paths) == 1 and file_kind(paths[0]) == "recording"
+
+
 def fetched_symbol(path: Path) -> str | None:
     """The symbol in the name ``papertape fetch`` gives a kline file, or None."""
     match = FETCHED_KLINES.match(path.name)
@@ -55,7 +62,8 @@ def files_by_symbol(patterns: list[str] | tuple[str, ...]) -> tuple[str, dict[st
                 if symbol is None:
                     raise DataError(f"{path}: a kline file names no symbol; give it as SYMBOL={path}")
             elif kind == "recording":
-                raise DataError(f"{path}: a recording replays on its own, not as part of --symbols")
+                raise DataError(f"{path}: a recording replays on its own (it names its symbols), "
+                                "not with other files")
             else:
                 raise DataError(f"{path}: a ledger is not replayable data (use it with `papertape train`)")
             group = groups.setdefault(symbol, [])

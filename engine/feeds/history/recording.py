@@ -2,10 +2,13 @@
 their replay through the replay clock.
 
 The first line is a header (``papertape_recording``, symbol, category, mode, interval and
-the session start); each further line is ``{"t": received_ns, "k": kind, "d": payload}``
-(``ws`` payloads are the raw message text); the last is ``{"t": end_ns, "k": "end"}``. A
-replay decodes the inputs with the live :class:`~engine.feeds.live.decoder.FeedDecoder` and
-sends each event at its receive time, so bars, orders and fills come out as they did live.
+the session start; a portfolio's ``symbol`` is its symbols comma-joined, also listed in
+``symbols``); each further line is ``{"t": received_ns, "k": kind, "d": payload, "s":
+symbol}`` (``ws`` payloads are the raw message text; recordings of one symbol written
+before portfolios have no ``s``); the last is ``{"t": end_ns, "k": "end"}``. A replay
+decodes each symbol's inputs with its own live
+:class:`~engine.feeds.live.decoder.FeedDecoder` and sends each event at its receive time,
+in the recorded order, so bars, orders and fills come out as they did live.
 """
 
 from __future__ import annotations
@@ -41,8 +44,12 @@ class RecordingWriter:
         self.flush_every = flush_every
         self.lines = 0
 
-    def write(self, kind: str, received: int, payload: Any) -> None:
-        self._fh.write(json.dumps({"t": received, "k": kind, "d": payload}, separators=(",", ":")) + "\n")
+    def write(self, kind: str, received: int, payload: Any, symbol: str | None = None) -> None:
+        """Append one input (of ``symbol``, in a recording of several)."""
+        entry = {"t": received, "k": kind, "d": payload}
+        if symbol is not None:
+            entry["s"] = symbol
+        self._fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
         self.lines += 1
         if self.lines % self.flush_every == 0:
             self._fh.flush()
@@ -91,6 +98,7 @@ class RecordingReplay:
         self.mode = self.header.get("mode", "trades")
         self.kind = "bars" if self.mode == "klines" else "trades"
         self.label = self.header["interval"]
+        self.symbols = tuple(self.header["symbol"].split(","))
         self.range = ReplayRange(self.header["symbol"], self.header["category"],
                                  self.header["started"] if start_ns is None else start_ns,
                                  end if end_ns is None else end_ns)
@@ -102,7 +110,8 @@ class RecordingReplay:
             fine: Callable[[], bool] | None = None) -> None:
         """Decode and send every recorded input in order (each input is its own batch, as
         live, so ``fine`` is not needed)."""
-        decoder = FeedDecoder(self.range.symbol, self.mode, self.label)
+        decoders = {s: FeedDecoder(s, self.mode, self.label) for s in self.symbols}
+        only = decoders[self.symbols[0]] if len(self.symbols) == 1 else None
         start, end = self.range.start, self.range.end
         bad = 0
         with open(self.path, encoding="utf-8") as fh:
@@ -118,6 +127,7 @@ class RecordingReplay:
                     break
                 if received >= start:
                     try:
+                        decoder = decoders[entry["s"]] if "s" in entry or only is None else only
                         events = decoder.decode(entry["k"], received, entry.get("d"))
                     except (KeyError, TypeError, ValueError, IndexError) as exc:
                         bad += 1
@@ -128,7 +138,7 @@ class RecordingReplay:
                         bus.process(event)
                 if progress is not None and number % 1024 == 0:
                     progress(1024)
-        self.bad_rows = len(self._bad) + bad + decoder.malformed
+        self.bad_rows = len(self._bad) + bad + sum(d.malformed for d in decoders.values())
 
 
 _HEADER_KEYS = {"symbol": str, "category": str, "interval": str, "started": int}
@@ -145,9 +155,13 @@ def _header(path: Path, line: str) -> dict[str, Any]:
     for key, kind in _HEADER_KEYS.items():
         if not isinstance(header.get(key), kind) or isinstance(header.get(key), bool):
             raise ArchiveError(f"{path}: the recording header has no valid {key!r}")
-    if not SYMBOL.fullmatch(header["symbol"]):
-        raise ArchiveError(f"{path}: the recording header's symbol {header['symbol'][:40]!r} is not a "
-                           "Bybit symbol")
+    symbols = header["symbol"].split(",")
+    for symbol in symbols:
+        if not SYMBOL.fullmatch(symbol):
+            raise ArchiveError(f"{path}: the recording header's symbol {symbol[:40]!r} is not a "
+                               "Bybit symbol")
+    if len(set(symbols)) != len(symbols):
+        raise ArchiveError(f"{path}: the recording header lists a symbol twice")
     if sanity.bad_time(np.array([header["started"]], dtype=np.float64)).any():
         raise ArchiveError(f"{path}: the recording header's start time is before 2009 or in the future")
     try:

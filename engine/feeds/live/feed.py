@@ -1,13 +1,16 @@
-"""The live Bybit feed for one symbol: websocket data, connection changes and REST backfills,
-turned into events by one :class:`FeedDecoder`.
+"""The live Bybit feed for one or more symbols: one websocket connection subscribing every
+symbol's topic, connection changes and REST backfills, turned into events by one
+:class:`FeedDecoder` per symbol (:class:`~engine.feeds.live.symbol_feed.SymbolFeed`).
 
 Everything the feed learns arrives as an *input* ``(kind, received_ns, payload)``:
 ``ws`` (a websocket data message, raw text), ``status`` (connected, disconnected, stale,
-subscribe_failed), ``rest_trades`` (a recent-trade backfill) or ``rest_klines``. Inputs
-are written to the recording as they come, and the same decoder turns them into events
-live and when a recording is replayed, so a replay gives the live session's events.
+subscribe_failed), ``rest_trades`` (a recent-trade backfill) or ``rest_klines``. Each input
+belongs to one symbol (a connection change reaches every symbol, in the order they were
+given). Inputs are written to the recording, with their symbol, as they come, and the
+same decoders turn them into events live and when a recording is replayed, so a replay
+gives the live session's events.
 
-Gaps: a disconnect (or a feed silent for ``stale_after``, which is forced to reconnect)
+Gaps, per symbol: a disconnect (or a feed silent for ``stale_after``, which is forced to reconnect)
 opens a gap at the last trade seen; the aggregator holds its bar closes meanwhile. A shorter
 silence (``silent_after``, 1 s) on a live connection may be a stall, which sends nothing
 while trades go on: it opens a ``silent`` gap (bars held) and asks REST at once, and again
@@ -21,9 +24,9 @@ trades served while a stream was silent but not yet known dead are not lost. It 
 ``unfilled`` (recorded in the ledger, shown in reports) when the REST answer cannot reach
 back to the part of the gap not yet covered, or REST fails.
 
-A subscription refused on the first connection stops the feed: its one topic is all it has
-to deliver, and the venue does not list it. A refusal after a reconnect is logged, and the
-feed goes on: with no data, the silence watch reconnects and subscribes again.
+A subscription refused on the first connection stops the feed: the venue does not list a
+symbol it was asked for (``refused_symbols`` names it). A refusal after a reconnect is
+logged, and the feed goes on: with no data, the stale watch reconnects and subscribes again.
 """
 
 from __future__ import annotations
@@ -31,14 +34,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from engine.bybit.endpoints import public_ws_endpoint
-from engine.bybit.parse import LABEL_TO_KLINE
-from engine.core.clock import NS_PER_MS
+from engine.bybit.parse import LABEL_TO_KLINE, topic_symbol
 from engine.core.events import DOWNTIME
 from engine.feeds.live.decoder import FeedDecoder, utc_iso
+from engine.feeds.live.symbol_feed import SymbolFeed
 from engine.feeds.live.websocket import DEFAULT_BACKOFF, Backoff, BybitWebsocket
 
 __all__ = ["FeedDecoder", "LiveFeed", "utc_iso"]
@@ -46,21 +49,22 @@ __all__ = ["FeedDecoder", "LiveFeed", "utc_iso"]
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Any], None]
+Record = Callable[[str, int, Any, str], None]
 
 
 class LiveFeed:
-    """Runs the websocket for one symbol, watches its health, backfills gaps over REST, and
-    hands every input to ``record`` and every event to ``emit``."""
+    """Runs one websocket for the symbols, watches each symbol's health, backfills gaps
+    over REST, and hands every input to ``record`` and every event to ``emit``."""
 
     def __init__(
         self,
         ws_url: str,
         rest: Any,
         category: str,
-        symbol: str,
+        symbols: str | Sequence[str],
         emit: Emit,
         *,
-        record: Callable[[str, int, Any], None] | None = None,
+        record: Record | None = None,
         interval: str = "1m",
         mode: str = "trades",
         ping_interval: float = 20.0,
@@ -73,41 +77,63 @@ class LiveFeed:
         start_ns: int | None = None,
         downtime_of: int | None = None,
     ) -> None:
-        self.rest, self.category, self.symbol = rest, category, symbol
-        self.emit, self.record = emit, record
-        self.decoder = FeedDecoder(symbol, mode, interval)
-        self.stale_after, self.silent_after = stale_after, silent_after
-        self._silence_checked = False  # REST was asked about the current silence
-        self.backfill_timeout = backfill_timeout
-        self.backfill_limit = backfill_limit if category != "spot" else min(backfill_limit, 60)
-        topic = f"publicTrade.{symbol}" if mode == "trades" else f"kline.{LABEL_TO_KLINE[interval]}.{symbol}"
-        self.ws = BybitWebsocket(public_ws_endpoint(ws_url, category), [topic], self._on_data,
+        self.symbols = tuple(symbols.split(",")) if isinstance(symbols, str) else tuple(symbols)
+        self.rest, self.category = rest, category
+        self.emit = emit
+        self.stale_after = stale_after
+        self._tasks: set[asyncio.Task] = set()
+        self.feeds = {s: SymbolFeed(s, category, rest, emit, record, self._spawn, self._connected,
+                                    mode=mode, interval=interval, silent_after=silent_after,
+                                    backfill_limit=backfill_limit, backfill_timeout=backfill_timeout)
+                      for s in self.symbols}
+        self.silent_after = silent_after
+        topics = [f"publicTrade.{s}" if mode == "trades" else f"kline.{LABEL_TO_KLINE[interval]}.{s}"
+                  for s in self.symbols]
+        self.ws = BybitWebsocket(public_ws_endpoint(ws_url, category), topics, self._on_data,
                                  self._on_state, ping_interval=ping_interval, pong_timeout=pong_timeout,
                                  backoff=backoff)
         self.state = "connecting"
         self.reconnects = 0
-        self.last_data = time.monotonic()
-        self.last_trade_wall_ns = 0
+        self.last_data = time.monotonic()  # the connection's: any symbol's data
         self.start_ns = start_ns
         self.downtime_of = downtime_of  # the run this one resumes: its downtime is the first gap
-        self.refused: str | None = None  # why the venue refused the subscription, if it did
-        self.data_messages = 0
-        self._backfilling = False
-        self._tasks: set[asyncio.Task] = set()
+        self.refused: str | None = None  # why the venue refused a subscription, if it did
+        self.refused_symbols: list[str] = []
+        self.unrouted = 0  # data messages of a topic no symbol of the feed has
+
+    @property
+    def symbol(self) -> str:
+        """The symbols comma-joined (a one-symbol feed's symbol)."""
+        return ",".join(self.symbols)
+
+    @property
+    def decoder(self) -> FeedDecoder:
+        """The first symbol's decoder (a one-symbol feed's only one)."""
+        return self.feeds[self.symbols[0]].decoder
+
+    @property
+    def decoders(self) -> list[FeedDecoder]:
+        return [f.decoder for f in self.feeds.values()]
+
+    @property
+    def last_trade_wall_ns(self) -> int:
+        return max(f.last_trade_wall_ns for f in self.feeds.values())
+
+    @property
+    def data_messages(self) -> int:
+        return sum(f.data_messages for f in self.feeds.values())
 
     def received_nothing(self) -> bool:
-        """True while no market data has come, from the socket or from a REST backfill."""
-        return self.data_messages == 0 and self.decoder.trades == 0 and self.decoder.last_bar_open is None
+        """True while no symbol has had market data, from the socket or from REST."""
+        return all(f.received_nothing() for f in self.feeds.values())
 
-    def input(self, kind: str, received: int, payload: Any) -> None:
-        """Record an input and emit its events."""
-        if self.record is not None:
-            self.record(kind, received, payload)
-        for event in self.decoder.decode(kind, received, payload):
-            self.emit(event)
+    def input(self, kind: str, received: int, payload: Any, symbol: str | None = None) -> None:
+        """Record an input and emit its events: for ``symbol``, or for every symbol."""
+        for feed in self.feeds.values() if symbol is None else (self.feeds[symbol],):
+            feed.input(kind, received, payload)
 
     async def run(self) -> None:
-        """Run the websocket and the silence watch until :meth:`stop` or a refused
+        """Run the websocket and the health watch until :meth:`stop` or a refused
         subscription. With ``start_ns`` (the session start), the time until the first
         connection is a gap: bars are held and the first connection backfills it. With
         ``downtime_of`` (a resumed run), ``start_ns`` is where that run's bars stopped, and the
@@ -128,24 +154,17 @@ class LiveFeed:
     async def stop(self) -> None:
         await self.ws.stop()
 
+    def _connected(self) -> bool:
+        return self.state == "connected"
+
     def _on_data(self, message: dict, text: str, received: int) -> None:
-        quiet = time.monotonic() - self.last_data
         self.last_data = time.monotonic()
-        self.data_messages += 1
-        self._silence_checked = False
-        if quiet > self.silent_after and self._watches_silence():
-            # the stream is back after a silence: REST says whether it was a stall (trades
-            # the socket never sent) before this message's trades join the bars
-            self.input("status", received, {"status": "silent", "detail": f"no data for {quiet:.1f} s"})
-        if self.record is not None:
-            self.record("ws", received, text)
-        events = self.decoder.decode_ws(message, received)
-        if events:
-            self.last_trade_wall_ns = received
-        for event in events:
-            self.emit(event)
-        if self.decoder.live_first is not None and self.decoder.gap_from is not None:
-            self._start_backfill()  # the stream is back: REST can now be made to reach it
+        feed = self.feeds.get(topic_symbol(str(message.get("topic", ""))))
+        if feed is None:
+            self.unrouted += 1
+            log.warning("data for a topic not subscribed skipped: %s", str(message.get("topic"))[:80])
+            return
+        feed.on_data(message, text, received)
 
     def _on_state(self, state: str, detail: str, received: int) -> None:
         if state == "connected" and self.state == "disconnected":
@@ -156,87 +175,37 @@ class LiveFeed:
         if state == "disconnected":
             log.warning("%s feed disconnected: %s; will reconnect", self.symbol, detail)
         self.last_data = time.monotonic()
-        self.input("status", received, {"status": state, "detail": detail})
-        if state == "connected" and self.decoder.gap_from is not None:
-            self._start_backfill()
-        if state == "subscribe_failed" and self.refused is None and self.ws.connects <= 1:
-            self.refused = detail  # the first subscription: the venue does not list the topic
-            self._spawn(self.ws.stop())
+        if state == "subscribe_failed":
+            symbols = [topic_symbol(t) for t in self.ws.refused_topics if topic_symbol(t) in self.feeds]
+            for symbol in symbols or self.symbols:
+                self.feeds[symbol].input("status", received, {"status": state, "detail": detail})
+            if self.refused is None and self.ws.connects <= 1:
+                # the first subscription: the venue does not list these symbols' topics
+                self.refused, self.refused_symbols = detail, symbols or list(self.symbols)
+                self._spawn(self.ws.stop())
+            return
+        for feed in self.feeds.values():
+            feed.last_data = time.monotonic()
+            feed.input("status", received, {"status": state, "detail": detail})
+            if state == "connected" and feed.decoder.gap_from is not None:
+                feed.start_backfill()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _start_backfill(self) -> None:
-        if self._backfilling:
-            return  # the running backfill looks at the gap again when its answer is in
-        self._backfilling = True
-        self._spawn(self._backfill())
-
-    async def _backfill(self) -> None:
-        """Backfill until the gap closes or the feed must wait: for the new connection's
-        stream (its first trade starts another backfill) or for a reconnect. Asked after
-        the stream is back, REST reaches it unless REST lags; after three such answers the
-        gap is given up as unfilled."""
-        kind = "rest_trades" if self.decoder.mode == "trades" else "rest_klines"
-        after_stream = 0
-        try:
-            while True:
-                asked_after_stream = self.decoder.live_first is not None
-                self.input(kind, *await self._fetch(kind))
-                decoder = self.decoder
-                if decoder.gap_from is None or self.state != "connected" or decoder.live_first is None:
-                    return
-                if asked_after_stream:
-                    after_stream += 1
-                    if after_stream >= 3:
-                        self.input(kind, time.time_ns(), {"list": [], "error": "REST does not reach "
-                                                          "the trades of the new connection"})
-                        return
-                    await asyncio.sleep(0.5)
-        finally:
-            self._backfilling = False
-
-    async def _fetch(self, kind: str) -> tuple[int, dict]:
-        """One REST answer (raw rows, so a recording keeps them) and when it came; a REST
-        that fails or takes longer than ``backfill_timeout`` gives an error payload, which
-        leaves the gap unfilled."""
-        try:
-            if kind == "rest_trades":
-                body = await asyncio.wait_for(self.rest.get("/v5/market/recent-trade", {
-                    "category": self.category, "symbol": self.symbol, "limit": self.backfill_limit,
-                }), self.backfill_timeout)
-                payload = {"list": body["result"]["list"], "limit": self.backfill_limit}
-            else:
-                body = await asyncio.wait_for(self.rest.get("/v5/market/kline", {
-                    "category": self.category, "symbol": self.symbol,
-                    "interval": LABEL_TO_KLINE[self.decoder.interval],
-                    "start": (self.decoder.gap_from or time.time_ns()) // NS_PER_MS, "limit": 1000,
-                }), self.backfill_timeout)
-                payload = {"list": body["result"]["list"]}
-        except Exception as exc:  # any REST failure: the gap is recorded as unfilled
-            log.error("%s backfill failed: %r", self.symbol, exc)
-            payload = {"list": [], "error": repr(exc)}
-        return time.time_ns(), payload
-
-    def _watches_silence(self) -> bool:
-        return self.decoder.mode == "trades" and self.state == "connected" and self.decoder.gap_from is None
-
     async def _watch(self) -> None:
-        """Hold the bars and ask REST once a connected feed has been silent for
-        ``silent_after`` (a stall sends nothing, yet trades go on); force a reconnect when it
+        """Ask REST about each symbol silent for ``silent_after`` on a live connection (a
+        stall sends nothing, yet trades go on); force a reconnect when the whole connection
         has been silent for ``stale_after``."""
         while True:
             await asyncio.sleep(min(0.25, self.silent_after / 4, self.stale_after / 4))
+            for feed in self.feeds.values():
+                feed.check_silence()
             silent = time.monotonic() - self.last_data
-            if silent > self.silent_after and not self._silence_checked and self._watches_silence():
-                self._silence_checked = True
-                self.input("status", time.time_ns(), {"status": "silent",
-                                                      "detail": f"no data for {silent:.1f} s"})
-                self._start_backfill()
             if self.state == "connected" and silent > self.stale_after:
-                self.input("status", time.time_ns(), {"status": "stale",
-                                                      "detail": f"no data for {silent:.1f} s"})
+                detail = f"no data for {silent:.1f} s"
+                self.input("status", time.time_ns(), {"status": "stale", "detail": detail})
                 self.last_data = time.monotonic()
                 await self.ws.reconnect(f"no data for {silent:.1f} s")

@@ -6,8 +6,11 @@ It keeps the connection alive the way Bybit asks (BYBIT.md sections 2, 3, 6): a 
 reconnect with exponential backoff and jitter that sends every subscription again. A
 :meth:`stop` cuts short a connect attempt or a backoff delay, so it never waits them out, and
 a server that does not answer a close is given ``close_timeout`` (1 s), not websockets' 10 s.
-Subscription acks are checked: a refused topic is reported through ``on_state`` as
-``subscribe_failed`` and never mistaken for data. Data messages go to ``on_data`` with the
+Topics go out in subscribe requests within Bybit's limits (BYBIT.md section 5: at most
+``args_per_subscribe`` topics, 10 as spot allows, and under 21,000 characters of args a
+request). Each request's ack is checked: a refused request is reported through
+``on_state`` as ``subscribe_failed`` with its topics in ``refused_topics``, and never
+mistaken for data. Data messages go to ``on_data`` with the
 time they were received; trade de-duplication and gap handling live in the feed above.
 """
 
@@ -18,6 +21,7 @@ import itertools
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +37,23 @@ log = logging.getLogger(__name__)
 OnData = Callable[[dict, str, int], None]
 OnState = Callable[[str, str, int], None]
 T = TypeVar("T")
+
+MAX_ARGS_CHARS = 21_000  # BYBIT.md section 5: a subscribe's args stay under this
+
+
+def subscribe_batches(topics: list[str], per_request: int,
+                      max_chars: int = MAX_ARGS_CHARS) -> list[list[str]]:
+    """The topics cut into subscribe requests of at most ``per_request`` topics whose args
+    stay under ``max_chars`` characters, in order."""
+    batches: list[list[str]] = []
+    chars = 0
+    for topic in topics:
+        if not batches or len(batches[-1]) >= per_request or chars + len(topic) >= max_chars:
+            batches.append([])
+            chars = 0
+        batches[-1].append(topic)
+        chars += len(topic)
+    return batches
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,8 @@ class BybitWebsocket:
         self.last_error: str | None = None
         self.malformed = 0
         self.failed_topics: list[str] = []
+        self.refused_topics: list[str] = []  # the topics of the request refused last
+        self._requests: dict[str, list[str]] = {}  # req_id -> the topics of a subscribe sent
         self._conn: ClientConnection | None = None
         self._stop_requested = asyncio.Event()
         self._last_pong = 0.0
@@ -163,9 +186,19 @@ class BybitWebsocket:
             await self._conn.close(code=4000, reason=reason[:100])
 
     async def _subscribe(self, conn: ClientConnection) -> None:
-        for i in range(0, len(self.topics), self.args_per_subscribe):
-            args = self.topics[i:i + self.args_per_subscribe]
-            await conn.send(json.dumps({"req_id": str(next(self._req)), "op": "subscribe", "args": args}))
+        self._requests.clear()
+        for args in subscribe_batches(self.topics, self.args_per_subscribe):
+            req_id = str(next(self._req))
+            self._requests[req_id] = args
+            await conn.send(json.dumps({"req_id": req_id, "op": "subscribe", "args": args}))
+
+    def _refused(self, req_id: str, failed: tuple[str, ...], reason: str) -> list[str]:
+        """The topics a refused subscribe names (failTopics, or those its reason mentions),
+        else every topic of that request."""
+        sent = self._requests.get(req_id, list(self.topics))
+        words = set(re.split(r"[\s,:]+", reason))
+        named = [t for t in sent if t in failed or t in words]
+        return named or list(failed) or sent
 
     async def _serve(self, conn: ClientConnection) -> None:
         self._last_pong = time.monotonic()
@@ -186,6 +219,7 @@ class BybitWebsocket:
                     self._last_pong = time.monotonic()
                 elif meaning.kind == "ack_failed" and meaning.op == "subscribe":
                     self.failed_topics.append(meaning.reason)
+                    self.refused_topics = self._refused(meaning.req_id, meaning.topics, meaning.reason)
                     log.error("subscription refused by %s: %s", self.url, meaning.reason)
                     self.on_state("subscribe_failed", meaning.reason, received)
                 elif meaning.kind == "ack_failed":

@@ -1,0 +1,64 @@
+"""Helpers for the live portfolio tests: one trade archive per symbol cut from the sample
+day (each symbol its own trades, prices and times), and a strategy that notes, at every
+decision, whether any symbol's trade it has seen is stamped after the decision's clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from strategies.sma_cross import SmaCross
+from tests.helpers.archive import write_derivatives
+from tests.helpers.live import SAMPLE_DAY
+
+# symbol -> (price divisor, time shift in s, which rows of the sample day)
+SHAPES = {"BTCUSDT": (1.0, 0.0, slice(None)), "ETHUSDT": (40.0, 0.37, slice(0, None, 2)),
+          "SOLUSDT": (700.0, 0.71, slice(1, None, 2))}
+
+
+def symbol_archives(directory: Path, symbols: tuple[str, ...]) -> list[Path]:
+    """One derivatives archive per symbol: the sample day's BTCUSDT as is, the others
+    alternate rows of it, scaled in price and shifted in time, so the streams interleave."""
+    day = pd.read_csv(SAMPLE_DAY)
+    paths = []
+    for symbol in symbols:
+        divisor, shift, rows = SHAPES[symbol]
+        part = day.iloc[rows]
+        if symbol == "BTCUSDT":
+            paths.append(SAMPLE_DAY)
+            continue
+        prices = np.maximum(np.round(part.price.to_numpy() / divisor, 1), 0.1)
+        path = Path(directory) / f"{symbol}2025-06-01.csv.gz"
+        write_derivatives(path, part.timestamp.to_numpy() + shift, prices, part["size"].to_numpy(),
+                          np.where(part.side == "Buy", 1, -1), symbol=symbol)
+        paths.append(path)
+    return paths
+
+
+class WatchedSmaCross(SmaCross):
+    """``sma_cross`` that counts, at each bar it decides on, the symbols whose latest trade
+    seen so far is stamped (exchange time or receive time) after the clock: look-ahead
+    across symbols. The counts go into the saved state, so the ledger holds them."""
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.latest: dict[str, int] = {}
+        self.decisions = 0
+        self.ahead = 0
+
+    def on_trades(self, trades) -> None:
+        self.latest[trades.symbol] = max(self.latest.get(trades.symbol, 0), int(trades.ts_event.max()),
+                                         int(trades.ts_init))
+
+    def on_bar(self, bar) -> None:
+        now = self.clock.timestamp_ns()
+        self.decisions += 1
+        self.ahead += sum(ts > now for ts in self.latest.values()) + (bar.close_time > now)
+        super().on_bar(bar)
+
+    def on_save(self) -> dict[str, Any]:
+        return super().on_save() | {"decisions": self.decisions, "ahead": self.ahead,
+                                    "symbols_seen": sorted(self.latest)}
