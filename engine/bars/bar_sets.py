@@ -1,9 +1,9 @@
 """Bar sets: every symbol's time bar of one close time, published as one :class:`BarSet`
 after each bar went through the bus, for strategies that look across symbols (``on_bars``).
 
-The collector's timer is set at each close deadline after the aggregators' own timers of
-that deadline, so it fires after all of them (timers of one instant fire in the order they
-were set) and before any later event: the set holds exactly the bars of that close time.
+The collector's timer at each close deadline is a ``last`` timer, so it fires after every
+aggregator's timer of that deadline (even one re-armed later, as a live feed gap's release
+does) and before any later event: the set holds exactly the bars of that close time.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ class BarSetCollector:
             self._bars[bar.symbol] = bar
 
     def start_at(self, ts_ns: int) -> None:
-        """Arm the first deadline: the close of the bar holding ``ts_ns`` (call it after the
-        aggregators' ``start_at``, so it fires after theirs)."""
+        """Arm the first deadline: the close of the bar holding ``ts_ns``."""
         offset = self.spec.offset_ns
         close = ((ts_ns - offset) // self._size + 1) * self._size + offset
-        self.clock.set_timer(close + self.close_delay_ns, self._on_timer, f"bar set {self.spec.label}")
+        self.clock.set_timer(close + self.close_delay_ns, self._on_timer, f"bar set {self.spec.label}",
+                             last=True)
 
     def _on_timer(self, at: int) -> None:
         close_time = at - self.close_delay_ns
-        self.clock.set_timer(at + self._size, self._on_timer, f"bar set {self.spec.label}")
+        self.clock.set_timer(at + self._size, self._on_timer, f"bar set {self.spec.label}", last=True)
         if not self._bars:
             return
         bars, self._bars = self._bars, {}

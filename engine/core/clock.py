@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 TimerCallback = Callable[[int], None]
+_LAST = 1 << 62  # added to the order of a ``last`` timer: after every other of its instant
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -46,11 +47,12 @@ class Clock:
         """The current time in UTC nanoseconds."""
         return self._now
 
-    def set_timer(self, at_ns: int, callback: TimerCallback, name: str = "") -> Timer:
+    def set_timer(self, at_ns: int, callback: TimerCallback, name: str = "", *, last: bool = False) -> Timer:
         """Call ``callback(at_ns)`` once the clock reaches ``at_ns``; timers at one instant
-        fire in the order they were set."""
+        fire in the order they were set, those set with ``last`` after all the others (a
+        timer that gathers what the others of its instant made)."""
         timer = Timer(int(at_ns), callback, name)
-        heapq.heappush(self._heap, (timer.at, next(self._seq), timer))
+        heapq.heappush(self._heap, (timer.at, next(self._seq) + (_LAST if last else 0), timer))
         self._on_new_timer(timer.at)
         return timer
 

@@ -23,6 +23,17 @@ def test_timers_fire_in_deadline_order_before_the_event():
     assert clock.next_deadline() == 50
 
 
+def test_a_last_timer_fires_after_every_other_timer_of_its_instant_even_later_ones():
+    clock = ReplayClock(0)
+    log: list[str] = []
+    clock.set_timer(10, lambda at: log.append("gather"), last=True)
+    clock.set_timer(10, lambda at: log.append("bar a"))
+    clock.set_timer(20, lambda at: log.append("next"))
+    clock.set_timer(10, lambda at: log.append("bar b (re-armed)"))
+    Bus(clock).advance_to(20)
+    assert log == ["bar a", "bar b (re-armed)", "gather", "next"]
+
+
 def test_canceled_timers_do_not_fire():
     clock = ReplayClock(0)
     fired = []

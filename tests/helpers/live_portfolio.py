@@ -41,13 +41,16 @@ def symbol_archives(directory: Path, symbols: tuple[str, ...]) -> list[Path]:
 class WatchedSmaCross(SmaCross):
     """``sma_cross`` that counts, at each bar it decides on, the symbols whose latest trade
     seen so far is stamped (exchange time or receive time) after the clock: look-ahead
-    across symbols. The counts go into the saved state, so the ledger holds them."""
+    across symbols; and the bar sets (``on_bars``) that came a close time late or mixed
+    close times. The counts go into the saved state, so the ledger holds them."""
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
         self.latest: dict[str, int] = {}
         self.decisions = 0
         self.ahead = 0
+        self.sets = 0
+        self.late_sets = 0  # bar sets delivered after their own close time's deadline had passed
 
     def on_trades(self, trades) -> None:
         self.latest[trades.symbol] = max(self.latest.get(trades.symbol, 0), int(trades.ts_event.max()),
@@ -59,6 +62,14 @@ class WatchedSmaCross(SmaCross):
         self.ahead += sum(ts > now for ts in self.latest.values()) + (bar.close_time > now)
         super().on_bar(bar)
 
+    def on_bars(self, bars) -> None:
+        now = self.clock.timestamp_ns()
+        closes = {bar.close_time for bar in bars.values()}
+        self.sets += 1
+        self.ahead += max(closes) > now
+        self.late_sets += len(closes) > 1 or now - max(closes) >= max(b.close_time - b.open_time
+                                                                        for b in bars.values())
+
     def on_save(self) -> dict[str, Any]:
-        return super().on_save() | {"decisions": self.decisions, "ahead": self.ahead,
-                                    "symbols_seen": sorted(self.latest)}
+        return super().on_save() | {"decisions": self.decisions, "ahead": self.ahead, "sets": self.sets,
+                                    "late_sets": self.late_sets, "symbols_seen": sorted(self.latest)}

@@ -118,6 +118,7 @@ def test_no_decision_sees_a_trade_of_any_symbol_stamped_after_it(session):
     last = json.loads(states.state.iloc[-1])
     assert last["symbols_seen"] == sorted(SYMBOLS)
     assert last["decisions"] >= 3 * 8 and last["ahead"] == 0, last
+    assert last["sets"] >= 8 and last["late_sets"] == 0, last  # each close time's set at its close
     fills = query(session.ledger, "SELECT * FROM fills WHERE run_id = ? ORDER BY id", (session.run_id,))
     assert set(fills.symbol) == set(SYMBOLS), fills.symbol.value_counts()
     signed = (fills.side * fills.qty).groupby(fills.symbol).cumsum()  # each symbol's own position
