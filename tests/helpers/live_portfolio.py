@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from strategies.base import Strategy
+from strategies.model_sizing import to_lots
 from strategies.sma_cross import SmaCross
 from tests.helpers.archive import write_derivatives
 from tests.helpers.live import SAMPLE_DAY
@@ -73,3 +75,30 @@ class WatchedSmaCross(SmaCross):
     def on_save(self) -> dict[str, Any]:
         return super().on_save() | {"decisions": self.decisions, "ahead": self.ahead, "sets": self.sets,
                                     "late_sets": self.late_sets, "symbols_seen": sorted(self.latest)}
+
+
+class BuyThenRestEach(Strategy):
+    """For every symbol: buys about 200 USDT at market on its first bar, then leaves a buy
+    limit half the price below resting. Saves what it saw at ``on_start`` (each symbol's
+    position and open orders, the cash), so a test reads the view a resumed run began from."""
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.at_start: dict[str, Any] = {}
+
+    def on_start(self) -> None:
+        self.at_start = {"positions": dict(self.positions), "cash": self.cash,
+                         "open_orders": {s: self.open_orders(s) for s in self.symbols}}
+
+    def on_bar(self, bar) -> None:
+        symbol = bar.symbol
+        if self.position_of(symbol) == 0 and not self.open_orders(symbol):
+            qty = to_lots(200.0, bar.close, self.instrument_of(symbol), None)
+            self.submit_order("buy", qty, symbol=symbol)
+        elif self.position_of(symbol) > 0 and not self.open_orders(symbol):
+            tick = self.instrument_of(symbol).tick_size
+            price = round(round(bar.close * 0.5 / tick) * tick, 8)
+            self.submit_order("buy", self.position_of(symbol), "limit", price=price, symbol=symbol)
+
+    def on_save(self) -> dict[str, Any]:
+        return {"at_start": self.at_start}
