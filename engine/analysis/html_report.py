@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis import charts_library
+from engine.analysis.by_symbol import symbol_metrics
 from engine.analysis.metrics import daily_equity
 from engine.analysis.report import METRIC_ROWS, format_time, format_value
-from engine.analysis.symbol_pnl import pnl_by_symbol
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.ledger.reader import LedgerReader
 
@@ -52,7 +52,6 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
     funding = reader.funding(ids)
     symbols = [s for s in (run["symbol"] or "").split(",") if s]
     by_symbol = {s: bars[bars.symbol == s] for s in symbols}
-    last_close = {s: float(b.close.iloc[-1]) for s, b in by_symbol.items() if len(b)}
     marked = 0
     markers = {}
     for symbol in symbols:
@@ -72,7 +71,7 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
     body = "\n".join([
         _header(run, ids, gaps),
         "<section><h2>Metrics</h2>", _metrics(metrics), "</section>",
-        _symbol_table(pnl_by_symbol(fills, funding, last_close, symbols)),
+        _symbol_table(symbol_metrics(fills, funding, reader.exposure(ids), symbols)),
         _figure("equity", "Equity", "portfolio equity at each close time, quote currency; feed gaps marked"),
         _figure("drawdown", "Drawdown", "fall below the running equity peak"),
         _figure("price", "Price and fills", f"candles, ▲ buy, ▼ sell{marker_note}", tall=True,
@@ -239,19 +238,22 @@ def _symbol_select(name: str, symbols: list[str], everything: bool) -> str:
     return f"<label class='note'>Symbol <select id='{name}'>{every}{options}</select></label>"
 
 
-def _symbol_table(rows: list[dict[str, Any]]) -> str:
-    """Each symbol's contribution to the PnL, and their sum."""
+def _symbol_table(by_symbol: dict[str, dict[str, Any]]) -> str:
+    """Each symbol's metrics (engine.analysis.by_symbol) and the sum of its PnL, fees and funding."""
     head = "<section id='by-symbol'><h2>PnL by symbol</h2>"
-    if not rows:
+    if not by_symbol:
         return head + "<p class='note'>No symbols recorded for this run.</p></section>"
-    keys = ("fills", "realized", "fees", "funding", "open", "pnl")
-    total = {k: sum(r[k] for r in rows) for k in keys}
-    shown = [("", [r["symbol"], f"{r['fills']:,}", *(f"{r[k]:,.4f}" for k in keys[1:])]) for r in rows]
-    shown.append(("total", ["all", f"{total['fills']:,}", *(f"{total[k]:,.4f}" for k in keys[1:])]))
-    columns = [("Symbol", "text"), ("Fills", ""), ("Realized PnL", ""), ("Fees", ""), ("Funding paid", ""),
-               ("Open position PnL", ""), ("Net PnL", "")]
+    money = ("fees", "funding", "pnl")
+    shown = [("", [symbol, f"{m['fills']:,}", f"{m['trades']:,}",
+                   "-" if m["win_rate"] is None else f"{m['win_rate']:.1%}", f"{m['exposure']:.1%}",
+                   *(f"{m[k]:,.4f}" for k in money)]) for symbol, m in by_symbol.items()]
+    rows = by_symbol.values()
+    shown.append(("total", ["all", f"{sum(m['fills'] for m in rows):,}", f"{sum(m['trades'] for m in rows):,}",
+                            "", "", *(f"{sum(m[k] for m in rows):,.4f}" for k in money)]))
+    columns = [("Symbol", "text"), ("Fills", ""), ("Round trips", ""), ("Win rate", ""), ("Exposure", ""),
+               ("Fees", ""), ("Funding paid", ""), ("Net PnL", "")]
     note = ("<p class='note'>Net PnL = realized PnL - fees - funding + the open position marked at the "
-            "symbol's last close; the symbols' net PnL adds up to the equity change.</p>")
+            "symbol's last snapshot; the symbols' net PnL adds up to the equity change.</p>")
     return head + note + _table(columns, shown) + "</section>"
 
 

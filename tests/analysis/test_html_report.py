@@ -179,6 +179,11 @@ class BigReader:
     def funding(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["symbol", "payment"])
 
+    def exposure(self, ids: list[int]) -> pd.DataFrame:
+        if not self.n:
+            return pd.DataFrame(columns=["exposure", "last_mark"])
+        return pd.DataFrame({"exposure": [0.5], "last_mark": [float(self.close[-1])]}, index=["BTCUSDT"])
+
     def gaps(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["status", "gap_from", "gap_to", "detail"])
 

@@ -8,7 +8,7 @@ import pytest
 
 from engine.analysis.html_report import write_html_report
 from engine.analysis.metrics import metrics_for_run
-from engine.analysis.symbol_pnl import pnl_by_symbol
+from engine.analysis.by_symbol import by_symbol_for_run
 from engine.ledger.reader import LedgerReader
 from tests.helpers.ledgers import SECOND, as_two_symbols, sample_ledger
 
@@ -27,9 +27,7 @@ def ledger(tmp_path_factory):
 def test_the_symbols_pnl_adds_up_to_the_equity_change(ledger):
     reader = LedgerReader(ledger)
     try:
-        bars = reader.bars([1])
-        rows = pnl_by_symbol(reader.fills([1]), reader.funding([1]), {"BTCUSDT": float(bars.close.iloc[-1])},
-                             ["BTCUSDT"])
+        rows = [by_symbol_for_run(reader, 1)["BTCUSDT"]]
         metrics = metrics_for_run(reader, 1)
         cash = reader.run(1)["initial_cash"]
     finally:

@@ -1,6 +1,8 @@
 """The run page's data read from a real backtest's ledger: equity beside buy-and-hold, drawdown,
 daily returns, fills per symbol, and the orders/rejections/gaps/forecasts tables."""
 
+import sqlite3
+
 import numpy as np
 import pytest
 
@@ -8,6 +10,7 @@ from engine.analysis.metrics import metrics_for_run
 from engine.dashboard import run_data
 from engine.dashboard.series_cache import SeriesCache
 from engine.ledger.reader import LedgerReader
+from tests.dashboard.test_server import HOSTILE
 from tests.helpers.ledgers import SECOND, as_two_symbols, sample_ledger
 
 
@@ -15,6 +18,13 @@ from tests.helpers.ledgers import SECOND, as_two_symbols, sample_ledger
 def reader(tmp_path_factory):
     path = sample_ledger(tmp_path_factory.mktemp("ledger") / "l.db", 5, 8)
     as_two_symbols(path, 2)
+    with sqlite3.connect(path) as db:  # a model run's forecasts and a refused order
+        db.executemany("INSERT INTO predictions (run_id, strategy_id, ts_event, ts_init, latency_ns, "
+                       "dropped, \"values\") VALUES (2, 'model', ?, ?, ?, ?, ?)",
+                       [(t * 60 * 10**9, t * 60 * 10**9 + lat, lat, int(lat > 10**9), HOSTILE)
+                        for t, lat in ((1, 2 * 10**6), (2, 4 * 10**6), (3, 3 * 10**9))])
+        db.execute("INSERT INTO order_updates (run_id, client_order_id, status, reason, ts_event, ts_init) "
+                   "VALUES (2, 'x-1', 'rejected', ?, 5, 5)", (HOSTILE,))
     reader = LedgerReader(path)
     yield reader
     reader.close()
@@ -79,3 +89,11 @@ def test_tables_give_each_order_its_last_status(reader):
     assert t["forecasts"]["total"] == 0
     few = run_data.tables(reader, 1, 3)
     assert len(few["orders"]["rows"]) == 3 and few["orders"]["rows"][-1] == t["orders"]["rows"][-1]
+
+
+def test_forecasts_and_rejections_are_listed_with_their_latency(reader):
+    t = run_data.tables(reader, 2, 500)
+    assert t["rejections"]["total"] == 1 and t["rejections"]["rows"][0]["reason"] == HOSTILE
+    forecasts = t["forecasts"]["rows"]
+    assert t["forecasts"]["total"] == 3 and [f["latency_ms"] for f in forecasts] == [2.0, 4.0, 3000.0]
+    assert [f["dropped"] for f in forecasts] == [0, 0, 1] and forecasts[0]["values"] == HOSTILE

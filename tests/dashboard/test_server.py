@@ -26,6 +26,15 @@ def _get(url: str) -> str:
         return resp.read().decode()
 
 
+def _refused(url: str) -> int:
+    """The HTTP error status ``url`` answers with; fails the test if it is served."""
+    try:
+        _get(url)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    raise AssertionError(f"{url} was served")
+
+
 def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
     ledger = tmp_path / "l.db"
     done = subprocess.run([PAPERTAPE, "backtest", "--ledger", str(ledger), "--no-progress"], cwd=tmp_path,
@@ -65,18 +74,10 @@ def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
         assert "LightweightCharts" in _get(base + "/assets/lightweight-charts.js")
         assert "createChart" in _get(base + "/assets/run.js")
         for bad in ("/assets/..%2Fapp.py", "/assets/app.py", f"/api/runs/{run_id}/bars?symbol=NOPE"):
-            try:
-                _get(base + bad)
-                raise AssertionError(f"{bad} was served")
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 404
+            assert _refused(base + bad) == 404
         page = _get(base + "/")
         assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
-        try:
-            _get(base + "/api/runs/999")
-            raise AssertionError("a missing run was served")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 404
+        assert _refused(base + "/api/runs/999") == 404
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
@@ -90,11 +91,7 @@ def test_beyond_loopback_a_token_is_generated_and_required(tmp_path):
     try:
         assert "?token=" in url
         base, token = url.replace("0.0.0.0", "127.0.0.1").split("/?token=")
-        try:
-            _get(base + "/api/runs")
-            raise AssertionError("served without the token")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 401
+        assert _refused(base + "/api/runs") == 401  # without the token
         assert json.loads(_get(f"{base}/api/runs?token={token}"))
         with urllib.request.urlopen(f"{base}/runs/1?token={token}", timeout=60) as resp:
             cookie = resp.headers["Set-Cookie"].split(";")[0]
@@ -102,11 +99,7 @@ def test_beyond_loopback_a_token_is_generated_and_required(tmp_path):
         with urllib.request.urlopen(asked, timeout=60) as resp:  # the page's own fetches carry it
             assert json.loads(resp.read())["id"] == 1
         assert "LightweightCharts" in _get(base + "/assets/lightweight-charts.js")  # no ledger data
-        try:
-            _get(base + "/api/runs/1?token=wrong")
-            raise AssertionError("served with a wrong token")
-        except urllib.error.HTTPError as exc:
-            assert exc.code == 401
+        assert _refused(base + "/api/runs/1?token=wrong") == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
