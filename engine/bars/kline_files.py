@@ -32,16 +32,29 @@ def is_kline_header(header: list[str]) -> bool:
 
 
 def read_kline_csv(path: str | Path) -> pd.DataFrame:
-    """Read a kline CSV, check it, and return it sorted by ``open_time`` (ms). A row with a
-    missing or absurd time or price (see :mod:`engine.core.sanity`), a negative or infinite volume
-    or a high/low that does not bound the bar refuses the file, naming its first such line."""
+    """Read a kline CSV, check it (:func:`checked_klines`), and return it sorted by
+    ``open_time`` (ms); a file that repeats a bar is refused."""
     try:
         with warnings.catch_warnings():  # mixed-type columns are malformed rows, refused below
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
             frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError,
-            zlib.error) as exc:
+    except READ_ERRORS as exc:
         raise BarFileError(f"{path}: cannot read ({exc})") from None
+    numeric = sorted_by_open_time(checked_klines(frame, path))
+    if has_repeats(numeric["open_time"].to_numpy()):
+        raise BarFileError(f"{path}: duplicate open_time rows")
+    return numeric.reset_index(drop=True)
+
+
+READ_ERRORS = (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError,
+               zlib.error)
+
+
+def checked_klines(frame: pd.DataFrame, path: str | Path, first_line: int = 2) -> pd.DataFrame:
+    """``frame`` (rows of a kline CSV from file line ``first_line``) as numeric kline columns,
+    in file order. A row with a missing or absurd time or price (see :mod:`engine.core.sanity`),
+    a negative or infinite volume or a high/low that does not bound the bar refuses the file,
+    naming its first such line."""
     missing = [c for c in KLINE_COLUMNS[:6] if c not in frame.columns]
     if missing:
         raise BarFileError(f"{path}: missing kline column(s) {', '.join(missing)}")
@@ -64,14 +77,11 @@ def read_kline_csv(path: str | Path) -> pd.DataFrame:
     bad |= (numeric["high"] < numeric[["open", "close", "low"]].max(axis=1))
     bad |= (numeric["low"] > numeric[["open", "close"]].min(axis=1))
     if bad.any():
-        first = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        first = int(np.flatnonzero(bad.to_numpy())[0]) + first_line
         raise BarFileError(f"{path}:{first}: malformed bar ({int(bad.sum())} such row(s))")
     numeric["open_time"] = numeric["open_time"].astype(np.int64)
     numeric["trades"] = numeric["trades"].fillna(0).astype(np.int64)
-    numeric = sorted_by_open_time(numeric)
-    if has_repeats(numeric["open_time"].to_numpy()):
-        raise BarFileError(f"{path}: duplicate open_time rows")
-    return numeric.reset_index(drop=True)
+    return numeric
 
 
 def sorted_by_open_time(frame: pd.DataFrame) -> pd.DataFrame:

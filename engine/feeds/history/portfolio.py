@@ -193,23 +193,31 @@ class MergedKlineReplay:
 
     def run(self, bus: Bus, progress: Progress | None = None,
             fine: Callable[[], bool] | None = None) -> None:
-        """Send every bar at its close, close time by close time (``fine`` is unused)."""
+        """Send every bar at its close, close time by close time (``fine`` is unused). The
+        symbols are merged a window of time at a time (about ``block_rows`` bars in all), each
+        window's rows read from the symbols' columns, so memory does not grow with the data."""
         step = self.interval_ns
-        frames = [r.frame for r in self.replays]
-        open_ns = np.concatenate([f["open_time"].to_numpy(dtype=np.int64) for f in frames]) * NS_PER_MS
-        order = open_ns.argsort(kind="stable")  # stable: symbol order within a close time
-        owner = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
-        names = ("open", "high", "low", "close", "volume", "turnover", "trades")
-        columns = [np.concatenate([f[n].to_numpy() for f in frames]) for n in names]
         symbols, label, process = self.symbols, self.label, bus.process
         make = tuple.__new__  # Bar(...) would run namedtuple's Python-level __new__ per bar
         sets = self.bar_sets
         group: dict[str, Bar] = {}
         group_close = -1
-        block = 65536  # Python lists of one block at a time keep memory flat
-        for lo_index in range(0, len(order), block):
-            take = order[lo_index:lo_index + block]
-            rows = zip(owner[take].tolist(), open_ns[take].tolist(), *(c[take].tolist() for c in columns),
+        window_ms = max(1, KlineReplay.block_rows // len(self.replays)) * (step // NS_PER_MS)
+        cursors = [r.lo for r in self.replays]
+        while heads := [int(r.columns.open_ms[c]) for c, r in zip(cursors, self.replays, strict=True)
+                        if c < r.hi]:
+            start = min(heads)
+            parts, owners = [], []
+            for k, r in enumerate(self.replays):
+                stop = min(r.hi, int(np.searchsorted(r.columns.open_ms, start + window_ms, side="left")))
+                stop = max(stop, cursors[k])
+                if stop > cursors[k]:
+                    parts.append(r.blocks(cursors[k], stop))
+                    owners.append(np.full(stop - cursors[k], k))
+                cursors[k] = stop
+            columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
+            order = columns[0].argsort(kind="stable")  # stable: symbol order within a close time
+            rows = zip(np.concatenate(owners)[order].tolist(), *(c[order].tolist() for c in columns),
                        strict=True)
             for k, open_time, o, h, lo, c, v, t, n in rows:
                 close_time = open_time + step
@@ -223,6 +231,6 @@ class MergedKlineReplay:
                     group[symbols[k]] = bar
                     group_close = close_time
             if progress is not None:
-                progress(len(take))
+                progress(len(order))
         if sets and group:
             process(BarSet(label, group_close, group, group_close, group_close))

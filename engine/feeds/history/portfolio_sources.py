@@ -103,7 +103,7 @@ def open_portfolio(
         klines: list[KlineReplay] = []
         for s in symbols:
             try:
-                klines.append(_kline_source(groups[s], s, category, interval, start_ns, end_ns))
+                klines.append(_kline_source(groups[s], s, category, interval, start_ns, end_ns, cache_root))
             except ArchiveError as exc:
                 raise DataError(f"{s}: {exc}") from None
         return MergedKlineReplay(klines)

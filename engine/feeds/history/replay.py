@@ -3,7 +3,8 @@
 :class:`TradeReplay` streams trade archives in chunks and cuts each chunk at the clock's
 next timer deadline, so every timer (a bar close, an order's arrival) fires exactly between
 the trades before and after it, as it would live. A batch's ``ts_init`` is its last trade's
-time. :class:`KlineReplay` sends bars from kline files, each at its close. The caller
+time. :class:`KlineReplay` sends bars from kline files, each at its close, a block of
+rows read from the columnar cache at a time. The caller
 then moves the clock to the end of the data range (plus any bar-close delay) so the bars
 up to that end close.
 """
@@ -18,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from engine.bars.aggregator import BarSpec
+from engine.bars.kline_files import KLINE_COLUMNS
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.core.events import Bar, Trades
 from engine.feeds.history.archive import ArchiveError, ArchiveInfo, TradeArchive
+from engine.feeds.history.kline_cache import CachedColumns, FrameColumns
 
 log = logging.getLogger(__name__)
 
@@ -138,15 +141,17 @@ class TradeReplay:
 
 
 class KlineReplay:
-    """Bars from kline files replayed in time order, each sent at its close."""
+    """Bars of one symbol's kline series (:mod:`engine.feeds.history.kline_cache` columns)
+    replayed in time order, each sent at its close, a block of rows read at a time."""
 
     kind = "bars"
     bad_rows = 0
     cut_start = None
+    block_rows = 65536  # rows read and turned into Python values at a time: memory stays flat
 
     def __init__(
         self,
-        frame: pd.DataFrame,
+        columns: FrameColumns | CachedColumns,
         symbol: str,
         category: str,
         interval_label: str,
@@ -154,18 +159,19 @@ class KlineReplay:
         start_ns: int | None = None,
         end_ns: int | None = None,
     ) -> None:
-        open_ns = frame["open_time"].to_numpy(dtype=np.int64) * NS_PER_MS
-        interval_ns = interval_ms * NS_PER_MS
-        keep = np.ones(len(frame), dtype=bool)
-        if start_ns is not None:
-            keep &= open_ns >= start_ns
-        if end_ns is not None:
-            keep &= open_ns + interval_ns <= end_ns
-        self.frame = frame[keep].reset_index(drop=True)
-        if self.frame.empty:
+        self.columns = columns
+        open_ms = columns.open_ms
+        self.lo, self.hi = 0, len(open_ms)
+        if start_ns is not None:  # open_time * 1e6 >= start_ns
+            self.lo = int(np.searchsorted(open_ms, -(-start_ns // NS_PER_MS), side="left"))
+        if end_ns is not None:  # open_time * 1e6 + interval <= end_ns
+            last_open = (end_ns - interval_ms * NS_PER_MS) // NS_PER_MS
+            self.hi = max(self.lo, int(np.searchsorted(open_ms, last_open, side="right")))
+        if self.hi <= self.lo:
             raise ArchiveError("no bars in the replay range")
-        first_open = int(self.frame["open_time"].iloc[0]) * NS_PER_MS
-        last_close = int(self.frame["open_time"].iloc[-1]) * NS_PER_MS + interval_ns
+        interval_ns = interval_ms * NS_PER_MS
+        first_open = int(open_ms[self.lo]) * NS_PER_MS
+        last_close = int(open_ms[self.hi - 1]) * NS_PER_MS + interval_ns
         self.range = ReplayRange(
             symbol, category,
             first_open if start_ns is None else start_ns,
@@ -176,25 +182,32 @@ class KlineReplay:
 
     @property
     def total_rows(self) -> int:
-        return len(self.frame)
+        return self.hi - self.lo
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """Every bar of the range at once, in the kline format (for training, not replay)."""
+        values = self.columns.block(self.lo, self.hi)
+        return pd.DataFrame({"open_time": np.asarray(self.columns.open_ms[self.lo:self.hi], dtype=np.int64),
+                             **dict(zip(KLINE_COLUMNS[1:], values, strict=True))})
+
+    def blocks(self, lo: int, hi: int):
+        """Rows ``lo`` to ``hi`` as ``(open_ns, open, high, low, close, volume, turnover, trades)`` arrays."""
+        open_ns = np.asarray(self.columns.open_ms[lo:hi], dtype=np.int64) * NS_PER_MS
+        return [open_ns, *self.columns.block(lo, hi)]
 
     def run(self, bus: Bus, progress: Progress | None = None,
             fine: Callable[[], bool] | None = None) -> None:
         """Send every bar through ``bus`` at its close (``fine`` is unused: bars are atomic)."""
-        f = self.frame
         symbol, label, step = self.range.symbol, self.label, self.interval_ns
-        open_ns = f["open_time"].to_numpy(dtype=np.int64) * NS_PER_MS
-        names = ("open", "high", "low", "close", "volume", "turnover", "trades")
-        columns = [f[name].to_numpy() for name in names]
         process = bus.process
         make = tuple.__new__  # Bar(...) would run namedtuple's Python-level __new__ per bar
-        block = 65536  # Python lists of one block at a time keep memory flat
-        for lo_index in range(0, len(f), block):
-            part = slice(lo_index, lo_index + block)
-            rows = zip(open_ns[part].tolist(), *(col[part].tolist() for col in columns), strict=True)
-            for open_time, o, h, lo, c, v, t, n in rows:
+        for lo in range(self.lo, self.hi, self.block_rows):
+            hi = min(lo + self.block_rows, self.hi)
+            rows = zip(*(column.tolist() for column in self.blocks(lo, hi)), strict=True)
+            for open_time, o, h, low, c, v, t, n in rows:
                 close_time = open_time + step
-                process(make(Bar, (symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
+                process(make(Bar, (symbol, label, open_time, close_time, o, h, low, c, v, t, n,
                                    close_time, close_time)))
             if progress is not None:
-                progress(min(block, len(f) - lo_index))
+                progress(hi - lo)

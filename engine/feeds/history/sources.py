@@ -27,6 +27,7 @@ from engine.core.errors import UserError
 from engine.core.events import Bar, Trades
 from engine.core.symbols import SYMBOL
 from engine.feeds.history.archive import ArchiveError, TradeArchive, read_header, trade_layout
+from engine.feeds.history.kline_cache import CachedColumns, FrameColumns, cached_klines
 from engine.feeds.history.recording import RecordingReplay
 from engine.feeds.history.replay import KlineReplay, TradeReplay
 from engine.ledger.reader import ledger_bars
@@ -126,7 +127,7 @@ def open_source(
             replay.cover_last_bar(parse_interval(interval or "1m"))
             return replay
         if kind == "klines":
-            return _kline_source(paths, symbol, category, interval, start_ns, end_ns)
+            return _kline_source(paths, symbol, category, interval, start_ns, end_ns, cache_root)
     except (ArchiveError, BarFileError) as exc:
         raise DataError(str(exc)) from None
     if kind == "recording":
@@ -137,7 +138,16 @@ def open_source(
     raise DataError(f"{paths[0]}: a ledger is not replayable data (use it with `papertape train`)")
 
 
-def _kline_source(paths, symbol, category, interval, start_ns, end_ns) -> KlineReplay:
+def _kline_source(paths, symbol, category, interval, start_ns, end_ns, cache_root=None) -> KlineReplay:
+    """One symbol's kline files as a replay: one file at its own interval straight from the
+    columnar cache (memory flat in the data); several files, or a coarser ``interval``, joined
+    or resampled in memory first."""
+    if len(paths) == 1:
+        columns: CachedColumns | FrameColumns = cached_klines(paths[0], cache_root)
+        step_ms = infer_interval_ms(columns.open_ms)
+        if interval is None or _interval_ms(interval) == step_ms:
+            label = parse_interval(f"{step_ms // 1000}s").label
+            return KlineReplay(columns, symbol, category, label, step_ms, start_ns, end_ns)
     frames = [read_kline_csv(p) for p in paths]  # each sorted, and refused if it repeats a bar
     frame = frames[0]
     if len(frames) > 1:
@@ -147,17 +157,23 @@ def _kline_source(paths, symbol, category, interval, start_ns, end_ns) -> KlineR
     step_ms = infer_interval_ms(frame["open_time"].to_numpy())
     label = parse_interval(f"{step_ms // 1000}s").label
     if interval is not None:
-        wanted = parse_interval(interval)
-        if not wanted.is_time:
-            raise DataError(f"kline data can only give time bars, not {wanted.label}")
-        wanted_ms = int(wanted.size) // NS_PER_MS
+        wanted_ms = _interval_ms(interval)
         if wanted_ms != step_ms:
             if wanted_ms % step_ms:
-                raise DataError(f"the klines are {label} bars; {wanted.label} is not a multiple")
-            frame = resample_klines(frame, wanted_ms, wanted.offset_ns // NS_PER_MS)
-            label, step_ms = wanted.label, wanted_ms
-    return KlineReplay(frame.reset_index(drop=True), symbol, category, label, step_ms,
+                raise DataError(f"the klines are {label} bars; {parse_interval(interval).label} "
+                                "is not a multiple")
+            frame = resample_klines(frame, wanted_ms, parse_interval(interval).offset_ns // NS_PER_MS)
+            label, step_ms = parse_interval(interval).label, wanted_ms
+    return KlineReplay(FrameColumns(frame.reset_index(drop=True)), symbol, category, label, step_ms,
                        start_ns, end_ns)
+
+
+def _interval_ms(interval: str) -> int:
+    """The length of time bars ``interval`` in ms; kline data gives no other kind of bar."""
+    wanted = parse_interval(interval)
+    if not wanted.is_time:
+        raise DataError(f"kline data can only give time bars, not {wanted.label}")
+    return int(wanted.size) // NS_PER_MS
 
 
 def resample_klines(frame: pd.DataFrame, interval_ms: int, offset_ms: int = 0) -> pd.DataFrame:

@@ -1,0 +1,122 @@
+"""Kline series as columns read a block at a time: a kline file is parsed once, in chunks,
+into a columnar cache (one raw file per column, like the trade archives'), so a replay holds
+only the block it is sending and its memory does not grow with the data.
+
+A file out of ``open_time`` order is read whole and sorted before it is cached; any other
+is checked chunk by chunk with the same rules as :func:`engine.bars.kline_files.read_kline_csv`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.bars.kline_files import (
+    KLINE_COLUMNS,
+    READ_ERRORS,
+    BarFileError,
+    checked_klines,
+    has_repeats,
+    read_kline_csv,
+)
+from engine.feeds.history.archive import default_cache_root
+
+CACHE_VERSION = 1
+CHUNK_ROWS = 1_000_000  # rows parsed at a time
+DTYPES = {name: np.dtype("<i8" if name in ("open_time", "trades") else "<f8") for name in KLINE_COLUMNS}
+VALUES = KLINE_COLUMNS[1:]  # the columns a block holds beside open_time
+
+
+class FrameColumns:
+    """A kline series already in memory (several files joined, or resampled)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        self.open_ms = frame["open_time"].to_numpy(dtype=np.int64)
+        self._values = [frame[name].to_numpy() for name in VALUES]
+
+    def block(self, lo: int, hi: int) -> list[np.ndarray]:
+        """The value columns (open .. trades) of rows ``lo`` to ``hi``."""
+        return [column[lo:hi] for column in self._values]
+
+
+class CachedColumns:
+    """A kline file's columnar cache: ``open_ms`` mapped from disk (a search reads a few
+    pages), the other columns read a block at a time."""
+
+    def __init__(self, directory: Path, rows: int) -> None:
+        self.directory = directory
+        self.open_ms = np.memmap(directory / "open_time.bin", dtype=DTYPES["open_time"], mode="r",
+                                 shape=(rows,)) if rows else np.empty(0, dtype=np.int64)
+
+    def block(self, lo: int, hi: int) -> list[np.ndarray]:
+        """The value columns (open .. trades) of rows ``lo`` to ``hi``, read from their files."""
+        return [np.fromfile(self.directory / f"{name}.bin", dtype=DTYPES[name], count=hi - lo,
+                            offset=lo * DTYPES[name].itemsize) for name in VALUES]
+
+
+def cached_klines(path: Path, cache_root: str | Path | None = None) -> CachedColumns:
+    """The columns of kline file ``path``, parsing it into the cache first if needed."""
+    stat = path.stat()
+    ident = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{CACHE_VERSION}"
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    directory = root / "klines" / f"{path.name}-{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
+    if not (directory / "meta.json").is_file():
+        _parse_into(path, directory)
+    rows = json.loads((directory / "meta.json").read_text())["rows"]
+    return CachedColumns(directory, rows)
+
+
+def _parse_into(path: Path, directory: Path) -> None:
+    """Parse ``path`` into a temporary directory beside ``directory`` and move it there whole,
+    so a crash or a concurrent parse never leaves a half-written cache."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".parse-", dir=directory.parent))
+    try:
+        rows = _write_chunks(path, tmp)
+        if rows is None:  # out of order: read whole, sorted
+            rows = _write_frame(read_kline_csv(path), tmp, truncate=True)
+        (tmp / "meta.json").write_text(json.dumps({"rows": rows, "source": str(path)}))
+        try:
+            os.replace(tmp, directory)
+        except OSError:
+            if not (directory / "meta.json").is_file():  # another process did not win the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_chunks(path: Path, directory: Path) -> int | None:
+    """Check and append ``path``'s rows chunk by chunk; the row count, or None when the file is
+    out of ``open_time`` order (nothing kept then)."""
+    rows, last = 0, None
+    try:
+        with warnings.catch_warnings():  # mixed-type columns are malformed rows, refused when checked
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            for chunk in pd.read_csv(path, chunksize=CHUNK_ROWS):
+                numeric = checked_klines(chunk, path, first_line=rows + 2)
+                times = numeric["open_time"].to_numpy()
+                if not numeric["open_time"].is_monotonic_increasing or (last is not None and times[0] < last):
+                    return None
+                if has_repeats(times) or (last is not None and times[0] == last):
+                    raise BarFileError(f"{path}: duplicate open_time rows")
+                rows += _write_frame(numeric, directory, truncate=rows == 0)
+                last = int(times[-1])
+    except READ_ERRORS as exc:
+        raise BarFileError(f"{path}: cannot read ({exc})") from None
+    return rows
+
+
+def _write_frame(frame: pd.DataFrame, directory: Path, truncate: bool) -> int:
+    """Append (or, with ``truncate``, write) ``frame``'s kline columns to their files."""
+    for name in KLINE_COLUMNS:
+        with open(directory / f"{name}.bin", "wb" if truncate else "ab") as out:
+            np.ascontiguousarray(frame[name].to_numpy(), dtype=DTYPES[name]).tofile(out)
+    return len(frame)
