@@ -106,6 +106,7 @@ def phase_bars(n_bars: int) -> dict:
     from engine.core.bus import Bus
     from engine.core.clock import ReplayClock
     from engine.core.config import AccountSection, BrokerSection
+    from engine.feeds.history.kline_cache import FrameColumns
     from engine.feeds.history.replay import KlineReplay
     from engine.strategy.host import StrategyContext
     from strategies.base import Strategy
@@ -115,7 +116,7 @@ def phase_bars(n_bars: int) -> dict:
     frame = pd.DataFrame({"open_time": 1748736000000 + np.arange(n_bars, dtype=np.int64) * 60_000,
                           "open": close, "high": close * 1.001, "low": close * 0.999, "close": close,
                           "volume": 1.0, "turnover": close, "trades": 10})
-    source = KlineReplay(frame, "BTCUSDT", "linear", "1m", 60_000)
+    source = KlineReplay(FrameColumns(frame), "BTCUSDT", "linear", "1m", 60_000)
     clock = ReplayClock(source.range.start)
     bus = Bus(clock)
     broker = broker_from_config(bus, BrokerSection(), AccountSection(), category="linear", match_on="bars")
