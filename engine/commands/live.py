@@ -64,6 +64,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                    "when no data arrives for S s (1)")
     p.add_argument("--rest-ban-backoff", type=float, default=600.0, metavar="S",
                    help="wait after an HTTP 403 from REST, as Bybit asks (600)")
+    p.add_argument("--dashboard", nargs="?", const="127.0.0.1:8050", metavar="HOST:PORT",
+                   help="serve the dashboard in this process, the live run's page updating in place "
+                   "(default 127.0.0.1:8050; beyond loopback a token is generated and printed)")
     p.set_defaults(func=run, start=None, end=None)
     return p
 
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         ws_url=args.ws_url, rest_url=args.rest_url, duration_s=args.duration, record=args.record,
         resume=args.resume, ping_interval_s=args.ping_interval, pong_timeout_s=args.pong_timeout,
         stale_after_s=args.stale_after, silent_after_s=args.silent_after,
-        forbidden_backoff_s=args.rest_ban_backoff,
+        forbidden_backoff_s=args.rest_ban_backoff, dashboard=args.dashboard,
     )
     try:
         kind = parse_interval(opts.interval).kind
@@ -98,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         public_ws_endpoint(opts.ws_url, opts.category)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if opts.dashboard:
+        from engine.dashboard.live_server import parse_address
+        parse_address(opts.dashboard)
     if opts.record:
         check_writable(opts.record, "--record")
     result = run_live(cfg, opts)

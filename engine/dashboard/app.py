@@ -11,7 +11,7 @@ from aiohttp import web
 from engine.analysis import charts_library
 from engine.dashboard import pages, run_api, sweeps_page
 from engine.dashboard.bars_api import api_bars, api_equity
-from engine.dashboard.run_api import FACTS, RunFacts
+from engine.dashboard.run_api import FACTS, LIVE_RUN, RunFacts
 from engine.ledger.reader import LedgerReader
 
 TOKEN = web.AppKey("token", str)
@@ -62,6 +62,7 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
     app = web.Application(middlewares=[_require_token])
     app[FACTS] = RunFacts(LedgerReader(ledger))
     app[TOKEN] = token
+    app[LIVE_RUN] = 0
 
     async def close_reader(app: web.Application) -> None:
         app[FACTS].reader.close()

@@ -12,13 +12,21 @@ from typing import Any
 from aiohttp import web
 
 from engine.analysis.report import METRIC_ROWS, format_time, format_value
-from engine.dashboard.run_api import FACTS, _run
+from engine.dashboard.run_api import FACTS, LIVE_RUN, _run
 from engine.dashboard.run_data import run_symbols
 from engine.ledger.reader import LedgerQueryError
 
 LIST_COLUMNS = (("total_return", "pct"), ("sharpe", "num"), ("max_drawdown", "pct"), ("n_trades", "int"))
 NAV = "<nav><a href='/'>runs</a> <a href='/sweeps'>sweeps</a></nav>"
 LIBRARY = "<script src='/assets/lightweight-charts.js'></script>"
+
+
+LIVE_PANEL = ("<section id='live' class='live' data-bars='0' data-fills='0'><h2>Live</h2>"
+              "<p>feed <b id='live-feed'>connecting</b> | reconnects <b id='live-reconnects'>0</b> | "
+              "equity <b id='live-equity'>-</b> | bars <b id='live-bars'>0</b></p>"
+              "<p>positions <span id='live-positions'>-</span></p>"
+              "<p>open orders <span id='live-orders'>-</span></p>"
+              "<ol id='live-events' class='events'></ol></section>")
 
 
 def page(title: str, body: str, *scripts: str) -> web.Response:
@@ -105,8 +113,11 @@ async def run_page(request: web.Request) -> web.Response:
                              f"</option>{options}</select></label>")
             + _table_section("orders", "Orders") + _table_section("rejections", "Rejections")
             + _table_section("gaps", "Feed gaps") + _table_section("forecasts", "Forecasts"))
+    live = request.app[LIVE_RUN] == run["id"]
+    if live:  # served by the live session itself: the page follows it over /api/live
+        body = LIVE_PANEL + body
     return page(f"run {run['id']}: {run['strategy']} on {run['symbol']} ({run['status']})", body,
-                "run.js", "panels.js")
+                "run.js", "panels.js", *(("live.js",) if live else ()))
 
 
 async def compare_page(request: web.Request) -> web.Response:

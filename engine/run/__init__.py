@@ -2,5 +2,5 @@
 and resume.
 
 May import: engine.core, engine.bars, engine.broker, engine.bybit, engine.feeds, engine.strategy,
-engine.ledger, engine.analysis.
+engine.ledger, engine.analysis, engine.dashboard (live --dashboard serves it in the session).
 """

@@ -67,6 +67,7 @@ class LiveOptions:
     stale_after_s: float = 30.0
     silent_after_s: float = 1.0
     forbidden_backoff_s: float = 600.0
+    dashboard: str | None = None  # HOST:PORT to serve the dashboard on, in this loop
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -185,6 +186,11 @@ class _LiveRun:
         session, feed, queue = self.session, self.feed, self.queue
         status = asyncio.create_task(_status_line(session, feed, self.opts.status_every_s))
         flusher = asyncio.create_task(_flush_ledger(session, session.cfg.ledger.flush_seconds))
+        dashboard = None
+        if self.opts.dashboard:
+            from engine.dashboard.live_server import serve_live, session_facts
+            dashboard = await serve_live(self.opts.dashboard, str(session.cfg.ledger.path), session,
+                                         lambda: session_facts(session, feed))
         feed_task = asyncio.create_task(feed.run())
 
         def feed_ended(_: asyncio.Task) -> None:  # nothing more can come: end the session
@@ -212,6 +218,8 @@ class _LiveRun:
             self.inference.shutdown(wait=True, cancel_futures=True)
             session.host.go_live(self._stopped, self.opts.rest_url)
             _clear_status_line()
+            if dashboard is not None:
+                await dashboard.close()
         end = max(feed_stopped, session.clock.timestamp_ns())
         feed_error = self._feed_error(feed_task)
         error = error or feed_error

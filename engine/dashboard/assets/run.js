@@ -131,6 +131,6 @@
     document.dispatchEvent(new Event("papertape:price-drawn"));  // the panels need not wait for it
   }
   picker.addEventListener("change", () => { root.dataset.drawn = "false"; show().catch(report); });
-  window.papertapeRun = { markerPoint, chart, fills: () => state.fills };
+  window.papertapeRun = { markerPoint, chart, candles, picker, fills: () => state.fills };
   show().catch(report);
 })();
