@@ -97,6 +97,13 @@ class LiveChannel:
         browser = _Browser(self.queue_size)
         self.browsers.add(browser)
         reader = asyncio.create_task(_ignore_input(ws))
+        gone = browser.task.cancel if browser.task is not None else None
+
+        def browser_left(_: asyncio.Task) -> None:  # closed by the browser: stop waiting for messages
+            if gone is not None:
+                gone()
+
+        reader.add_done_callback(browser_left)
         try:
             await ws.send_str(json.dumps({"type": "hello", "run_id": self.run_id, **self.facts()}, default=str))
             while not ws.closed:
@@ -105,6 +112,7 @@ class LiveChannel:
             pass
         finally:
             self.browsers.discard(browser)
+            reader.remove_done_callback(browser_left)
             reader.cancel()
             if browser.ended and request.transport is not None:
                 request.transport.abort()  # a stalled browser would hold a polite close for seconds

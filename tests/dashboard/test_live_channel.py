@@ -1,0 +1,78 @@
+"""/api/live's fan-out on a real aiohttp server fed by a real bus: a browser that reads gets
+every bar in order; one that stops reading is dropped once its queue is full, and the bus
+goes on delivering (the recorder-like subscriber still sees every bar)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import aiohttp
+from aiohttp import web
+
+from engine.core.bus import Bus
+from engine.core.clock import ReplayClock
+from engine.core.events import Bar
+from engine.dashboard.live_channel import LiveChannel
+
+BARS = 3000
+MINUTE_NS = 60 * 10**9
+
+
+def _bar(i: int) -> Bar:
+    t = i * MINUTE_NS
+    return Bar("BTCUSDT", "1m", t, t + MINUTE_NS, 100.0 + i, 101.0 + i, 99.0 + i, 100.5 + i, 1.0, 100.0, 3,
+               t + MINUTE_NS, t + MINUTE_NS)
+
+
+async def _stalled(port: int) -> socket.socket:
+    """A client that shakes hands on /api/live and then never reads."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    sock.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    return sock
+
+
+async def _scenario() -> tuple[list[int], int, int, LiveChannel]:
+    bus = Bus(ReplayClock())
+    recorded: list[int] = []
+    bus.subscribe(Bar, lambda bar: recorded.append(bar.open_time))
+    channel = LiveChannel(7, lambda: {"feed": "connected", "pad": "x" * 2000}, queue_size=16)
+    channel.observe(bus)
+    app = web.Application()
+    app.router.add_get("/api/live", channel.handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    received: list[int] = []
+    async with aiohttp.ClientSession() as client, client.ws_connect(f"http://127.0.0.1:{port}/api/live") as ws:
+        assert json.loads((await ws.receive()).data) == {"type": "hello", "run_id": 7, "feed": "connected",
+                                                          "pad": "x" * 2000}
+        stalled = await _stalled(port)
+        while len(channel.browsers) < 2:
+            await asyncio.sleep(0.01)
+        for i in range(BARS):
+            bus.process(_bar(i))
+            while True:  # the reading browser keeps up; the stalled one falls behind
+                msg = json.loads((await ws.receive()).data)
+                if msg["type"] == "status":
+                    break
+                received.append(msg["time"])
+        dropped, left = channel.dropped, len(channel.browsers)
+        stalled.close()
+    await runner.cleanup()
+    return received, dropped, left, recorded
+
+
+def test_a_stalled_browser_is_dropped_and_the_bus_goes_on():
+    received, dropped, left, recorded = asyncio.run(_scenario())
+    every = [i * 60_000 for i in range(BARS)]
+    assert recorded == [i * MINUTE_NS for i in range(BARS)]  # every bar delivered on the bus
+    assert received == every  # the reading browser got every bar in order
+    assert dropped == 1 and left == 1  # only the stalled one was dropped
