@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
-import secrets
-import sys
 
 from engine.commands.run_options import default_ledger
-from engine.core.errors import UserError
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -26,44 +22,22 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from aiohttp import web
 
-    from engine.dashboard.app import build_app
+    from engine.dashboard.serve import Bind, serve
 
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port} is not a port (0-65535)")
-    token = args.token or ("" if _is_loopback(args.host) else secrets.token_urlsafe(16))
-    app = build_app(default_ledger(args), token)
+    bind = Bind.of(args.host, args.port, args.token)
 
-    async def serve() -> None:
-        runner = web.AppRunner(app, handle_signals=True)
-        await runner.setup()
-        site = web.TCPSite(runner, args.host, args.port)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise UserError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
-        port = runner.addresses[0][1]
-        query = f"?token={token}" if token else ""
-        print(f"dashboard at http://{args.host}:{port}/{query}", file=sys.stderr, flush=True)
+    async def serve_until_stopped() -> None:
+        served = await serve(default_ledger(args), bind, handle_signals=True)
         try:
             await asyncio.Event().wait()
         finally:
-            await runner.cleanup()
+            await served.stop()
 
     with contextlib.suppress(KeyboardInterrupt, web.GracefulExit):  # SIGINT/SIGTERM: a clean stop
-        asyncio.run(serve())
+        asyncio.run(serve_until_stopped())
     return 0

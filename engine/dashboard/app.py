@@ -11,7 +11,8 @@ from aiohttp import web
 from engine.analysis import charts_library
 from engine.dashboard import pages, run_api, sweeps_page
 from engine.dashboard.bars_api import api_bars, api_equity
-from engine.dashboard.run_api import FACTS, LIVE_RUN, RunFacts
+from engine.dashboard.live_channel import LIVE, LiveChannel
+from engine.dashboard.run_api import FACTS, RunFacts
 from engine.ledger.reader import LedgerReader
 
 TOKEN = web.AppKey("token", str)
@@ -57,12 +58,18 @@ async def no_icon(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def build_app(ledger: str | Path, token: str = "") -> web.Application:
-    """The dashboard over one ledger (opened read-only for the app's lifetime)."""
+async def no_live(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound(text="no live session here: /api/live is served by `papertape live --dashboard`")
+
+
+def build_app(ledger: str | Path, token: str = "", live: LiveChannel | None = None) -> web.Application:
+    """The dashboard over one ledger (opened read-only for the app's lifetime); ``live`` is the
+    live session's channel when the app is served inside ``papertape live``."""
     app = web.Application(middlewares=[_require_token])
     app[FACTS] = RunFacts(LedgerReader(ledger))
     app[TOKEN] = token
-    app[LIVE_RUN] = 0
+    if live is not None:
+        app[LIVE] = live
 
     async def close_reader(app: web.Application) -> None:
         app[FACTS].reader.close()
@@ -83,6 +90,7 @@ def build_app(ledger: str | Path, token: str = "") -> web.Application:
     add("/api/runs/{id}/fills", run_api.api_fills)
     add("/api/runs/{id}/tables", run_api.api_tables)
     add("/api/runs/{id}/metrics", run_api.api_metrics)
+    add("/api/live", live.serve if live is not None else no_live)
     add("/sweeps", sweeps_page.sweeps_page)
     add("/sweeps/{id}", sweeps_page.sweep_page)
     add("/api/sweeps", sweeps_page.api_sweeps)

@@ -1,133 +1,208 @@
-"""The live run's events for browsers: the bus's bars, fills, order updates and feed status
-as JSON messages, each browser with its own bounded queue. Publishing never waits: a browser
-whose queue is full (it reads slower than the session makes events) is dropped."""
+"""The live session's events for the browsers on websocket ``/api/live``: an observer on the
+bus turns bars, trades, fills, order updates, positions and feed status into JSON once and
+puts it on every browser's bounded queue without waiting; a browser whose queue is full (it
+reads slower than the session makes events) is dropped, so the pump never waits for one."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+import socket
+import time
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
-from engine.core.clock import NS_PER_MS
-from engine.core.events import Bar, FeedStatus, Fill, OrderUpdate
+from engine.core.events import Bar, FeedStatus, Fill, OrderUpdate, PositionUpdate, Trades
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 256
+QUEUE_MESSAGES = 256  # messages held for one browser before it counts as stalled
+SEND_BUFFER = 16_384  # kernel and transport bytes per browser: a stalled one fills them soon
+NS_PER_MS = 1_000_000
 
 
-class _Browser:
-    """One websocket client: its queue of encoded messages and the task serving it."""
+class Client:
+    """One browser: its queue of JSON texts and whether it was dropped."""
 
     def __init__(self, size: int) -> None:
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=size)
-        self.task = asyncio.current_task()
-        self.ended = False
+        self.queue: asyncio.Queue[str] = asyncio.Queue(size)
+        self.dropped = asyncio.Event()
 
 
 class LiveChannel:
-    """Fans the live session's events out to every connected browser (``GET /api/live``)."""
+    """What the live run's page is sent: a ``hello`` snapshot on connecting, then each event
+    as it is handled (``bar``, ``trade``, ``fill``, ``order``, ``position``, ``equity``,
+    ``feed``). Reads the session, never changes it, so the ledger rows are those of a run
+    without a dashboard."""
 
-    def __init__(self, run_id: int, facts: Callable[[], dict[str, Any]], queue_size: int = QUEUE_SIZE) -> None:
-        self.run_id, self.facts, self.queue_size = run_id, facts, queue_size
-        self.browsers: set[_Browser] = set()
+    def __init__(self, queue_messages: int = QUEUE_MESSAGES) -> None:
+        self.queue_messages = queue_messages
+        self.clients: set[Client] = set()
+        self.session: Any = None
+        self.feed: Any = None
         self.dropped = 0
 
-    def observe(self, bus) -> None:
-        """Subscribe to the bus (after the recorder, so a message follows its ledger row)."""
-        bus.subscribe(Bar, self.on_bar)
-        bus.subscribe(Fill, self.on_fill)
-        bus.subscribe(OrderUpdate, self.on_order)
-        bus.subscribe(FeedStatus, self.on_feed)
+    def attach(self, session: Any, feed: Any) -> None:
+        """Observe ``session``'s bus (after the ledger recorder) and ``feed``'s connection."""
+        self.session, self.feed = session, feed
+        self.observe(session.bus)
 
-    def on_bar(self, bar: Bar) -> None:
-        self.publish({"type": "bar", "symbol": bar.symbol, "time": bar.open_time // NS_PER_MS,
-                      "close_time": bar.close_time // NS_PER_MS, "open": bar.open, "high": bar.high,
-                      "low": bar.low, "close": bar.close, "volume": bar.volume})
-        self.publish_status()
+    def observe(self, bus: Any) -> None:
+        """Subscribe to ``bus``'s events (without a session: no equity or snapshots)."""
+        bus.subscribe(Bar, self._on_bar)
+        bus.subscribe(Trades, self._on_trades)
+        bus.subscribe(Fill, self._on_fill)
+        bus.subscribe(OrderUpdate, self._on_order)
+        bus.subscribe(PositionUpdate, self._on_position)
+        bus.subscribe(FeedStatus, self._on_feed)
 
-    def on_fill(self, fill: Fill) -> None:
-        self.publish({"type": "fill", "symbol": fill.symbol, "order": fill.client_order_id, "side": fill.side,
-                      "price": fill.price, "qty": fill.qty, "fee": fill.fee, "liquidity": fill.liquidity,
-                      "time": fill.ts_event // NS_PER_MS})
+    # -- the bus side: never waits, never raises into the pump ------------------------------
 
-    def on_order(self, update: OrderUpdate) -> None:
-        self.publish({"type": "order", "symbol": update.symbol, "order": update.client_order_id,
-                      "status": update.status, "reason": update.reason, "time": update.ts_event // NS_PER_MS})
-
-    def on_feed(self, status: FeedStatus) -> None:
-        self.publish({"type": "feed", "symbol": status.symbol, "status": status.status,
-                      "detail": status.detail, "time": status.ts_event // NS_PER_MS})
-        self.publish_status()
-
-    def publish_status(self) -> None:
-        """Equity, positions, open orders, feed state and reconnects as they are now."""
-        self.publish({"type": "status", **self.facts()})
-
-    def publish(self, message: dict[str, Any]) -> None:
-        """Queue ``message`` for every browser; drop those whose queue is full."""
-        if not self.browsers:
+    def send(self, message: dict[str, Any]) -> None:
+        """Queue ``message`` for every browser; one that has no room left is dropped."""
+        if not self.clients:
             return
-        text = json.dumps(message, allow_nan=False, default=str)
-        for browser in list(self.browsers):
+        message["sent_ms"] = time.time_ns() // NS_PER_MS
+        text = json.dumps(message, separators=(",", ":"))
+        for client in list(self.clients):
             try:
-                browser.queue.put_nowait(text)
+                client.queue.put_nowait(text)
             except asyncio.QueueFull:
-                self._drop(browser)
+                self.drop(client)
 
-    def _drop(self, browser: _Browser) -> None:
-        self.dropped += 1
-        log.warning("a dashboard browser fell %d messages behind and was dropped", self.queue_size)
-        self._end(browser)
+    def drop(self, client: Client) -> None:
+        if client in self.clients:
+            self.clients.discard(client)
+            self.dropped += 1
+            client.dropped.set()
+            log.warning("dashboard: dropped a browser that fell %d messages behind", self.queue_messages)
 
-    def _end(self, browser: _Browser) -> None:
-        self.browsers.discard(browser)
-        browser.ended = True
-        if browser.task is not None:
-            browser.task.cancel()
+    def _on_bar(self, bar: Bar) -> None:
+        if not self.clients:
+            return
+        self.send({"type": "bar", "symbol": bar.symbol, "t": bar.open_time // NS_PER_MS,
+                   "close_ms": bar.close_time // NS_PER_MS, "o": bar.open, "h": bar.high, "l": bar.low,
+                   "c": bar.close, "v": bar.volume, "n": bar.trades})
+        if self.session is None:
+            return
+        broker = self.session.broker
+        self.send({"type": "equity", "t": bar.close_time // NS_PER_MS, "value": broker.account.equity(),
+                   "cash": broker.account.cash, "open_orders": self.open_orders(),
+                   "bars": self.session.recorder.bars})
 
-    async def handler(self, request: web.Request) -> web.StreamResponse:
-        """``GET /api/live``: a hello with the run id and its status, then every message."""
-        ws = web.WebSocketResponse(heartbeat=20.0)
+    def _on_trades(self, trades: Trades) -> None:
+        if not self.clients or not len(trades.price):
+            return
+        self.send({"type": "trade", "symbol": trades.symbol, "t": int(trades.ts_event[-1]) // NS_PER_MS,
+                   "price": float(trades.price[-1]), "high": float(trades.price.max()),
+                   "low": float(trades.price.min()), "n": len(trades.price)})
+
+    def _on_fill(self, fill: Fill) -> None:
+        if not self.clients:
+            return
+        self.send({"type": "fill", "client_order_id": fill.client_order_id, "symbol": fill.symbol,
+                   "side": fill.side, "price": fill.price, "qty": fill.qty, "fee": fill.fee,
+                   "liquidity": fill.liquidity, "ts": fill.ts_event // NS_PER_MS})
+
+    def _on_order(self, update: OrderUpdate) -> None:
+        if not self.clients:
+            return
+        self.send({"type": "order", "client_order_id": update.client_order_id, "symbol": update.symbol,
+                   "status": update.status, "reason": update.reason, "ts": update.ts_event // NS_PER_MS,
+                   "open_orders": self.open_orders()})
+
+    def _on_position(self, pos: PositionUpdate) -> None:
+        if not self.clients:
+            return
+        self.send({"type": "position", "symbol": pos.symbol, "qty": pos.qty, "avg_price": pos.avg_price,
+                   "realized_pnl": pos.realized_pnl, "ts": pos.ts_event // NS_PER_MS})
+
+    def _on_feed(self, status: FeedStatus) -> None:
+        if not self.clients:
+            return
+        self.send({"type": "feed", "symbol": status.symbol, "status": status.status, "detail": status.detail,
+                   "state": getattr(self.feed, "state", None),
+                   "reconnects": getattr(self.feed, "reconnects", 0),
+                   "ts": status.ts_event // NS_PER_MS})
+
+    # -- snapshots ---------------------------------------------------------------------------
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        return [{"client_order_id": o.id, "symbol": o.symbol, "side": o.side, "qty": o.qty,
+                 "filled": o.filled, "type": o.type, "price": o.price, "trigger": o.trigger,
+                 "status": o.status} for o in self.session.broker.open_orders()]
+
+    def hello(self) -> dict[str, Any]:
+        """Where the session stands when a browser connects."""
+        session = self.session
+        if session is None:
+            return {"type": "hello", "run_id": None}
+        account = session.broker.account
+        positions = {s: {"qty": p.qty, "avg_price": p.avg_price, "realized_pnl": p.realized_pnl}
+                     for s, p in account.positions.items()}
+        return {"type": "hello", "run_id": session.run_id, "symbols": list(session.market.symbols),
+                "interval": session.market.interval, "state": self.feed.state,
+                "reconnects": self.feed.reconnects, "equity": account.equity(), "cash": account.cash,
+                "positions": positions, "open_orders": self.open_orders(), "bars": session.recorder.bars,
+                "queue_messages": self.queue_messages}
+
+    # -- the websocket side -------------------------------------------------------------------
+
+    async def serve(self, request: web.Request) -> web.WebSocketResponse:
+        """``GET /api/live``: the hello, then every event until the browser leaves or is dropped."""
+        ws = web.WebSocketResponse(writer_limit=SEND_BUFFER, timeout=1.0)
         await ws.prepare(request)
-        browser = _Browser(self.queue_size)
-        self.browsers.add(browser)
-        reader = asyncio.create_task(_ignore_input(ws))
-        gone = browser.task.cancel if browser.task is not None else None
-
-        def browser_left(_: asyncio.Task) -> None:  # closed by the browser: stop waiting for messages
-            if gone is not None:
-                gone()
-
-        reader.add_done_callback(browser_left)
+        _small_buffers(request)
+        client = Client(self.queue_messages)
+        client.queue.put_nowait(json.dumps(self.hello(), separators=(",", ":")))
+        self.clients.add(client)
+        sender = asyncio.create_task(_send_all(ws, client))
+        reader = asyncio.create_task(_read_until_closed(ws))
+        dropped = asyncio.create_task(client.dropped.wait())
         try:
-            await ws.send_str(json.dumps({"type": "hello", "run_id": self.run_id, **self.facts()}, default=str))
-            while not ws.closed:
-                await ws.send_str(await browser.queue.get())
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+            await asyncio.wait((sender, reader, dropped), return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self.browsers.discard(browser)
-            reader.remove_done_callback(browser_left)
-            reader.cancel()
-            if browser.ended and request.transport is not None:
-                request.transport.abort()  # a stalled browser would hold a polite close for seconds
-            elif not ws.closed:
-                await ws.close()
+            self.clients.discard(client)
+            for task in (sender, reader, dropped):
+                task.cancel()
+            await asyncio.gather(sender, reader, dropped, return_exceptions=True)
+            if client.dropped.is_set() and request.transport is not None:
+                request.transport.abort()  # a stalled browser would not read a close frame either
+            else:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.close()
         return ws
 
     async def close(self) -> None:
-        """End every browser's stream (the session is over)."""
-        for browser in list(self.browsers):
-            self._end(browser)
+        """Let every browser go (the session ended)."""
+        for client in list(self.clients):
+            self.clients.discard(client)
+            client.dropped.set()
 
 
-async def _ignore_input(ws: web.WebSocketResponse) -> None:
-    """Read (and ignore) what a browser sends, so closes and pings are seen."""
-    async for msg in ws:
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
-            break
+LIVE = web.AppKey("live", LiveChannel)
+
+
+async def _send_all(ws: web.WebSocketResponse, client: Client) -> None:
+    while True:
+        await ws.send_str(await client.queue.get())
+
+
+async def _read_until_closed(ws: web.WebSocketResponse) -> None:
+    async for _ in ws:  # the page sends nothing; this sees it leave
+        pass
+
+
+def _small_buffers(request: web.Request) -> None:
+    """Keep what waits for one browser small, so a stalled one shows in its queue soon."""
+    transport = request.transport
+    if transport is None:
+        return
+    transport.set_write_buffer_limits(high=SEND_BUFFER)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)

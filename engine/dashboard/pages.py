@@ -12,21 +12,14 @@ from typing import Any
 from aiohttp import web
 
 from engine.analysis.report import METRIC_ROWS, format_time, format_value
-from engine.dashboard.run_api import FACTS, LIVE_RUN, _run
+from engine.dashboard.live_channel import LIVE
+from engine.dashboard.run_api import FACTS, _run
 from engine.dashboard.run_data import run_symbols
 from engine.ledger.reader import LedgerQueryError
 
 LIST_COLUMNS = (("total_return", "pct"), ("sharpe", "num"), ("max_drawdown", "pct"), ("n_trades", "int"))
 NAV = "<nav><a href='/'>runs</a> <a href='/sweeps'>sweeps</a></nav>"
 LIBRARY = "<script src='/assets/lightweight-charts.js'></script>"
-
-
-LIVE_PANEL = ("<section id='live' class='live' data-bars='0' data-fills='0'><h2>Live</h2>"
-              "<p>feed <b id='live-feed'>connecting</b> | reconnects <b id='live-reconnects'>0</b> | "
-              "equity <b id='live-equity'>-</b> | bars <b id='live-bars'>0</b></p>"
-              "<p>positions <span id='live-positions'>-</span></p>"
-              "<p>open orders <span id='live-orders'>-</span></p>"
-              "<ol id='live-events' class='events'></ol></section>")
 
 
 def page(title: str, body: str, *scripts: str) -> web.Response:
@@ -86,6 +79,20 @@ def _table_section(name: str, title: str, extra: str = "") -> str:
             f"<div class='scroll'><table id='{name}' class='rows'></table></div></section>")
 
 
+LIVE_PANEL = ("<section id='live' hidden><h2>Live</h2><p>socket <span id='live-socket'>connecting</span> | "
+              "feed <span id='live-feed'></span> | reconnects <span id='live-reconnects'></span> | equity "
+              "<span id='live-equity'></span> | bars <span id='live-bars'></span> | "
+              "last message <span id='live-updated'></span> UTC</p>"
+              "<h3>Positions</h3><table id='live-positions' class='rows'></table>"
+              "<h3>Open orders</h3><table id='live-orders' class='rows'></table></section>")
+
+
+def _is_live(request: web.Request, run_id: int) -> bool:
+    """Whether this process is the live session of ``run_id`` (its page then opens /api/live)."""
+    channel = request.app.get(LIVE)
+    return channel is not None and channel.session is not None and channel.session.run_id == run_id
+
+
 async def run_page(request: web.Request) -> web.Response:
     """One run: header and metrics here; price with fill markers per symbol, equity against
     buy-and-hold, drawdown, daily returns and the row tables drawn by run.js and panels.js."""
@@ -97,12 +104,14 @@ async def run_page(request: web.Request) -> web.Response:
         loop.run_in_executor(None, facts.series.bars, facts.reader, run["id"], symbols[0])
     options = "".join(f"<option value='{_esc(s)}'>{_esc(s)}</option>" for s in symbols)
     error = f"<pre class='alert'>{_esc(run['error'])}</pre>" if run.get("error") else ""
+    live = "true" if _is_live(request, int(run["id"])) else "false"
     body = (f"<header><h1>Run {int(run['id'])} <span class='status {_esc(run['status'])}'>"
             f"{_esc(run['status'])}</span></h1><dl>{_facts(run)}</dl>{error}</header>"
+            + (LIVE_PANEL if live == "true" else "") +
             "<section><h2>Metrics</h2><table id='metrics' class='metrics'></table></section>"
             "<section><h2>Price and fills</h2><label>Symbol <select id='symbol'>"
             f"{options}</select></label> <span id='status'></span>"
-            f"<div id='chart' class='chart tall' data-run='{int(run['id'])}'></div>"
+            f"<div id='chart' class='chart tall' data-run='{int(run['id'])}' data-live='{live}'></div>"
             "<div id='tooltip' class='tooltip' hidden></div></section>"
             "<section><h2>Equity and buy-and-hold</h2><p class='note'>the run's equity (blue) and the "
             "initial cash held equally in each symbol from its first bar (grey)</p>"
@@ -113,11 +122,8 @@ async def run_page(request: web.Request) -> web.Response:
                              f"</option>{options}</select></label>")
             + _table_section("orders", "Orders") + _table_section("rejections", "Rejections")
             + _table_section("gaps", "Feed gaps") + _table_section("forecasts", "Forecasts"))
-    live = request.app[LIVE_RUN] == run["id"]
-    if live:  # served by the live session itself: the page follows it over /api/live
-        body = LIVE_PANEL + body
     return page(f"run {run['id']}: {run['strategy']} on {run['symbol']} ({run['status']})", body,
-                "run.js", "panels.js", *(("live.js",) if live else ()))
+                "run.js", "panels.js", "live.js")
 
 
 async def compare_page(request: web.Request) -> web.Response:

@@ -56,7 +56,6 @@ class RunFacts:
 
 
 FACTS = web.AppKey("facts", RunFacts)
-LIVE_RUN = web.AppKey("live_run", int)  # the live session's run when served inside one, else 0
 
 
 def _int(query, name: str, default: int | None) -> int | None:

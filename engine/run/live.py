@@ -188,9 +188,8 @@ class _LiveRun:
         flusher = asyncio.create_task(_flush_ledger(session, session.cfg.ledger.flush_seconds))
         dashboard = None
         if self.opts.dashboard:
-            from engine.dashboard.live_server import serve_live, session_facts
-            dashboard = await serve_live(self.opts.dashboard, str(session.cfg.ledger.path), session,
-                                         lambda: session_facts(session, feed))
+            from engine.dashboard.live_server import serve_live
+            dashboard = await serve_live(self.opts.dashboard, str(session.cfg.ledger.path), session, feed)
         feed_task = asyncio.create_task(feed.run())
 
         def feed_ended(_: asyncio.Task) -> None:  # nothing more can come: end the session
@@ -219,7 +218,7 @@ class _LiveRun:
             session.host.go_live(self._stopped, self.opts.rest_url)
             _clear_status_line()
             if dashboard is not None:
-                await dashboard.close()
+                await dashboard.stop()
         end = max(feed_stopped, session.clock.timestamp_ns())
         feed_error = self._feed_error(feed_task)
         error = error or feed_error

@@ -41,30 +41,27 @@ async def _scenario() -> tuple[list[int], int, int, LiveChannel]:
     bus = Bus(ReplayClock())
     recorded: list[int] = []
     bus.subscribe(Bar, lambda bar: recorded.append(bar.open_time))
-    channel = LiveChannel(7, lambda: {"feed": "connected", "pad": "x" * 2000}, queue_size=16)
+    channel = LiveChannel(queue_messages=16)
     channel.observe(bus)
     app = web.Application()
-    app.router.add_get("/api/live", channel.handler)
+    app.router.add_get("/api/live", channel.serve)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = runner.addresses[0][1]
     received: list[int] = []
-    async with aiohttp.ClientSession() as client, client.ws_connect(f"http://127.0.0.1:{port}/api/live") as ws:
-        assert json.loads((await ws.receive()).data) == {"type": "hello", "run_id": 7, "feed": "connected",
-                                                          "pad": "x" * 2000}
+    url = f"http://127.0.0.1:{port}/api/live"
+    async with aiohttp.ClientSession() as client, client.ws_connect(url) as ws:
+        assert json.loads((await ws.receive()).data) == {"type": "hello", "run_id": None}
         stalled = await _stalled(port)
-        while len(channel.browsers) < 2:
+        while len(channel.clients) < 2:
             await asyncio.sleep(0.01)
         for i in range(BARS):
             bus.process(_bar(i))
-            while True:  # the reading browser keeps up; the stalled one falls behind
-                msg = json.loads((await ws.receive()).data)
-                if msg["type"] == "status":
-                    break
-                received.append(msg["time"])
-        dropped, left = channel.dropped, len(channel.browsers)
+            msg = json.loads((await ws.receive()).data)  # the reading browser keeps up
+            received.append(msg["t"])
+        dropped, left = channel.dropped, len(channel.clients)
         stalled.close()
     await runner.cleanup()
     return received, dropped, left, recorded

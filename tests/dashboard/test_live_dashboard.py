@@ -1,64 +1,139 @@
-"""``papertape live --dashboard`` against the loopback exchange, with a real SQLite ledger and
-Debian's Chromium: the live run's page draws each new bar without a reload, and a websocket
-client that stops reading is dropped while the session goes on recording its bars."""
+"""``papertape live --dashboard`` against the loopback exchange, watched by Debian's Chromium:
+the live run's page draws new bars and fills without a reload and shows the feed's drop and
+reconnect; a websocket client that stops reading is dropped while the session goes on
+recording bars; and the session's recording replays into the same ledger rows, so the
+dashboard changed nothing the session wrote."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
-import shutil
 import socket
+import urllib.error
+import urllib.request
 
 import pytest
 
-from tests.helpers.live import SAMPLE_DAY, LiveProcess, query, start_exchange, wait_for
+from tests.dashboard.test_browser import browser  # noqa: F401 - the fixture
+from tests.helpers.live import (
+    SAMPLE_DAY,
+    LiveProcess,
+    aligned_start_ms,
+    assert_same_rows,
+    check_ledger,
+    papertape,
+    query,
+    start_exchange,
+    table_has,
+    wait_for,
+)
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+STRATEGY = "tests.helpers.live:FlipEveryBar"
+DROPPED = "dashboard: dropped a browser"
 
 
-def _stalled_client(port: int) -> socket.socket:
-    """A websocket client of /api/live that shakes hands and then never reads."""
-    sock = socket.socket()
+def stalled_client(port: int) -> socket.socket:
+    """A websocket client of /api/live that reads the handshake and then nothing (a tiny
+    receive buffer, so what the server sends backs up there soon)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(b"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /api/live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
     return sock
 
 
-def test_the_live_page_draws_new_bars_without_reloading(tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    ledger = tmp_path / "live.db"
-    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400)
+def closed_by_server(sock: socket.socket, timeout: float = 10) -> bool:
+    """Read what was queued; True when the server ended the connection (EOF or a reset)."""
+    sock.settimeout(timeout)
     try:
-        live = LiveProcess(exchange, tmp_path, ledger, "--dashboard", "127.0.0.1:0", duration="25s",
-                           interval="1s")
-        first = wait_for(lambda: live.stderr().splitlines()[:1], 60, "the dashboard URL")[0]
-        match = re.match(r"dashboard at (http://127\.0\.0\.1:(\d+)/) \(live run (\d+) at ", first)
-        assert match, first
-        base, port, run_id = match.group(1), int(match.group(2)), int(match.group(3))
-        stalled = _stalled_client(port)
-        with sync_api.sync_playwright() as pw:
-            ctx = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
-                                                        headless=True, args=FLAGS)
-            page = ctx.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"{base}runs/{run_id}")
-            page.wait_for_function("Number(document.getElementById('live').dataset.bars) >= 1", timeout=60_000)
-            seen = int(page.locator("#live").get_attribute("data-last-bar"))
-            page.wait_for_function(f"Number(document.getElementById('live').dataset.lastBar) > {seen}",
-                                   timeout=60_000)
-            drawn = page.evaluate("window.papertapeRun.candles.data().map(c => c.time * 1000)")
-            assert drawn[-1] > seen and seen in drawn  # the new bar is on the chart, after the one before
-            assert page.locator("#live-feed").text_content() in ("connected", "live", "silent")
-            ctx.close()
-        done = live.wait(120)
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def page_number(page, selector: str) -> int:
+    text = page.locator(selector).text_content() or ""
+    return int(text) if text.isdigit() else -1
+
+
+def test_the_live_page_updates_in_place_and_a_stalled_client_is_dropped(tmp_path, browser):  # noqa: F811
+    page = browser
+    navigations = []
+    page.on("framenavigated",
+            lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+    ledger, recording = tmp_path / "live.db", tmp_path / "rec.jsonl"
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400, faults="drop@16",
+                              wall_start_ms=aligned_start_ms(lead_s=4))
+    try:
+        live = LiveProcess(exchange, tmp_path, ledger, "--strategy", STRATEGY, "--record", str(recording),
+                           "--dashboard", "127.0.0.1:0", duration="30s")
+        first = wait_for(lambda: live.stderr().splitlines()[:1], 30, "the dashboard's URL")[0]
+        url = re.fullmatch(r"dashboard at (http://127\.0\.0\.1:(\d+)/)", first)
+        assert url, first
+        wait_for(lambda: table_has(ledger, "SELECT 1 FROM bars"), 30, "the first bar")
+        page.goto(url.group(1) + "runs/1")
+        page.wait_for_function("window.papertapeLive && window.papertapeLive.messages > 0", timeout=60_000)
+        assert page.locator("#live").is_visible()
+        shown = page.evaluate("window.papertapeRun.lastBar().time")
+        markers = int(page.locator("#chart").get_attribute("data-markers") or 0)
+
+        stalled = stalled_client(int(url.group(2)))
+        page.wait_for_function("Number(document.getElementById('chart').dataset.liveBars || 0) >= 2",
+                               timeout=30_000)
+        assert page.evaluate("window.papertapeRun.lastBar().time") > shown  # a new bar, drawn in place
+        page.wait_for_function(f"Number(document.getElementById('chart').dataset.markers) > {markers}",
+                               timeout=30_000)  # FlipEveryBar fills on every bar
+
+        wait_for(lambda: DROPPED in live.stderr(), 40, "the stalled client to be dropped")
+        assert closed_by_server(stalled)
         stalled.close()
+        bars_at_drop = query(ledger, "SELECT COUNT(*) n FROM bars").n[0]
+        page_bars = page.evaluate("window.papertapeLive.bars")
+        page.wait_for_function(f"window.papertapeLive.bars > {page_bars}", timeout=30_000)  # still fed
+        wait_for(lambda: page_number(page, "#live-reconnects") >= 1, 30, "the feed's reconnect on the page")
+        assert page.locator("#live-feed").text_content().startswith("connected")
+        done = live.wait(120)
     finally:
         exchange.stop()
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert not errors, errors
-    assert len(query(ledger, "SELECT * FROM bars")) == done.result["bars"] >= 5
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.result["reconnects"] >= 1
+    assert query(ledger, "SELECT COUNT(*) n FROM bars").n[0] > bars_at_drop  # recorded on after the drop
+    check_ledger(ledger, [done.result["run_id"]], status="finished")
+    assert len(navigations) == 1, navigations  # never reloaded
+    assert not page.errors, page.errors
+    latencies = page.evaluate("window.papertapeLive.latencies")
+    assert latencies and max(latencies) < 5_000, latencies  # generous: a busy machine
+
+    replay = tmp_path / "replay.db"
+    out = papertape("backtest", "--data", str(recording), "--ledger", str(replay), "--interval", "2s",
+                    "--strategy", STRATEGY, "--json", "--no-progress", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    counts = assert_same_rows(ledger, done.result["run_id"], replay, json.loads(out.stdout)["run_id"])
+    assert counts["bars"] >= 8 and counts["fills"] >= 4
+
+
+def test_api_live_is_not_served_by_the_plain_dashboard(tmp_path):
+    from tests.dashboard.test_server import _serve
+    from tests.helpers.ledgers import sample_ledger
+
+    proc, url = _serve(sample_ledger(tmp_path / "l.db", 2, 3))
+    try:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url.rstrip("/") + "/api/live", timeout=10)
+        assert err.value.code == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)

@@ -1,53 +1,118 @@
-// The live run's page follows the session over the /api/live websocket: each bar is drawn on
-// the price chart as it closes, fills and order updates are listed, the feed state, reconnects,
-// equity, positions and open orders are kept current. No reload; a dropped stream reconnects.
+// The live run's page in place: websocket /api/live sends a hello (positions, open orders,
+// feed state) and then each event as the session handles it; bars and trades update the price
+// chart, fills add markers, equity extends its curve, the live panel shows positions, open
+// orders, feed status and reconnects. A closed socket is opened again every 2 s.
 (function () {
+  "use strict";
+  const root = document.getElementById("chart");
+  if (root.dataset.live !== "true") return;
   const panel = document.getElementById("live");
-  const events = document.getElementById("live-events");
-  const text = (id, value) => { document.getElementById(id).textContent = value; };
-  const count = (key) => { panel.dataset[key] = String(Number(panel.dataset[key]) + 1); };
+  const token = new URLSearchParams(location.search).get("token");
+  const run = () => window.papertapeRun;
+  const stats = { messages: 0, bars: 0, latencies: [], connects: 0 };
+  window.papertapeLive = stats;
+  let intervalMs = 60000;
+  const positions = {};
 
-  function note(line) {
-    const item = document.createElement("li");
-    item.textContent = line;
-    events.prepend(item);
-    while (events.children.length > 50) events.lastChild.remove();
+  const text = (id, value) => { document.getElementById(id).textContent = String(value); };
+
+  function parseInterval(s) {
+    const units = { s: 1000, m: 60000, h: 3600000, d: 86400000 };
+    const m = /^(\d+)([smhd])$/.exec(s || "");
+    return m ? Number(m[1]) * units[m[2]] : 60000;
   }
 
-  function status(m) {
-    text("live-feed", m.feed);
-    text("live-reconnects", String(m.reconnects));
-    text("live-equity", Number(m.equity).toFixed(2));
-    text("live-bars", String(m.bars));
-    text("live-positions", Object.entries(m.positions).map(([s, q]) => `${s} ${q}`).join(", ") || "-");
-    text("live-orders", m.open_orders.map((o) => `${o.order} ${o.symbol} ${o.side > 0 ? "buy" : "sell"} `
-      + `${o.qty} ${o.type}${o.price == null ? "" : " @ " + o.price}`).join("; ") || "none");
+  function table(id, columns, rows) {
+    const el = document.getElementById(id);
+    el.replaceChildren();
+    const head = el.insertRow();
+    for (const c of columns) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
+    for (const r of rows) {
+      const tr = el.insertRow();
+      for (const c of columns) tr.insertCell().textContent = r[c] === null || r[c] === undefined ? "" : String(r[c]);
+    }
   }
 
-  function bar(m) {
-    count("bars");
-    const run = window.papertapeRun;
-    if (!run || run.picker.value !== m.symbol) return;
-    const candle = { time: m.time / 1000, open: m.open, high: m.high, low: m.low, close: m.close };
-    const data = run.candles.data();
-    if (data.length && data[data.length - 1].time > candle.time) return;  // already drawn finer
-    run.candles.update(candle);
-    panel.dataset.lastBar = String(m.time);
+  function showPositions() {
+    table("live-positions", ["symbol", "qty", "avg_price", "realized_pnl"],
+      Object.entries(positions).map(([symbol, p]) => ({ symbol, ...p })));
+  }
+
+  function showOrders(orders) {
+    table("live-orders", ["client_order_id", "symbol", "side", "type", "qty", "filled", "price", "status"],
+      orders.map((o) => ({ ...o, side: o.side > 0 ? "buy" : "sell" })));
+  }
+
+  // a trade batch moves the forming bar (the one its last trade falls in)
+  function onTrade(m) {
+    const r = run();
+    if (!r || m.symbol !== r.symbol()) return;
+    const t = Math.floor(m.t / intervalMs) * intervalMs;
+    const last = r.lastBar();
+    if (last && last.time * 1000 === t) {
+      r.liveBar({ symbol: m.symbol, t, o: last.open, h: Math.max(last.high, m.high), l: Math.min(last.low, m.low), c: m.price });
+    } else if (!last || last.time * 1000 < t) {
+      r.liveBar({ symbol: m.symbol, t, o: m.price, h: m.high, l: m.low, c: m.price });
+    }
+  }
+
+  function onEquity(m) {
+    text("live-equity", m.value.toFixed(2));
+    text("live-bars", m.bars);
+    showOrders(m.open_orders);
+    const line = window.papertapeEquity;
+    if (!line) return;
+    const data = line.data(), time = m.t / 1000;
+    if (!data.length || data[data.length - 1].time <= time) line.update({ time, value: m.value });
   }
 
   const handlers = {
-    hello: status,
-    status,
-    bar,
-    fill(m) { count("fills"); note(`fill ${m.symbol} ${m.side > 0 ? "buy" : "sell"} ${m.qty} @ ${m.price} (fee ${m.fee})`); },
-    order(m) { note(`order ${m.order} ${m.symbol} ${m.status}${m.reason ? ": " + m.reason : ""}`); },
-    feed(m) { note(`feed ${m.symbol} ${m.status}${m.detail ? ": " + m.detail : ""}`); text("live-feed", m.status); },
+    hello(m) {
+      intervalMs = parseInterval(m.interval);
+      panel.hidden = false;
+      text("live-feed", m.state); text("live-reconnects", m.reconnects);
+      text("live-equity", m.equity.toFixed(2)); text("live-bars", m.bars);
+      for (const [s, p] of Object.entries(m.positions || {})) positions[s] = p;
+      showPositions(); showOrders(m.open_orders || []);
+    },
+    bar(m) {
+      const r = run();
+      if (r && r.liveBar(m)) {
+        stats.bars += 1;
+        stats.latencies.push(Date.now() - m.close_ms);
+        root.dataset.liveBars = String(stats.bars);
+      }
+    },
+    trade: onTrade,
+    equity: onEquity,
+    fill(m) { const r = run(); if (r) r.liveFill(m); },
+    order(m) { showOrders(m.open_orders); },
+    position(m) {
+      positions[m.symbol] = { qty: m.qty, avg_price: m.avg_price, realized_pnl: m.realized_pnl };
+      showPositions();
+    },
+    feed(m) {
+      text("live-feed", `${m.state} (${m.symbol} ${m.status}${m.detail ? ": " + m.detail : ""})`);
+      text("live-reconnects", m.reconnects);
+      panel.dataset.feed = m.status;
+    },
   };
 
   function connect() {
-    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live`);
-    ws.onmessage = (e) => { const m = JSON.parse(e.data); (handlers[m.type] || (() => {}))(m); };
-    ws.onclose = () => { text("live-feed", "dashboard stream closed, reconnecting"); setTimeout(connect, 1000); };
+    const q = token ? `?token=${encodeURIComponent(token)}` : "";
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/api/live${q}`);
+    ws.onopen = () => { stats.connects += 1; text("live-socket", "connected"); };
+    ws.onmessage = (event) => {
+      const m = JSON.parse(event.data);
+      stats.messages += 1;
+      text("live-updated", new Date().toISOString().slice(11, 23));
+      const handle = handlers[m.type];
+      if (handle) handle(m);
+    };
+    ws.onclose = () => { text("live-socket", "closed, connecting again"); setTimeout(connect, 2000); };
   }
-  connect();
+
+  const begin = () => connect();
+  if (root.dataset.drawn === "true") begin();
+  else document.addEventListener("papertape:price-drawn", begin, { once: true });
 })();

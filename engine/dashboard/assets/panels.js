@@ -24,7 +24,9 @@
     const equity = chartIn("equity");
     equity.addSeries(LightweightCharts.LineSeries, { color: "#9e9e9e", title: "buy and hold" })
       .setData(points(c.benchmark));
-    equity.addSeries(LightweightCharts.LineSeries, { color: "#1565c0", title: "equity" }).setData(points(c.equity));
+    const line = equity.addSeries(LightweightCharts.LineSeries, { color: "#1565c0", title: "equity" });
+    line.setData(points(c.equity));
+    window.papertapeEquity = line;  // live.js appends the live run's equity to it
     equity.timeScale().fitContent();
     const drawdown = chartIn("drawdown");
     drawdown.addSeries(LightweightCharts.AreaSeries, {

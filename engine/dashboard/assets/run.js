@@ -11,7 +11,7 @@
   const chart = LightweightCharts.createChart(root, { autoSize: true, timeScale: { timeVisible: true } });
   const candles = chart.addSeries(LightweightCharts.CandlestickSeries, {});
   const markers = LightweightCharts.createSeriesMarkers(candles, []);
-  const state = { coarse: [], shown: [], fills: [], generation: 0 };
+  const state = { coarse: [], shown: [], fills: [], fillRows: [], generation: 0 };
   let pending = null;
 
   async function api(path, params) {
@@ -49,6 +49,7 @@
   }
 
   function setMarkers(body) {
+    state.fillRows = body.rows;
     state.fills = body.rows.map((f) => ({ ...f, bar: barTime(f.ts) })).filter((f) => f.bar !== null);
     markers.setMarkers(state.fills.map((f, i) => ({
       time: f.bar, position: "atPriceMiddle", price: f.price, id: String(i), size: 1,
@@ -58,8 +59,9 @@
   }
 
   function describe(f) {
+    const pnl = typeof f.realized_pnl === "number" ? [`PnL ${f.realized_pnl.toFixed(4)}`] : [];
     return [`order ${f.client_order_id}`, `${f.side > 0 ? "buy" : "sell"} ${f.qty} ${f.symbol} @ ${f.price}`,
-      `fee ${f.fee.toFixed(4)}`, `PnL ${f.realized_pnl.toFixed(4)}`, new Date(f.ts).toISOString()].join("\n");
+      `fee ${f.fee.toFixed(4)}`, ...pnl, new Date(f.ts).toISOString()].join("\n");
   }
 
   // where fill i's marker is drawn, in the chart's pixels (the browser test hovers there)
@@ -130,7 +132,32 @@
     console.error(err);
     document.dispatchEvent(new Event("papertape:price-drawn"));  // the panels need not wait for it
   }
+  // a live bar (a closed one, or the forming one from trades) drawn in place: the drawn bar
+  // of its open time is replaced, or it is appended after the last one
+  function liveBar(bar) {
+    if (bar.symbol !== picker.value || root.dataset.drawn !== "true") return false;
+    const point = { time: bar.t / 1000, open: bar.o, high: bar.h, low: bar.l, close: bar.c };
+    for (const data of new Set([state.coarse, state.shown])) {
+      const last = data.length - 1;
+      if (last >= 0 && point.time < data[last].time) {
+        const i = data.findIndex((d) => d.time === point.time);
+        if (i < 0) return false;  // older than the forming bar and not drawn: refined away
+        data[i] = point;
+      } else if (last >= 0 && point.time === data[last].time) data[last] = point;
+      else data.push(point);
+    }
+    if (point.time >= state.shown[state.shown.length - 1].time) candles.update(point);
+    else candles.setData(state.shown);
+    return true;
+  }
+
+  function liveFill(fill) {
+    if (fill.symbol !== picker.value || root.dataset.drawn !== "true") return;
+    setMarkers({ rows: state.fillRows.concat([fill]) });
+  }
+
   picker.addEventListener("change", () => { root.dataset.drawn = "false"; show().catch(report); });
-  window.papertapeRun = { markerPoint, chart, candles, picker, fills: () => state.fills };
+  window.papertapeRun = { markerPoint, chart, fills: () => state.fills, liveBar, liveFill,
+    lastBar: () => state.shown[state.shown.length - 1], symbol: () => picker.value };
   show().catch(report);
 })();
