@@ -105,10 +105,12 @@ def make_archive(workdir: Path, hours: float = 8) -> Path:
     return path
 
 
-def start_exchange(archive: Path, speed: float, wall_start_ms: int,
+def start_exchange(archives: Path | list[Path], speed: float, wall_start_ms: int,
                    env: dict) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([PAPERTAPE, "serve-exchange", "--data", str(archive), "--port", "0", "--speed",
-                             f"{speed:g}", "--wall-start-ms", str(wall_start_ms)],
+    """``serve-exchange`` over one archive or several (a symbol each), once it says where it listens."""
+    paths = [archives] if isinstance(archives, Path) else archives
+    proc = subprocess.Popen([PAPERTAPE, "serve-exchange", "--data", *map(str, paths), "--port", "0",
+                             "--speed", f"{speed:g}", "--wall-start-ms", str(wall_start_ms)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     for line in proc.stdout:
         match = re.search(r"listening on (http://\S+)", line)

@@ -68,8 +68,8 @@ def session(work: Path, speed: float, seconds: float, browsers: int) -> dict:
             match = _wait_line(err, r"dashboard at (http://\S+/)", live)
             from playwright.sync_api import sync_playwright
             pw = sync_playwright().start()
-            ctx = pw.chromium.launch_persistent_context(str(work / f"profile-{tag}"), executable_path=CHROMIUM,
-                                                        headless=True, args=FLAGS)
+            ctx = pw.chromium.launch_persistent_context(str(work / f"profile-{tag}"),
+                                                        executable_path=CHROMIUM, headless=True, args=FLAGS)
             for _ in range(browsers):
                 page = ctx.new_page()
                 page.goto(f"{match.group(1)}runs/1")  # a fresh ledger: the session is its run 1
@@ -119,8 +119,8 @@ def main() -> int:
     print(f"live session, sample day at {args.speed:g}x, 1 s bars, {args.seconds:g} s each")
     print(f"  CPU of one core: without dashboard {plain['cpu_share']:.1%}, with it and {args.browsers} "
           f"browsers {dash['cpu_share']:.1%} (added {out['added_cpu_share']:+.1%})")
-    print(f"  bar close -> page update over {dash['updates']} updates: p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
-          f"max {lat['max']} ms")
+    print(f"  bar close -> page update over {dash['updates']} updates: p50 {lat['p50']} ms, "
+          f"p99 {lat['p99']} ms, max {lat['max']} ms")
     print(f"  ({out['cpus']} CPUs; load average at the end {out['loadavg']})")
     return 0
 

@@ -27,8 +27,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,7 +38,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.live import PAPERTAPE, cpu_seconds, server_state  # noqa: E402
+from bench.live import cpu_seconds, server_state, start_exchange  # noqa: E402
 from engine.broker.instruments import BUNDLED  # noqa: E402
 from engine.core.config import load_config  # noqa: E402
 from engine.run.live import LiveOptions, run_live_async  # noqa: E402
@@ -129,7 +127,7 @@ def run(args: argparse.Namespace) -> dict:
     DecisionProbe.close_delay_ns = cfg.bars.close_delay_ms * 1_000_000
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     wall_start = time.time_ns() // 1_000_000 + LEAD_MS
-    proc, url = start_exchange_many(archives, args.speed, wall_start, env)
+    proc, url = start_exchange(archives, args.speed, wall_start, env)
     try:
         wait = max(0.0, wall_start / 1000 - time.time())
         port = url.rsplit(":", 1)[1]
@@ -157,19 +155,6 @@ def run(args: argparse.Namespace) -> dict:
         "exchange_cpu_share_of_one_core": round(server_cpu / wall, 3),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()), "cpus": os.cpu_count(),
     }
-
-
-def start_exchange_many(archives: list[Path], speed: float, wall_start_ms: int,
-                        env: dict) -> tuple[subprocess.Popen, str]:
-    """``serve-exchange`` over every archive, once it says where it listens."""
-    proc = subprocess.Popen([PAPERTAPE, "serve-exchange", "--data", *map(str, archives), "--port", "0",
-                             "--speed", f"{speed:g}", "--wall-start-ms", str(wall_start_ms)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    for line in proc.stdout:
-        match = re.search(r"listening on (http://\S+)", line)
-        if match:
-            return proc, match.group(1)
-    raise RuntimeError("the exchange did not start")
 
 
 def report(out: dict) -> None:

@@ -248,8 +248,9 @@ def _symbol_table(by_symbol: dict[str, dict[str, Any]]) -> str:
                    "-" if m["win_rate"] is None else f"{m['win_rate']:.1%}", f"{m['exposure']:.1%}",
                    *(f"{m[k]:,.4f}" for k in money)]) for symbol, m in by_symbol.items()]
     rows = by_symbol.values()
-    shown.append(("total", ["all", f"{sum(m['fills'] for m in rows):,}", f"{sum(m['trades'] for m in rows):,}",
-                            "", "", *(f"{sum(m[k] for m in rows):,.4f}" for k in money)]))
+    shown.append(("total", ["all", f"{sum(m['fills'] for m in rows):,}",
+                            f"{sum(m['trades'] for m in rows):,}", "", "",
+                            *(f"{sum(m[k] for m in rows):,.4f}" for k in money)]))
     columns = [("Symbol", "text"), ("Fills", ""), ("Round trips", ""), ("Win rate", ""), ("Exposure", ""),
                ("Fees", ""), ("Funding paid", ""), ("Net PnL", "")]
     note = ("<p class='note'>Net PnL = realized PnL - fees - funding + the open position marked at the "

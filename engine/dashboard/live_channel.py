@@ -193,7 +193,7 @@ async def _send_all(ws: web.WebSocketResponse, client: Client) -> None:
 
 async def _read_until_closed(ws: web.WebSocketResponse) -> None:
     async for _ in ws:  # the page sends nothing; this sees it leave
-        pass
+        continue
 
 
 def _small_buffers(request: web.Request) -> None:

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
+from engine.analysis.by_symbol import by_symbol_for_run
 from engine.analysis.html_report import write_html_report
 from engine.analysis.metrics import metrics_for_run
-from engine.analysis.by_symbol import by_symbol_for_run
 from engine.ledger.reader import LedgerReader
 from tests.helpers.ledgers import SECOND, as_two_symbols, sample_ledger
 

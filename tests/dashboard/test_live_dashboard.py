@@ -55,8 +55,8 @@ def closed_by_server(sock: socket.socket, timeout: float = 10) -> bool:
     """Read what was queued; True when the server ended the connection (EOF or a reset)."""
     sock.settimeout(timeout)
     try:
-        while sock.recv(65536):
-            pass
+        while sock.recv(65536):  # drain until EOF
+            continue
     except ConnectionResetError:
         return True
     except TimeoutError:

@@ -33,9 +33,9 @@ def test_a_killed_portfolio_session_resumes_every_symbols_position_and_open_orde
         second = LiveProcess(exchange, tmp_path, ledger, "--resume", str(run1), *rules, duration="5s",
                              interval="1s")
         done = second.wait(60)
-        changed = papertape("live", "--resume", str(done.result["run_id"]), "--symbols", "BTCUSDT,ETHUSDT", "--ledger",
-                            str(ledger), "--ws-url", exchange.ws, "--rest-url", exchange.url, *rules,
-                            cwd=tmp_path)
+        changed = papertape("live", "--resume", str(done.result["run_id"]), "--symbols", "BTCUSDT,ETHUSDT",
+                            "--ledger", str(ledger), "--ws-url", exchange.ws, "--rest-url", exchange.url,
+                            *rules, cwd=tmp_path)
     finally:
         exchange.stop()
     assert done.returncode == 0, done.stderr[-3000:]
