@@ -251,3 +251,34 @@ def test_planted_leader_is_held_by_rotation(tmp_path):
                        (result.run_id,))
     assert set(fills.symbol) == {"SOLUSDT"}, fills.groupby("symbol").size().to_dict()
     assert fills.position.iloc[-1] > 0
+
+
+def test_a_planted_future_kline_of_one_symbol_changes_no_earlier_decision(tmp_path, monkeypatch):
+    """Kline files through the cache and the windowed merge (windows of a few bars, so many
+    cuts): ETH's bars from bar 200 on are replaced by a jump; no order of any symbol stamped
+    before bar 200 closes changes, and some order after it does."""
+    from engine.feeds.history.replay import KlineReplay
+
+    monkeypatch.setattr(KlineReplay, "block_rows", 7)
+    orders = {}
+    for label in ("plain", "planted"):
+        folder = tmp_path / label
+        folder.mkdir()
+        paths = []
+        for k, symbol in enumerate(SYMBOLS):
+            frame = kline_frame(300, seed=40 + k, price=PRICES[symbol], vol=0.002)
+            if label == "planted" and symbol == "ETHUSDT":
+                for column in ("open", "high", "low", "close"):
+                    frame.loc[200:, column] = np.round(frame.loc[200:, column] * 1.5, 2)
+            path = folder / f"{symbol}.csv"
+            frame.to_csv(path, index=False, float_format="%.10g")
+            paths.append(f"{symbol}={path}")
+        result = run_backtest(config(folder, paths, "strategy.params.notional=500", symbols=SYMBOLS),
+                              progress=False)
+        orders[label] = read_table(folder / "l.db", "SELECT symbol, side, qty, ts_event FROM orders "
+                                   "WHERE run_id = ? ORDER BY id", (result.run_id,))
+        close_200 = (int(frame["open_time"].iloc[200]) + 60_000) * 1_000_000
+    before = {k: v[v["ts_event"] < close_200].reset_index(drop=True) for k, v in orders.items()}
+    assert len(before["plain"]) > 0
+    pd.testing.assert_frame_equal(before["plain"], before["planted"])
+    assert not orders["plain"].equals(orders["planted"])  # the planted jump does move later orders
