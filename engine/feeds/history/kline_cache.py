@@ -58,8 +58,16 @@ class CachedColumns:
 
     def block(self, lo: int, hi: int) -> list[np.ndarray]:
         """The value columns (open .. trades) of rows ``lo`` to ``hi``, read from their files."""
+        if hi <= lo:  # an empty file has no column files
+            return [np.empty(0, dtype=DTYPES[name]) for name in VALUES]
         return [np.fromfile(self.directory / f"{name}.bin", dtype=DTYPES[name], count=hi - lo,
                             offset=lo * DTYPES[name].itemsize) for name in VALUES]
+
+    def frame(self) -> pd.DataFrame:
+        """Every row at once in the kline format (to join several files or resample them)."""
+        values = self.block(0, len(self.open_ms))
+        return pd.DataFrame({"open_time": np.asarray(self.open_ms, dtype=np.int64),
+                             **dict(zip(VALUES, values, strict=True))})
 
 
 def cached_klines(path: Path, cache_root: str | Path | None = None) -> CachedColumns:

@@ -17,7 +17,6 @@ from engine.bars.kline_files import (
     has_repeats,
     infer_interval_ms,
     is_kline_header,
-    read_kline_csv,
     sorted_by_open_time,
 )
 from engine.core.bus import Bus
@@ -27,7 +26,7 @@ from engine.core.errors import UserError
 from engine.core.events import Bar, Trades
 from engine.core.symbols import SYMBOL
 from engine.feeds.history.archive import ArchiveError, TradeArchive, read_header, trade_layout
-from engine.feeds.history.kline_cache import CachedColumns, FrameColumns, cached_klines
+from engine.feeds.history.kline_cache import FrameColumns, cached_klines
 from engine.feeds.history.recording import RecordingReplay
 from engine.feeds.history.replay import KlineReplay, TradeReplay
 from engine.ledger.reader import ledger_bars
@@ -142,13 +141,13 @@ def _kline_source(paths, symbol, category, interval, start_ns, end_ns, cache_roo
     """One symbol's kline files as a replay: one file at its own interval straight from the
     columnar cache (memory flat in the data); several files, or a coarser ``interval``, joined
     or resampled in memory first."""
-    if len(paths) == 1:
-        columns: CachedColumns | FrameColumns = cached_klines(paths[0], cache_root)
-        step_ms = infer_interval_ms(columns.open_ms)
+    cached = [cached_klines(p, cache_root) for p in paths]  # each sorted, refused if it repeats a bar
+    if len(cached) == 1:
+        step_ms = infer_interval_ms(cached[0].open_ms)
         if interval is None or _interval_ms(interval) == step_ms:
             label = parse_interval(f"{step_ms // 1000}s").label
-            return KlineReplay(columns, symbol, category, label, step_ms, start_ns, end_ns)
-    frames = [read_kline_csv(p) for p in paths]  # each sorted, and refused if it repeats a bar
+            return KlineReplay(cached[0], symbol, category, label, step_ms, start_ns, end_ns)
+    frames = [c.frame() for c in cached]
     frame = frames[0]
     if len(frames) > 1:
         frame = sorted_by_open_time(pd.concat(frames, ignore_index=True))
