@@ -29,7 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", default="full", metavar="KIND",
                    help="attention: full, linformer, reformer or nystrom (default full)")
     p.add_argument("--data", nargs="+", required=True, metavar="PATH",
-                   help="trade archives (.csv/.csv.gz), kline CSVs or a SQLite ledger")
+                   help="trade archives (.csv/.csv.gz), kline CSVs or a SQLite ledger; several "
+                        "symbols' (archives name theirs, klines as SYMBOL=PATH) train one model "
+                        "on all of them, split at the same times")
     p.add_argument("--interval", default="1h", help="bar interval (default 1h)")
     p.add_argument("--timeframes", default="", metavar="LIST",
                    help="coarser intervals fused into the input, e.g. 4h,1d (default none)")
@@ -112,14 +114,17 @@ def train_config(args: argparse.Namespace):
 
 
 def train_frame(bars, args: argparse.Namespace) -> dict:
-    """Train on a bars DataFrame as ``args`` say, write the checkpoint(s), return the result."""
+    """Train on a bars DataFrame (or bars per symbol) as ``args`` say, write the
+    checkpoint(s), return the result."""
     from models.checkpoint import save_checkpoint
-    from models.train import first_usable_row, train_model, walk_forward_folds
+    from models.pooled import by_symbol, first_usable_row, time_steps
+    from models.splits import walk_forward_folds
+    from models.train import train_model
 
     config = train_config(args)
     out = Path(args.out)
     if args.walk_forward:
-        folds = walk_forward_folds(len(bars), args.walk_forward, gap=config.horizon,
+        folds = walk_forward_folds(time_steps(bars), args.walk_forward, gap=config.horizon,
                                    start=first_usable_row(bars, config))
         runs = [(out.with_name(f"{out.stem}-fold{k}{out.suffix}"), fold)
                 for k, fold in enumerate(folds)]
@@ -144,8 +149,10 @@ def train_frame(bars, args: argparse.Namespace) -> dict:
         "test": results[-1]["test"],
         "training_window": results[-1]["training_window"],
         "epochs": results[-1]["epochs"],
-        "bars": len(bars),
+        "bars": sum(len(b) for b in by_symbol(bars).values()),
     }
+    if "symbols" in result.meta:
+        summary["symbols"] = result.meta["symbols"]
     if args.walk_forward:
         summary["folds"] = results
     return summary
@@ -155,18 +162,34 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``papertape train``; returns the exit code."""
     try:
         train_config(args)
-        from engine.feeds.history.sources import load_bars_from
         from models.checkpoint import check_writable
 
         check_writable(args.out)
 
-        bars = load_bars_from(list(args.data), args.interval)
+        bars = load_training_bars(list(args.data), args.interval)
         summary = train_frame(bars, args)
     except (ValueError, OSError) as exc:
         print(f"papertape train: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary) if args.json else format_summary(summary))
     return 0
+
+
+def load_training_bars(patterns: list[str], interval: str):
+    """Bars of ``--data``: one frame for one symbol's files or a ledger; bars per symbol when
+    the files hold several symbols (trade archives name theirs, ``fetch`` names its kline
+    files) or name one with ``SYMBOL=``."""
+    from engine.feeds.history.portfolio_sources import fetched_symbol, files_by_symbol
+    from engine.feeds.history.sources import data_symbols, expand, file_kind, load_bars_from, split_symbol
+
+    files = expand(patterns)
+    kinds = {file_kind(p) for p in files}
+    held = (data_symbols(patterns) if kinds == {"trades"} else
+            {fetched_symbol(p) for p in files} - {None} if kinds == {"klines"} else set())
+    if not any(split_symbol(p)[0] is not None for p in patterns) and len(held) < 2:
+        return load_bars_from(patterns, interval)
+    _, groups = files_by_symbol(patterns)
+    return {symbol: load_bars_from([str(p) for p in paths], interval) for symbol, paths in groups.items()}
 
 
 def format_summary(summary: dict) -> str:

@@ -2,10 +2,11 @@
 restarts, gradient clipping, early stopping on validation loss, seeded, and held-out
 metrics (directional accuracy, MSE/MAE or accuracy, information coefficient).
 
-Splits are ranges of window-end rows. Labels at row i use ``close[i + horizon]``, so
-``horizon`` rows are dropped before every validation and test range: no training label
-reaches into the period it is evaluated on. Normalisation is fitted on the training
-windows only.
+Splits are ranges of window-end rows (:mod:`models.splits`; steps of the shared time axis
+when several symbols are pooled, :mod:`models.pooled`). Labels at row i use
+``close[i + horizon]``, so ``horizon`` rows are dropped before every validation and test
+range: no training label reaches into the period it is evaluated on. Normalisation is
+fitted on the training windows only.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -26,15 +26,13 @@ from models.allocator import return_freed_memory
 from models.attention_options import OPTIONS, check_options
 from models.budget import CHECKED_FROM, check_training, gib
 from models.checkpoint import code_version
-from models.dataset import Frames, Normalizer, build_frames, run_model
+from models.dataset import Frames, Normalizer, run_model
 from models.encoder import HEADS, EncoderConfig, SeriesEncoder
-from models.features import FEATURE_VERSION, FEATURES, LOOKBACK, FeatureSet
-from models.targets import direction_classes, forward_log_returns, sharpe_loss
+from models.features import FEATURE_VERSION, FEATURES, LOOKBACK
+from models.pooled import Bars, DataError, pool_of
+from models.splits import Fold, chronological_split
+from models.targets import direction_classes, sharpe_loss
 from models.timeframes import interval_ms
-
-
-class DataError(ValueError):
-    """Bars that cannot train the requested model; the message says why."""
 
 
 @dataclass
@@ -103,74 +101,12 @@ class TrainConfig:
             head=self.head, horizon=self.horizon)
 
 
-@dataclass(frozen=True)
-class Fold:
-    """Row ranges (window ends) of one train / validation / test split."""
-
-    train: range
-    val: range
-    test: range
-
-
 @dataclass
 class TrainResult:
     model: SeriesEncoder
     meta: dict
     metrics: dict
     history: list[dict]
-
-
-def chronological_split(n_rows: int, val_frac: float, test_frac: float, gap: int = 0,
-                        start: int = 0) -> Fold:
-    """Rows ``[start, n_rows)`` as train, then validation, then test, in time order, with
-    ``gap`` rows dropped before validation and before test."""
-    n = n_rows - start
-    n_test, n_val = round(n * test_frac), round(n * val_frac)
-    test = range(n_rows - n_test, n_rows)
-    val = range(max(test.start - gap - n_val, start), max(test.start - gap, start))
-    return Fold(range(start, max(val.start - gap, start)), val, test)
-
-
-def walk_forward_folds(n_rows: int, n_folds: int, val_frac: float = 0.2, gap: int = 0,
-                       start: int = 0) -> list[Fold]:
-    """Expanding-window folds over rows ``[start, n_rows)``: they are cut into
-    ``n_folds + 1`` blocks and fold k tests on block k + 1 after training on everything
-    before it (its last ``val_frac`` as validation); ``gap`` rows are dropped before each
-    validation and test range. ``start`` is typically :func:`first_usable_row`."""
-    if n_folds < 1:
-        raise ValueError("walk-forward needs at least one fold")
-    edges = np.linspace(start, n_rows, n_folds + 2).astype(int)
-    folds = []
-    for k in range(n_folds):
-        history_end = max(int(edges[k + 1]) - gap, start)
-        n_val = round((history_end - start) * val_frac)
-        val = range(history_end - n_val, history_end)
-        folds.append(Fold(range(start, max(val.start - gap, start)), val,
-                          range(int(edges[k + 1]), int(edges[k + 2]))))
-    return folds
-
-
-def _inputs(bars: pd.DataFrame, cfg: TrainConfig):
-    """Features, raw frames, forward returns and the valid window ends of ``bars``."""
-    if cfg.horizon >= len(bars):
-        raise DataError(f"horizon {cfg.horizon} leaves no labelled window: the data has "
-                        f"{len(bars)} bars and a label looks {cfg.horizon} bars ahead")
-    feature_set = FeatureSet(tuple(cfg.features))
-    frames = build_frames(bars, feature_set, cfg.interval, tuple(cfg.timeframes))
-    returns = forward_log_returns(bars["close"].to_numpy(), cfg.horizon)
-    valid = frames.valid_ends(cfg.seq_len) & np.isfinite(returns).all(axis=1)
-    return feature_set, frames, returns, valid
-
-
-def usable_rows(bars: pd.DataFrame, config: TrainConfig) -> np.ndarray:
-    """Rows that end a complete window and have a label: the possible window ends."""
-    return np.flatnonzero(_inputs(bars, config)[3])
-
-
-def first_usable_row(bars: pd.DataFrame, config: TrainConfig) -> int:
-    """The first row that can end a training window (after warm-up), or ``len(bars)``."""
-    rows = usable_rows(bars, config)
-    return int(rows[0]) if len(rows) else len(bars)
 
 
 def pick_device(name: str) -> torch.device:
@@ -277,17 +213,14 @@ def _eval_loss(model, frames: Frames, ends, labels, cfg: TrainConfig) -> float:
     return _loss(cfg.head, preds, labels, model.target_scale.cpu()).item()
 
 
-def _window_ms(bars: pd.DataFrame, ends: np.ndarray) -> list[int]:
-    times = bars["open_time"].to_numpy(np.int64)
-    return [int(times[ends[0]]), int(times[ends[-1]])] if len(ends) else []
-
-
-def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = None,
+def train_model(bars: Bars, config: TrainConfig, fold: Fold | None = None,
                 announce: Callable[[str], object] | None = None) -> TrainResult:
-    """Train one model on ``bars`` (kline columns, time order) and evaluate it. Before
-    training, ``announce`` is given the peak memory expected (:func:`check_fits`, which
-    refuses a run that does not fit); without it, only windows of ``CHECKED_FROM`` tokens
-    or more are checked (the count runs the model on fake tensors, up to a second)."""
+    """Train one model on ``bars`` (kline columns, time order; or a mapping of symbol to such
+    bars, pooled by :mod:`models.pooled`, the split cutting every symbol at the same times)
+    and evaluate it. Before training, ``announce`` is given the peak memory expected
+    (:func:`check_fits`, which refuses a run that does not fit); without it, only windows of
+    ``CHECKED_FROM`` tokens or more are checked (the count runs the model on fake tensors,
+    up to a second). A ``fold`` indexes the pool's time axis (one symbol's bar rows)."""
     cfg = config
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -296,24 +229,22 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
     need = check_fits(cfg, encoder) if announce is not None or encoder.tokens >= CHECKED_FROM else None
     if encoder.tokens >= CHECKED_FROM:
         return_freed_memory()  # else freed activations stay resident: the peak grew with depth
-    feature_set, frames, returns, valid = _inputs(bars, cfg)
+    pool = pool_of(bars, cfg)
+    feature_set, frames, returns, valid = pool.feature_set, pool.frames, pool.returns, pool.valid
     fold_given = fold is not None
     if fold is None:
-        first = int(np.argmax(valid)) if valid.any() else len(bars)
-        fold = chronological_split(len(bars), cfg.val_frac, cfg.test_frac, cfg.horizon, first)
-    ends = {}
-    for name, rows in (("train", fold.train), ("validation", fold.val), ("test", fold.test)):
-        idx = np.arange(rows.start, min(rows.stop, len(bars)), dtype=np.int64)
-        ends[name] = idx[valid[idx]]
+        fold = chronological_split(len(pool.times), cfg.val_frac, cfg.test_frac, cfg.horizon,
+                                   pool.first_step)
+    ends = pool.fold_ends(fold)
     if len(ends["train"]) < 2 * cfg.batch_size or not len(ends["validation"]):
         split = (f"{len(ends['train'])} of them to train on and {len(ends['validation'])} to "
                  "validate on" + (" in this fold (fewer folds give it more)" if fold_given else ""))
         raise DataError(
-            f"too few bars: {len(bars)} bars give {int(valid.sum())} usable windows of "
+            f"too few bars: {pool.n_bars} bars give {int(valid.sum())} usable windows of "
             f"seq-len {cfg.seq_len} ({feature_set.warmup} bars of feature warm-up, horizon "
             f"{cfg.horizon}), {split}; training needs at least {2 * cfg.batch_size} "
             "(twice the batch size) plus validation")
-    norm = Normalizer.fit(frames, ends["train"][0], ends["train"][-1], cfg.seq_len)
+    norm = Normalizer.fit_ends(frames, ends["train"], cfg.seq_len)
     frames = norm.transform(frames)
     threshold = cfg.threshold
     if cfg.head == "classification" and threshold is None:
@@ -347,11 +278,13 @@ def train_model(bars: pd.DataFrame, config: TrainConfig, fold: Fold | None = Non
         "head": cfg.head,
         "horizon": cfg.horizon,
         "threshold": threshold,
-        "training_window": {k: _window_ms(bars, e) for k, e in ends.items()},
+        "training_window": {k: pool.window_ms(e) for k, e in ends.items()},
         "metrics": metrics,
         "seed": cfg.seed,
         "code_version": code_version(),
     }
+    if any(pool.symbols):
+        meta["symbols"] = list(pool.symbols)
     return TrainResult(model.cpu().eval(), meta, metrics, history)
 
 

@@ -76,7 +76,9 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
     """Train the folds, backtest them as one run, and return the run's result with a
     ``walk_forward`` section: per-fold windows and metrics, and overall metrics."""
     from models.checkpoint import save_checkpoint
-    from models.train import first_usable_row, train_model, walk_forward_folds
+    from models.pooled import first_usable_row
+    from models.splits import walk_forward_folds
+    from models.train import train_model
     from strategies.model import load_runners
 
     bars, interval = run_bars(cfg)

@@ -46,7 +46,7 @@ def _no_data(*args):
 
 @pytest.mark.parametrize("settings, message", BAD)
 def test_bad_settings_are_refused_before_training(settings, message, monkeypatch):
-    monkeypatch.setattr(train_module, "_inputs", _no_data)
+    monkeypatch.setattr(train_module, "pool_of", _no_data)
     with pytest.raises(ValueError) as info:
         train_model(synthetic_bars(50), TrainConfig(**{**TINY, **settings}))
     assert message in str(info.value) and "\n" not in str(info.value)

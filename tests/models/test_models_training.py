@@ -18,12 +18,8 @@ from models.checkpoint import (
 )
 from models.dataset import Frames, predict_windows
 from models.predictor import Predictor
-from models.train import (
-    TrainConfig,
-    chronological_split,
-    train_model,
-    walk_forward_folds,
-)
+from models.splits import chronological_split, walk_forward_folds
+from models.train import TrainConfig, train_model
 
 OPTIONS = {
     "full": {},
