@@ -180,6 +180,16 @@ class FeedStatus(NamedTuple):
     ts_init: int
 
 
+class CatchUp(NamedTuple):
+    """A closing feed gap hands on the trades it held in time order, bar by bar: every held
+    trade of ``symbol`` stamped before ``ts_event`` has been delivered, so a held bar that
+    ends by then may close (marked at its own close, before any later trade is seen)."""
+
+    symbol: str
+    ts_event: int
+    ts_init: int
+
+
 class Prediction(NamedTuple):
     """A model's output for a bar: ``ts_event`` is the bar close, ``ts_init`` when inference ended."""
 

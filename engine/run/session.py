@@ -23,7 +23,7 @@ from engine.core import plugins
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, Clock
 from engine.core.config import Config
-from engine.core.events import Bar, FeedStatus, Trades
+from engine.core.events import Bar, CatchUp, FeedStatus, Trades
 from engine.core.typed import build
 from engine.ledger.recorder import LedgerRecorder
 from engine.ledger.store import Ledger
@@ -161,6 +161,7 @@ class Session:
         if spec.is_time:
             self._late_at_gap: dict[str, int] = dict.fromkeys(self.aggregators, 0)
             self.bus.subscribe(FeedStatus, self._on_feed_status)
+            self.bus.subscribe(CatchUp, self._on_catch_up)
 
     def _on_feed_status(self, status: FeedStatus) -> None:
         """Hold bar closes of the status's symbol (every symbol when it names none of
@@ -170,6 +171,13 @@ class Session:
         else:
             for symbol in self.aggregators:
                 self._feed_status_of(symbol, status)
+
+    def _on_catch_up(self, catch_up: CatchUp) -> None:
+        """A closing gap's held trades before ``ts_event`` are in: close its held bars that
+        end by then, each with the broker as it stood at its close."""
+        aggregator = self.aggregators.get(catch_up.symbol)
+        if aggregator is not None and aggregator.held:
+            aggregator.close_through(catch_up.ts_event)
 
     def _feed_status_of(self, symbol: str, status: FeedStatus) -> None:
         """Hold bar closes while a feed gap is open; close what is due once it is filled

@@ -332,7 +332,9 @@ def test_backfilled_trades_in_one_millisecond_keep_the_exchanges_order():
     venue = [("b", BASE_MS + 5, 101.0), ("c", BASE_MS + 5, 99.0), ("d", BASE_MS + 5, 100.5),
              ("e", BASE_MS + 9, 98.0)]
     newest_first = [rest_trade(i, t, p, k) for k, (i, t, p) in reversed(list(enumerate(venue)))]
-    events = decoder.decode("rest_trades", 3, {"list": newest_first, "limit": 1000})
+    assert not any(isinstance(e, Trades) for e in decoder.decode(
+        "rest_trades", 3, {"list": newest_first, "limit": 1000}))  # held: the gap is open
+    events = decoder.decode("rest_trades", 4, {"list": [], "error": "given up"})
     trades = next(e for e in events if isinstance(e, Trades))
     assert [i.decode() for i in trades.trade_id] == ["b", "c", "d", "e"]
     assert list(trades.price) == [101.0, 99.0, 100.5, 98.0]

@@ -314,6 +314,22 @@ class BuyThenRest(Strategy):
         return {"at_start": self.at_start, "bars": self.bars}
 
 
+class WatchThenRest(BuyThenRest):
+    """:class:`BuyThenRest` that also saves what it saw at each bar: the bar's close time,
+    its position, cash and equity (a decision may use only what was stamped by then)."""
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.seen: list[list[float]] = []
+
+    def on_bar(self, bar) -> None:
+        self.seen.append([bar.close_time, self.position, self.cash, self.equity])
+        super().on_bar(bar)
+
+    def on_save(self) -> dict[str, Any]:
+        return super().on_save() | {"seen": self.seen}
+
+
 @dataclass(frozen=True)
 class FlipConfig(StrategyConfig):
     qty: float = 0.001

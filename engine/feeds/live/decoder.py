@@ -4,7 +4,10 @@ recording's replay share, so a replay gives the live session's events.
 Inputs are ``(kind, received_ns, payload)``: ``ws`` (a websocket data message, raw text),
 ``status`` (connected, disconnected, stale, silent, subscribe_failed), ``rest_trades`` (a
 recent-trade backfill) or ``rest_klines``. The decoder de-duplicates trades by id and keeps
-the gap bookkeeping described in :mod:`engine.feeds.live.feed`. A ``silent`` status opens a
+the gap bookkeeping described in :mod:`engine.feeds.live.feed`. While a gap is open its trades
+(from the socket and from REST) are held; when it closes they are handed on in time order,
+one bar at a time with a :class:`~engine.core.events.CatchUp` between bars, so each held bar
+closes, and is marked, before any later trade reaches the broker. A ``silent`` status opens a
 gap on a live connection (FeedStatus ``silent``: bars are held); when REST shows that
 nothing was missed it closes as ``backfilled`` with the detail ``NOTHING_MISSED``, which the
 ledger does not record (a quiet market); else it is a stall, recorded like any gap.
@@ -27,7 +30,7 @@ from engine.bybit.parse import (
     parse,
 )
 from engine.core.clock import NS_PER_MS
-from engine.core.events import NOTHING_MISSED, Bar, FeedStatus, Trades
+from engine.core.events import NOTHING_MISSED, Bar, CatchUp, FeedStatus, Trades
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ class FeedDecoder:
         if mode not in ("trades", "klines"):
             raise ValueError("mode must be trades or klines")
         self.symbol, self.mode, self.interval = symbol, mode, interval
-        self.interval_ns = int(parse_interval(interval).size)
+        self.spec = parse_interval(interval)
+        self.interval_ns = int(self.spec.size)
         self.dedup = TradeDeduplicator()
         self.last_trade_ns: int | None = None
         self.last_bar_open: int | None = None
@@ -59,6 +63,7 @@ class FeedDecoder:
         self.gap_silent = False  # the open gap is a silence on a live connection (a stall?)
         self.malformed = 0
         self.trades = 0
+        self._held: list[Trades] = []  # the open gap's trades, handed on when it closes
 
     def decode(self, kind: str, received: int, payload: Any) -> list[Any]:
         """The events an input produces (possibly none)."""
@@ -106,7 +111,34 @@ class FeedDecoder:
         self.trades += len(fresh.price)
         last = int(fresh.ts_event[-1])
         self.last_trade_ns = last if self.last_trade_ns is None else max(self.last_trade_ns, last)
+        if self.gap_from is not None:
+            self._held.append(fresh)
+            return []
         return [fresh]
+
+    def _release_held(self, received: int) -> list[Any]:
+        """The trades held while the gap was open, sorted by time (stable: the venue's
+        order within a millisecond) and stamped ``received``, cut at bar boundaries with a
+        :class:`CatchUp` before each later bar's trades."""
+        held, self._held = self._held, []
+        if not held:
+            return []
+        ts = np.concatenate([t.ts_event for t in held])
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+        price, size, side, ids = (np.concatenate([getattr(t, name) for t in held])[order]
+                                  for name in ("price", "size", "side", "trade_id"))
+        cuts: list[int] = []
+        if self.spec.is_time:
+            keys = (ts - self.spec.offset_ns) // self.interval_ns
+            cuts = (np.flatnonzero(np.diff(keys)) + 1).tolist()
+        out: list[Any] = []
+        for lo, hi in zip([0, *cuts], [*cuts, len(ts)], strict=True):
+            if lo:
+                out.append(CatchUp(self.symbol, int(ts[lo]), received))
+            out.append(Trades(self.symbol, ts[lo:hi], price[lo:hi], size[lo:hi], side[lo:hi], ids[lo:hi],
+                              received))
+        return out
 
     def _new_bars(self, bars: list[Bar]) -> list[Any]:
         out = [b for b in bars if self.last_bar_open is None or b.open_time > self.last_bar_open]
@@ -143,7 +175,8 @@ class FeedDecoder:
         if not complete:
             log.warning("%s: gap %s .. %s could not be fully backfilled (%s)", self.symbol,
                         "?" if gap_from is None else utc_iso(gap_from), utc_iso(reached), detail)
-        return [FeedStatus(self.symbol, status, gap_from or 0, reached, detail, received, received)]
+        return [*self._release_held(received),
+                FeedStatus(self.symbol, status, gap_from or 0, reached, detail, received, received)]
 
     def _backfill_trades(self, rows: list[dict], limit: int, received: int) -> list[Any]:
         """Trades newer than the gap's start from a recent-trade answer, oldest first. Trades
@@ -167,13 +200,14 @@ class FeedDecoder:
         reaches_back = len(parsed) < limit or (oldest is not None and oldest <= need)
         newer = [row for row in parsed if row[0] >= need]
         events: list[Any] = []
+        before = self.trades
         if newer:
             ts, price, size, side, ids = (list(col) for col in zip(*newer, strict=True))
             batch = Trades(self.symbol, np.array(ts, dtype=np.int64), np.array(price),
                            np.array(size), np.array(side, dtype=np.int8), np.array(ids, dtype="S36"),
                            received)
             events += self._fresh(batch, ids)
-        fresh = sum(len(e.price) for e in events)
+        fresh = self.trades - before
         self.gap_trades += fresh
         if not reaches_back:
             return events + self._close_gap(oldest, False, received,

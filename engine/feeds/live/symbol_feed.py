@@ -65,8 +65,9 @@ class SymbolFeed:
             self.input("status", received, {"status": "silent", "detail": f"no data for {quiet:.1f} s"})
         if self.record is not None:
             self.record("ws", received, text, self.symbol)
+        trades = self.decoder.trades
         events = self.decoder.decode_ws(message, received)
-        if events:
+        if self.decoder.trades > trades:  # new trades, handed on now or held by a gap
             self.last_trade_wall_ns = received
         for event in events:
             self.emit(event)
