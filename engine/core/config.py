@@ -46,6 +46,8 @@ class RunSection:
                                  "letters and digits, e.g. BTCUSDT)")
         if len(set(self.symbols)) != len(self.symbols):
             raise ValueError("symbols: a symbol is listed twice")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     @property
     def portfolio(self) -> tuple[str, ...]:
@@ -109,8 +111,9 @@ class BrokerSection:
     instruments: str | None = None
 
     def validate(self) -> None:
-        for name in ("slippage_bps", "impact", "latency_ms", "latency_jitter_ms"):
-            if getattr(self, name) < 0:
+        for name in ("taker_fee", "maker_fee", "slippage_bps", "impact", "latency_ms", "latency_jitter_ms",
+                     "cancel_latency_ms"):
+            if (getattr(self, name) or 0) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if not 0 <= self.touch_fill_probability <= 1:
             raise ValueError("touch_fill_probability must be in [0, 1]")
@@ -125,6 +128,12 @@ class LedgerSection:
     path: str = "papertape.db"
     batch_rows: int = 50_000
     flush_seconds: float = 1.0
+
+    def validate(self) -> None:
+        if self.batch_rows < 1:
+            raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
+        if self.flush_seconds <= 0:
+            raise ValueError(f"flush_seconds must be > 0, got {self.flush_seconds:g}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,10 @@ def load_config(
             data = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"config file {path} not found") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: cannot read ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not a TOML file (not UTF-8 text)") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for key, value in parse_assignments(overrides or [], "--set").items():

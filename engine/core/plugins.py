@@ -39,10 +39,14 @@ def load(group: str, spec: str, what: str = "plugin") -> Any:
     names the kind of plugin in error messages."""
     if ":" in spec:
         module_name, _, attribute = spec.rpartition(":")
+        if not module_name or not attribute:
+            raise PluginError(f"{spec!r}: give module:Class or path/to/file.py:Class")
         try:
             module = _import(module_name)
         except (ImportError, SyntaxError, OSError) as exc:
             raise PluginError(f"cannot import {module_name!r} for {spec!r}: {exc}") from None
+        except Exception as exc:  # the module's own code failed while it was imported
+            raise PluginError(f"cannot import {module_name!r} for {spec!r}: it raised {exc!r}") from None
         try:
             return getattr(module, attribute)
         except AttributeError:
@@ -53,8 +57,8 @@ def load(group: str, spec: str, what: str = "plugin") -> Any:
         raise PluginError(f"unknown {what} {spec!r} (available: {names}; or give module:Class)")
     try:
         return matches[0].load()
-    except ImportError as exc:
-        raise PluginError(f"cannot load {spec!r} from {matches[0].value}: {exc}") from exc
+    except Exception as exc:  # an import error, or the plugin's own code failing at import
+        raise PluginError(f"cannot load {spec!r} from {matches[0].value}: {exc!r}") from None
 
 
 def _import(name: str) -> ModuleType:

@@ -114,6 +114,8 @@ def convert(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if math.isnan(number):
             raise ConfigError(f"{where}: NaN is not allowed")
+        if math.isinf(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return number
     if hint is str:
         if isinstance(value, str):

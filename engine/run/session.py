@@ -78,7 +78,10 @@ def load_strategy(spec: str, params: dict[str, Any]) -> Any:
     if not isinstance(cls, type) or not hasattr(cls, "config_class") or not hasattr(cls, "attach"):
         raise plugins.PluginError(f"{spec!r} is not a papertape Strategy class")
     config = build(cls.config_class, params, f"strategy {spec} parameters")
-    return cls(config)
+    try:
+        return cls(config)
+    except Exception as exc:  # the strategy's own constructor: before any run is recorded
+        raise plugins.PluginError(f"strategy {spec!r} could not be made: {exc!r}") from None
 
 
 class Session:

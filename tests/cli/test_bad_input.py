@@ -60,6 +60,12 @@ def workdir(tmp_path_factory) -> Path:
     (d / "bad-key.toml").write_text("[broker]\ntaker_fe = 0.1\n")
     (d / "bad-toml.toml").write_text("[broker\n")
     (d / "bad-type.toml").write_text("[account]\ncash = 'lots'\n")
+    (d / "binary.toml").write_bytes(b"\xff\xfe[run]\n")
+    (d / "inf-cash.toml").write_text("[account]\ncash = inf\n")
+    (d / "negative-fee.toml").write_text("[broker]\ntaker_fee = -0.001\n")
+    (d / "raises.py").write_text("raise RuntimeError('boom at import')\n")
+    (d / "ctor.py").write_text("from strategies.base import Strategy\n\n\nclass A(Strategy):\n"
+                               "    def __init__(self, config=None):\n        raise TypeError('no')\n")
     return d
 
 
@@ -85,6 +91,13 @@ CASES = {
     "config syntax": (BACKTEST + ["--config", "{d}/bad-toml.toml"], "bad-toml.toml"),
     "config type": (BACKTEST + ["--config", "{d}/bad-type.toml"], "cash"),
     "set value": (BACKTEST + ["--set", "bars.empty=maybe"], "empty"),
+    "config not UTF-8": (BACKTEST + ["--config", "{d}/binary.toml"], "binary.toml: not a TOML file"),
+    "config is a folder": (BACKTEST + ["--config", "{d}"], "cannot read"),
+    "config inf": (BACKTEST + ["--config", "{d}/inf-cash.toml"], "cash: expected a finite number"),
+    "set huge": (BACKTEST + ["--set", "account.cash=1e400"], "cash: expected a finite number"),
+    "config negative fee": (BACKTEST + ["--config", "{d}/negative-fee.toml"], "taker_fee must be >= 0"),
+    "set negative seed": (BACKTEST + ["--set", "run.seed=-1"], "seed must be >= 0"),
+    "set batch rows": (BACKTEST + ["--set", "ledger.batch_rows=0"], "batch_rows must be >= 1"),
     # CLI flags
     **{f"interval {iv}": (BACKTEST + ["--interval", iv], repr(iv))
        for iv in ("7x", "0s", "0m", "tick:abc", "tick:-5", "tick:1.5", "99999d")},
@@ -120,6 +133,10 @@ CASES = {
     # strategy
     "strategy file missing": (BACKTEST + ["--strategy", "./nope.py:BuyDips"], "no file"),
     "strategy unknown": (BACKTEST + ["--strategy", "nope"], "unknown strategy 'nope'"),
+    "strategy raises at import": (BACKTEST + ["--strategy", "./raises.py:A"],
+                                  "RuntimeError('boom at import')"),
+    "strategy constructor fails": (BACKTEST + ["--strategy", "./ctor.py:A"], "could not be made: TypeError"),
+    "strategy without a module": (BACKTEST + ["--strategy", ":A"], "give module:Class"),
 }
 
 
