@@ -178,19 +178,21 @@ class Strategy:
         nothing needs doing."""
         return self._ctx.target_position(qty, symbol)
 
-    def run_inference(self, fn: Callable[[], Sequence[float]], ts_event: int) -> None:
-        """Compute ``fn()`` for the bar that closed at ``ts_event`` and receive the result in
-        ``on_prediction``. Live, it runs in a worker thread so the feed never waits, and
-        the prediction is stamped when it finished; one that arrives after the next bar has
-        closed is dropped and counted. In a backtest it runs at once."""
-        self._ctx.run_inference(fn, ts_event)
+    def run_inference(self, fn: Callable[[], Sequence[float]], ts_event: int,
+                      symbol: str | None = None) -> None:
+        """Compute ``fn()`` for ``symbol``'s bar (default: the run's only symbol) that closed at
+        ``ts_event`` and receive the result in ``on_prediction`` (``prediction.symbol``). Live,
+        it runs in a worker thread so the feed never waits, and the prediction is stamped when
+        it finished; one that arrives after the next bar has closed is dropped and counted. In
+        a backtest it runs at once."""
+        self._ctx.run_inference(fn, ts_event, symbol)
 
-    def request_history(self, fn: Callable[[], Any], tag: str) -> None:
-        """Load bars from before the clock with ``fn()`` (a kline frame; raise ValueError,
-        OSError or RuntimeError when there are none) and receive them in ``on_history`` as a
-        ``History`` event tagged ``tag``. Live, it runs in a worker thread, so a slow venue
-        never holds up the feed; in a backtest, at once."""
-        self._ctx.request_history(fn, tag)
+    def request_history(self, fn: Callable[[], Any], tag: str, symbol: str | None = None) -> None:
+        """Load ``symbol``'s bars (default: the run's only symbol) from before the clock with
+        ``fn()`` (a kline frame; raise ValueError, OSError or RuntimeError when there are none)
+        and receive them in ``on_history`` as a ``History`` event tagged ``tag``. Live, it runs
+        in a worker thread, so a slow venue never holds up the feed; in a backtest, at once."""
+        self._ctx.request_history(fn, tag, symbol)
 
     # A strategy may also define ``predict_batch(bars: pandas.DataFrame) -> numpy.ndarray``:
     # model outputs for every bar row (NaN where there is none), each computed from that
@@ -198,6 +200,8 @@ class Strategy:
     # delivers row i as a Prediction when bar i closes, instead of calling run_inference
     # (an ``inference_latency_ns`` attribute delays each delivery by that much). If it takes
     # a ``progress`` keyword, it gets a callable to report rows done: the backtest shows a bar.
+    # If it takes a ``symbol`` keyword, it is called once per symbol with that symbol's bars
+    # (a portfolio run needs it).
 
     # -- callbacks (override what you need) ----------------------------------------------
 

@@ -64,12 +64,17 @@ Honest backtests. A model trades only bars after the data it was trained and val
 there. Several checkpoints (the folds of ``papertape train --walk-forward``) hand over one
 to the next, each from the end of its own training data; ``papertape backtest --strategy
 model --walk-forward N`` trains the folds and backtests them in one command.
+
+Portfolios. A run of ``--symbols A,B`` trades every symbol with the one checkpoint (train
+it on all of them: ``papertape train --data A=a.csv B=b.csv``). Each symbol has its own
+window, fed only its own bars, its own forecasts (``Prediction.symbol``), exits and orders;
+sizes are per symbol (``notional`` each; ``allocation`` and ``volatility`` size each symbol
+from the account's equity, so N symbols may take N times the exposure of one).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from collections import deque
 from collections.abc import Callable
@@ -81,20 +86,17 @@ import numpy as np
 import pandas as pd
 
 from engine.analysis.metrics import SECONDS_PER_YEAR
-from engine.analysis.report import format_time
 from engine.bars.aggregator import parse_interval
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.core.events import Bar, Fill, History, Prediction
 from engine.core.typed import ConfigError
 from engine.feeds.history.sources import DataError, expand
-from models.checkpoint import CheckpointError
-from models.predictor import Predictor
 from models.runner import ModelRunner
 from strategies.base import Strategy, StrategyConfig
+from strategies.model_books import Book
+from strategies.model_checkpoints import EARLIEST, load_runners, utc
 from strategies.model_history import WarmUp
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
-
-EARLIEST = np.iinfo(np.int64).min  # "from the first bar"
 
 
 @dataclass(frozen=True)
@@ -135,36 +137,6 @@ class ModelConfig(StrategyConfig):
             raise ValueError(f"max_position must be positive, got {self.max_position}")
 
 
-def load_runners(spec: str, in_sample: bool) -> tuple[list[ModelRunner], np.ndarray]:
-    """The checkpoints of ``spec`` (comma-separated) in hand-over order, and the open time
-    (ms) from which each trades: its out-of-sample start (the first from the beginning with
-    ``in_sample``)."""
-    paths = [path.strip() for path in spec.split(",") if path.strip()]
-    if not paths:
-        raise ConfigError(f"strategy model: checkpoint {spec!r} names no file")
-    try:
-        runners = [ModelRunner.load(path) for path in paths]
-    except CheckpointError as exc:
-        raise ConfigError(f"strategy model: {exc}") from None
-    starts = [EARLIEST if r.trade_from_ms is None else r.trade_from_ms for r in runners]
-    order = np.argsort(starts, kind="stable")
-    runners, starts = [runners[i] for i in order], np.array(starts, dtype=np.int64)[order]
-    for i in range(1, len(runners)):
-        if starts[i] == starts[i - 1]:
-            when = "the first bar" if starts[i] == EARLIEST else _utc(starts[i])
-            raise ConfigError(f"strategy model: {runners[i - 1].path} and {runners[i].path} both trade "
-                              f"from {when}, so one would never trade: checkpoints take turns, each "
-                              "from the end of its training data (the folds of a walk-forward)")
-    first = runners[0]
-    for other in runners[1:]:
-        if (other.head, other.out_dim, other.interval_ms) != (first.head, first.out_dim, first.interval_ms):
-            raise ConfigError(f"strategy model: {other.path} and {first.path} differ in head, "
-                              "outputs or bar interval")
-    if in_sample:
-        starts[0] = EARLIEST
-    return runners, starts
-
-
 class ModelStrategy(Strategy):
     """Trades an attention model's forecasts; see the module docstring."""
 
@@ -186,21 +158,28 @@ class ModelStrategy(Strategy):
         if not cfg.batch_replay:
             self.predict_batch = None  # the engine then calls run_inference bar by bar
         self.inference_latency_ns = round(cfg.inference_latency_ms * NS_PER_MS)
-        self._streams: list[Predictor] | None = None  # live and per-bar replay only
-        self._closes: deque[float] = deque(maxlen=cfg.vol_window + 1)
-        self._price = math.nan
-        self._entry = 0.0
-        self._blocked = 0.0
-        self._busy = False
+        self._books: dict[str, Book] = {}  # per symbol: its window, closes, entry and exit block
         self._batched = False
         self._max_leverage = cfg.max_leverage
         self.skipped = 0
-        self._warmup: WarmUp | None = None  # live, until the window has its history
+
+    def _book(self, symbol: str) -> Book:
+        """``symbol``'s book, made on first use (a resumed run loads state before the start)."""
+        book = self._books.get(symbol)
+        if book is None:
+            book = self._books[symbol] = Book(deque(maxlen=self.config.vol_window + 1))
+        return book
 
     @property
     def history_bars(self) -> int:
-        """Bars of history (from before the first live bar) in the window."""
-        return self._warmup.bars if self._warmup is not None else 0
+        """Bars of history (from before the first live bar) in the window; the fewest of any
+        symbol's in a portfolio."""
+        return min((self.history_bars_of(s) for s in self.symbols), default=0)
+
+    def history_bars_of(self, symbol: str) -> int:
+        """Bars of history in ``symbol``'s window."""
+        warmup = self._book(symbol).warmup
+        return warmup.bars if warmup is not None else 0
 
     # -- set-up -----------------------------------------------------------------------
 
@@ -214,17 +193,17 @@ class ModelStrategy(Strategy):
         if not spec.is_time or spec.size != self.runners[0].interval_ms * NS_PER_MS:
             raise ConfigError(f"strategy model: the checkpoint was trained on "
                               f"{self.runners[0].meta['interval']} bars, the run has {self.interval} bars")
-        if self.instrument.category == "inverse":
+        if any(self.instrument_of(s).category == "inverse" for s in self.symbols):
             raise ConfigError("strategy model trades linear or spot contracts, not inverse")
 
     def _active(self, open_ms: np.ndarray) -> np.ndarray:
         """Index of the checkpoint that trades each bar (by open time in ms), -1 for none."""
         return np.searchsorted(self._starts, open_ms, side="right") - 1
 
-    def predict_batch(self, bars: pd.DataFrame,
-                      progress: Callable[[int], object] | None = None) -> np.ndarray:
-        """Forecasts of every bar of a backtest, computed ahead (NaN where none is made);
-        ``progress`` is told how many bars are done as they are."""
+    def predict_batch(self, bars: pd.DataFrame, progress: Callable[[int], object] | None = None,
+                      symbol: str | None = None) -> np.ndarray:
+        """Forecasts of every bar of a backtest (of ``symbol``, in a portfolio), computed
+        ahead (NaN where none is made); ``progress`` is told how many bars are done as they are."""
         active = self._active(bars["open_time"].to_numpy(np.int64))
         if progress is not None:
             progress(int(np.count_nonzero(active < 0)))  # bars no checkpoint trades
@@ -234,162 +213,164 @@ class ModelStrategy(Strategy):
             rows = active == k
             if rows.any():
                 out[rows] = runner.predict_rows(bars, rows, durations, progress)[rows]
-        self._warn_of_late_forecasts(bars["open_time"].to_numpy(np.int64), active, out)
+        self._warn_of_late_forecasts(bars["open_time"].to_numpy(np.int64), active, out, symbol)
         if durations:
             self.inference_latency_ns = round(statistics.median(durations) * NS_PER_S)
             self.log.info("charging %.1f ms of inference per forecast", self.inference_latency_ns / NS_PER_MS)
         self._batched = True
         return out
 
-    def _warn_of_late_forecasts(self, open_ms: np.ndarray, active: np.ndarray, out: np.ndarray) -> None:
+    def _warn_of_late_forecasts(self, open_ms: np.ndarray, active: np.ndarray, out: np.ndarray,
+                                symbol: str | None) -> None:
         """Say so when the run makes no forecast, or makes its first later than the first bar
         a checkpoint may trade because the window is still filling (a ``--start`` after the
         data's beginning, for example)."""
         if not len(open_ms):
             return
+        who = f"{symbol}: " if symbol is not None and len(self.symbols) > 1 else ""
         tradable = np.flatnonzero(active >= 0)
         made = np.flatnonzero(~np.isnan(out).all(axis=1))
         warmup = self.warmup_bars
         if not len(tradable):
-            self.log.warning("no bar of this run comes after the data the checkpoint was trained and "
+            self.log.warning("%sno bar of this run comes after the data the checkpoint was trained and "
                              "validated on (it trades from %s): no forecast, no trade; in_sample=true "
-                             "trades them anyway", _utc(self._starts[0]))
+                             "trades them anyway", who, utc(self._starts[0]))
         elif not len(made):
-            self.log.warning("the model needs %d bars before its first forecast, and the run has %d "
-                             "from %s: no forecast, no trade", warmup, len(open_ms) - tradable[0],
-                             _utc(open_ms[tradable[0]]))
+            self.log.warning("%sthe model needs %d bars before its first forecast, and the run has %d "
+                             "from %s: no forecast, no trade", who, warmup, len(open_ms) - tradable[0],
+                             utc(open_ms[tradable[0]]))
         elif made[0] > tradable[0]:  # a warning when the model's data shows there are earlier bars
             seen = self._starts[active[tradable[0]]] != EARLIEST
             self.log.log(logging.WARNING if seen else logging.INFO,
-                         "forecasts start at %s: the first %d bars the model may trade (from %s) fill its "
-                         "window of %d bars first; start the run earlier to trade them",
-                         _utc(open_ms[made[0]]), made[0] - tradable[0], _utc(open_ms[tradable[0]]), warmup)
+                         "%sforecasts start at %s: the first %d bars the model may trade (from %s) fill its "
+                         "window of %d bars first; start the run earlier to trade them", who,
+                         utc(open_ms[made[0]]), made[0] - tradable[0], utc(open_ms[tradable[0]]), warmup)
 
     def on_start(self) -> None:
         if self.config.max_leverage > self.leverage:
             self._max_leverage = self.leverage
-            remedy = ("spot trades without leverage" if self.instrument.category == "spot" else
-                      f"raise it with --set account.leverage={self.config.max_leverage:g}")
+            remedy = ("spot trades without leverage" if self.instrument_of(self.symbols[0]).category == "spot"
+                      else f"raise it with --set account.leverage={self.config.max_leverage:g}")
             self.log.warning("max_leverage %g is above the account's leverage %g, which caps positions "
                              "at %gx: the broker would refuse larger ones for margin (%s)",
                              self.config.max_leverage, self.leverage, self.leverage, remedy)
         if self._batched:
             return
-        self._streams = [runner.stream() for runner in self.runners]
-        if self.mode == "live" and self.config.history != "none":
-            self._warmup = WarmUp(self, self.runners[0].interval_ms)
-            self._warmup.start(self.clock.timestamp_ns() // NS_PER_MS)
+        for symbol in self.symbols:
+            book = self._book(symbol)
+            book.streams = [runner.stream() for runner in self.runners]
+            if self.mode == "live" and self.config.history != "none":
+                book.warmup = WarmUp(self, self.runners[0].interval_ms, symbol)
+                book.warmup.start(self.clock.timestamp_ns() // NS_PER_MS)
 
-    def add_bars(self, rows: list[dict[str, Any]]) -> list[np.ndarray | None]:
-        """Add bars (kline rows, oldest first) to the closes and to every model's window; the
-        windows after the last row (None until full)."""
-        windows: list[np.ndarray | None] = [None] * len(self._streams)
-        for row in rows:
-            self._closes.append(row["close"])
-            windows = [stream.push(row) for stream in self._streams]
-        return windows
+    def add_bars(self, rows: list[dict[str, Any]], symbol: str | None = None) -> list[np.ndarray | None]:
+        """Add bars (kline rows, oldest first) of ``symbol`` (default the run's only one) to
+        its closes and to every model's window of it; the windows after the last row (None
+        until full)."""
+        return self._book(symbol or self.symbol).add_bars(rows)
 
     def on_history(self, history: History) -> None:
-        if self._warmup is None:
+        warmup = self._book(history.symbol).warmup
+        if warmup is None:
             return
-        held = self._warmup.arrived(history)
+        held = warmup.arrived(history)
         if held:
-            self._forecast(held[-1], self.add_bars(held))
+            self._forecast(history.symbol, held[-1], self.add_bars(held, history.symbol))
 
     # -- bars and forecasts ------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
-        self._price = bar.close
+        symbol = bar.symbol
+        book = self._book(symbol)
+        book.price = bar.close
         row = {"open_time": bar.open_time // NS_PER_MS, "open": bar.open, "high": bar.high,
                "low": bar.low, "close": bar.close, "volume": bar.volume, "turnover": bar.turnover,
                "trades": bar.trades}
-        if self._warmup is not None and self._warmup.holds(row):
-            self._check_exits(bar.close)
+        if book.warmup is not None and book.warmup.holds(row):
+            self._check_exits(symbol, bar.close)
             return  # the window waits for its history; the bar joins it when that arrives
-        if self._streams is None:  # forecasts computed ahead arrive on their own
-            self._closes.append(bar.close)
-            self._check_exits(bar.close)
+        if book.streams is None:  # forecasts computed ahead arrive on their own
+            book.closes.append(bar.close)
+            self._check_exits(symbol, bar.close)
             return
-        windows = self.add_bars([row])
-        self._check_exits(bar.close)
-        self._forecast(row, windows)
+        windows = book.add_bars([row])
+        self._check_exits(symbol, bar.close)
+        self._forecast(symbol, row, windows)
 
-    def _forecast(self, row: dict[str, Any], windows: list[np.ndarray | None]) -> None:
-        """Start the forecast of the bar ``row`` from the active model's window."""
+    def _forecast(self, symbol: str, row: dict[str, Any], windows: list[np.ndarray | None]) -> None:
+        """Start the forecast of ``symbol``'s bar ``row`` from the active model's window."""
         k = int(self._active(np.array([row["open_time"]]))[0])
         if k < 0 or windows[k] is None:
             return
-        if self._busy:
+        book = self._book(symbol)
+        if book.busy:
             self.skipped += 1
             return
-        self._busy = True
+        book.busy = True
         close_ns = (row["open_time"] + self.runners[k].interval_ms) * NS_PER_MS
-        self.run_inference(partial(self._infer, self.runners[k], windows[k]), close_ns)
+        self.run_inference(partial(self._infer, book, self.runners[k], windows[k]), close_ns, symbol)
 
-    def _infer(self, runner: ModelRunner, window: np.ndarray) -> np.ndarray:
-        """The forward pass (a worker thread live); frees the model for the next bar."""
+    @staticmethod
+    def _infer(book: Book, runner: ModelRunner, window: np.ndarray) -> np.ndarray:
+        """The forward pass (a worker thread live); frees the symbol's model for its next bar."""
         try:
             return runner.forward(window)
         finally:
-            self._busy = False
+            book.busy = False
 
     def on_prediction(self, prediction: Prediction) -> None:
-        cfg = self.config
+        cfg, symbol = self.config, prediction.symbol
+        book, instrument = self._book(symbol), self.instrument_of(symbol)
         view = signal(self.head, prediction.values, cfg.threshold)
-        if not cfg.allow_short or self.instrument.category == "spot":
+        if not cfg.allow_short or instrument.category == "spot":
             view = max(view, 0.0)
-        if self._blocked:
-            if view * self._blocked > 0:
+        if book.blocked:
+            if view * book.blocked > 0:
                 view = 0.0
             else:
-                self._blocked = 0.0
+                book.blocked = 0.0
         volatility = None
         if cfg.sizing == "volatility":
-            volatility = annual_volatility(self._closes, SECONDS_PER_YEAR * NS_PER_S
+            volatility = annual_volatility(book.closes, SECONDS_PER_YEAR * NS_PER_S
                                            / parse_interval(self.interval).size)
         value = target_notional(cfg.sizing, view, self.equity, notional=cfg.notional,
                                 vol_target=cfg.vol_target, volatility=volatility,
                                 max_leverage=self._max_leverage)
-        self._trade_to(to_lots(value, self._price, self.instrument, cfg.max_position))
+        self._trade_to(symbol, to_lots(value, book.price, instrument, cfg.max_position))
 
-    def _trade_to(self, qty: float) -> None:
+    def _trade_to(self, symbol: str, qty: float) -> None:
         """Trade toward ``qty`` unless it only resizes the position by ``rebalance`` or less."""
-        current = self.position
+        current = self.position_of(symbol)
         if qty * current > 0 and abs(qty - current) <= self.config.rebalance * abs(current):
             return
-        self.target_position(qty)
+        self.target_position(qty, symbol=symbol)
 
     # -- exits and bookkeeping ---------------------------------------------------------
 
-    def _check_exits(self, close: float) -> None:
+    def _check_exits(self, symbol: str, close: float) -> None:
         """Close the position when the bar closed past the stop-loss or take-profit level."""
-        cfg, pos = self.config, self.position
-        if pos == 0 or not self._entry or not (cfg.stop_loss or cfg.take_profit):
-            return
-        move = (close / self._entry - 1.0) * math.copysign(1.0, pos)
-        if (cfg.stop_loss and move <= -cfg.stop_loss) or (cfg.take_profit and move >= cfg.take_profit):
-            self._blocked = math.copysign(1.0, pos)
-            self.target_position(0.0)
+        cfg = self.config
+        if self._book(symbol).exit_due(close, self.position_of(symbol), cfg.stop_loss, cfg.take_profit):
+            self.target_position(0.0, symbol=symbol)
 
     def on_fill(self, fill: Fill) -> None:
         """Keep the average entry price of the open position."""
-        after = self.position
-        before = after - fill.side * fill.qty
-        if abs(after) < 1e-12:
-            self._entry = 0.0
-        elif abs(before) < 1e-12 or (before > 0) != (after > 0):
-            self._entry = fill.price
-        elif abs(after) > abs(before):
-            self._entry = (self._entry * abs(before) + fill.price * fill.qty) / abs(after)
+        self._book(fill.symbol).filled(self.position_of(fill.symbol), fill.side, fill.qty, fill.price)
 
     def on_save(self) -> dict[str, Any]:
-        return {"entry": self._entry, "blocked": self._blocked, "skipped": self.skipped,
-                "history_bars": self.history_bars}
+        """One symbol's entry, exit block and warm-up as numbers; a portfolio's per symbol."""
+        books = {s: self._book(s) for s in self.symbols}
+        if len(books) == 1:
+            (symbol, book), = books.items()
+            return {"entry": book.entry, "blocked": book.blocked, "skipped": self.skipped,
+                    "history_bars": self.history_bars_of(symbol)}
+        return {"entry": {s: b.entry for s, b in books.items()},
+                "blocked": {s: b.blocked for s, b in books.items()}, "skipped": self.skipped,
+                "history_bars": {s: self.history_bars_of(s) for s in books}}
 
     def on_load(self, state: dict[str, Any]) -> None:
-        self._entry = state.get("entry", 0.0)
-        self._blocked = state.get("blocked", 0.0)
-
-
-def _utc(open_ms: int) -> str:
-    return f"{format_time(int(open_ms) * NS_PER_MS)} UTC"
+        entry, blocked = state.get("entry", 0.0), state.get("blocked", 0.0)
+        for symbol in self.symbols:
+            book = self._book(symbol)
+            book.entry = entry.get(symbol, 0.0) if isinstance(entry, dict) else entry
+            book.blocked = blocked.get(symbol, 0.0) if isinstance(blocked, dict) else blocked

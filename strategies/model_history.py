@@ -14,7 +14,7 @@ import pandas as pd
 from engine.analysis.report import format_time
 from engine.core.clock import NS_PER_MS
 from engine.core.events import History
-from engine.feeds.history.sources import load_bars_from
+from engine.feeds.history.sources import load_bars_from, split_symbol
 
 REST_TIMEOUT_S = 20.0
 
@@ -23,8 +23,9 @@ def load_history(source: str, *, rest_url: str | None, category: str, symbol: st
                  interval_ms: int, before_ms: int, bars: int,
                  timeout_s: float = REST_TIMEOUT_S) -> pd.DataFrame:
     """The last ``bars`` bars closed by ``before_ms`` from ``source``: ``rest`` (klines from
-    ``rest_url``, within ``timeout_s``) or comma-separated files/globs. Raises ValueError or
-    OSError when there are none to be had (e.g. Bybit has no klines of ``interval``)."""
+    ``rest_url``, within ``timeout_s``) or comma-separated files/globs (:func:`history_files`).
+    Raises ValueError or OSError when there are none to be had (e.g. Bybit has no klines of
+    ``interval``)."""
     start_ms = before_ms - (bars + 1) * interval_ms
     if source == "rest":
         if rest_url is None:
@@ -32,9 +33,22 @@ def load_history(source: str, *, rest_url: str | None, category: str, symbol: st
         frame = _in_thread(_rest_klines(rest_url, category, symbol, interval, start_ms, before_ms,
                                         timeout_s))
     else:
-        frame = load_bars_from([p for p in source.split(",") if p], interval)
+        frame = load_bars_from(history_files(source, symbol), interval)
     closed = frame[frame["open_time"] + interval_ms <= before_ms]
     return closed.tail(bars).reset_index(drop=True)
+
+
+def history_files(source: str, symbol: str) -> list[str]:
+    """The files of a comma-separated ``history`` that hold ``symbol``'s bars: those given
+    as ``SYMBOL=PATH`` for it when any is so named (a portfolio's), else all of them."""
+    patterns = [p for p in source.split(",") if p]
+    named = [(split_symbol(p)[0], p) for p in patterns]
+    if all(name is None for name, _ in named):
+        return patterns
+    mine = [p for name, p in named if name == symbol]
+    if not mine:
+        raise ValueError(f"history names no file of {symbol} (give it as {symbol}=PATH)")
+    return mine
 
 
 async def _rest_klines(url: str, category: str, symbol: str, interval: str, start_ms: int,
@@ -55,13 +69,13 @@ def _in_thread(coroutine) -> pd.DataFrame:
 
 
 class WarmUp:
-    """A live model's window warm-up: the bars closed before the start, then the bars between
-    them and the first live bar (the one forming at the start, which the feed leaves out),
-    each asked for with ``request_history`` so the event loop never waits. Live bars that
-    arrive before their history are held, and join the window after it."""
+    """A live model's window warm-up for one symbol: the bars closed before the start, then
+    the bars between them and the first live bar (the one forming at the start, which the
+    feed leaves out), each asked for with ``request_history`` so the event loop never waits.
+    Live bars that arrive before their history are held, and join the window after it."""
 
-    def __init__(self, strategy: Any, interval_ms: int) -> None:
-        self.strategy, self.interval_ms = strategy, interval_ms
+    def __init__(self, strategy: Any, interval_ms: int, symbol: str) -> None:
+        self.strategy, self.interval_ms, self.symbol = strategy, interval_ms, symbol
         self.bars = 0  # history bars in the window
         self.done = False
         self._pending: str | None = None  # the tag of the request on its way
@@ -74,14 +88,14 @@ class WarmUp:
 
     def _ask(self, tag: str, before_ms: int, bars: int) -> None:
         self._pending = tag
-        self.strategy.request_history(partial(self._load, before_ms, bars), tag)
+        self.strategy.request_history(partial(self._load, before_ms, bars), tag, self.symbol)
 
     def _load(self, before_ms: int, bars: int) -> pd.DataFrame:
         """The last ``bars`` bars closed by ``before_ms`` from the strategy's ``history``
         source (in the host's worker thread)."""
         s = self.strategy
         return load_history(s.config.history, rest_url=s.rest_url, category=s.instrument.category,
-                            symbol=s.symbol, interval=s.interval, interval_ms=self.interval_ms,
+                            symbol=self.symbol, interval=s.interval, interval_ms=self.interval_ms,
                             before_ms=before_ms, bars=bars)
 
     def holds(self, row: dict[str, Any]) -> bool:
@@ -133,7 +147,7 @@ class WarmUp:
                                       history.error)
             return
         bars, needed = history.bars, self.strategy.warmup_bars
-        self.strategy.add_bars(bars.to_dict("records"))
+        self.strategy.add_bars(bars.to_dict("records"), self.symbol)
         self.bars = len(bars)
         if len(bars):
             self._seam_ms = int(bars["open_time"].iloc[-1]) + self.interval_ms
@@ -154,7 +168,7 @@ class WarmUp:
         if len(bars) != missing:
             self._hole(seam, missing)
             return
-        self.strategy.add_bars(bars.to_dict("records"))
+        self.strategy.add_bars(bars.to_dict("records"), self.symbol)
         self.bars += missing
         self.strategy.log.info("added the %d bar(s) between the warm-up and the first live bar", missing)
 

@@ -136,7 +136,7 @@ class LedgerRecorder:
     def _on_prediction(self, p: Prediction) -> None:
         self.ledger.add("predictions", (
             self.run_id, p.strategy_id, p.ts_event, p.ts_init, p.ts_init - p.ts_event,
-            int(is_late(p, self.last_close)), json.dumps(list(p.values)),
+            int(is_late(p, self.last_close)), json.dumps(list(p.values)), p.symbol,
         ))
 
     def _on_feed_status(self, s: FeedStatus) -> None:

@@ -188,7 +188,8 @@ class PredictionRow(Base):
     """A model forecast: ``ts_event`` is the close of the bar it is for, ``ts_init`` when it
     was ready to act on, and ``latency_ns`` the difference: the bar's close delay
     (``[bars] close_delay_ms``, on bars made from trades) and, live, the wait for a free
-    model and the forward pass; in a backtest, the inference latency charged, if any."""
+    model and the forward pass; in a backtest, the inference latency charged, if any.
+    ``symbol`` is the symbol whose bar it is for (NULL in ledgers older than portfolios)."""
 
     __tablename__ = "predictions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -199,6 +200,7 @@ class PredictionRow(Base):
     latency_ns: Mapped[int] = mapped_column(BigInteger)
     dropped: Mapped[int] = mapped_column(Integer)
     values: Mapped[str] = mapped_column(Text)
+    symbol: Mapped[str | None] = mapped_column(String(30), nullable=True)
 
 
 class FeedGapRow(Base):
@@ -342,13 +344,15 @@ RESUME_LEASE = "CREATE UNIQUE INDEX IF NOT EXISTS ux_runs_resumed_from ON runs (
 
 def _upgrade(engine: sa.Engine) -> None:
     """Bring a ledger made by an older papertape up to this schema: the nullable columns
-    added to ``runs`` since, and the resume lease's index."""
-    have = {column["name"] for column in sa.inspect(engine).get_columns("runs")}
-    missing = [c for c in Run.__table__.columns if c.name not in have and c.nullable]
-    with engine.begin() as conn:
-        for column in missing:
-            kind = column.type.compile(dialect=engine.dialect)
-            conn.execute(sa.text(f'ALTER TABLE runs ADD COLUMN "{column.name}" {kind}'))
+    added to ``runs`` and ``predictions`` since, and the resume lease's index."""
+    inspector = sa.inspect(engine)
+    for table in (Run.__table__, PredictionRow.__table__):
+        have = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [c for c in table.columns if c.name not in have and c.nullable]
+        with engine.begin() as conn:
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(RESUME_LEASE))

@@ -17,7 +17,7 @@ from engine.feeds.history.portfolio import MergedKlineReplay
 from engine.feeds.history.portfolio_sources import is_portfolio, is_recording, open_portfolio
 from engine.feeds.history.recording import RecordingReplay
 from engine.feeds.history.replay import KlineReplay
-from engine.feeds.history.sources import DataError, open_source, source_bars
+from engine.feeds.history.sources import DataError, bars_by_symbol, open_source
 from engine.run.session import Market, Session, SessionResult
 from engine.strategy.predictions import BatchPredictions
 
@@ -104,18 +104,26 @@ def _fewer_collections() -> Iterator[None]:
 
 
 def _install_batch_predictions(session: Session, source, cfg: Config, progress: bool) -> None:
-    """Run the strategy's ``predict_batch`` over every bar of the run (a first pass over the
-    data, with a progress bar when it takes a ``progress`` callback) and have each row
-    delivered when its bar closes."""
+    """Run the strategy's ``predict_batch`` over every bar of the run, one symbol at a time
+    (a first pass over the data, with a progress bar when it takes a ``progress`` callback),
+    and have each row delivered when its bar closes."""
     market = session.market
-    bars = source_bars(source, market.interval, cfg.bars)
-    log.info("computing batch predictions for %d bars", len(bars))
+    bars = bars_by_symbol(source, market.interval, cfg.bars)
     predict = session.strategy.predict_batch
-    if "progress" in inspect.signature(predict).parameters:
-        with tqdm(total=len(bars), unit="bars", unit_scale=True, desc="forecasts", leave=False,
-                  disable=None if progress else True) as bar:
-            outputs = predict(bars, progress=bar.update)
-    else:
-        outputs = predict(bars)
-    BatchPredictions(session.bus, session.strategy_name, market.symbol, market.interval, bars, outputs,
-                     int(getattr(session.strategy, "inference_latency_ns", 0)))
+    takes = inspect.signature(predict).parameters
+    if len(bars) > 1 and "symbol" not in takes:
+        raise DataError(f"strategy {session.strategy_name}: its predict_batch takes no symbol=, so it "
+                        f"cannot forecast the {len(bars)} symbols of this run")
+    log.info("computing batch predictions for %d bars", sum(len(b) for b in bars.values()))
+    with tqdm(total=sum(len(b) for b in bars.values()), unit="bars", unit_scale=True, desc="forecasts",
+              leave=False, disable=None if progress and "progress" in takes else True) as bar:
+        outputs = {}
+        for symbol, frame in bars.items():
+            options = {"progress": bar.update} if "progress" in takes else {}
+            if "symbol" in takes:
+                options["symbol"] = symbol
+            outputs[symbol] = predict(frame, **options)
+    latency_ns = int(getattr(session.strategy, "inference_latency_ns", 0))  # measured by the forecasts
+    for symbol, frame in bars.items():
+        BatchPredictions(session.bus, session.strategy_name, symbol, market.interval, frame, outputs[symbol],
+                         latency_ns)

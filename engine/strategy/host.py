@@ -223,15 +223,18 @@ class StrategyContext:
             return
         self.bus.publish(deliver(fn(), self.clock.timestamp_ns()))
 
-    def run_inference(self, fn: Callable[[], Any], ts_event: int) -> None:
-        """Compute ``fn()`` (a model's outputs for the bar closing at ``ts_event``) and
-        deliver it as a :class:`Prediction`."""
+    def run_inference(self, fn: Callable[[], Any], ts_event: int, symbol: str | None = None) -> None:
+        """Compute ``fn()`` (a model's outputs for ``symbol``'s bar closing at ``ts_event``;
+        default the run's only symbol) and deliver it as a :class:`Prediction`."""
+        symbol = self.symbol_of(symbol, "run_inference")
         self._off_loop(fn, lambda values, now: Prediction(
-            self.strategy_id, self.symbol, tuple(map(float, values)), ts_event, now))
+            self.strategy_id, symbol, tuple(map(float, values)), ts_event, now))
 
-    def request_history(self, fn: Callable[[], Any], tag: str) -> None:
-        """Load bars from before the clock with ``fn()`` (a frame, or raises ValueError /
-        OSError / RuntimeError) and deliver them as a :class:`History` event."""
+    def request_history(self, fn: Callable[[], Any], tag: str, symbol: str | None = None) -> None:
+        """Load ``symbol``'s bars (default the run's only symbol) from before the clock with
+        ``fn()`` (a frame, or raises ValueError / OSError / RuntimeError) and deliver them as
+        a :class:`History` event."""
+        symbol = self.symbol_of(symbol, "request_history")
         asked = self.clock.timestamp_ns()
 
         def load() -> tuple[Any, str | None]:
@@ -240,7 +243,7 @@ class StrategyContext:
             except (ValueError, OSError, RuntimeError) as exc:
                 return None, str(exc) or type(exc).__name__
 
-        self._off_loop(load, lambda got, now: History(self.strategy_id, self.symbol, tag, got[0], got[1],
+        self._off_loop(load, lambda got, now: History(self.strategy_id, symbol, tag, got[0], got[1],
                                                        asked, now))
 
     def _on_bar(self, bar: Bar) -> None:

@@ -193,9 +193,10 @@ def resample_klines(frame: pd.DataFrame, interval_ms: int, offset_ms: int = 0) -
     return out
 
 
-def aggregate_bars(source: TradeReplay | RecordingReplay, interval: str, *, close_delay_ns: int = 0,
-                   empty: str = "flat", first_partial: str = "skip", progress=None) -> list[Bar]:
-    """Replay trades (archives or a recording) through a bus into bars of ``interval``."""
+def aggregate_bars(source, interval: str, *, close_delay_ns: int = 0, empty: str = "flat",
+                   first_partial: str = "skip", progress=None) -> list[Bar]:
+    """Replay trades (archives or a recording, of one symbol or several) through a bus into
+    bars of ``interval``: one aggregator per symbol on the shared clock, as a run has."""
     clock = ReplayClock(source.range.start)
     bus = Bus(clock)
     bars: list[Bar] = []
@@ -204,11 +205,16 @@ def aggregate_bars(source: TradeReplay | RecordingReplay, interval: str, *, clos
     if spec.is_time:
         options |= {"close_delay_ns": close_delay_ns, "empty": empty,
                     "first_partial": first_partial, "start_ns": source.cut_start}
-    aggregator = make_aggregator(source.range.symbol, spec, clock, bus.publish, **options)
-    bus.subscribe(Trades, aggregator.on_trades)
+    symbols = source.range.symbol.split(",")
+    aggregators = {s: make_aggregator(s, spec, clock, bus.publish, **options) for s in symbols}
+    if len(aggregators) == 1:
+        bus.subscribe(Trades, aggregators[symbols[0]].on_trades)
+    else:
+        bus.subscribe(Trades, lambda trades: aggregators[trades.symbol].on_trades(trades))
     bus.subscribe(Bar, bars.append)
     if spec.is_time:
-        aggregator.start_at(source.range.start)
+        for aggregator in aggregators.values():
+            aggregator.start_at(source.range.start)
     source.run(bus, progress)
     bus.advance_to(source.range.end + close_delay_ns)
     return bars
@@ -245,9 +251,23 @@ def source_bars(source: TradeReplay | RecordingReplay | KlineReplay, interval: s
     in the kline format: a kline source's own, trades aggregated (``progress`` gets rows)."""
     if isinstance(source, KlineReplay):
         return source.frame
-    return bars_to_frame(aggregate_bars(source, interval, close_delay_ns=settings.close_delay_ms * NS_PER_MS,
-                                        empty=settings.empty, first_partial=settings.first_partial,
-                                        progress=progress))
+    return bars_to_frame(_trade_bars(source, interval, settings, progress))
+
+
+def bars_by_symbol(source, interval: str, settings: BarsSection) -> dict[str, pd.DataFrame]:
+    """:func:`source_bars` of every symbol of ``source`` (one symbol's, or a merged
+    portfolio's, whose symbols' kline sources are in ``replays``), in the run's symbol order."""
+    if hasattr(source, "replays") and source.kind == "bars":
+        return {r.range.symbol: r.frame for r in source.replays}
+    if isinstance(source, KlineReplay):
+        return {source.range.symbol: source.frame}
+    bars = _trade_bars(source, interval, settings)
+    return {s: bars_to_frame([b for b in bars if b.symbol == s]) for s in source.range.symbol.split(",")}
+
+
+def _trade_bars(source, interval: str, settings: BarsSection, progress=None) -> list[Bar]:
+    return aggregate_bars(source, interval, close_delay_ns=settings.close_delay_ms * NS_PER_MS,
+                          empty=settings.empty, first_partial=settings.first_partial, progress=progress)
 
 
 def load_bars_from(paths: list[str], interval: str, settings: BarsSection | None = None) -> pd.DataFrame:
