@@ -178,6 +178,13 @@ class Strategy:
         nothing needs doing."""
         return self._ctx.target_position(qty, symbol)
 
+    def plot(self, name: str, value: float, symbol: str | None = None) -> None:
+        """Record a point of the named series ``name`` (``"sma_fast"``) for ``symbol`` (default:
+        the run's only symbol), stamped with the clock: kept in the ledger's ``plots`` table and
+        drawn over that symbol's price chart by the dashboard and the report. A name of at most
+        40 printable characters, a finite value; a bad point is logged and counted, not raised."""
+        self._ctx.plot(name, value, symbol)
+
     def run_inference(self, fn: Callable[[], Sequence[float]], ts_event: int,
                       symbol: str | None = None) -> None:
         """Compute ``fn()`` for ``symbol``'s bar (default: the run's only symbol) that closed at

@@ -61,6 +61,13 @@ class FastAboveSlow:
             fast, slow = self._fast_sum / fast_n, self._slow_sum / slow_n
         return fast > slow
 
+    def means(self) -> tuple[float, float]:
+        """The fast and the slow mean of the values so far (from the running sums: for
+        plotting, within rounding of the exact means)."""
+        window = self.window
+        return (self._fast_sum / min(len(window), self.fast) if window else math.nan,
+                self._slow_sum / len(window) if window else math.nan)
+
     def _sum_exactly(self) -> None:
         window = self.window
         self._fast_sum = math.fsum(islice(window, max(len(window) - self.fast, 0), None))

@@ -3,9 +3,11 @@
 Goes long ``qty`` (or ``notional`` worth, in quote currency, at the crossing bar's close,
 rounded down to the lot step) when the fast simple moving average crosses above the slow
 one and flat when it crosses below; it never shorts. In a portfolio run each symbol is
-traded on its own bars, independently of the others. The comparison is the one exact window sums
-(``math.fsum``) give, so results do not drift over long runs and match other engines' SMAs;
-``FastAboveSlow`` gets it from running sums, summing exactly only near a tie.
+traded on its own bars, independently of the others. It plots both averages (``sma_fast``,
+``sma_slow``) on each symbol's chart once ``slow`` closes are in (``plot=false`` turns that
+off). The comparison is the one exact window sums (``math.fsum``) give, so results do not
+drift over long runs and match other engines' SMAs; ``FastAboveSlow`` gets it from running
+sums, summing exactly only near a tie.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from strategies.model_sizing import to_lots
 @dataclass(frozen=True)
 class SmaCrossConfig(StrategyConfig):
     """``fast`` and ``slow`` are bar counts; ``qty`` is the long size in base units, or
-    ``notional`` (when given) the long size in quote currency, the same for every symbol."""
+    ``notional`` (when given) the long size in quote currency, the same for every symbol;
+    ``plot`` records the two averages at every bar."""
 
     fast: int = 10
     slow: int = 30
     qty: float = 0.01
     notional: float | None = None
+    plot: bool = True
 
     def validate(self) -> None:
         if not 1 <= self.fast < self.slow:
@@ -54,9 +58,14 @@ class SmaCross(Strategy):
 
     def on_bar(self, bar) -> None:
         symbol = bar.symbol
-        above = self._averages[symbol].push(bar.close)
+        averages = self._averages[symbol]
+        above = averages.push(bar.close)
         if above is None:  # fewer than `slow` closes so far
             return
+        if self.config.plot:
+            fast, slow = averages.means()
+            self.plot("sma_fast", fast, symbol)
+            self.plot("sma_slow", slow, symbol)
         was_above = self._was_above[symbol]
         self._was_above[symbol] = above
         if was_above is None or above == was_above:

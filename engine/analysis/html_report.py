@@ -2,7 +2,8 @@
 
 The file opens offline and years later: nothing is fetched (no CDN, fonts or images). The
 header, metrics, PnL by symbol, fills and feed gaps are rendered here as escaped HTML; the
-figures (portfolio equity, drawdown, each symbol's candles with its fills, daily returns) are
+figures (portfolio equity, drawdown, each symbol's candles with its fills and the strategy's
+plotted series, daily returns) are
 drawn by the vendored TradingView Lightweight Charts, inlined whole
 (``charts_library.inline_script()``), from data embedded as JSON in a
 ``<script type="application/json">`` block, escaped so no text from the ledger can close the
@@ -10,10 +11,10 @@ block or inject markup.
 
 Large runs stay small and quick to open: every series is cut to at most ``MAX_POINTS``
 points, keeping each bucket's minimum and maximum so the deepest drawdown and the price
-extremes survive; each symbol's bars are merged into at most ``MAX_POINTS`` candles, its fill
-markers thinned to ``MAX_POINTS``, and the fills table keeps the last ``MAX_FILL_ROWS``
-fills, saying how many it leaves out. Feed gaps are listed in full and marked on the equity
-figure: they are never hidden.
+extremes survive; each symbol's bars are merged into at most ``MAX_POINTS`` candles (each
+plotted series keeps one value a candle), its fill markers thinned to ``MAX_POINTS``, and
+the fills table keeps the last ``MAX_FILL_ROWS`` fills, saying how many it leaves out. Feed
+gaps are listed in full and marked on the equity figure: they are never hidden.
 
 The page marks each figure ``data-drawn="true"`` once drawn and counts script errors (and
 ``console.error`` calls) in ``body[data-errors]`` and ``<pre id="errors">``, so a headless
@@ -35,6 +36,7 @@ import pandas as pd
 from engine.analysis import charts_library
 from engine.analysis.by_symbol import symbol_metrics
 from engine.analysis.metrics import daily_equity
+from engine.analysis.plot_series import bar_of, on_columns
 from engine.analysis.report import METRIC_ROWS, format_time, format_value
 from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.ledger.reader import LedgerReader
@@ -64,6 +66,8 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
         "symbols": symbols,
         **_curves(equity, first["initial_cash"], first["data_start"]),
         "price": {s: _price(b) for s, b in by_symbol.items()},
+        "plots": {s: _plots(reader.plots(ids, s), equity.ts[equity.symbol == s].to_numpy(np.int64))
+                  for s in symbols},
         "fills": markers,
         "gaps": [[_ms(g.gap_from), _ms(g.gap_to)] for g in gaps.itertuples()],
     }
@@ -74,7 +78,8 @@ def write_html_report(reader: LedgerReader, run_id: int, metrics: dict[str, Any]
         _symbol_table(symbol_metrics(fills, funding, reader.exposure(ids), symbols)),
         _figure("equity", "Equity", "portfolio equity at each close time, quote currency; feed gaps marked"),
         _figure("drawdown", "Drawdown", "fall below the running equity peak"),
-        _figure("price", "Price and fills", f"candles, ▲ buy, ▼ sell{marker_note}", tall=True,
+        _figure("price", "Price and fills", f"candles, ▲ buy, ▼ sell{marker_note}; lines: the "
+                "strategy's plotted series", tall=True,
                 choose=_symbol_select("price-symbol", symbols, everything=False)),
         _figure("daily", "Daily returns", "change of end-of-day equity, UTC days"),
         _fills(fills, symbols),
@@ -130,7 +135,7 @@ def _price(bars: pd.DataFrame) -> dict[str, list]:
     n = len(bars)
     if n == 0:
         return {"t": [], "o": [], "h": [], "l": [], "c": []}
-    starts = np.unique(np.linspace(0, n, min(n, MAX_POINTS), endpoint=False).astype(np.int64))
+    starts = _candle_starts(n)
     return {
         "t": _ms(bars.open_time.to_numpy(np.int64)[starts]),
         "o": _floats(bars.open.to_numpy(np.float64)[starts]),
@@ -138,6 +143,19 @@ def _price(bars: pd.DataFrame) -> dict[str, list]:
         "l": _floats(np.minimum.reduceat(bars.low.to_numpy(np.float64), starts)),
         "c": _floats(bars.close.to_numpy(np.float64)[np.append(starts[1:], n) - 1]),
     }
+
+
+def _candle_starts(n: int) -> np.ndarray:
+    """The first bar of each of the at most ``MAX_POINTS`` candles ``n`` bars are merged into."""
+    return np.unique(np.linspace(0, n, min(n, MAX_POINTS), endpoint=False).astype(np.int64))
+
+
+def _plots(series: dict[str, tuple[np.ndarray, np.ndarray]], close_ns: np.ndarray) -> dict[str, list]:
+    """Each plotted series' value on each candle of the symbol (``close_ns``: its bars' closes),
+    null where it has none."""
+    starts = _candle_starts(len(close_ns))
+    return {name: _floats(on_columns(bar_of(close_ns, ts), values, starts, len(close_ns)))
+            for name, (ts, values) in series.items()}
 
 
 def _markers(fills: pd.DataFrame) -> dict[str, list]:

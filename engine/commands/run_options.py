@@ -129,6 +129,8 @@ def print_result(args: argparse.Namespace, result: SessionResult) -> None:
         print("  rejected orders: " + "; ".join(
             f"{n} x {r}" + (f" (first: {first[r]})" if first.get(r, r) != r else "")
             for r, n in result.rejections.items()))
+    if extra.get("plots_rejected"):
+        print(f"  rejected plot points: {extra['plots_rejected']:,} (bad name or value; see the log)")
     if extra.get("predictions_dropped"):
         print(f"  dropped forecasts: {extra['predictions_dropped']:,} (arrived after the next bar "
               "had closed)")

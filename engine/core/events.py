@@ -200,6 +200,18 @@ class Prediction(NamedTuple):
     ts_init: int
 
 
+class Plot(NamedTuple):
+    """A point of a strategy's named series (``Strategy.plot``) for one symbol, stamped with
+    the clock when the strategy made it (``ts_event == ts_init``: the bar close it handled)."""
+
+    strategy_id: str
+    symbol: str
+    name: str
+    value: float
+    ts_event: int
+    ts_init: int
+
+
 class History(NamedTuple):
     """Bars from before the clock that a strategy asked for (a live warm-up), loaded off the
     event loop: ``bars`` (kline format) or the ``error`` that stopped them; ``ts_event`` is

@@ -9,7 +9,8 @@ import asyncio
 import numpy as np
 from aiohttp import web
 
-from engine.dashboard.downsample import bar_columns, clamp_width, window
+from engine.analysis.plot_series import bar_of, on_columns
+from engine.dashboard.downsample import bar_columns, clamp_width, column_starts, window
 from engine.dashboard.run_api import FACTS, _int, _run, _symbol
 from engine.dashboard.run_data import equity_pairs, run_symbols
 from engine.dashboard.series_cache import SeriesCache
@@ -18,14 +19,21 @@ from engine.ledger.reader import LedgerReader
 
 def run_bars(reader: LedgerReader, cache: SeriesCache, run: dict, symbol: str | None, width: int,
              start_ms: int | None, end_ms: int | None) -> dict:
-    """The downsampled bars of ``symbol`` (the run's first symbol when None), stamps in ms."""
+    """The downsampled bars of ``symbol`` (the run's first symbol when None), stamps in ms, and
+    ``plots``: each plotted series' value on each drawn bar (null where it has none)."""
     symbols = run_symbols(run)
     symbol = symbol or (symbols[0] if symbols else "")
     bars = cache.bars(reader, run["id"], symbol)
     cut = window(bars["t"], start_ms, end_ms)
     names = ("t", "o", "h", "l", "c", "v")
     cols = bar_columns(*(bars[n][cut] for n in names), width)
-    return {"symbol": symbol, "total": int(cut.stop - cut.start),
+    count = cut.stop - cut.start
+    starts = column_starts(count, width) if count > width else np.arange(count)
+    plots = {}
+    for name, (ts, values) in cache.plots(reader, run["id"], symbol).items():
+        drawn = on_columns(bar_of(bars["close_ns"], ts) - cut.start, values, starts, count)
+        plots[name] = np.where(np.isfinite(drawn), drawn, None).tolist()
+    return {"symbol": symbol, "total": int(count), "plots": plots,
             **{n: np.asarray(col).tolist() for n, col in zip(names, cols, strict=True)}}
 
 

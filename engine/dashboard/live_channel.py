@@ -1,7 +1,8 @@
 """The live session's events for the browsers on websocket ``/api/live``: an observer on the
-bus turns bars, trades, fills, order updates, positions and feed status into JSON once and
-puts it on every browser's bounded queue without waiting; a browser whose queue is full (it
-reads slower than the session makes events) is dropped, so the pump never waits for one."""
+bus turns bars, trades, fills, order updates, positions, feed status and strategy plot points
+into JSON once and puts it on every browser's bounded queue without waiting; a browser whose
+queue is full (it reads slower than the session makes events) is dropped, so the pump never
+waits for one."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from engine.core.events import Bar, FeedStatus, Fill, OrderUpdate, PositionUpdate, Trades
+from engine.core.events import Bar, FeedStatus, Fill, OrderUpdate, Plot, PositionUpdate, Trades
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Client:
 class LiveChannel:
     """What the live run's page is sent: a ``hello`` snapshot on connecting, then each event
     as it is handled (``bar``, ``trade``, ``fill``, ``order``, ``position``, ``equity``,
-    ``feed``). Reads the session, never changes it, so the ledger rows are those of a run
+    ``feed``, ``plot``). Reads the session, never changes it, so the ledger rows are those of a run
     without a dashboard."""
 
     def __init__(self, queue_messages: int = QUEUE_MESSAGES) -> None:
@@ -44,6 +45,7 @@ class LiveChannel:
         self.session: Any = None
         self.feed: Any = None
         self.dropped = 0
+        self.closed_bars: dict[str, tuple[int, int]] = {}  # symbol -> its last bar's (open, close) ns
 
     def attach(self, session: Any, feed: Any) -> None:
         """Observe ``session``'s bus (after the ledger recorder) and ``feed``'s connection."""
@@ -58,6 +60,7 @@ class LiveChannel:
         bus.subscribe(OrderUpdate, self._on_order)
         bus.subscribe(PositionUpdate, self._on_position)
         bus.subscribe(FeedStatus, self._on_feed)
+        bus.subscribe(Plot, self._on_plot)
 
     # -- the bus side: never waits, never raises into the pump ------------------------------
 
@@ -81,6 +84,7 @@ class LiveChannel:
             log.warning("dashboard: dropped a browser that fell %d messages behind", self.queue_messages)
 
     def _on_bar(self, bar: Bar) -> None:
+        self.closed_bars[bar.symbol] = (bar.open_time, bar.close_time)
         if not self.clients:
             return
         self.send({"type": "bar", "symbol": bar.symbol, "t": bar.open_time // NS_PER_MS,
@@ -92,6 +96,15 @@ class LiveChannel:
         self.send({"type": "equity", "t": bar.close_time // NS_PER_MS, "value": broker.account.equity(),
                    "cash": broker.account.cash, "open_orders": self.open_orders(),
                    "bars": self.session.recorder.bars})
+
+    def _on_plot(self, point: Plot) -> None:
+        """A plot point goes on the bar it was made for: the symbol's newest closed bar (as the
+        run page places the recorded ones); one made before any bar closed has none."""
+        opened, closed = self.closed_bars.get(point.symbol, (0, None))
+        if not self.clients or closed is None or closed > point.ts_event:
+            return
+        self.send({"type": "plot", "symbol": point.symbol, "name": point.name, "value": point.value,
+                   "t": opened // NS_PER_MS, "ts": point.ts_event // NS_PER_MS})
 
     def _on_trades(self, trades: Trades) -> None:
         if not self.clients or not len(trades.price):

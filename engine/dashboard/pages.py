@@ -102,6 +102,7 @@ async def run_page(request: web.Request) -> web.Response:
     if symbols:  # start reading what the page's scripts will ask for while the browser loads them
         loop = asyncio.get_running_loop()
         loop.run_in_executor(None, facts.series.bars, facts.reader, run["id"], symbols[0])
+        loop.run_in_executor(None, facts.series.plots, facts.reader, run["id"], symbols[0])
     options = "".join(f"<option value='{_esc(s)}'>{_esc(s)}</option>" for s in symbols)
     error = f"<pre class='alert'>{_esc(run['error'])}</pre>" if run.get("error") else ""
     live = "true" if _is_live(request, int(run["id"])) else "false"
@@ -109,7 +110,8 @@ async def run_page(request: web.Request) -> web.Response:
             f"{_esc(run['status'])}</span></h1><dl>{_facts(run)}</dl>{error}</header>"
             + (LIVE_PANEL if live == "true" else "") +
             "<section><h2>Metrics</h2><table id='metrics' class='metrics'></table></section>"
-            "<section><h2>Price and fills</h2><label>Symbol <select id='symbol'>"
+            "<section><h2>Price and fills</h2><p class='note'>candles, fills (▲ buy, ▼ sell) and the "
+            "strategy's plotted series</p><label>Symbol <select id='symbol'>"
             f"{options}</select></label> <span id='status'></span>"
             f"<div id='chart' class='chart tall' data-run='{int(run['id'])}' data-live='{live}'></div>"
             "<div id='tooltip' class='tooltip' hidden></div></section>"

@@ -95,7 +95,8 @@ async def api_runs(request: web.Request) -> web.Response:
 
 async def api_run(request: web.Request) -> web.Response:
     """``GET /api/runs/{id}``: the run's row, ``symbols``, ``metrics``, ``forecasts``, ``equity``
-    as ``[[ts_ms, value], ...]`` cut to ``width`` columns, and its latest ``MAX_FILLS`` fills."""
+    as ``[[ts_ms, value], ...]`` cut to ``width`` columns, ``plots`` (each symbol's plotted
+    series by name, cut the same way) and its latest ``MAX_FILLS`` fills."""
     facts, run = request.app[FACTS], _run(request)
     width = clamp_width(_int(request.query, "width", 1000) or 0)
 
@@ -105,6 +106,7 @@ async def api_run(request: web.Request) -> web.Response:
         body["metrics"] = facts.metrics(run["id"], run["status"])
         body["forecasts"] = forecasts_for_run(facts.reader, run["id"])
         body["equity"] = run_data.equity_pairs(facts.series, facts.reader, run["id"], width)
+        body["plots"] = run_data.plot_pairs(facts.series, facts.reader, run["id"], width)
         fills = run_data.fills(facts.reader, run["id"], None, None, None, MAX_FILLS, spread=False)
         body["fills"], body["fills_total"] = fills["rows"], fills["total"]
         return body

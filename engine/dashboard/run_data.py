@@ -74,6 +74,20 @@ def equity_pairs(cache: SeriesCache, reader: LedgerReader, run_id: int, width: i
     return [[int(a), b] for a, b in zip(t.tolist(), _floats(v), strict=True)]
 
 
+def plot_pairs(cache: SeriesCache, reader: LedgerReader, run_id: int, width: int) -> dict[str, dict]:
+    """Each symbol's plotted series as ``{symbol: {name: [[ts_ms, value], ...]}}``, stamped
+    when plotted, each column's extremes kept."""
+    out: dict[str, dict] = {}
+    for symbol in run_symbols(reader.run(run_id)):
+        series = {}
+        for name, (ts, values) in cache.plots(reader, run_id, symbol).items():
+            t, v = line_extremes(ts // NS_PER_MS, values, width)
+            series[name] = [[int(a), b] for a, b in zip(t.tolist(), _floats(v), strict=True)]
+        if series:
+            out[symbol] = series
+    return out
+
+
 def _where(ids: list[int], symbol: str | None, start_ms: int | None, end_ms: int | None,
            stamp: str = "ts_event") -> tuple[str, dict[str, Any]]:
     marks = ", ".join(str(int(i)) for i in ids)

@@ -1,6 +1,6 @@
-"""A run chain's long series (a symbol's bars, the portfolio equity curve) read once and kept
-as numpy arrays while the run is finished, so a zoom on a million-bar run does not read a
-million rows again; a running run's series are read afresh on every request."""
+"""A run chain's long series (a symbol's bars and plotted series, the portfolio equity curve)
+read once and kept as numpy arrays while the run is finished, so a zoom on a million-bar run
+does not read a million rows again; a running run's series are read afresh on every request."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from engine.ledger.reader import LedgerReader
 
 NS_PER_MS = 1_000_000
-BAR_DTYPE = [("t", "i8"), ("o", "f8"), ("h", "f8"), ("l", "f8"), ("c", "f8"), ("v", "f8")]
+BAR_DTYPE = [("t", "i8"), ("o", "f8"), ("h", "f8"), ("l", "f8"), ("c", "f8"), ("v", "f8"), ("close_ns", "i8")]
 KEPT = 8
 
 
@@ -46,17 +46,24 @@ class SeriesCache:
             return value
 
     def bars(self, reader: LedgerReader, run_id: int, symbol: str) -> dict[str, np.ndarray]:
-        """``symbol``'s bars of the run chain in time order: ``t`` (open time, ms), o, h, l, c, v."""
+        """``symbol``'s bars of the run chain in time order: ``t`` (open time, ms), o, h, l, c, v
+        and ``close_ns`` (the bar's close, where its snapshot and plot points are stamped)."""
         def read() -> dict[str, np.ndarray]:
             marks = ", ".join(str(int(i)) for i in reader.chain(run_id))
             quoted = symbol.replace("'", "''")
-            rows = reader.numeric("SELECT open_time, open, high, low, close, volume FROM bars "
+            rows = reader.numeric("SELECT open_time, open, high, low, close, volume, ts FROM equity "
                                   f"WHERE run_id IN ({marks}) AND symbol = '{quoted}' ORDER BY open_time, id",
                                   BAR_DTYPE)
-            out = {name: rows[name].to_numpy() for name in ("t", "o", "h", "l", "c", "v")}
+            out = {name: rows[name].to_numpy() for name, _ in BAR_DTYPE}
             out["t"] = out["t"] // NS_PER_MS
             return out
         return self._get(reader, run_id, ("bars", run_id, symbol), read)
+
+    def plots(self, reader: LedgerReader, run_id: int,
+              symbol: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``symbol``'s plotted series of the run chain by name: stamps (ns) and values."""
+        return self._get(reader, run_id, ("plots", run_id, symbol),
+                         lambda: reader.plots(reader.chain(run_id), symbol))
 
     def curve(self, reader: LedgerReader, run_id: int) -> tuple[np.ndarray, np.ndarray]:
         """The portfolio's equity at each close time (ns) of the run chain: the last snapshot

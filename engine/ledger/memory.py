@@ -77,9 +77,12 @@ class MemoryLedger:
     def batch(self, keep_bars: bool = True) -> dict[str, list]:
         """The run's rows as one writer batch (tables without rows left out). Without
         ``keep_bars`` the per-bar equity rows travel only as their packed curve (what metrics
-        read): a sweep's trials share their bars, and writing 100,000 rows a trial made the
-        one ledger writer the bottleneck of every sweep. ``rows_written`` counts what is sent."""
+        read) and plot points not at all: a sweep's trials share their bars, and writing
+        100,000 rows a trial made the one ledger writer the bottleneck of every sweep.
+        ``rows_written`` counts what is sent."""
         batch = {name: values for name, values in self.buffers.items() if values}
+        if not keep_bars:  # no bars, so nothing to draw plot points over
+            batch.pop("plots", None)
         if not keep_bars and "equity" in batch:
             batch[CURVE_TABLE] = curve_columns.pack(batch.pop("equity"), WIDTHS["equity"])
             self.rows_written = sum(len(v) // WIDTHS[name] for name, v in batch.items()

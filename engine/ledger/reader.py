@@ -136,8 +136,26 @@ class LedgerReader:
     def gaps(self, run_ids: list[int]) -> pd.DataFrame:
         return self.table("feed_gaps", run_ids, "gap_from, id")
 
+    def plots(self, run_ids: list[int], symbol: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``symbol``'s plotted series of the runs, by name: stamps (ns) and values in the
+        order they were made (time order); numeric reads straight into numpy."""
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        where = f"run_id IN ({marks}) AND symbol = {_quoted(symbol)}"
+        names = self.frame(f"SELECT DISTINCT name FROM plots WHERE {where} ORDER BY name")["name"]
+        out = {}
+        for name in names:
+            rows = self.numeric(f"SELECT ts, value FROM plots WHERE {where} AND name = {_quoted(name)} "
+                                "ORDER BY run_id, id", [("ts", "i8"), ("value", "f8")])
+            out[name] = (rows["ts"].to_numpy(), rows["value"].to_numpy())
+        return out
+
     def params(self, run_id: int) -> dict[str, Any]:
         return json.loads(self.run(run_id)["params"])
+
+
+def _quoted(text: str) -> str:
+    """``text`` as an SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Turns bus events into ledger rows: orders, updates, fills, funding, bars, one equity
-snapshot per bar and the feed's gaps. It subscribes last, so a bar's snapshot is taken after
-the broker and the strategies have handled that bar."""
+snapshot per bar, the feed's gaps and the strategies' plot points. It subscribes last, so a
+bar's snapshot is taken after the broker and the strategies have handled that bar."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from engine.core.events import (
     Funding,
     OrderRequest,
     OrderUpdate,
+    Plot,
     PositionUpdate,
     Prediction,
 )
@@ -55,6 +56,7 @@ class LedgerRecorder:
         bus.subscribe(Bar, self._on_bar)
         bus.subscribe(Prediction, self._on_prediction)
         bus.subscribe(FeedStatus, self._on_feed_status)
+        bus.subscribe(Plot, self._on_plot)
 
     def _on_order(self, o: OrderRequest) -> None:
         self.ledger.add("orders", (
@@ -138,6 +140,9 @@ class LedgerRecorder:
             self.run_id, p.strategy_id, p.ts_event, p.ts_init, p.ts_init - p.ts_event,
             int(is_late(p, self.last_close)), json.dumps(list(p.values)), p.symbol,
         ))
+
+    def _on_plot(self, p: Plot) -> None:
+        self.ledger.add("plots", (self.run_id, p.symbol, p.name, p.ts_event, p.value))
 
     def _on_feed_status(self, s: FeedStatus) -> None:
         """Gaps, refused subscriptions and drops as rows. The wait for the first connection is

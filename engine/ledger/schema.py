@@ -3,7 +3,8 @@ opening a database with it (SQLite in WAL mode by default, any SQLAlchemy URL ac
 
 Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar, with the
 bar; the ``bars`` view shows just the bars; ``equity_curve`` packs their ts, equity and
-position per batch for fast reads), strategy_state, predictions and feed_gaps.
+position per batch for fast reads), strategy_state, predictions, feed_gaps and plots (the
+strategies' named series).
 """
 
 from __future__ import annotations
@@ -215,6 +216,20 @@ class FeedGapRow(Base):
     ts: Mapped[int] = mapped_column(BigInteger)
 
 
+class PlotRow(Base):
+    """A point of a strategy's named series (``Strategy.plot``): for ``symbol``, stamped with
+    the clock when it was made (the bar close being handled). A table of its own, so a ledger
+    from before plots gains it on opening and its runs simply have none."""
+
+    __tablename__ = "plots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk(index=False)  # ix_plots_run_symbol covers run_id
+    symbol: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(40))
+    ts: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float] = mapped_column(Float)
+
+
 class SweepRow(Base):
     """One parameter sweep: what it searches and how (``spec``, JSON, enough to resume it),
     and, once done, its summary (best trial, DSR, PBO). A table of its own, so a ledger
@@ -258,10 +273,12 @@ Index("ux_sweep_trials_trial", SweepTrialRow.sweep_id, SweepTrialRow.phase, Swee
 # covers the metrics' read of a run's equity curve: an index-only scan, no row lookups
 Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts, EquityRow.equity, EquityRow.position)
 Index("ix_fills_run_ts", FillRow.run_id, FillRow.ts_event)
+# a run's series of one symbol by name, in the order written (rowid ends each index entry)
+Index("ix_plots_run_symbol", PlotRow.run_id, PlotRow.symbol, PlotRow.name)
 
 TABLES = {cls.__tablename__: cls.__table__ for cls in
           (OrderRow, OrderUpdateRow, FillRow, FundingRow, EquityRow,
-           StrategyStateRow, PredictionRow, FeedGapRow)}
+           StrategyStateRow, PredictionRow, FeedGapRow, PlotRow)}
 # The columns each buffered row fills, in order (everything but the autoincrement id).
 COLUMNS = {name: [c.name for c in table.columns if c.name != "id"] for name, table in TABLES.items()}
 WIDTHS = {name: len(columns) for name, columns in COLUMNS.items()}

@@ -239,7 +239,7 @@ class Session:
         self.recorder.flush_bars()
         dropped = self.host.predictions_dropped
         summary = {"rejections": dict(self.broker.rejections), "bus_errors": self.bus.errors,
-                   "predictions_dropped": dropped}
+                   "predictions_dropped": dropped, "plots_rejected": self.host.plots_rejected}
         if data_end is not None:
             self.market = dataclasses.replace(self.market, data_end=data_end)
         self.ledger.finish_run(self.run_id, status, error, summary, data_end=data_end)
@@ -258,6 +258,7 @@ class Session:
                   "end_ns": self.market.data_end, "files": list(self.market.data_files)},
             rejections=dict(self.broker.rejections), strategy_errors=self.host.errors,
             extra={"symbols": list(self.market.symbols), "by_symbol": by_symbol,
-                   "predictions_dropped": dropped, "resumed_from": self.resumed_from,
+                   "predictions_dropped": dropped, "plots_rejected": self.host.plots_rejected,
+                   "resumed_from": self.resumed_from,
                    "first_rejections": dict(self.broker.first_rejections)},
         )

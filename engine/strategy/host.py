@@ -26,6 +26,7 @@ from engine.core.events import (
     History,
     OrderRequest,
     OrderUpdate,
+    Plot,
     Prediction,
     Trades,
 )
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 Offload = Callable[[Callable[[], Any], Callable[[Any, int], Any]], None]
 
 _SIDES = {"buy": BUY, "sell": SELL, BUY: BUY, SELL: SELL}
+PLOT_NAME_CHARS = 40  # a plot's name: a legend label, not a document
+PLOT_WARNINGS = 10  # rejected plot points logged one by one; later ones only counted
 
 
 def _overrides(strategy: Any, name: str) -> bool:
@@ -78,6 +81,8 @@ class StrategyContext:
         self._offload: Offload | None = None
         self.last_bar_close = -1
         self.predictions_dropped = 0
+        self.plots_rejected = 0
+        self._plot_names: set[str] = set()  # names already checked
         self._in_flight: dict[str, OrderRequest] = {}  # sent, not yet seen by the broker
         strategy.attach(self)
         self._bar_callback = self._guard(strategy.on_bar)
@@ -193,6 +198,43 @@ class StrategyContext:
             return None
         return self.submit_order(BUY if delta > 0 else SELL, _clean(abs(delta)), "market",
                                  None, None, "GTC", False, symbol)
+
+    def plot(self, name: str, value: float, symbol: str | None = None) -> None:
+        """Record a point of series ``name`` for ``symbol`` stamped with the clock; a bad
+        name (empty, over ``PLOT_NAME_CHARS``, unprintable), a value that is not a finite
+        number or a symbol not of the run is logged and counted, never raised."""
+        problem = self._plot_name_problem(name)
+        if problem is None:
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                problem = f"value {value!r} is not a number"
+            else:
+                if not math.isfinite(value):
+                    problem = f"value {value} is not finite"
+        if problem is None:
+            try:
+                symbol = self.symbol_of(symbol, "plot")
+            except ValueError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self.plots_rejected += 1
+            if self.plots_rejected <= PLOT_WARNINGS:
+                later = "; later rejections are only counted" if self.plots_rejected == PLOT_WARNINGS else ""
+                log.warning("%s: plot point rejected: %s%s", self.strategy_id, problem, later)
+            return
+        now = self.clock.timestamp_ns()
+        self.bus.publish(Plot(self.strategy_id, symbol, name, value, now, now))
+
+    def _plot_name_problem(self, name: Any) -> str | None:
+        if name in self._plot_names:
+            return None
+        if not isinstance(name, str) or not name.strip():
+            return f"name {name!r} is not a non-empty string"
+        if len(name) > PLOT_NAME_CHARS or not name.isprintable():
+            return f"name {name[:PLOT_NAME_CHARS]!r} is not {PLOT_NAME_CHARS} printable characters or fewer"
+        self._plot_names.add(name)
+        return None
 
     # -- routing -------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
-"""The HTML report of a two-symbol run in Debian's Chromium (Playwright): it asks for nothing
-but its own file, draws every figure with no console error, shows the chosen symbol's candles
-and fills, filters the fills table by symbol; its PnL by symbol adds up to the equity change."""
+"""The HTML report of a two-symbol run in Debian's Chromium (Playwright): it asks for nothing but
+its own file, draws every figure with no console error, shows the chosen symbol's candles and
+fills with the strategy's plotted averages over them (the second symbol has none), filters the
+fills table by symbol; its PnL by symbol adds up to the equity change."""
 
 import shutil
 
@@ -58,9 +59,11 @@ def test_a_two_symbol_report_opens_offline_with_every_figure_drawn(ledger, tmp_p
         price = page.locator("[data-figure=price]")
         assert price.get_attribute("data-symbol") == "BTCUSDT"
         assert int(price.get_attribute("data-markers")) > 0
+        assert price.get_attribute("data-plots") == "sma_fast,sma_slow"
         page.select_option("#price-symbol", SECOND)
         page.wait_for_function(f"document.querySelector('[data-figure=price]').dataset.symbol === '{SECOND}'")
         assert int(price.get_attribute("data-markers")) > 0
+        assert price.get_attribute("data-plots") == ""  # as_two_symbols copies no plot rows
         every = page.locator("#fills tbody tr:visible").count()
         page.select_option("#fills-symbol", SECOND)
         shown = page.locator("#fills tbody tr:visible td:nth-child(2)").all_text_contents()

@@ -1,7 +1,7 @@
 """The dashboard in Debian's Chromium (driven by Playwright, no downloaded browser): every chart
 of a run page drawn with no console error, a fill marker's tooltip on hover, the symbol
-selector and the fills filter, a zoom asking the server for finer bars, the compare page's
-curves, and hostile ledger text shown as text."""
+selector and the fills filter, the strategy's plotted averages over the candles, a zoom asking
+the server for finer bars, the compare page's curves, and hostile ledger text shown as text."""
 
 import json
 import shutil
@@ -88,6 +88,24 @@ def test_the_symbol_selector_and_fills_filter_show_one_symbol(served, browser):
     assert page.locator("#status").text_content().startswith(f"{SECOND}:")
     shown = page.evaluate("window.papertapeRun.fills().map(f => f.symbol)")
     assert shown and set(shown) == {SECOND}
+    assert not page.errors, page.errors
+
+
+def test_the_strategys_plotted_averages_are_lines_over_the_candles(served, browser):
+    page = browser
+    page.goto(served + "/runs/2")
+    page.wait_for_function(DRAWN, timeout=60_000)
+    assert page.locator("#chart").get_attribute("data-plots") == "sma_fast,sma_slow"
+    drawn = page.evaluate("window.papertapeRun.plots()")
+    bars = json.loads(page.evaluate(f"fetch('{served}/api/runs/2/bars?width=' + "
+                                    "Math.max(50, document.getElementById('chart').clientWidth))"
+                                    ".then(r => r.text())"))
+    for name in ("sma_fast", "sma_slow"):
+        values = zip(bars["t"], bars["plots"][name], strict=True)
+        expected = [{"time": t / 1000, "value": v} for t, v in values if v is not None]
+        assert len(expected) > 100 and drawn[name] == expected, name
+    page.select_option("#symbol", SECOND)  # none plotted for it: the lines empty
+    page.wait_for_function("document.getElementById('chart').dataset.plots === ''", timeout=60_000)
     assert not page.errors, page.errors
 
 

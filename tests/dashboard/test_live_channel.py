@@ -1,6 +1,7 @@
 """/api/live's fan-out on a real aiohttp server fed by a real bus: a browser that reads gets
 every bar in order; one that stops reading is dropped once its queue is full, and the bus
-goes on delivering (the recorder-like subscriber still sees every bar)."""
+goes on delivering (the recorder-like subscriber still sees every bar); a strategy's plot
+point goes to the bar it was made at."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from engine.core.bus import Bus
 from engine.core.clock import ReplayClock
-from engine.core.events import Bar
+from engine.core.events import Bar, Plot
 from engine.dashboard.live_channel import LiveChannel
 
 BARS = 3000
@@ -73,3 +74,34 @@ def test_a_stalled_browser_is_dropped_and_the_bus_goes_on():
     assert recorded == [i * MINUTE_NS for i in range(BARS)]  # every bar delivered on the bus
     assert received == every  # the reading browser got every bar in order
     assert dropped == 1 and left == 1  # only the stalled one was dropped
+
+
+async def _plots() -> list[dict]:
+    bus = Bus(ReplayClock())
+    channel = LiveChannel()
+    channel.observe(bus)
+    # a strategy plotting while it handles each bar (its plot is published then, delivered after)
+    bus.subscribe(Bar, lambda b: bus.publish(Plot("s", b.symbol, "sma", b.close, b.ts_init, b.ts_init)))
+    app = web.Application()
+    app.router.add_get("/api/live", channel.serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/api/live"
+    got = []
+    async with aiohttp.ClientSession() as client, client.ws_connect(url) as ws:
+        await ws.receive()  # hello
+        bus.process(Plot("s", "BTCUSDT", "sma", 1.0, 0, 0))  # before any bar: on no bar, not sent
+        for i in range(3):
+            bus.process(_bar(i))
+            got += [json.loads((await ws.receive()).data) for _ in range(2)]
+    await runner.cleanup()
+    return got
+
+
+def test_a_plot_point_is_sent_for_the_bar_it_was_made_at():
+    got = asyncio.run(_plots())
+    assert [m["type"] for m in got] == ["bar", "plot"] * 3
+    for i, (bar, plot) in enumerate(zip(got[::2], got[1::2], strict=True)):
+        assert plot["t"] == bar["t"] == i * 60_000 and plot["value"] == bar["c"] and plot["name"] == "sma"

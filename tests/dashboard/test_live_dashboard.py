@@ -1,6 +1,6 @@
 """``papertape live --dashboard`` against the loopback exchange, watched by Debian's Chromium:
-the live run's page draws new bars and fills without a reload and shows the feed's drop and
-reconnect; a websocket client that stops reading is dropped while the session goes on
+the live run's page draws new bars, fills and plot points without a reload and shows the
+feed's drop and reconnect; a websocket client that stops reading is dropped while the session goes on
 recording bars; and the session's recording replays into the same ledger rows, so the
 dashboard changed nothing the session wrote."""
 
@@ -30,7 +30,8 @@ from tests.helpers.live import (
     wait_for,
 )
 
-STRATEGY = "tests.helpers.live:FlipEveryBar"
+STRATEGY = "tests.helpers.live:PlottingFlip"
+PLOTTED = "(window.papertapeRun.plots().close || []).length"
 DROPPED = "dashboard: dropped a browser"
 
 
@@ -89,6 +90,7 @@ def test_the_live_page_updates_in_place_and_a_stalled_client_is_dropped(tmp_path
         assert page.locator("#live").is_visible()
         shown = page.evaluate("window.papertapeRun.lastBar().time")
         markers = int(page.locator("#chart").get_attribute("data-markers") or 0)
+        plotted = page.evaluate(PLOTTED)
 
         stalled = stalled_client(int(url.group(2)))
         page.wait_for_function("Number(document.getElementById('chart').dataset.liveBars || 0) >= 2",
@@ -96,6 +98,8 @@ def test_the_live_page_updates_in_place_and_a_stalled_client_is_dropped(tmp_path
         assert page.evaluate("window.papertapeRun.lastBar().time") > shown  # a new bar, drawn in place
         page.wait_for_function(f"Number(document.getElementById('chart').dataset.markers) > {markers}",
                                timeout=30_000)  # FlipEveryBar fills on every bar
+        page.wait_for_function(f"{PLOTTED} > {plotted}", timeout=30_000)  # and plots every close
+        last = page.evaluate("window.papertapeRun.plots().close.slice(-1)[0]")
 
         wait_for(lambda: DROPPED in live.stderr(), 40, "the stalled client to be dropped")
         assert closed_by_server(stalled)
@@ -111,6 +115,9 @@ def test_the_live_page_updates_in_place_and_a_stalled_client_is_dropped(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.result["reconnects"] >= 1
     assert query(ledger, "SELECT COUNT(*) n FROM bars").n[0] > bars_at_drop  # recorded on after the drop
+    opened = round(last["time"] * 1000) * 10**6
+    on_bar = query(ledger, "SELECT close FROM bars WHERE open_time = ?", (opened,))
+    assert on_bar.close.tolist() == [last["value"]]  # the live point sits on the bar it was made at
     check_ledger(ledger, [done.result["run_id"]], status="finished")
     assert len(navigations) == 1, navigations  # never reloaded
     assert not page.errors, page.errors
@@ -122,7 +129,7 @@ def test_the_live_page_updates_in_place_and_a_stalled_client_is_dropped(tmp_path
                     "--strategy", STRATEGY, "--json", "--no-progress", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     counts = assert_same_rows(ledger, done.result["run_id"], replay, json.loads(out.stdout)["run_id"])
-    assert counts["bars"] >= 8 and counts["fills"] >= 4
+    assert counts["bars"] >= 8 and counts["fills"] >= 4 and counts["plots"] == counts["bars"]
 
 
 def test_api_live_is_not_served_by_the_plain_dashboard(tmp_path):

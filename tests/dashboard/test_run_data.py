@@ -8,6 +8,7 @@ import pytest
 
 from engine.analysis.metrics import metrics_for_run
 from engine.dashboard import run_data
+from engine.dashboard.bars_api import run_bars
 from engine.dashboard.series_cache import SeriesCache
 from engine.ledger.reader import LedgerReader
 from tests.dashboard.test_server import HOSTILE
@@ -97,3 +98,37 @@ def test_forecasts_and_rejections_are_listed_with_their_latency(reader):
     forecasts = t["forecasts"]["rows"]
     assert t["forecasts"]["total"] == 3 and [f["latency_ms"] for f in forecasts] == [2.0, 4.0, 3000.0]
     assert [f["dropped"] for f in forecasts] == [0, 0, 1] and forecasts[0]["values"] == HOSTILE
+
+
+def test_plots_sit_on_the_bar_they_were_made_at_and_merge_with_the_bars(reader):
+    """Each plotted value is drawn on the bar that had closed when it was plotted (never an
+    earlier one, whose close came before the data it used); merged bars show their last."""
+    rows = reader.frame("SELECT name, ts, value FROM plots WHERE run_id = 1 ORDER BY id")
+    closes = reader.frame("SELECT ts FROM equity WHERE run_id = 1 ORDER BY ts").ts.to_numpy()
+    run = reader.run(1)
+    whole = run_bars(reader, SeriesCache(), run, None, 5000, None, None)
+    assert set(whole["plots"]) == {"sma_fast", "sma_slow"} == set(rows.name)
+    for name, values in whole["plots"].items():
+        own = rows[rows.name == name]
+        stamps = own.ts.to_numpy()
+        bar = np.searchsorted(closes, stamps, side="right") - 1
+        assert (closes[bar] <= stamps).all() and (stamps - closes[bar] < 60 * 10**9).all()
+        drawn = np.array([np.nan if v is None else v for v in values])
+        np.testing.assert_array_equal(drawn[bar], own.value.to_numpy())
+        assert np.isnan(np.delete(drawn, bar)).all()
+    cut = run_bars(reader, SeriesCache(), run, None, 50, None, None)
+    assert len(cut["plots"]["sma_slow"]) == len(cut["t"]) <= 50
+    last_of_column = np.searchsorted(np.array(whole["t"]), np.array(cut["t"][1:])) - 1
+    expected = np.array(whole["plots"]["sma_slow"], dtype=float)[last_of_column]
+    np.testing.assert_array_equal(np.array(cut["plots"]["sma_slow"][:-1], dtype=float), expected)
+    start, end = whole["t"][100], whole["t"][200]
+    zoomed = run_bars(reader, SeriesCache(), run, None, 5000, start, end)
+    assert zoomed["plots"]["sma_fast"] == whole["plots"]["sma_fast"][100:201]
+
+
+def test_the_run_api_lists_each_symbols_plots_cut_to_the_width(reader):
+    pairs = run_data.plot_pairs(SeriesCache(), reader, 1, 20)
+    assert set(pairs) == {reader.run(1)["symbol"]}
+    series = pairs[reader.run(1)["symbol"]]
+    assert set(series) == {"sma_fast", "sma_slow"} and 2 < len(series["sma_fast"]) <= 42
+    assert run_data.plot_pairs(SeriesCache(), reader, 2, 20).keys() == {reader.run(2)["symbol"].split(",")[0]}

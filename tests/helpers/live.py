@@ -345,6 +345,14 @@ class FlipEveryBar(Strategy):
         self.submit_order("sell" if self.position > 0 else "buy", self.config.qty)
 
 
+class PlottingFlip(FlipEveryBar):
+    """:class:`FlipEveryBar` that also plots each bar's close as ``close``."""
+
+    def on_bar(self, bar) -> None:
+        super().on_bar(bar)
+        self.plot("close", bar.close)
+
+
 class Idle(Strategy):
     """Does nothing (the benchmark's throughput path)."""
 
@@ -353,7 +361,7 @@ class Idle(Strategy):
 
 RUN_ROWS = {  # table -> order of rows; every column but id and run_id is compared
     "bars": "open_time, id", "orders": "id", "order_updates": "id", "fills": "id", "equity": "ts, id",
-    "feed_gaps": "id", "strategy_state": "id",
+    "feed_gaps": "id", "strategy_state": "id", "plots": "ts, id",
 }
 
 

@@ -308,6 +308,29 @@ def test_an_older_ledger_gains_the_heartbeat_column_and_the_resume_lease(tmp_pat
     assert read_table(path, "SELECT heartbeat_at FROM runs").heartbeat_at.notna().all()
 
 
+def test_an_older_ledger_gains_the_plots_table_and_its_runs_read_without_plots(tmp_path):
+    path = tmp_path / "old.db"
+    ledger = Ledger(path)
+    old = start_run(ledger)
+    ledger.close()
+    with sqlite3.connect(path) as conn:  # as papertape made it before strategy plots
+        conn.execute("DROP TABLE plots")
+    ledger = Ledger(path)
+    new = start_run(ledger)
+    ledger.add("plots", (new, BTC, "sma_fast", T0, 1.5))
+    ledger.add("plots", (new, BTC, "sma_fast", T0 + MINUTE, 2.5))
+    ledger.close()
+    reader = LedgerReader(path)
+    try:
+        assert reader.plots([old], BTC) == {}
+        ts, values = reader.plots([new], BTC)["sma_fast"]
+    finally:
+        reader.close()
+    assert ts.tolist() == [T0, T0 + MINUTE] and values.tolist() == [1.5, 2.5]
+    with sqlite3.connect(path) as conn:
+        assert "ix_plots_run_symbol" in {row[1] for row in conn.execute("PRAGMA index_list(plots)")}
+
+
 def test_a_run_is_continued_by_one_run_only(tmp_path):
     path = tmp_path / "ledger.db"
     ledger = Ledger(path)

@@ -1,6 +1,6 @@
 """Record then replay: ``papertape live --record rec.jsonl`` against the loopback exchange,
 then ``papertape backtest --data rec.jsonl``: the same bars, orders, order updates, fills,
-equity rows, feed gaps and saved strategy state (every column but ids and run ids)."""
+equity rows, feed gaps, plot points and saved strategy state (every column but ids and run ids)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def test_a_recorded_session_replays_into_the_same_ledger_rows(tmp_path):
     # session was up before it, else the first after the session's start (a slow start under load)
     assert first_bar == max(wall_start * 1_000_000, -(-started // bar_ns) * bar_ns)
     assert counts["bars"] >= 10 and counts["orders"] >= 2 and counts["fills"] >= 2, counts
+    assert counts["plots"] == 2 * (counts["bars"] - 3), counts  # sma_fast and sma_slow from bar 4
     assert result["bars"] == done.result["bars"] and result["fills"] == done.result["fills"]
     assert result["metrics"] == done.result["metrics"]
     live_run = query(tmp_path / "live.db", "SELECT * FROM runs").iloc[0]

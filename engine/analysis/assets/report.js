@@ -1,7 +1,7 @@
 "use strict";
 // The report's figures, drawn by the inlined Lightweight Charts from the embedded data:
-// portfolio equity (feed gaps marked) and drawdown, the chosen symbol's candles with its fills,
-// daily returns; and the fills table's symbol filter. Each figure is marked data-drawn.
+// portfolio equity (feed gaps marked) and drawdown, the chosen symbol's candles with its fills
+// and the strategy's plotted series (one value a candle), daily returns; and the fills table's symbol filter. Each figure is marked data-drawn.
 (function () {
   var D = JSON.parse(document.getElementById("report-data").textContent);
   var OPTIONS = { autoSize: true, layout: { attributionLogo: false }, timeScale: { timeVisible: true, minBarSpacing: 0.05 } };
@@ -70,12 +70,30 @@
     var candles = fig.chart.addSeries(LightweightCharts.CandlestickSeries, {});
     var markers = LightweightCharts.createSeriesMarkers(candles, []);
     var picker = document.getElementById("price-symbol");
+    var COLORS = ["#f59e0b", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569"];
+    var lines = {};
+    function plot(symbol, times) {
+      var series = D.plots[symbol] || {}, names = [];
+      Object.keys(lines).concat(Object.keys(series)).forEach(function (name) {
+        if (!lines[name]) {
+          lines[name] = fig.chart.addSeries(LightweightCharts.LineSeries, {
+            color: COLORS[Object.keys(lines).length % COLORS.length], lineWidth: 1, title: name,
+            priceLineVisible: false, lastValueVisible: false });
+        }
+        var values = series[name] || [], data = [];
+        for (var i = 0; i < values.length; i++) if (values[i] !== null) data.push({ time: times[i], value: values[i] });
+        lines[name].setData(data);
+        if (data.length && names.indexOf(name) < 0) names.push(name);
+      });
+      fig.el.dataset.plots = names.sort().join(",");
+    }
     function show(symbol) {
       var b = D.price[symbol] || { t: [], o: [], h: [], l: [], c: [] };
       var f = D.fills[symbol] || { t: [], p: [], s: [] };
       var data = b.t.map(function (t, i) { return { time: t / 1000, open: b.o[i], high: b.h[i], low: b.l[i], close: b.c[i] }; });
       candles.setData(data);
       var times = data.map(function (d) { return d.time; }), shown = [];
+      plot(symbol, times);
       for (var i = 0; i < f.t.length; i++) {
         var at = snap(times, f.t[i]);
         if (at === null) continue;

@@ -1,6 +1,6 @@
 // The live run's page in place: websocket /api/live sends a hello (positions, open orders,
 // feed state) and then each event as the session handles it; bars and trades update the price
-// chart, fills add markers, equity extends its curve, the live panel shows positions, open
+// chart, fills add markers, plot points extend the strategy's lines, equity extends its curve, the live panel shows positions, open
 // orders, feed status and reconnects. A closed socket is opened again every 2 s.
 (function () {
   "use strict";
@@ -86,6 +86,7 @@
     trade: onTrade,
     equity: onEquity,
     fill(m) { const r = run(); if (r) r.liveFill(m); },
+    plot(m) { const r = run(); if (r) r.livePlot(m); },
     order(m) { showOrders(m.open_orders); },
     position(m) {
       positions[m.symbol] = { qty: m.qty, avg_price: m.avg_price, realized_pnl: m.realized_pnl };

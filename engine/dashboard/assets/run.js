@@ -1,6 +1,8 @@
 // One run's price chart: the selected symbol's bars, fetched downsampled for the chart's width
 // and asked again for the visible window on zoom or scroll (the server returns finer bars),
 // with the symbol's fills as markers; hovering a marker shows its order, side, price, qty, fee, PnL.
+// The strategy's plotted series (self.plot) are lines over the candles, one value per drawn bar
+// (carried in each bar's customValues), refined with the bars.
 (function () {
   "use strict";
   const root = document.getElementById("chart");
@@ -12,6 +14,8 @@
   const candles = chart.addSeries(LightweightCharts.CandlestickSeries, {});
   const markers = LightweightCharts.createSeriesMarkers(candles, []);
   const state = { coarse: [], shown: [], fills: [], fillRows: [], generation: 0 };
+  const COLORS = ["#f59e0b", "#7c3aed", "#0891b2", "#db2777", "#65a30d", "#475569"];
+  const lines = new Map();  // plotted series name -> its line series
   let pending = null;
 
   async function api(path, params) {
@@ -31,7 +35,47 @@
   async function loadBars(range) {
     const b = await api("bars", windowParams(range));
     document.getElementById("status").textContent = `${b.symbol}: ${b.total} bars, ${b.t.length} drawn`;
-    return b.t.map((t, i) => ({ time: t / 1000, open: b.o[i], high: b.h[i], low: b.l[i], close: b.c[i] }));
+    const names = Object.keys(b.plots || {});
+    return b.t.map((t, i) => {
+      const bar = { time: t / 1000, open: b.o[i], high: b.h[i], low: b.l[i], close: b.c[i], customValues: {} };
+      for (const name of names) if (b.plots[name][i] !== null) bar.customValues[name] = b.plots[name][i];
+      return bar;
+    });
+  }
+
+  function line(name) {
+    if (!lines.has(name)) {
+      lines.set(name, chart.addSeries(LightweightCharts.LineSeries, {
+        color: COLORS[lines.size % COLORS.length], lineWidth: 1, title: name,
+        priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+      }));
+    }
+    return lines.get(name);
+  }
+
+  // every plotted series drawn from the shown bars' values (a series absent here is emptied)
+  function drawPlots() {
+    const names = new Set(lines.keys());
+    for (const bar of state.shown) for (const name in bar.customValues || {}) names.add(name);
+    for (const name of names) {
+      line(name).setData(state.shown.filter((d) => d.customValues && name in d.customValues)
+        .map((d) => ({ time: d.time, value: d.customValues[name] })));
+    }
+    root.dataset.plots = [...names].filter((n) => line(n).data().length).sort().join(",");
+  }
+
+  // a live plot point: the value of the drawn bar starting at t ms
+  function livePlot(point) {
+    if (point.symbol !== picker.value || root.dataset.drawn !== "true") return;
+    const time = point.t / 1000;
+    for (const data of new Set([state.coarse, state.shown])) {
+      const bar = data.find((d) => d.time === time);
+      if (bar) bar.customValues = { ...(bar.customValues || {}), [point.name]: point.value };
+    }
+    const series = line(point.name), drawn = series.data();
+    if (!drawn.length || drawn[drawn.length - 1].time <= time) series.update({ time, value: point.value });
+    else drawPlots();
+    root.dataset.plots = [...lines.keys()].filter((n) => lines.get(n).data().length).sort().join(",");
   }
 
   // the start of the drawn bar holding stamp ms (bars are merged per column, so a fill sits
@@ -102,6 +146,7 @@
     const view = chart.timeScale().getVisibleRange();
     state.shown = state.coarse.filter((d) => d.time < lo).concat(finer, state.coarse.filter((d) => d.time > hi));
     candles.setData(state.shown);
+    drawPlots();
     if (view) chart.timeScale().setVisibleRange(view);
     await loadFills(range);
   }
@@ -111,6 +156,7 @@
     const fills = api("fills", { ...windowParams(null), markers: "1" });  // asked beside the bars
     state.coarse = state.shown = await loadBars(null);
     candles.setData(state.shown);
+    drawPlots();
     chart.timeScale().fitContent();
     setMarkers(await fills);
     await new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)));  // painted
@@ -142,9 +188,12 @@
       if (last >= 0 && point.time < data[last].time) {
         const i = data.findIndex((d) => d.time === point.time);
         if (i < 0) return false;  // older than the forming bar and not drawn: refined away
+        point.customValues = data[i].customValues;  // its plotted values stay
         data[i] = point;
-      } else if (last >= 0 && point.time === data[last].time) data[last] = point;
-      else data.push(point);
+      } else if (last >= 0 && point.time === data[last].time) {
+        point.customValues = data[last].customValues;
+        data[last] = point;
+      } else data.push(point);
     }
     if (point.time >= state.shown[state.shown.length - 1].time) candles.update(point);
     else candles.setData(state.shown);
@@ -157,7 +206,8 @@
   }
 
   picker.addEventListener("change", () => { root.dataset.drawn = "false"; show().catch(report); });
-  window.papertapeRun = { markerPoint, chart, fills: () => state.fills, liveBar, liveFill,
+  window.papertapeRun = { markerPoint, chart, fills: () => state.fills, liveBar, liveFill, livePlot,
+    plots: () => Object.fromEntries([...lines].map(([name, series]) => [name, series.data()])),
     lastBar: () => state.shown[state.shown.length - 1], symbol: () => picker.value };
   show().catch(report);
 })();
