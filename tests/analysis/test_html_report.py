@@ -161,7 +161,11 @@ class BigReader:
 
     def equity(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame({"ts": START_NS + self.step * np.arange(1, self.n + 1),
-                             "equity": self.equity_values, "position": 0.0})
+                             "equity": self.equity_values, "position": 0.0, "symbol": "BTCUSDT"})
+
+    def plots(self, ids: list[int], symbol: str) -> dict:
+        """A strategy that plotted each bar's close at its close."""
+        return {"close": (START_NS + self.step * np.arange(1, self.n + 1), self.close)}
 
     def bars(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame({"symbol": "BTCUSDT", "open_time": START_NS + self.step * np.arange(self.n),
@@ -196,6 +200,7 @@ def test_a_million_bars_make_a_small_report(tmp_path):
     data = embedded_data(page)
     for series in (data["equity"], data["drawdown"], data["price"]["BTCUSDT"], data["fills"]["BTCUSDT"]):
         assert len(series["t"]) <= MAX_POINTS
+    assert data["plots"]["BTCUSDT"]["close"] == data["price"]["BTCUSDT"]["c"]  # each candle's last close
     curve = np.concatenate(([10_000.0], reader.equity_values))
     deepest = float(np.min(curve / np.maximum.accumulate(curve) - 1))
     assert min(data["drawdown"]["v"]) == pytest.approx(deepest)
@@ -215,10 +220,13 @@ class EmptyReader(BigReader):
         return {**super().run(run_id), "status": "failed", "error": "boom <b>bold</b>"}
 
     def equity(self, ids: list[int]) -> pd.DataFrame:
-        return pd.DataFrame(columns=["ts", "equity", "position"])
+        return pd.DataFrame(columns=["ts", "equity", "position", "symbol"])
 
     def bars(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["symbol", "open_time", "open", "high", "low", "close"])
+
+    def plots(self, ids: list[int], symbol: str) -> dict:
+        return {}
 
     def fills(self, ids: list[int]) -> pd.DataFrame:
         return pd.DataFrame(columns=["symbol", "ts_event", "side", "qty", "price", "fee", "liquidity",
