@@ -15,6 +15,10 @@ forecasts whose sign matched the realised return over the model's horizon.
 Training settings are ``papertape train``'s, as ``--train key=value`` (``model``,
 ``seq_len``, ``epochs``, ``d_model``, ``layers``, ``head``, ``horizon``, ``features``, ...;
 ``attention.k=32`` and the like for attention options); the interval is the run's.
+
+A portfolio (``--symbols A,B``) trains each fold on every symbol's bars, pooled
+(:mod:`models.pooled`), and cuts the blocks on the symbols' shared time axis: one set of
+fold boundaries, in time, for all of them; the hit rate counts every symbol's forecasts.
 """
 
 from __future__ import annotations
@@ -33,12 +37,11 @@ from engine.analysis.metrics import compute_metrics
 from engine.analysis.report import format_metrics
 from engine.bars.aggregator import parse_interval
 from engine.core.clock import NS_PER_MS
-from engine.core.config import Config, parse_time
+from engine.core.config import Config
 from engine.core.typed import ConfigError, build
-from engine.feeds.history.replay import KlineReplay
-from engine.feeds.history.sources import open_source, source_bars
+from engine.feeds.history.sources import bars_by_symbol
 from engine.ledger.reader import LedgerReader
-from engine.run.backtest import run_backtest
+from engine.run.backtest import open_run_source, run_backtest
 
 
 def train_config(settings: dict[str, str], interval: str, progress: bool):
@@ -62,13 +65,11 @@ def _scalar(text: str) -> Any:
         return text
 
 
-def run_bars(cfg: Config) -> tuple[pd.DataFrame, str]:
-    """The bars a backtest of ``cfg`` replays (kline format) and their interval label."""
-    run = cfg.run
-    source = open_source(run.data, symbol=run.symbol, category=run.category, interval=run.interval,
-                         start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"))
-    interval = source.label if isinstance(source, KlineReplay) else run.interval or "1m"
-    return source_bars(source, interval, cfg.bars), interval
+def run_bars(cfg: Config) -> tuple[dict[str, pd.DataFrame], str]:
+    """The bars a backtest of ``cfg`` replays (kline format), per symbol, and their interval label."""
+    source = open_run_source(cfg.run)
+    interval = source.label if source.kind == "bars" else cfg.run.interval or "1m"
+    return bars_by_symbol(source, interval, cfg.bars), interval
 
 
 def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_dir: Path, *,
@@ -76,16 +77,18 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
     """Train the folds, backtest them as one run, and return the run's result with a
     ``walk_forward`` section: per-fold windows and metrics, and overall metrics."""
     from models.checkpoint import save_checkpoint
-    from models.pooled import first_usable_row
+    from models.pooled import first_usable_row, time_steps
     from models.splits import walk_forward_folds
     from models.train import train_model
     from strategies.model import load_runners
 
-    bars, interval = run_bars(cfg)
+    by_symbol, interval = run_bars(cfg)
+    bars = next(iter(by_symbol.values())) if len(by_symbol) == 1 else by_symbol  # one symbol: a frame
     tc = train_config(settings, interval, progress)
     folder = None
     try:
-        folds = walk_forward_folds(len(bars), n_folds, gap=tc.horizon, start=first_usable_row(bars, tc))
+        folds = walk_forward_folds(time_steps(bars), n_folds, gap=tc.horizon,
+                                   start=first_usable_row(bars, tc))
         folder = _new_folder(out_dir)
         trained = []
         for k, fold in enumerate(folds):
@@ -98,7 +101,7 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
             folder.rmdir()  # the run's own folder, still empty
         raise ConfigError(f"walk-forward: {exc}") from None
     runners, _ = load_runners(trained[0][0], in_sample=False)
-    open_ms = bars["open_time"].to_numpy(np.int64)
+    open_ms = np.unique(np.concatenate([b["open_time"].to_numpy(np.int64) for b in by_symbol.values()]))
     first = folds[0].test.start
     replay_from = first - runners[0].warmup_bars if not tc.timeframes else 0
     params = {**cfg.strategy.params, "checkpoint": ",".join(path for path, _ in trained)}
@@ -116,7 +119,7 @@ def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_di
                  for k, ((path, r), fold) in enumerate(zip(trained, folds, strict=True))]
     reader = LedgerReader(result.ledger)
     try:
-        sections = _period_metrics(reader, result.run_id, bounds, bars, runners[0], step_ns, interval,
+        sections = _period_metrics(reader, result.run_id, bounds, by_symbol, runners[0], step_ns, interval,
                                    cfg.account.cash)
     finally:
         reader.close()
@@ -139,17 +142,14 @@ def _new_folder(parent: Path) -> Path:
         return folder
 
 
-def _period_metrics(reader: LedgerReader, run_id: int, bounds: list[int], bars: pd.DataFrame,
+def _period_metrics(reader: LedgerReader, run_id: int, bounds: list[int], bars: dict[str, pd.DataFrame],
                     runner, step_ns: int, interval: str, cash: float) -> list[dict[str, Any]]:
     """Metrics and directional accuracy of every period ``[bounds[k], bounds[k + 1])`` and,
     last, of ``[bounds[0], bounds[-1])``."""
     equity = reader.equity([run_id], "ts, equity, position")
-    fills = reader.fills([run_id], "qty, price, fee, realized_pnl, position, ts_event")
+    fills = reader.fills([run_id], "qty, price, fee, realized_pnl, position, symbol, ts_event")
     funding = reader.funding([run_id], "payment, ts_event")
-    predictions = reader.table("predictions", [run_id], "ts_event, id", "ts_event, \"values\"")
-    close = bars["close"].to_numpy(np.float64)
-    closes_at = dict(zip((bars["open_time"].to_numpy(np.int64) * NS_PER_MS + step_ns).tolist(),
-                         range(len(bars)), strict=True))
+    predictions = reader.table("predictions", [run_id], "ts_event, id", "symbol, ts_event, \"values\"")
     out = []
     for start, end in [*zip(bounds[:-1], bounds[1:], strict=True), (bounds[0], bounds[-1])]:
         before = equity[equity.ts <= start]
@@ -160,24 +160,29 @@ def _period_metrics(reader: LedgerReader, run_id: int, bounds: list[int], bars: 
             initial_cash=float(before.equity.iloc[-1]) if len(before) else cash,
             interval=interval, start_ns=start),
             **_accuracy(predictions[(predictions.ts_event > start) & (predictions.ts_event <= end)],
-                        closes_at, close, runner.head, runner.horizon)})
+                        bars, step_ns, runner.head, runner.horizon)})
     return out
 
 
-def _accuracy(predictions: pd.DataFrame, closes_at: dict[int, int], close: np.ndarray, head: str,
+def _accuracy(predictions: pd.DataFrame, bars: dict[str, pd.DataFrame], step_ns: int, head: str,
               horizon: int) -> dict[str, Any]:
     """Share of forecasts whose sign (up minus down for classification) matched the return
-    over the next ``horizon`` bars."""
+    of their symbol over the next ``horizon`` bars."""
     hits = []
-    for ts, values in zip(predictions.ts_event.tolist(), predictions["values"].tolist(), strict=True):
-        row = closes_at.get(ts)
-        if row is None or row + horizon >= len(close):
-            continue
-        values = json.loads(values)
-        view = values[2] - values[0] if head == "classification" else values[-1]
-        moved = np.sign(close[row + horizon] - close[row])
-        if view != 0 and moved != 0:
-            hits.append(np.sign(view) == moved)
+    for symbol, frame in bars.items():
+        close = frame["close"].to_numpy(np.float64)
+        closes_at = dict(zip((frame["open_time"].to_numpy(np.int64) * NS_PER_MS + step_ns).tolist(),
+                             range(len(frame)), strict=True))
+        mine = predictions[predictions.symbol == symbol]
+        for ts, values in zip(mine.ts_event.tolist(), mine["values"].tolist(), strict=True):
+            row = closes_at.get(ts)
+            if row is None or row + horizon >= len(close):
+                continue
+            values = json.loads(values)
+            view = values[2] - values[0] if head == "classification" else values[-1]
+            moved = np.sign(close[row + horizon] - close[row])
+            if view != 0 and moved != 0:
+                hits.append(np.sign(view) == moved)
     return {"predictions": len(hits),
             "directional_accuracy": float(np.mean(hits)) if hits else None}
 
