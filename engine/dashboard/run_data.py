@@ -153,7 +153,7 @@ def tables(reader: LedgerReader, run_id: int, limit: int) -> dict[str, Any]:
     gaps = latest("feed_gaps", "symbol, status, gap_from, gap_to, detail")
     for column in ("gap_from", "gap_to"):
         gaps["rows"][column] = gaps["rows"][column] // NS_PER_MS
-    forecasts = latest("predictions", "strategy_id, ts_event, latency_ns, dropped, \"values\"")
+    forecasts = latest("predictions", "strategy_id, symbol, ts_event, latency_ns, dropped, \"values\"")
     rows = forecasts["rows"]
     rows["ts"] = rows.pop("ts_event") // NS_PER_MS
     rows["latency_ms"] = rows.pop("latency_ns") / 1e6

@@ -21,9 +21,10 @@ def reader(tmp_path_factory):
     as_two_symbols(path, 2)
     with sqlite3.connect(path) as db:  # a model run's forecasts and a refused order
         db.executemany("INSERT INTO predictions (run_id, strategy_id, ts_event, ts_init, latency_ns, "
-                       "dropped, \"values\") VALUES (2, 'model', ?, ?, ?, ?, ?)",
-                       [(t * 60 * 10**9, t * 60 * 10**9 + lat, lat, int(lat > 10**9), HOSTILE)
-                        for t, lat in ((1, 2 * 10**6), (2, 4 * 10**6), (3, 3 * 10**9))])
+                       "dropped, \"values\", symbol) VALUES (2, 'model', ?, ?, ?, ?, ?, ?)",
+                       [(t * 60 * 10**9, t * 60 * 10**9 + lat, lat, int(lat > 10**9), HOSTILE, symbol)
+                        for t, lat, symbol in ((1, 2 * 10**6, "BTCUSDT"), (2, 4 * 10**6, "ETHUSDT"),
+                                               (3, 3 * 10**9, None))])
         db.execute("INSERT INTO order_updates (run_id, client_order_id, status, reason, ts_event, ts_init) "
                    "VALUES (2, 'x-1', 'rejected', ?, 5, 5)", (HOSTILE,))
     reader = LedgerReader(path)
@@ -98,6 +99,7 @@ def test_forecasts_and_rejections_are_listed_with_their_latency(reader):
     forecasts = t["forecasts"]["rows"]
     assert t["forecasts"]["total"] == 3 and [f["latency_ms"] for f in forecasts] == [2.0, 4.0, 3000.0]
     assert [f["dropped"] for f in forecasts] == [0, 0, 1] and forecasts[0]["values"] == HOSTILE
+    assert [f["symbol"] for f in forecasts] == ["BTCUSDT", "ETHUSDT", None]  # None: an older ledger
 
 
 def test_plots_sit_on_the_bar_they_were_made_at_and_merge_with_the_bars(reader):

@@ -116,3 +116,34 @@ def test_the_checkpoint_names_the_symbols_it_was_trained_on(market):
 
     meta = json.loads(torch.load(ckpt, weights_only=True)["meta"])
     assert meta["symbols"] == list(SYMBOLS)
+
+
+def test_a_portfolio_of_trade_archives_forecasts_every_symbol_from_its_own_bars(tmp_path):
+    """Forecasts computed ahead from each symbol's bars, as the run's aggregators make them
+    (a bar that differed would stop the run), equal per-bar inference."""
+    from models.cli import load_training_bars
+    from tests.helpers.broker import write_trade_archive
+
+    archives = [write_trade_archive(tmp_path, "2025-06-01", 12_000, seed, symbol, price, vol=0.0008)
+                for seed, symbol, price in ((5, "BTCUSDT", 30_000.0), (6, "ETHUSDT", 2_000.0))]
+    bars = load_training_bars([str(a) for a in archives], "1m")
+    assert sorted(bars) == list(SYMBOLS)
+    result = train_model(bars, TrainConfig(model="full", attention_options=OPTIONS["full"],
+                                           **{**TINY, "interval": "1m"}))
+    ckpt = tmp_path / "trades.pt"
+    save_checkpoint(ckpt, result.model, result.meta)
+    db = tmp_path / "l.db"
+    params = {**PARAMS, "checkpoint": ckpt}
+    cfg = load_config(None, [f"ledger.path={db}", "strategy.name=model", "account.cash=100000000",
+                             *(f"strategy.params.{k}={v}" for k, v in params.items())])
+    cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, data=tuple(map(str, archives)),
+                                                           symbols=SYMBOLS, interval="1m"))
+    ahead = run_backtest(cfg, progress=False)
+    per_bar = run_backtest(dataclasses.replace(cfg, strategy=dataclasses.replace(
+        cfg.strategy, params={**cfg.strategy.params, "batch_replay": "false"})), progress=False)
+    made = rows(db, "predictions", ahead.run_id)
+    assert all((made.symbol == s).sum() > 1000 for s in SYMBOLS)
+    assert set(rows(db, "fills", ahead.run_id).symbol) == set(SYMBOLS)
+    for table in ("predictions", *TABLES):
+        pd.testing.assert_frame_equal(rows(db, table, ahead.run_id), rows(db, table, per_bar.run_id),
+                                      check_exact=True, obj=table)

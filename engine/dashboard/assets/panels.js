@@ -87,7 +87,8 @@
       ["reason", (r) => r.reason]], t.rejections);
     fillTable("gaps", [["symbol", (g) => g.symbol], ["status", (g) => g.status], ["from (UTC)", (g) => iso(g.gap_from)],
       ["to (UTC)", (g) => iso(g.gap_to)], ["detail", (g) => g.detail]], t.gaps);
-    fillTable("forecasts", [["bar close (UTC)", (p) => iso(p.ts)], ["strategy", (p) => p.strategy_id],
+    fillTable("forecasts", [["bar close (UTC)", (p) => iso(p.ts)], ["symbol", (p) => p.symbol ?? ""],
+      ["strategy", (p) => p.strategy_id],
       ["latency ms", (p) => p.latency_ms.toFixed(1)], ["dropped", (p) => (p.dropped ? "late" : "")],
       ["values", (p) => p.values]], t.forecasts);
     const s = t.forecast_summary;
