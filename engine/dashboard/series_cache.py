@@ -47,9 +47,18 @@ class SeriesCache:
 
     def bars(self, reader: LedgerReader, run_id: int, symbol: str) -> dict[str, np.ndarray]:
         """``symbol``'s bars of the run chain in time order: ``t`` (open time, ms), o, h, l, c, v
-        and ``close_ns`` (the bar's close, where its snapshot and plot points are stamped)."""
+        and ``close_ns`` (the bar's close, where its snapshot and plot points are stamped): the
+        packed columns when the ledger has them, else the rows."""
         def read() -> dict[str, np.ndarray]:
-            marks = ", ".join(str(int(i)) for i in reader.chain(run_id))
+            ids = reader.chain(run_id)
+            packed = reader.bar_columns(ids, symbol)
+            if packed is not None:
+                names = {"open_time": "t", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "v",
+                         "close_ts": "close_ns"}
+                out = {names[name]: column for name, column in packed.items()}
+                out["t"] = out["t"] // NS_PER_MS
+                return out
+            marks = ", ".join(str(int(i)) for i in ids)
             quoted = symbol.replace("'", "''")
             rows = reader.numeric("SELECT open_time, open, high, low, close, volume, ts FROM equity "
                                   f"WHERE run_id IN ({marks}) AND symbol = '{quoted}' ORDER BY open_time, id",

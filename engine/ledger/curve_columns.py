@@ -1,5 +1,6 @@
-"""The equity curve as packed columns: what the ledger writer stores beside each batch of
-equity rows (the ``equity_curve`` table; ``LedgerReader.equity_curve`` reads it back).
+"""The equity curve and the bars as packed columns: what the ledger writer stores beside each
+batch of equity rows (the ``equity_curve`` and ``bar_columns`` tables;
+``LedgerReader.equity_curve`` and ``LedgerReader.bar_columns`` read them back).
 
 Each chunk holds one run's rows of one batch: ``ts`` as little-endian int64, ``equity``
 and ``position`` as little-endian float64, in the order the rows were written. Reading a
@@ -39,4 +40,32 @@ def pack(values: Sequence, width: int) -> list[tuple[int, int, bytes, bytes, byt
         chunks.append((run_id, n, _packed("q", rows[TS::width]), _packed("d", rows[EQUITY::width]),
                        _packed("d", rows[POSITION::width])))
         start += n
+    return chunks
+
+# positions of a bar's columns in an equity row, and each packed bar column's numpy dtype
+SYMBOL = 7
+BAR_POSITIONS = {"close_ts": TS, "open_time": 9, "open": 10, "high": 11, "low": 12, "close": 13, "volume": 14}
+BAR_STORED = {"close_ts": "<i8", "open_time": "<i8", "open": "<f8", "high": "<f8", "low": "<f8",
+              "close": "<f8", "volume": "<f8"}
+
+
+def pack_bars(values: Sequence, width: int) -> list[tuple]:
+    """``(run_id, symbol, n, close_ts, open_time, open, high, low, close, volume)`` chunks of a
+    batch's equity rows (a flat list of ``width`` values a row): one chunk per run and symbol,
+    each symbol's rows in the order written."""
+    chunks = []
+    start = 0
+    for run_id, group in itertools.groupby(values[RUN_ID::width]):
+        n = sum(1 for _ in group)
+        rows = values[start * width : (start + n) * width]
+        start += n
+        symbols = rows[SYMBOL::width]
+        for symbol in dict.fromkeys(symbols):
+            if symbols.count(symbol) == n:  # one symbol: whole columns by slicing
+                own = rows
+            else:  # a portfolio's rows interleave their symbols: this one's rows, in order
+                own = [v for i in range(n) if symbols[i] == symbol for v in rows[i * width : (i + 1) * width]]
+            chunks.append((run_id, symbol, len(own) // width,
+                           *(_packed("q" if BAR_STORED[name] == "<i8" else "d", own[at::width])
+                             for name, at in BAR_POSITIONS.items())))
     return chunks

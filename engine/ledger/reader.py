@@ -114,6 +114,26 @@ class LedgerReader:
         return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
                             "ORDER BY ts", [("ts", "i8"), ("equity", "f8"), ("position", "f8")])
 
+    def bar_columns(self, run_ids: list[int], symbol: str) -> dict[str, np.ndarray] | None:
+        """``symbol``'s bars of the runs as numpy columns (``curve_columns.BAR_STORED``) in
+        open-time order, from the packed ``bar_columns``; None when the chunks do not hold
+        exactly the runs' equity rows (a ledger from before them, rows changed by hand): the
+        caller reads the rows then."""
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        names = ", ".join(curve_columns.BAR_STORED)
+        runs = f"WHERE run_id IN ({marks})"
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM equity {runs}")).scalar_one()
+            if (conn.execute(sa.text(f"SELECT sum(n) FROM bar_columns {runs}")).scalar() or 0) != rows:
+                return None
+            chunks = conn.execute(sa.text(f"SELECT n, {names} FROM bar_columns {runs} "
+                                          f"AND symbol = {_quoted(symbol)} ORDER BY id")).all()
+        columns = _unpack(chunks, curve_columns.BAR_STORED)
+        if not pd.Index(columns["open_time"]).is_monotonic_increasing:
+            order = np.argsort(columns["open_time"], kind="stable")
+            columns = {name: column[order] for name, column in columns.items()}
+        return columns
+
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
 
@@ -161,20 +181,28 @@ def _quoted(text: str) -> str:
 def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFrame:
     """``ts``, ``equity`` and ``position`` from packed ``(n, ts, equity, position)`` chunks
     in the order they were written, sorted by ``ts`` (stably: ties keep their written order)."""
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in curve_columns.STORED}
-    for n, *blobs in chunks:
-        for (name, stored), blob in zip(curve_columns.STORED.items(), blobs, strict=True):
-            column = np.frombuffer(blob, dtype=stored)
-            if len(column) != n:
-                raise LedgerQueryError(f"an equity_curve chunk says {n} rows, its {name} has {len(column)}")
-            parts[name].append(column)
-    frame = pd.DataFrame({
-        name: np.concatenate(parts[name] or [np.empty(0, stored)]).astype(np.dtype(stored).newbyteorder("="))
-        for name, stored in curve_columns.STORED.items()
-    })
+    frame = pd.DataFrame(_unpack(chunks, curve_columns.STORED))
     if not frame["ts"].is_monotonic_increasing:
         frame = frame.iloc[np.argsort(frame["ts"].to_numpy(), kind="stable")].reset_index(drop=True)
     return frame
+
+
+def _unpack(chunks: Iterable[tuple], stored: dict[str, str]) -> dict[str, np.ndarray]:
+    """Packed ``(n, column, ...)`` chunks (``stored``: each column's dtype) joined in order,
+    in the machine's byte order."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in stored}
+    for n, *blobs in chunks:
+        for (name, dtype), blob in zip(stored.items(), blobs, strict=True):
+            column = np.frombuffer(blob, dtype=dtype)
+            if len(column) != n:
+                raise LedgerQueryError(f"a packed chunk says {n} rows, its {name} has {len(column)}")
+            parts[name].append(column)
+    return {name: _joined(parts[name], dtype)
+            for name, dtype in stored.items()}
+
+
+def _joined(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+    return np.concatenate(parts or [np.empty(0, dtype)]).astype(np.dtype(dtype).newbyteorder("="))
 
 
 def ledger_bars(path: str | Path) -> pd.DataFrame:

@@ -3,26 +3,20 @@ opening a database with it (SQLite in WAL mode by default, any SQLAlchemy URL ac
 
 Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar, with the
 bar; the ``bars`` view shows just the bars; ``equity_curve`` packs their ts, equity and
-position per batch for fast reads), strategy_state, predictions, feed_gaps and plots (the
-strategies' named series).
+position per batch for fast reads, ``bar_columns`` the bars), strategy_state, predictions,
+feed_gaps and plots (the strategies' named series).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from engine.core.errors import UserError
-
-
-class LedgerError(UserError):
-    """A ledger that cannot be opened: a folder that cannot be written, or a file that is
-    not a SQLite database."""
+from engine.ledger.sqlite_file import LedgerError, check_sqlite_file
 
 
 class Base(DeclarativeBase):
@@ -172,6 +166,25 @@ class EquityCurveChunk(Base):
     position: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class BarColumnsChunk(Base):
+    """One batch's bars of one run and symbol as packed columns (``curve_columns.pack_bars``),
+    written with the equity rows they come from: a million-bar chart's bars read in
+    milliseconds (the dashboard) instead of a Python tuple per row."""
+
+    __tablename__ = "bar_columns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    symbol: Mapped[str] = mapped_column(String(40))
+    n: Mapped[int] = mapped_column(Integer)
+    close_ts: Mapped[bytes] = mapped_column(LargeBinary)
+    open_time: Mapped[bytes] = mapped_column(LargeBinary)
+    open: Mapped[bytes] = mapped_column(LargeBinary)
+    high: Mapped[bytes] = mapped_column(LargeBinary)
+    low: Mapped[bytes] = mapped_column(LargeBinary)
+    close: Mapped[bytes] = mapped_column(LargeBinary)
+    volume: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 BARS_VIEW = ("CREATE VIEW IF NOT EXISTS bars AS SELECT id, run_id, symbol, interval, open_time, open, "
              "high, low, close, volume, turnover, trades FROM equity")
 
@@ -283,6 +296,8 @@ TABLES = {cls.__tablename__: cls.__table__ for cls in
 COLUMNS = {name: [c.name for c in table.columns if c.name != "id"] for name, table in TABLES.items()}
 WIDTHS = {name: len(columns) for name, columns in COLUMNS.items()}
 CURVE_COLUMNS = [c.name for c in EquityCurveChunk.__table__.columns if c.name != "id"]
+BAR_CHUNK_COLUMNS = [c.name for c in BarColumnsChunk.__table__.columns if c.name != "id"]
+PACKED = (EquityCurveChunk.__table__, BarColumnsChunk.__table__)  # copies of the equity rows
 
 
 def database_url(target: str | Path) -> str:
@@ -303,31 +318,6 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def _no_autocheckpoint(dbapi_conn, _record) -> None:
     """The writer leaves checkpoints to its checkpoint thread instead of doing them inline."""
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
-
-
-def check_sqlite_file(path: Path) -> None:
-    """Refuse, before anything is written, a ledger file that is not a SQLite database or
-    a folder where none can be made (:class:`LedgerError`, one line)."""
-    if path.exists():
-        if path.is_dir():
-            raise LedgerError(f"--ledger {path} is a folder, not a ledger file")
-        try:
-            with open(path, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            raise LedgerError(f"--ledger {path}: cannot read ({exc.strerror})") from None
-        if head and head != b"SQLite format 3\x00":
-            raise LedgerError(f"--ledger {path} is not a papertape ledger (not a SQLite database)")
-        if not os.access(path, os.W_OK):
-            raise LedgerError(f"--ledger {path} cannot be written (permission denied)")
-        return
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LedgerError(f"--ledger {path}: cannot make its folder ({exc.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise LedgerError(f"--ledger {path}: its folder {folder} cannot be written")
 
 
 def open_engine(target: str | Path) -> sa.Engine:

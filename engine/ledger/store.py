@@ -25,10 +25,13 @@ from sqlalchemy import event
 from engine.ledger import curve_columns
 from engine.ledger.liveness import HEARTBEAT_S, refuse_continued
 from engine.ledger.schema import (
+    BAR_CHUNK_COLUMNS,
     COLUMNS,
     CURVE_COLUMNS,
+    PACKED,
     TABLES,
     WIDTHS,
+    BarColumnsChunk,
     EquityCurveChunk,
     Run,
     _no_autocheckpoint,
@@ -65,7 +68,10 @@ class BatchWriter:
             self._checkpointer.start()
         self.statements = {name: _compile(self.engine, name) for name in TABLES}
         self.copy = self.engine.dialect.driver == "psycopg"  # PostgreSQL: COPY, not INSERTs
-        self.curve_insert = _compile_one(self.engine, EquityCurveChunk.__table__, CURVE_COLUMNS)
+        self.curve_insert = (*_compile_one(self.engine, EquityCurveChunk.__table__, CURVE_COLUMNS),
+                             CURVE_COLUMNS)
+        self.bars_insert = (*_compile_one(self.engine, BarColumnsChunk.__table__, BAR_CHUNK_COLUMNS),
+                            BAR_CHUNK_COLUMNS)
 
     def write(self, batch: dict[str, list]) -> None:
         """One batch in one transaction."""
@@ -84,7 +90,7 @@ class BatchWriter:
         """One run's whole batch in one transaction that first deletes whatever rows the run
         has: a sweep trial run again after its worker died mid-way is not written twice."""
         with self.engine.begin() as conn:
-            for table in (*TABLES.values(), EquityCurveChunk.__table__):
+            for table in (*TABLES.values(), *PACKED):
                 conn.execute(sa.delete(table).where(table.c.run_id == run_id))
             self._write_rows(conn.connection.cursor(), batch)
         self._checkpoint_due.set()
@@ -96,7 +102,7 @@ class BatchWriter:
         statement's parameters."""
         for name, values in batch.items():
             if name == CURVE_TABLE:  # chunks packed where the run ran (a sweep trial's curve)
-                self._insert_curve(cursor, values)
+                self._insert(cursor, self.curve_insert, values)
                 continue
             width = WIDTHS[name]
             if len(values) % width:
@@ -116,16 +122,14 @@ class BatchWriter:
                 cursor.executemany(many, (values[i : i + step] for i in range(0, whole, step)))
             if whole < len(values):
                 cursor.executemany(one, (values[i : i + width] for i in range(whole, len(values), width)))
-        if batch.get("equity"):
-            self._write_curve(cursor, batch["equity"])
+        if batch.get("equity"):  # the equity curve and the bars packed beside their rows
+            self._insert(cursor, self.curve_insert, curve_columns.pack(batch["equity"], WIDTHS["equity"]))
+            self._insert(cursor, self.bars_insert, curve_columns.pack_bars(batch["equity"], WIDTHS["equity"]))
 
-    def _write_curve(self, cursor, values: list) -> None:
-        self._insert_curve(cursor, curve_columns.pack(values, WIDTHS["equity"]))
-
-    def _insert_curve(self, cursor, chunks: list) -> None:
-        statement, positional = self.curve_insert
+    def _insert(self, cursor, insert: tuple[str, bool, list[str]], chunks: list) -> None:
+        statement, positional, columns = insert
         cursor.executemany(statement, chunks if positional else
-                           [dict(zip(CURVE_COLUMNS, chunk, strict=True)) for chunk in chunks])
+                           [dict(zip(columns, chunk, strict=True)) for chunk in chunks])
 
     def close(self) -> None:
         """Finish the last checkpoint and release the database."""

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from engine.core.errors import UserError
-from engine.ledger.schema import TABLES, EquityCurveChunk, Run, SweepRow, SweepTrialRow
+from engine.ledger.schema import PACKED, TABLES, Run, SweepRow, SweepTrialRow
 
 
 class SweepNotFound(UserError, LookupError):
@@ -86,6 +86,6 @@ def drop_reserved_runs(engine: sa.Engine, run_ids: list[int]) -> None:
     """Delete the runs reserved for trials that never finished, with any rows of theirs."""
     if run_ids:
         with engine.begin() as conn:
-            for table in (*TABLES.values(), EquityCurveChunk.__table__):
+            for table in (*TABLES.values(), *PACKED):
                 conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
             conn.execute(sa.delete(Run).where(Run.id.in_(run_ids), Run.status == "running"))
