@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.analysis.metrics import METRIC_KEYS
+from engine.analysis.metrics import METRIC_KEYS, portfolio_curve
 from engine.analysis.overfitting import deflated_sharpe, probability_of_overfitting, sharpe
 from engine.core.typed import ConfigError
 
@@ -58,7 +58,7 @@ def trial_returns(reader, run_ids: list[int]) -> pd.DataFrame:
     has; the first return is from the run's initial cash."""
     columns = {}
     for run_id in run_ids:
-        curve = reader.equity_curve([run_id])
+        curve = portfolio_curve(reader.equity_curve([run_id]))
         cash = float(reader.run(run_id)["initial_cash"])
         equity = np.concatenate(([cash], curve["equity"].to_numpy(np.float64)))
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -2,8 +2,13 @@
 batch of equity rows (the ``equity_curve`` and ``bar_columns`` tables;
 ``LedgerReader.equity_curve`` and ``LedgerReader.bar_columns`` read them back).
 
-Each chunk holds one run's rows of one batch: ``ts`` as little-endian int64, ``equity``
-and ``position`` as little-endian float64, in the order the rows were written. Reading a
+Each chunk holds one run's rows of one batch as one point per close time: ``ts`` as
+little-endian int64, ``equity`` and ``position`` as little-endian float64, in the order the
+rows were written. A portfolio writes one row per symbol's bar, all with the one account
+snapshot of that close time; its point keeps that snapshot once, with ``position`` 1.0 when
+any symbol holds a position and 0.0 when none does (a one-symbol point keeps the position
+itself), so the curve grows with the close times, not with the symbols. ``bar_rows`` is how
+many rows a chunk stands for. Reading a
 few dozen blobs instead of a million rows is what keeps metrics fast on long runs. Only the
 standard library here: the writer process imports this.
 """
@@ -28,18 +33,33 @@ def _packed(typecode: str, values: Iterable) -> bytes:
     return column.tobytes()
 
 
-def pack(values: Sequence, width: int) -> list[tuple[int, int, bytes, bytes, bytes]]:
-    """``(run_id, n, ts, equity, position)`` chunks for a batch's equity rows, given as one
-    flat list of ``width`` values a row: one chunk per run (consecutive rows of one run
-    make one chunk)."""
+def _points(ts: list, equity: list, position: list) -> tuple[list, list, list]:
+    """One point per run of equal consecutive stamps: the last equity, and whether any
+    position is open where a stamp has several rows."""
+    if len(set(ts)) == len(ts):
+        return ts, equity, position
+    out_ts, out_equity, out_position = [], [], []
+    for t, group in itertools.groupby(zip(ts, equity, position, strict=True), key=lambda row: row[0]):
+        rows = list(group)
+        out_ts.append(t)
+        out_equity.append(rows[-1][1])
+        out_position.append(rows[0][2] if len(rows) == 1 else float(any(r[2] for r in rows)))
+    return out_ts, out_equity, out_position
+
+
+def pack(values: Sequence, width: int) -> list[tuple[int, int, bytes, bytes, bytes, int]]:
+    """``(run_id, n, ts, equity, position, bar_rows)`` chunks for a batch's equity rows, given as
+    one flat list of ``width`` values a row: one chunk per run (consecutive rows of one run
+    make one chunk) of ``n`` points standing for ``bar_rows`` rows."""
     chunks = []
     start = 0
     for run_id, group in itertools.groupby(values[RUN_ID::width]):
-        n = sum(1 for _ in group)
-        rows = values[start * width : (start + n) * width]
-        chunks.append((run_id, n, _packed("q", rows[TS::width]), _packed("d", rows[EQUITY::width]),
-                       _packed("d", rows[POSITION::width])))
-        start += n
+        count = sum(1 for _ in group)
+        rows = values[start * width : (start + count) * width]
+        ts, equity, position = _points(rows[TS::width], rows[EQUITY::width], rows[POSITION::width])
+        chunks.append((run_id, len(ts), _packed("q", ts), _packed("d", equity), _packed("d", position),
+                       count))
+        start += count
     return chunks
 
 # positions of a bar's columns in an equity row, and each packed bar column's numpy dtype

@@ -127,7 +127,7 @@ class MemoryReader:
 
     def equity_curve(self, run_ids: list[int]) -> pd.DataFrame:
         chunks = curve_columns.pack(self.ledger.buffers["equity"], WIDTHS["equity"])
-        return unpack_curve(chunk[1:] for chunk in chunks)
+        return unpack_curve(chunk[1:5] for chunk in chunks)
 
     def exposure(self, run_ids: list[int]) -> pd.DataFrame:
         """:meth:`LedgerReader.exposure` of the rows held in memory."""

@@ -98,8 +98,9 @@ class LedgerReader:
         return self.table("equity", run_ids, "ts, id", columns)
 
     def equity_curve(self, run_ids: list[int]) -> pd.DataFrame:
-        """``ts``, ``equity`` and ``position`` of every snapshot in time order (for metrics):
-        from the packed ``equity_curve`` columns when they hold exactly as many rows as the
+        """``ts``, ``equity`` and ``position`` of the snapshots in time order (for metrics;
+        one a close time, or one a symbol's bar where the curve is read from the rows):
+        from the packed ``equity_curve`` columns when they stand for exactly as many rows as the
         equity table, which is always unless rows were added or removed by hand (or the
         ledger predates that table), or when the run has no equity rows at all (a sweep
         trial keeps only its packed curve); else from the rows themselves."""
@@ -107,10 +108,11 @@ class LedgerReader:
         with self.engine.connect() as conn:
             count = f"SELECT count(*) FROM equity WHERE run_id IN ({marks})"
             rows = conn.execute(sa.text(count)).scalar_one()
-            packed = f"SELECT n, ts, equity, position FROM equity_curve WHERE run_id IN ({marks}) ORDER BY id"
+            packed = ("SELECT n, ts, equity, position, coalesce(bar_rows, n) FROM equity_curve "
+                      f"WHERE run_id IN ({marks}) ORDER BY id")
             chunks = conn.execute(sa.text(packed)).all()
-        if sum(chunk[0] for chunk in chunks) == rows or (rows == 0 and chunks):
-            return unpack_curve(chunks)
+        if sum(chunk[4] for chunk in chunks) == rows or (rows == 0 and chunks):
+            return unpack_curve(chunk[:4] for chunk in chunks)
         return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
                             "ORDER BY ts", [("ts", "i8"), ("equity", "f8"), ("position", "f8")])
 

@@ -164,6 +164,8 @@ class EquityCurveChunk(Base):
     ts: Mapped[bytes] = mapped_column(LargeBinary)
     equity: Mapped[bytes] = mapped_column(LargeBinary)
     position: Mapped[bytes] = mapped_column(LargeBinary)
+    # equity rows the chunk's n points stand for (NULL in ledgers older than the merging: n)
+    bar_rows: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class BarColumnsChunk(Base):
@@ -351,9 +353,9 @@ RESUME_LEASE = "CREATE UNIQUE INDEX IF NOT EXISTS ux_runs_resumed_from ON runs (
 
 def _upgrade(engine: sa.Engine) -> None:
     """Bring a ledger made by an older papertape up to this schema: the nullable columns
-    added to ``runs`` and ``predictions`` since, and the resume lease's index."""
+    added to ``runs``, ``predictions`` and ``equity_curve`` since, and the resume lease's index."""
     inspector = sa.inspect(engine)
-    for table in (Run.__table__, PredictionRow.__table__):
+    for table in (Run.__table__, PredictionRow.__table__, EquityCurveChunk.__table__):
         have = {column["name"] for column in inspector.get_columns(table.name)}
         missing = [c for c in table.columns if c.name not in have and c.nullable]
         with engine.begin() as conn:

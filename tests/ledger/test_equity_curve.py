@@ -5,6 +5,7 @@ every row, and reads the rows otherwise."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,7 +16,16 @@ from engine.ledger.reader import LedgerReader
 from engine.ledger.schema import COLUMNS
 from engine.ledger.store import Ledger
 from engine.run.backtest import run_backtest
-from tests.helpers.broker import BTC, MINUTE, T0, backtest_config, read_table, start_run, write_klines
+from tests.helpers.broker import (
+    BTC,
+    MINUTE,
+    T0,
+    backtest_config,
+    instruments_with_sol,
+    read_table,
+    start_run,
+    write_klines,
+)
 
 ROW_SQL = "SELECT ts, equity, position FROM equity WHERE run_id IN ({}) ORDER BY ts, id"
 
@@ -117,5 +127,42 @@ def test_the_rows_are_read_when_the_columns_do_not_account_for_them(tmp_path, ed
     reader = LedgerReader(path)
     try:
         assert metrics_for_run(reader, run_id)["bars"] == len(rows)
+    finally:
+        reader.close()
+
+
+def test_a_portfolio_packs_one_point_per_close_time(tmp_path):
+    """Three symbols' rows of a close time become one point of the packed curve (the account
+    snapshot, and whether any symbol holds a position); metrics read from it equal metrics
+    read from the rows, and the chunks still account for every row."""
+    rules = instruments_with_sol(tmp_path)
+    data = []
+    for k, symbol in enumerate(("BTCUSDT", "ETHUSDT", "SOLUSDT")):
+        path = tmp_path / f"{symbol}.csv"
+        write_klines(path, 2_000, seed=11 + k)
+        data.append(f"{symbol}={path}")
+    settings = ["ledger.batch_rows=900", f"broker.instruments={rules}", "account.cash=100000000"]
+    cfg = backtest_config(data, tmp_path / "ledger.db", settings, fast=5, slow=20, qty=0.05)
+    cfg = replace(cfg, run=replace(cfg.run, symbols=("BTCUSDT", "ETHUSDT", "SOLUSDT")))
+    result = run_backtest(cfg, progress=False)
+    path = tmp_path / "ledger.db"
+    chunks = read_table(path, "SELECT n, bar_rows FROM equity_curve ORDER BY id")
+    assert len(chunks) >= 5 and chunks.bar_rows.sum() == result.bars == 6_000
+    assert 2_000 <= chunks.n.sum() < 2_000 + len(chunks)  # a close time cut by a batch: two points
+    reader = LedgerReader(path)
+    try:
+        packed = metrics_for_run(reader, result.run_id)
+        points = reader.equity_curve([result.run_id])
+    finally:
+        reader.close()
+    whole = points.position.isin([0.0, 1.0])  # a point of one row (a cut close time) keeps its qty
+    assert whole.sum() >= len(points) - 2 * len(chunks) and (points.position == 1.0).any()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DELETE FROM equity_curve")  # metrics now read the rows themselves
+    conn.close()
+    reader = LedgerReader(path)
+    try:
+        assert metrics_for_run(reader, result.run_id) == packed
     finally:
         reader.close()
