@@ -17,6 +17,8 @@ Realized PnL is gross of fees: equity change = realized + unrealized - fees - fu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import reduce
+from operator import add
 
 
 @dataclass
@@ -41,7 +43,11 @@ class Account:
         self.leverage = leverage if category == "linear" else 1.0
         self.maintenance_margin = maintenance_margin
         self.positions: dict[str, Position] = {}
-        self.marks: dict[str, float] = {}
+        self.marks: dict[str, float] = {}  # written through set_mark, which keeps the terms below
+        # each position's part of equity and of notional at its mark, in the positions' order
+        # (0.0 while flat): equity is a fold over them in C, not a Python loop per bar
+        self._equity_terms: dict[str, float] = {}
+        self._notional_terms: dict[str, float] = {}
         self.fees_paid = 0.0
         self.funding_paid = 0.0
 
@@ -49,7 +55,27 @@ class Account:
         pos = self.positions.get(symbol)
         if pos is None:
             pos = self.positions[symbol] = Position()
+            self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
         return pos
+
+    def set_mark(self, symbol: str, price: float) -> None:
+        """Mark ``symbol`` at ``price`` (its last trade or bar close)."""
+        self.marks[symbol] = price
+        if symbol in self.positions:
+            self._update_terms(symbol)
+
+    def _update_terms(self, symbol: str) -> None:
+        pos = self.positions[symbol]
+        qty = pos.qty
+        if qty == 0.0:
+            self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
+            return
+        mark = self.marks.get(symbol, pos.avg_price)
+        if self.category == "spot":
+            self._equity_terms[symbol], self._notional_terms[symbol] = qty * mark, 0.0
+        else:
+            self._equity_terms[symbol] = qty * (mark - pos.avg_price)
+            self._notional_terms[symbol] = abs(qty) * mark
 
     def apply_fill(self, symbol: str, side: int, qty: float, price: float, fee: float) -> float:
         """Book a fill; returns the gross realized PnL it produced."""
@@ -78,6 +104,7 @@ class Account:
             self.cash += realized - fee
         self.fees_paid += fee
         self.marks.setdefault(symbol, price)
+        self._update_terms(symbol)
         return realized
 
     def apply_funding(self, symbol: str, rate: float, mark: float) -> float:
@@ -105,22 +132,27 @@ class Account:
         return self.equity_and_margin()[1]
 
     def equity_and_margin(self) -> tuple[float, float]:
-        """``equity()`` and ``margin_used()`` in one pass (asked for at every bar)."""
-        marks = self.marks
-        equity = self.cash
-        notional = 0.0
-        spot = self.category == "spot"
-        for symbol, pos in self.positions.items():
-            qty = pos.qty
-            if qty == 0.0:
-                continue
-            mark = marks.get(symbol, pos.avg_price)
-            if spot:
-                equity += qty * mark
-            else:
-                equity += qty * (mark - pos.avg_price)
-                notional += abs(qty) * mark
-        return equity, (0.0 if spot else notional / self.leverage)
+        """``equity()`` and ``margin_used()`` together (asked for at every bar): cash plus each
+        position's term, left to right (a flat position adds 0.0, which changes no sum)."""
+        equity = reduce(add, self._equity_terms.values(), self.cash)
+        if self.category == "spot":
+            return equity, 0.0
+        return equity, reduce(add, self._notional_terms.values(), 0.0) / self.leverage
+
+    def clear_of_liquidation(self, symbol: str, price: float) -> bool:
+        """Whether the account's equity stays clearly above its maintenance margin with
+        ``symbol`` marked at ``price`` and every other mark as now (true for spot and for no
+        position): then no liquidation price of ``symbol`` lies between its mark and
+        ``price``, and :meth:`liquidation_price` need not be asked."""
+        pos = self.positions.get(symbol)
+        if self.category != "linear" or pos is None or pos.qty == 0.0:
+            return True
+        equity = reduce(add, self._equity_terms.values(), self.cash)
+        notional = reduce(add, self._notional_terms.values(), 0.0)
+        move = price - self.marks.get(symbol, pos.avg_price)
+        equity += pos.qty * move
+        maintenance = self.maintenance_margin * (notional + abs(pos.qty) * move)
+        return equity - maintenance > 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9
 
     def liquidation_price(self, symbol: str) -> float | None:
         """The mark of ``symbol`` at which the account's equity falls to its maintenance

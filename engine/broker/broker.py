@@ -36,7 +36,7 @@ from engine.broker.checks import check_order, position_qty
 from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
 from engine.broker.funding import FundingSchedule
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
-from engine.broker.liquidation import account_closeout, breach_in_bar, breach_in_trades
+from engine.broker.liquidation import account_closeout, breach_in_bar, breach_in_trades, liquidation_price_now
 from engine.broker.orders import QTY_EPS, Order
 from engine.core.bus import Bus
 from engine.core.events import (
@@ -171,11 +171,11 @@ class SimulatedBroker:
         if n == 0:
             return
         symbol = tr.symbol
-        self.account.marks[symbol] = float(tr.price[-1])
+        self.account.set_mark(symbol, float(tr.price[-1]))
         if self.match_on == "trades" and self.active:
             self._match_trades(tr)
-        liq = self._liq_price.get(symbol) if len(self.account.positions) < 2 else \
-            self.account.liquidation_price(symbol)  # cross margin: other marks move it
+        liq = liquidation_price_now(self.account, self._liq_price, symbol, float(tr.price.min()),
+                                    float(tr.price.max()))
         if liq is not None:
             since = self._liq_since.get(symbol, 0)
             hit = breach_in_trades(self.account.positions[symbol].qty, liq, tr, since)
@@ -190,13 +190,12 @@ class SimulatedBroker:
             return  # trades mark and match; a bar closing after its delay must not re-mark
         if self.active:
             self._match_bar(bar)
-        liq = self._liq_price.get(symbol) if len(self.account.positions) < 2 else \
-            self.account.liquidation_price(symbol)  # cross margin: other marks move it
+        liq = liquidation_price_now(self.account, self._liq_price, symbol, bar.low, bar.high)
         if liq is not None:
             hit = breach_in_bar(self.account.positions[symbol].qty, liq, bar)
             if hit is not None:
                 self._liquidate(symbol, *hit)
-        self.account.marks[symbol] = bar.close
+        self.account.set_mark(symbol, bar.close)
 
     def _match_trades(self, tr: Trades) -> None:
         all_price, all_size, all_ts = tr.price, tr.size, tr.ts_event

@@ -37,3 +37,20 @@ def account_closeout(account: Account, symbol: str, price: float) -> list[tuple[
         if other != symbol and held.qty != 0.0:
             closing.append((other, held.qty, account.marks.get(other, held.avg_price)))
     return closing
+
+
+def liquidation_price_now(account: Account, cached: dict[str, float | None], symbol: str,
+                          low: float, high: float) -> float | None:
+    """``symbol``'s liquidation price as a move to ``low`` (a long) or ``high`` (a short)
+    must be checked against: ``cached`` (worked out at its last fill) with one position; with
+    several (cross margin: the other marks move it) the price now, or None when the account
+    stays clear of it over the whole move, so the exact price is worked out only when it may
+    be reached."""
+    if len(account.positions) < 2:
+        return cached.get(symbol)
+    pos = account.positions.get(symbol)
+    if pos is None or pos.qty == 0.0:
+        return None
+    if account.clear_of_liquidation(symbol, low if pos.qty > 0 else high):
+        return None
+    return account.liquidation_price(symbol)

@@ -135,7 +135,7 @@ def _restore_marks(session: Session, reader: LedgerReader, ids: list[int]) -> No
     last = reader.exposure(ids).last_mark
     for symbol in session.market.symbols:
         if symbol in last.index and not pd.isna(last[symbol]):
-            session.broker.account.marks[symbol] = float(last[symbol])
+            session.broker.account.set_mark(symbol, float(last[symbol]))
 
 
 def _restore_orders(session: Session, reader: LedgerReader, ids: list[int], fills: pd.DataFrame) -> None:
