@@ -86,6 +86,8 @@ def parse_interval(text: str) -> BarSpec:
             raise ConfigError(f"bar size in {text!r} must be positive (whole for tick bars)")
         return BarSpec(kind, int(size) if kind == "tick" else size, f"{kind}:{amount}")
     seconds = _BYBIT_CODES.get(raw.upper() if raw.upper() in ("D", "W") else raw)
+    if re.fullmatch(r"\d*M", raw):
+        raise ConfigError(f"interval {text!r}: months (Bybit's M) have no fixed length; 1m is a minute")
     if seconds is None:
         match = re.fullmatch(r"(\d+)([smhdw])", raw.lower())
         if not match or int(match.group(1)) == 0:

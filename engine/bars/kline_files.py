@@ -71,9 +71,12 @@ def checked_klines(frame: pd.DataFrame, path: str | Path, first_line: int = 2) -
     bad |= pd.Series(np.any([sanity.bad_price(prices[c].to_numpy()) for c in prices], axis=0),
                      index=numeric.index)
     with np.errstate(invalid="ignore"):
-        for column in ("volume", "turnover", "trades"):  # missing is allowed, negative or inf not
+        for column in ("volume", "turnover", "trades"):  # missing is allowed; negative, absurd or inf not
             values = numeric[column].to_numpy(np.float64)
-            bad |= pd.Series(~np.isnan(values) & ~(np.isfinite(values) & (values >= 0)), index=numeric.index)
+            sound = (values >= 0) & (values <= sanity.MAX_BAR_AMOUNT)
+            if column == "trades":
+                sound &= values == np.floor(values)
+            bad |= pd.Series(~np.isnan(values) & ~sound, index=numeric.index)
     bad |= (numeric["high"] < numeric[["open", "close", "low"]].max(axis=1))
     bad |= (numeric["low"] > numeric[["open", "close"]].min(axis=1))
     if bad.any():
@@ -81,6 +84,7 @@ def checked_klines(frame: pd.DataFrame, path: str | Path, first_line: int = 2) -
         raise BarFileError(f"{path}:{first}: malformed bar ({int(bad.sum())} such row(s))")
     numeric["open_time"] = numeric["open_time"].astype(np.int64)
     numeric["trades"] = numeric["trades"].fillna(0).astype(np.int64)
+    numeric["turnover"] = numeric["turnover"].fillna(0.0)  # unknown: recorded as 0, never NULL
     return numeric
 
 
@@ -97,13 +101,26 @@ def has_repeats(sorted_values: np.ndarray) -> bool:
     return bool(len(sorted_values) > 1 and (sorted_values[1:] == sorted_values[:-1]).any())
 
 
-def infer_interval_ms(open_times_ms: np.ndarray) -> int:
-    """The bar length of a kline series: the smallest step between consecutive bars."""
-    steps = np.diff(np.asarray(open_times_ms, dtype=np.int64))
-    steps = steps[steps > 0]
+def infer_interval_ms(open_times_ms: np.ndarray, where: str = "the klines") -> int:
+    """The bar length of a sorted kline series: its most common step between bars. Every bar
+    must open on that grid (bars skipped for want of trades are fine): one stray bar must not
+    turn hourly bars into minute bars."""
+    times = np.asarray(open_times_ms, dtype=np.int64)
+    steps = np.diff(times)
     if len(steps) == 0:
-        raise BarFileError("cannot infer the bar interval from fewer than two bars")
-    return int(steps.min())
+        raise BarFileError(f"{where}: cannot infer the bar interval from fewer than two bars")
+    step = int(steps[0])
+    if (steps == step).all():
+        return step
+    values, counts = np.unique(steps, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    off = np.flatnonzero((times - times[0]) % step)
+    if len(off):
+        stray = int(off[0])
+        raise BarFileError(f"{where}: most bars are {step} ms apart, but the bar at open_time "
+                           f"{int(times[stray])} is {int(times[stray] - times[stray - 1])} ms after the one "
+                           "before it: one interval per file")
+    return step
 
 
 def bars_to_frame(bars: Iterable[Bar]) -> pd.DataFrame:

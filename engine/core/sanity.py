@@ -16,6 +16,8 @@ MIN_TS_NS = 1_230_940_800 * 10**9
 MAX_PRICE = 1e9
 MAX_SIZE = 1e11
 MAX_NOTIONAL = 1e12
+# A bar's volume, turnover or trade count beyond any market's (a kline file's own sums).
+MAX_BAR_AMOUNT = 1e15
 
 
 def max_ts_ns() -> int:

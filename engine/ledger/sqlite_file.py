@@ -1,9 +1,11 @@
 """Checks on a SQLite ledger file before anything is written to it: that it is a SQLite
-database (or a new file in a folder that can be written), refused in one line otherwise."""
+database of papertape's (or a new file in a folder that can be written), refused in one line
+otherwise: nothing of the ledger's is ever written into another program's database."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from engine.core.errors import UserError
@@ -29,6 +31,8 @@ def check_sqlite_file(path: Path) -> None:
             raise LedgerError(f"--ledger {path} is not a papertape ledger (not a SQLite database)")
         if not os.access(path, os.W_OK):
             raise LedgerError(f"--ledger {path} cannot be written (permission denied)")
+        if head:
+            _refuse_foreign(path)
         return
     folder = path.parent
     try:
@@ -37,3 +41,20 @@ def check_sqlite_file(path: Path) -> None:
         raise LedgerError(f"--ledger {path}: cannot make its folder ({exc.strerror})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise LedgerError(f"--ledger {path}: its folder {folder} cannot be written")
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse the SQLite database of another program (tables, none of them ``runs``), read
+    only, so nothing of the ledger's is ever written into it."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            names = [row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # opening it properly says what is wrong
+    if names and "runs" not in names:
+        shown = ", ".join(sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
+        raise LedgerError(f"--ledger {path} is not a papertape ledger (a SQLite database with "
+                          f"other tables: {shown})")

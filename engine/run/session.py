@@ -99,6 +99,9 @@ class Session:
         save_state_every_bar: bool = False,
         ledger: Any = None,
     ) -> None:
+        # one spelling per interval ("60", "1H" and "1h" are 1h): bars carry the label, and the
+        # recorder and the strategy pick their bars by it
+        market = dataclasses.replace(market, interval=parse_interval(market.interval).label)
         self.cfg, self.market, self.kind = cfg, market, kind
         self.resumed_from = resume_from
         self.bus = Bus(clock)

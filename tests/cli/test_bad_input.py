@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,15 @@ def workdir(tmp_path_factory) -> Path:
     frame.loc[5, "close"] = "inf"
     frame.to_csv(d / "inf-close.csv", index=False)
     (d / "empty.csv").write_text("")
+    (d / "header-only.csv").write_text("open_time,open,high,low,close,volume,turnover,trades\n")
+    (d / "header-only-trades.csv").write_text(DERIVATIVES_HEADER + "\n")
+    stray = write_klines(d / "k.csv", 20)
+    stray.loc[5, "open_time"] = stray.loc[4, "open_time"] + 1000  # one bar a second after the one before
+    stray.to_csv(d / "stray-bar.csv", index=False)
+    for name, column, value in (("huge-volume", "volume", 1e200), ("fractional-trades", "trades", 2.5)):
+        odd = write_klines(d / "k.csv", 20).astype({column: float})
+        odd.loc[5, column] = value
+        odd.to_csv(d / f"{name}.csv", index=False)
     (d / "all-bad.csv").write_text(DERIVATIVES_HEADER + "\n" + "x,BTCUSDT,Buy,1,1,a,b,0,0,0,0\n")
     ts, p, s, side = random_trades(3000, DAY0, 3600, seed=9)
     write_derivatives(d / "day.csv.gz", ts, p, s, side)
@@ -56,6 +66,9 @@ def workdir(tmp_path_factory) -> Path:
                                                    "category": "linear", "interval": "1m",
                                                    "started": 10**30}) + "\n")
     (d / "notdb.db").write_text("this is not a database\n")
+    with sqlite3.connect(d / "other.db") as con:
+        con.execute("CREATE TABLE foo (x)")
+    con.close()
     (d / "junk.pt").write_bytes(b"junk" * 10)
     (d / "bad-key.toml").write_text("[broker]\ntaker_fe = 0.1\n")
     (d / "bad-toml.toml").write_text("[broker\n")
@@ -74,6 +87,13 @@ CASES = {
     # kline CSV
     "kline inf close": (BACKTEST + ["--data", "{d}/inf-close.csv"], "inf-close.csv:7: malformed bar"),
     "empty file": (BACKTEST + ["--data", "{d}/empty.csv"], "empty.csv"),
+    "kline header only": (BACKTEST + ["--data", "{d}/header-only.csv"], "header-only.csv: cannot infer"),
+    "kline stray bar": (BACKTEST + ["--data", "{d}/stray-bar.csv"], "one interval per file"),
+    "kline absurd volume": (BACKTEST + ["--data", "{d}/huge-volume.csv"], "huge-volume.csv:7: malformed bar"),
+    "kline fractional trades": (BACKTEST + ["--data", "{d}/fractional-trades.csv"], ".csv:7: malformed bar"),
+    "archive header only": (BACKTEST + ["--data", "{d}/header-only-trades.csv"], "no well-formed trades"),
+    "bars of a header only": (["bars", "--data", "{d}/header-only-trades.csv", "--out", "{d}/o.csv"],
+                              "no well-formed trades"),
     # trade archive and gzip
     "archive without a good row": (BACKTEST + ["--data", "{d}/all-bad.csv"], "no well-formed trades"),
     "truncated gzip": (BACKTEST + ["--data", "{d}/truncated.csv.gz"], "truncated.csv.gz: cannot"),
@@ -103,12 +123,15 @@ CASES = {
        for iv in ("7x", "0s", "0m", "tick:abc", "tick:-5", "tick:1.5", "99999d")},
     **{f"bars interval {iv}": (["bars", "--data", "{d}/day.csv.gz", "--interval", iv, "--out", "{d}/o.csv"],
                                repr(iv)) for iv in ("7x", "0s", "tick:abc", "tick:-5")},
+    "interval in months": (BACKTEST + ["--interval", "1M"], "months"),
     "start after end": (BACKTEST + ["--start", "2025-06-02", "--end", "2025-06-01"], "--end"),
     "bad start": (BACKTEST + ["--start", "yesterday"], "--start"),
     # ledger paths
     "ledger in /proc": (BACKTEST + ["--ledger", "/proc/x.db"], "/proc/x.db"),
     "ledger not a database": (BACKTEST + ["--ledger", "{d}/notdb.db"], "not a papertape ledger"),
     "ledger is a folder": (BACKTEST + ["--ledger", "{d}"], "is a folder"),
+    "ledger of another program": (BACKTEST + ["--ledger", "{d}/other.db"], "other tables: foo"),
+    "runs on another program's database": (["runs", "--ledger", "{d}/other.db"], "other tables: foo"),
     "runs on a non-database": (["runs", "--ledger", "{d}/notdb.db"], "not a papertape ledger"),
     "report on a non-database": (["report", "--ledger", "{d}/notdb.db", "--run", "1"],
                                  "not a papertape ledger"),
@@ -145,7 +168,7 @@ def test_bad_input_is_one_line_and_leaves_the_ledger_alone(workdir, capsys, monk
     argv, message = CASES[name]
     monkeypatch.chdir(workdir)
     ledger = workdir / "ledger.db"
-    before = digest(ledger)
+    before, other_before = digest(ledger), digest(workdir / "other.db")
     argv = [a.format(d=workdir) for a in argv]
     if argv[0] in ("backtest", "live") and "--ledger" not in argv:
         argv += ["--ledger", str(ledger)]
@@ -154,6 +177,7 @@ def test_bad_input_is_one_line_and_leaves_the_ledger_alone(workdir, capsys, monk
     assert len(err) == 1 and message in err[0], err
     assert "Traceback" not in err[0]
     assert digest(ledger) == before
+    assert digest(workdir / "other.db") == other_before  # nothing written into another program's database
     assert not (workdir / "fetched").exists() and not (workdir / "o.csv").exists()
 
 

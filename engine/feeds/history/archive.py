@@ -242,6 +242,8 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
         )
         for chunk in progress.bar(iterable=_chunks_quietly(reader), unit=" chunks", leave=False,
                                   desc=f"parse {path.name} (1M rows a chunk, once: then cached)"):
+            if chunk.empty:  # a header without rows: no trades, said below
+                continue
             chunk = chunk.rename(columns=names)
             line0 = int(chunk.index[0]) + 2  # 1-based, after the header line
             ts, price, size, side, ok = _clean_chunk(chunk, layout, reasons, examples, path, line0,

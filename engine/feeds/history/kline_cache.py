@@ -29,7 +29,7 @@ from engine.bars.kline_files import (
 )
 from engine.feeds.history.archive import default_cache_root
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: a missing turnover is 0, not NaN
 CHUNK_ROWS = 1_000_000  # rows parsed at a time
 DTYPES = {name: np.dtype("<i8" if name in ("open_time", "trades") else "<f8") for name in KLINE_COLUMNS}
 VALUES = KLINE_COLUMNS[1:]  # the columns a block holds beside open_time
@@ -109,6 +109,8 @@ def _write_chunks(path: Path, directory: Path) -> int | None:
         with warnings.catch_warnings():  # mixed-type columns are malformed rows, refused when checked
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
             for chunk in pd.read_csv(path, chunksize=CHUNK_ROWS):
+                if chunk.empty:  # a header without rows
+                    continue
                 numeric = checked_klines(chunk, path, first_line=rows + 2)
                 times = numeric["open_time"].to_numpy()
                 if not numeric["open_time"].is_monotonic_increasing or (last is not None and times[0] < last):
