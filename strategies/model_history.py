@@ -94,9 +94,9 @@ class WarmUp:
         """The last ``bars`` bars closed by ``before_ms`` from the strategy's ``history``
         source (in the host's worker thread)."""
         s = self.strategy
-        return load_history(s.config.history, rest_url=s.rest_url, category=s.instrument.category,
-                            symbol=self.symbol, interval=s.interval, interval_ms=self.interval_ms,
-                            before_ms=before_ms, bars=bars)
+        return load_history(s.config.history, rest_url=s.rest_url,
+                            category=s.instrument_of(self.symbol).category, symbol=self.symbol,
+                            interval=s.interval, interval_ms=self.interval_ms, before_ms=before_ms, bars=bars)
 
     def holds(self, row: dict[str, Any]) -> bool:
         """Whether the live bar ``row`` must wait for history; the first live bar asks for
