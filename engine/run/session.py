@@ -23,6 +23,7 @@ from engine.core import plugins
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, Clock
 from engine.core.config import Config
+from engine.core.errors import UserError
 from engine.core.events import Bar, CatchUp, FeedStatus, Trades
 from engine.core.typed import build
 from engine.ledger.recorder import LedgerRecorder
@@ -80,6 +81,8 @@ def load_strategy(spec: str, params: dict[str, Any]) -> Any:
     config = build(cls.config_class, params, f"strategy {spec} parameters")
     try:
         return cls(config)
+    except UserError:  # the strategy's own one-line refusal (a missing checkpoint, say) as it is
+        raise
     except Exception as exc:  # the strategy's own constructor: before any run is recorded
         raise plugins.PluginError(f"strategy {spec!r} could not be made: {exc!r}") from None
 
