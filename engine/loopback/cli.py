@@ -47,8 +47,18 @@ def _speed(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"speed must be positive, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"speed must be positive and finite, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not a port (0-65535)")
     return value
 
 
@@ -65,7 +75,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                    "loopback only; any other address requires a control token)")
     p.add_argument("--token", help="require `Authorization: Bearer TOKEN` on /_control/*; with a --host "
                    "beyond loopback one is generated and printed when not given")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    p.add_argument("--port", type=_port, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--speed", type=_speed, default=1.0, metavar="X",
                    help="replay X times faster than real time (default 1)")
     p.add_argument("--start-at", metavar="TIME",

@@ -110,3 +110,17 @@ def test_user_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
     assert run(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--port", "99999"], "port 99999 is not a port (0-65535)"),  # was an OverflowError from bind()
+    (["--port", "-1"], "port -1 is not a port"),
+    (["--speed", "inf"], "speed must be positive and finite"),
+])
+def test_bad_flags_exit_2_naming_the_flag(capsys, argv, message):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    with pytest.raises(SystemExit) as stop:
+        parser.parse_args(["serve-exchange", "--data", "x.csv", *argv])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and message in err.splitlines()[-1] and "Traceback" not in err
