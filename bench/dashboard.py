@@ -1,6 +1,7 @@
 """Dashboard benchmark: a synthetic run of N one-minute bars (10k, 100k and 1M by default)
 written into a temporary ledger through the real writer (``Ledger.add``, the writer process),
-one fill every 100 bars, then its page opened in Debian's Chromium (Playwright) against a
+one fill every 100 bars (with ``--plots``, two plotted moving averages per bar, as sma_cross
+records), then its page opened in Debian's Chromium (Playwright) against a
 ``papertape dashboard`` process:
 
 - time to first chart: from navigation start until the price chart's candles and fill markers
@@ -12,7 +13,7 @@ one fill every 100 bars, then its page opened in Debian's Chromium (Playwright) 
   width, not by the run's length).
 
 Prints the figures with the load average (``uptime``); ``--json`` prints one object.
-Usage: ``python bench/dashboard.py [--sizes 10000,100000,1000000] [--json]``.
+Usage: ``python bench/dashboard.py [--sizes 10000,100000,1000000] [--plots] [--json]``.
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def write_run(ledger: Path, n: int, seed: int = 7) -> float:
+def write_run(ledger: Path, n: int, seed: int = 7, plots: bool = False) -> float:
     """A finished run of ``n`` bars of a seeded random walk, with a round trip every
-    ``2 * FILL_EVERY`` bars, through the ledger's own writer; returns the seconds it took."""
+    ``2 * FILL_EVERY`` bars (and ``plots``: 10- and 30-bar means of the closes at each bar),
+    through the ledger's own writer; returns the seconds it took."""
     from engine.ledger.store import Ledger
 
     began = time.perf_counter()
@@ -53,6 +55,8 @@ def write_run(ledger: Path, n: int, seed: int = 7) -> float:
     high = np.maximum(open_, close) + rng.random(n) * 10
     low = np.minimum(open_, close) - rng.random(n) * 10
     volume = rng.random(n) * 5
+    sums = np.concatenate(([0.0], np.cumsum(close)))
+    means = {k: (sums[k:] - sums[:-k]) / k for k in (10, 30)}  # means[k][i - k + 1]: bars i-k+1..i
     store = Ledger(ledger, batch_rows=50_000, flush_seconds=None)
     run_id = store.start_run(kind="backtest", strategy="synthetic", params="{}", symbol="BTCUSDT",
                              category="linear", interval="1m", data_start=START_NS,
@@ -74,6 +78,9 @@ def write_run(ledger: Path, n: int, seed: int = 7) -> float:
             store.add("fills", (run_id, order, "synthetic", "BTCUSDT", side, price, qty, fee, "taker",
                                 realized, position, avg, cash, cash + position * price, ts, ts))
         mark = float(close[i])
+        if plots and i >= 29:
+            store.add("plots", (run_id, "BTCUSDT", "sma_fast", ts, float(means[10][i - 9])))
+            store.add("plots", (run_id, "BTCUSDT", "sma_slow", ts, float(means[30][i - 29])))
         store.add("equity", (run_id, ts, cash, cash + position * mark, position, mark, 0.0, "BTCUSDT", "1m",
                              ts - STEP_NS, float(open_[i]), float(high[i]), float(low[i]), mark,
                              float(volume[i]), float(volume[i]) * mark, 10))
@@ -120,11 +127,11 @@ def open_page(pw, profile: Path, url: str) -> dict:
         ctx.close()
 
 
-def measure(n: int, work: Path) -> dict:
+def measure(n: int, work: Path, plots: bool) -> dict:
     from playwright.sync_api import sync_playwright
 
     ledger = work / f"run{n}.db"
-    written_s = write_run(ledger, n)
+    written_s = write_run(ledger, n, plots=plots)
     proc, base = serve(ledger)
     try:
         with sync_playwright() as pw:
@@ -140,11 +147,12 @@ def measure(n: int, work: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="bar counts, comma-joined")
+    parser.add_argument("--plots", action="store_true", help="the run plots two series per bar")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
-        results = [measure(n, Path(tmp)) for n in sizes]
+        results = [measure(n, Path(tmp), args.plots) for n in sizes]
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     if args.json:
         print(json.dumps({"results": results, "uptime": uptime, "cpus": os.cpu_count()}))

@@ -89,3 +89,19 @@ def pack_bars(values: Sequence, width: int) -> list[tuple]:
                            *(_packed("q" if BAR_STORED[name] == "<i8" else "d", own[at::width])
                              for name, at in BAR_POSITIONS.items())))
     return chunks
+
+
+# a plot row (run_id, symbol, name, ts, value) and its packed columns' numpy dtypes
+PLOT_STORED = {"ts": "<i8", "value": "<f8"}
+
+
+def pack_plots(values: Sequence, width: int) -> list[tuple]:
+    """``(run_id, symbol, name, n, ts, value)`` chunks of a batch's plot rows (a flat list of
+    ``width`` values a row): one chunk per run, symbol and series, points in the order written."""
+    series: dict[tuple, tuple[list, list]] = {}
+    for i in range(0, len(values), width):
+        stamps, points = series.setdefault((values[i], values[i + 1], values[i + 2]), ([], []))
+        stamps.append(values[i + 3])
+        points.append(values[i + 4])
+    return [(*key, len(stamps), _packed("q", stamps), _packed("d", points))
+            for key, (stamps, points) in series.items()]

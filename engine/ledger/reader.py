@@ -160,8 +160,19 @@ class LedgerReader:
 
     def plots(self, run_ids: list[int], symbol: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``symbol``'s plotted series of the runs, by name: stamps (ns) and values in the
-        order they were made (time order); numeric reads straight into numpy."""
+        order they were made (time order); from the packed ``plot_columns`` when they account
+        for every plot row of the runs, else numeric reads of the rows straight into numpy."""
         marks = ", ".join(str(int(i)) for i in run_ids)
+        runs = f"WHERE run_id IN ({marks})"
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM plots {runs}")).scalar_one()
+            if (conn.execute(sa.text(f"SELECT sum(n) FROM plot_columns {runs}")).scalar() or 0) == rows:
+                chunks = conn.execute(sa.text(f"SELECT name, n, ts, value FROM plot_columns {runs} AND "
+                                              f"symbol = {_quoted(symbol)} ORDER BY name, id")).all()
+                names = dict.fromkeys(chunk[0] for chunk in chunks)
+                series = {name: _unpack([c[1:] for c in chunks if c[0] == name], curve_columns.PLOT_STORED)
+                          for name in names}
+                return {name: (s["ts"], s["value"]) for name, s in series.items()}
         where = f"run_id IN ({marks}) AND symbol = {_quoted(symbol)}"
         names = self.frame(f"SELECT DISTINCT name FROM plots WHERE {where} ORDER BY name")["name"]
         out = {}

@@ -4,7 +4,7 @@ opening a database with it (SQLite in WAL mode by default, any SQLAlchemy URL ac
 Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar, with the
 bar; the ``bars`` view shows just the bars; ``equity_curve`` packs their ts, equity and
 position per batch for fast reads, ``bar_columns`` the bars), strategy_state, predictions,
-feed_gaps and plots (the strategies' named series).
+feed_gaps and plots (the strategies' named series; ``plot_columns`` packs them).
 """
 
 from __future__ import annotations
@@ -169,9 +169,8 @@ class EquityCurveChunk(Base):
 
 
 class BarColumnsChunk(Base):
-    """One batch's bars of one run and symbol as packed columns (``curve_columns.pack_bars``),
-    written with the equity rows they come from: a million-bar chart's bars read in
-    milliseconds (the dashboard) instead of a Python tuple per row."""
+    """One batch's bars of one run and symbol as packed columns, written with their equity rows:
+    a million-bar chart's bars read in milliseconds instead of a Python tuple per row."""
 
     __tablename__ = "bar_columns"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -185,6 +184,19 @@ class BarColumnsChunk(Base):
     low: Mapped[bytes] = mapped_column(LargeBinary)
     close: Mapped[bytes] = mapped_column(LargeBinary)
     volume: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PlotColumnsChunk(Base):
+    """One batch's points of one run's plotted series, packed beside their plot rows."""
+
+    __tablename__ = "plot_columns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = _run_fk()
+    symbol: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(40))
+    n: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[bytes] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 BARS_VIEW = ("CREATE VIEW IF NOT EXISTS bars AS SELECT id, run_id, symbol, interval, open_time, open, "
@@ -238,7 +250,7 @@ class PlotRow(Base):
 
     __tablename__ = "plots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = _run_fk(index=False)  # ix_plots_run_symbol covers run_id
+    run_id: Mapped[int] = _run_fk()  # read through plot_columns: no wider index to keep up
     symbol: Mapped[str] = mapped_column(String(40))
     name: Mapped[str] = mapped_column(String(40))
     ts: Mapped[int] = mapped_column(BigInteger)
@@ -288,8 +300,6 @@ Index("ux_sweep_trials_trial", SweepTrialRow.sweep_id, SweepTrialRow.phase, Swee
 # covers the metrics' read of a run's equity curve: an index-only scan, no row lookups
 Index("ix_equity_run_ts", EquityRow.run_id, EquityRow.ts, EquityRow.equity, EquityRow.position)
 Index("ix_fills_run_ts", FillRow.run_id, FillRow.ts_event)
-# a run's series of one symbol by name, in the order written (rowid ends each index entry)
-Index("ix_plots_run_symbol", PlotRow.run_id, PlotRow.symbol, PlotRow.name)
 
 TABLES = {cls.__tablename__: cls.__table__ for cls in
           (OrderRow, OrderUpdateRow, FillRow, FundingRow, EquityRow,
@@ -299,7 +309,8 @@ COLUMNS = {name: [c.name for c in table.columns if c.name != "id"] for name, tab
 WIDTHS = {name: len(columns) for name, columns in COLUMNS.items()}
 CURVE_COLUMNS = [c.name for c in EquityCurveChunk.__table__.columns if c.name != "id"]
 BAR_CHUNK_COLUMNS = [c.name for c in BarColumnsChunk.__table__.columns if c.name != "id"]
-PACKED = (EquityCurveChunk.__table__, BarColumnsChunk.__table__)  # copies of the equity rows
+PLOT_CHUNK_COLUMNS = [c.name for c in PlotColumnsChunk.__table__.columns if c.name != "id"]
+PACKED = (EquityCurveChunk.__table__, BarColumnsChunk.__table__, PlotColumnsChunk.__table__)
 
 
 def database_url(target: str | Path) -> str:

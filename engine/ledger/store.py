@@ -29,10 +29,12 @@ from engine.ledger.schema import (
     COLUMNS,
     CURVE_COLUMNS,
     PACKED,
+    PLOT_CHUNK_COLUMNS,
     TABLES,
     WIDTHS,
     BarColumnsChunk,
     EquityCurveChunk,
+    PlotColumnsChunk,
     Run,
     _no_autocheckpoint,
     _sqlite_pragmas,
@@ -72,6 +74,8 @@ class BatchWriter:
                              CURVE_COLUMNS)
         self.bars_insert = (*_compile_one(self.engine, BarColumnsChunk.__table__, BAR_CHUNK_COLUMNS),
                             BAR_CHUNK_COLUMNS)
+        self.plots_insert = (*_compile_one(self.engine, PlotColumnsChunk.__table__, PLOT_CHUNK_COLUMNS),
+                             PLOT_CHUNK_COLUMNS)
 
     def write(self, batch: dict[str, list]) -> None:
         """One batch in one transaction."""
@@ -125,6 +129,8 @@ class BatchWriter:
         if batch.get("equity"):  # the equity curve and the bars packed beside their rows
             self._insert(cursor, self.curve_insert, curve_columns.pack(batch["equity"], WIDTHS["equity"]))
             self._insert(cursor, self.bars_insert, curve_columns.pack_bars(batch["equity"], WIDTHS["equity"]))
+        if batch.get("plots"):
+            self._insert(cursor, self.plots_insert, curve_columns.pack_plots(batch["plots"], WIDTHS["plots"]))
 
     def _insert(self, cursor, insert: tuple[str, bool, list[str]], chunks: list) -> None:
         statement, positional, columns = insert

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -202,20 +203,25 @@ class StrategyContext:
     def plot(self, name: str, value: float, symbol: str | None = None) -> None:
         """Record a point of series ``name`` for ``symbol`` stamped with the clock; a bad
         name (empty, over ``PLOT_NAME_CHARS``, unprintable), a value that is not a finite
-        number or a symbol not of the run is logged and counted, never raised."""
+        real number or a symbol not of the run is logged and counted, never raised. Runs on
+        every bar of a long backtest, so a known name with a finite float goes straight out."""
+        if symbol is None and len(self.symbols) == 1:
+            symbol = self.symbols[0]
+        if (type(value) is float and value - value == 0.0 and type(name) is str  # finite: inf - inf is NaN
+                and name in self._plot_names and type(symbol) is str and symbol in self._symbol_set):
+            now = self.clock.timestamp_ns()
+            self.bus.publish(Plot(self.strategy_id, symbol, name, value, now, now))
+            return
         problem = self._plot_name_problem(name)
         if problem is None:
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                problem = f"value {value!r} is not a number"
-            else:
-                if not math.isfinite(value):
-                    problem = f"value {value} is not finite"
+            number = _finite(value)
+            if number is None:
+                problem = f"value {value!r} is not a finite number"
+            value = number
         if problem is None:
             try:
                 symbol = self.symbol_of(symbol, "plot")
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 problem = str(exc)
         if problem is not None:
             self.plots_rejected += 1
@@ -227,8 +233,6 @@ class StrategyContext:
         self.bus.publish(Plot(self.strategy_id, symbol, name, value, now, now))
 
     def _plot_name_problem(self, name: Any) -> str | None:
-        if name in self._plot_names:
-            return None
         if not isinstance(name, str) or not name.strip():
             return f"name {name!r} is not a non-empty string"
         if len(name) > PLOT_NAME_CHARS or not name.isprintable():
@@ -340,6 +344,17 @@ class StrategyContext:
 def is_late(prediction: Prediction, last_bar_close: int) -> bool:
     """A prediction is late (and dropped) once a newer bar than its own has closed."""
     return prediction.ts_event < last_bar_close
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float if it is a finite real number (an int, a numpy float), else None."""
+    if not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past the floats
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _clean(qty: float) -> float:

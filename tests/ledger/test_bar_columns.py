@@ -1,7 +1,7 @@
-"""The packed ``bar_columns``: written with each batch of equity rows, one chunk per run and
-symbol (a portfolio's interleaved rows split by symbol), equal to the rows bit for bit; the
-reader and the dashboard's series cache use them only when they account for every equity
-row of the runs, and read the rows otherwise."""
+"""The packed ``bar_columns`` and ``plot_columns``: written with each batch of equity (plot)
+rows, one chunk per run and symbol (and series), a portfolio's interleaved rows split by
+symbol, equal to the rows bit for bit; the reader and the dashboard's series cache use them
+only when they account for every equity (plot) row of the runs, and read the rows otherwise."""
 
 from __future__ import annotations
 
@@ -84,3 +84,38 @@ def test_the_rows_are_read_when_the_packed_bars_do_not_account_for_them(portfoli
         rows = read_table(db, ROWS, (run_id, symbol))
         np.testing.assert_array_equal(bars["c"], rows.close.to_numpy())
         np.testing.assert_array_equal(bars["close_ns"], rows.close_ts.to_numpy())
+
+
+def plot_series(db, run_id: int, symbol: str) -> dict:
+    reader = LedgerReader(db)
+    try:
+        return reader.plots([run_id], symbol)
+    finally:
+        reader.close()
+
+
+def plot_rows(db, run_id: int, symbol: str, name: str):
+    return read_table(db, "SELECT ts, value FROM plots WHERE run_id = ? AND symbol = ? AND name = ? "
+                      "ORDER BY id", (run_id, symbol, name))
+
+
+@pytest.mark.parametrize("edit", [
+    None,  # as written: read from the packed columns
+    "DELETE FROM plots WHERE id = 5",  # a row removed by hand
+    "DELETE FROM plot_columns",  # a ledger from before the packed plots
+])
+def test_plotted_series_read_packed_or_from_their_rows_are_the_rows(portfolio, edit):
+    db, run_id = portfolio
+    chunks = read_table(db, "SELECT symbol, name, n FROM plot_columns WHERE run_id = ?", (run_id,))
+    assert len(chunks) > 20 and chunks.n.sum() == len(read_table(db, "SELECT id FROM plots"))
+    if edit:
+        with sqlite3.connect(db) as conn:
+            conn.execute(edit)
+    for symbol in SYMBOLS:
+        series = plot_series(db, run_id, symbol)
+        assert set(series) == {"sma_fast", "sma_slow"}
+        for name, (ts, values) in series.items():
+            rows = plot_rows(db, run_id, symbol, name)
+            assert ts.dtype == np.int64 and len(rows) > 600
+            np.testing.assert_array_equal(ts, rows.ts.to_numpy())
+            np.testing.assert_array_equal(values, rows.value.to_numpy())

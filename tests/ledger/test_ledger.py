@@ -328,7 +328,7 @@ def test_an_older_ledger_gains_the_plots_table_and_its_runs_read_without_plots(t
         reader.close()
     assert ts.tolist() == [T0, T0 + MINUTE] and values.tolist() == [1.5, 2.5]
     with sqlite3.connect(path) as conn:
-        assert "ix_plots_run_symbol" in {row[1] for row in conn.execute("PRAGMA index_list(plots)")}
+        assert "ix_plots_run_id" in {row[1] for row in conn.execute("PRAGMA index_list(plots)")}
 
 
 def test_a_run_is_continued_by_one_run_only(tmp_path):

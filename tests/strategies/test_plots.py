@@ -73,8 +73,8 @@ class BadPlotsConfig(StrategyConfig):
     pass
 
 
-BAD = [("", 1.0), ("x" * 41, 1.0), ("a\nb", 1.0), (None, 1.0), ("ok", math.nan), ("ok", math.inf),
-       ("ok", "high"), ("ok", None)]
+BAD = [("", 1.0), ("x" * 41, 1.0), ("a\nb", 1.0), (None, 1.0), (["close"], 1.0), ("ok", math.nan),
+       ("ok", math.inf), ("ok", -math.inf), ("ok", "high"), ("ok", "1.5"), ("ok", None), ("ok", 10**400)]
 
 
 class BadPlots(Strategy):
@@ -89,9 +89,11 @@ class BadPlots(Strategy):
     def on_bar(self, bar) -> None:
         self.plot("close", bar.close)
         self.plot("close", np.float32(bar.close))  # any real number type is taken
+        self.plot("close", 7)
         for name, value in BAD:
             self.plot(name, value)
         self.plot("close", 1.0, symbol="DOGEUSDT")
+        self.plot("close", 1.0, symbol=["BTCUSDT"])
 
 
 def test_bad_plot_points_are_logged_and_counted_and_the_run_goes_on(klines, tmp_path, caplog):
@@ -103,10 +105,11 @@ def test_bad_plot_points_are_logged_and_counted_and_the_run_goes_on(klines, tmp_
     assert result.status == "finished"
     rows = plot_rows(db, result.run_id)
     assert set(rows.name) == {"close", "before_any_bar"}
-    assert len(rows[rows.name == "close"]) == 2 * len(frame)
-    assert result.extra["plots_rejected"] == (len(BAD) + 1) * len(frame)
+    assert len(rows[rows.name == "close"]) == 3 * len(frame)
+    assert result.extra["plots_rejected"] == (len(BAD) + 2) * len(frame)
     summary = json.loads(read_table(db, "SELECT summary FROM runs").summary[0])
     assert summary["plots_rejected"] == result.extra["plots_rejected"]
     warned = [r.getMessage() for r in caplog.records if "plot point rejected" in r.getMessage()]
     assert len(warned) == 10 and "later rejections are only counted" in warned[-1]
-    assert "not finite" in " ".join(warned) and "DOGEUSDT" in " ".join(warned)
+    assert "value nan is not a finite number" in " ".join(warned)
+    assert "value '1.5' is not a finite number" in " ".join(warned)  # a string is not a number
