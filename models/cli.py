@@ -153,6 +153,7 @@ def train_frame(bars, args: argparse.Namespace) -> dict:
     }
     if "symbols" in result.meta:
         summary["symbols"] = result.meta["symbols"]
+        summary["by_symbol"] = result.meta.get("metrics_by_symbol", {})
     if args.walk_forward:
         summary["folds"] = results
     return summary
@@ -203,4 +204,8 @@ def format_summary(summary: dict) -> str:
             metrics = entry[split]
             text = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()) if metrics else "no windows"
             lines.append(f"  {split:<10}  {text}")
+    for symbol, metrics in summary.get("by_symbol", {}).items():
+        for split, values in metrics.items():
+            text = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+            lines.append(f"  {symbol} {split}: {text}")
     return "\n".join(lines)

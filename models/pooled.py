@@ -42,6 +42,7 @@ class Pool:
     open_ms: np.ndarray
     step: np.ndarray
     times: np.ndarray
+    series: np.ndarray  # per pooled row, the index of its symbol in ``symbols``
 
     @property
     def n_bars(self) -> int:
@@ -84,8 +85,9 @@ def build_pool(bars: Bars, features: tuple[str, ...], interval: str, timeframes:
     open_ms = np.concatenate([f["open_time"].to_numpy(np.int64) for f in parts.values()])
     times = np.unique(open_ms)
     pooled = frames[0] if len(frames) == 1 else Frames.concat(frames)
+    series = np.repeat(np.arange(len(parts)), [len(f) for f in parts.values()])
     return Pool(tuple(parts), feature_set, pooled, np.concatenate(returns), np.concatenate(valid),
-                open_ms, np.searchsorted(times, open_ms), times)
+                open_ms, np.searchsorted(times, open_ms), times, series)
 
 
 def first_usable_row(bars: Bars, config) -> int:

@@ -262,11 +262,16 @@ def train_model(bars: Bars, config: TrainConfig, fold: Fold | None = None,
     model.to(device)
     history = _fit(model, frames, ends, labels, cfg, device)
 
-    metrics = {}
+    metrics, by_symbol = {}, {}
     for name in ("validation", "test"):
         if len(ends[name]):
             preds = _predict(model, frames, ends[name], cfg.seq_len)
             metrics[name] = evaluate(cfg.head, preds, returns[ends[name]], threshold)
+            for k, symbol in enumerate(pool.symbols if len(pool.symbols) > 1 else ()):
+                mine = pool.series[ends[name]] == k
+                if mine.any():
+                    by_symbol.setdefault(symbol, {})[name] = evaluate(
+                        cfg.head, preds[mine], returns[ends[name]][mine], threshold)
     meta = {
         "features": list(feature_set.names),
         "feature_lookback": {n: LOOKBACK[n] for n in feature_set.names},
@@ -285,6 +290,8 @@ def train_model(bars: Bars, config: TrainConfig, fold: Fold | None = None,
     }
     if any(pool.symbols):
         meta["symbols"] = list(pool.symbols)
+    if by_symbol:
+        meta["metrics_by_symbol"] = by_symbol  # each symbol's held-out windows alone
     return TrainResult(model.cpu().eval(), meta, metrics, history)
 
 

@@ -57,6 +57,9 @@ def test_one_cut_time_for_every_symbol():
     result = train_model(parts, config)
     window = result.meta["training_window"]
     assert result.meta["symbols"] == ["AAAUSDT", "BBBUSDT"]
+    by_symbol = result.meta["metrics_by_symbol"]  # each symbol's held-out windows, which add up to all
+    for split in ("validation", "test"):
+        assert sum(by_symbol[s][split]["n"] for s in by_symbol) == result.metrics[split]["n"]
     # no train window of any symbol ends after the cut, nor does its label reach past it
     assert window["train"][1] + 3 * HOUR_MS < window["validation"][0]
     assert window["validation"][1] + 3 * HOUR_MS < window["test"][0]
@@ -130,6 +133,10 @@ def test_train_cli_takes_symbol_named_kline_files(tmp_path, capsys):
     assert run(_parse(argv)) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["symbols"] == ["AAAUSDT", "BBBUSDT"] and result["bars"] == 1050
+    assert set(result["by_symbol"]) == {"AAAUSDT", "BBBUSDT"}
+    assert run(_parse([a for a in argv if a != "--json"])) == 0
+    text = capsys.readouterr().out
+    assert "  AAAUSDT test: mse" in text and "  BBBUSDT validation: mse" in text
     _, meta = load_checkpoint(out)
     assert meta["symbols"] == ["AAAUSDT", "BBBUSDT"]
     # a kline file that names no symbol beside one that does: one line, code 2
