@@ -9,7 +9,7 @@ import asyncio
 import numpy as np
 from aiohttp import web
 
-from engine.analysis.plot_series import bar_of, on_columns
+from engine.analysis.plot_series import on_columns
 from engine.dashboard.downsample import bar_columns, clamp_width, column_starts, window
 from engine.dashboard.run_api import FACTS, _int, _run, _symbol
 from engine.dashboard.run_data import equity_pairs, run_symbols
@@ -30,8 +30,8 @@ def run_bars(reader: LedgerReader, cache: SeriesCache, run: dict, symbol: str | 
     count = cut.stop - cut.start
     starts = column_starts(count, width) if count > width else np.arange(count)
     plots = {}
-    for name, (ts, values) in cache.plots(reader, run["id"], symbol).items():
-        drawn = on_columns(bar_of(bars["close_ns"], ts) - cut.start, values, starts, count)
+    for name, (at, values) in cache.placed_plots(reader, run["id"], symbol, bars["close_ns"]).items():
+        drawn = on_columns(at - cut.start, values, starts, count)
         plots[name] = np.where(np.isfinite(drawn), drawn, None).tolist()
     return {"symbol": symbol, "total": int(count), "plots": plots,
             **{n: np.asarray(col).tolist() for n, col in zip(names, cols, strict=True)}}

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from engine.analysis.report import METRIC_ROWS, format_time, format_value
 from engine.dashboard.live_channel import LIVE
-from engine.dashboard.run_api import FACTS, _run
+from engine.dashboard.run_api import FACTS, RunFacts, _run
 from engine.dashboard.run_data import run_symbols
 from engine.ledger.reader import LedgerQueryError
 
@@ -93,6 +93,14 @@ def _is_live(request: web.Request, run_id: int) -> bool:
     return channel is not None and channel.session is not None and channel.session.run_id == run_id
 
 
+def _read_plots(facts: RunFacts, run_id: int, symbol: str) -> None:
+    """The price chart's plotted series read into the cache (beside the bars, which another
+    thread reads), then placed on the bars."""
+    series = facts.series
+    series.plots(facts.reader, run_id, symbol)
+    series.placed_plots(facts.reader, run_id, symbol, series.bars(facts.reader, run_id, symbol)["close_ns"])
+
+
 async def run_page(request: web.Request) -> web.Response:
     """One run: header and metrics here; price with fill markers per symbol, equity against
     buy-and-hold, drawdown, daily returns and the row tables drawn by run.js and panels.js."""
@@ -102,7 +110,7 @@ async def run_page(request: web.Request) -> web.Response:
     if symbols:  # start reading what the page's scripts will ask for while the browser loads them
         loop = asyncio.get_running_loop()
         loop.run_in_executor(None, facts.series.bars, facts.reader, run["id"], symbols[0])
-        loop.run_in_executor(None, facts.series.plots, facts.reader, run["id"], symbols[0])
+        loop.run_in_executor(None, _read_plots, facts, run["id"], symbols[0])
     options = "".join(f"<option value='{_esc(s)}'>{_esc(s)}</option>" for s in symbols)
     error = f"<pre class='alert'>{_esc(run['error'])}</pre>" if run.get("error") else ""
     live = "true" if _is_live(request, int(run["id"])) else "false"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.analysis.plot_series import bar_of
 from engine.ledger.reader import LedgerReader
 
 NS_PER_MS = 1_000_000
@@ -73,6 +74,16 @@ class SeriesCache:
         """``symbol``'s plotted series of the run chain by name: stamps (ns) and values."""
         return self._get(reader, run_id, ("plots", run_id, symbol),
                          lambda: reader.plots(reader.chain(run_id), symbol))
+
+    def placed_plots(self, reader: LedgerReader, run_id: int, symbol: str,
+                     closes: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``symbol``'s plotted series by name as (index of the bar each point is drawn on,
+        value): the newest of the bars (``closes``, from :meth:`bars`) closed at or before the
+        point's stamp, -1 before the first."""
+        def read() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+            return {name: (bar_of(closes, ts), values)
+                    for name, (ts, values) in self.plots(reader, run_id, symbol).items()}
+        return self._get(reader, run_id, ("placed", run_id, symbol), read)
 
     def curve(self, reader: LedgerReader, run_id: int) -> tuple[np.ndarray, np.ndarray]:
         """The portfolio's equity at each close time (ns) of the run chain: the last snapshot
