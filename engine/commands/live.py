@@ -22,8 +22,8 @@ def parse_duration(text: str) -> float:
             seconds = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 30s, 5m, 2h)") from None
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"duration must be positive, got {text!r}")
+    if not 0 < seconds < float("inf"):  # inf (1e400s) would run forever
+        raise argparse.ArgumentTypeError(f"duration must be positive and finite, got {text!r}")
     return seconds
 
 

@@ -113,3 +113,13 @@ def test_sigterm_stops_a_session_cleanly(tmp_path):
     run = query(ledger, "SELECT * FROM runs").iloc[0]
     assert run.status == "stopped" and run.data_end > run.data_start
     assert len(query(ledger, "SELECT * FROM bars")) == done.result["bars"] >= 2
+
+
+@pytest.mark.parametrize("duration", ["1e400s", "inf", "0s"])
+def test_a_duration_that_is_not_positive_and_finite_is_refused(tmp_path, duration):
+    # 1e400s was inf seconds: a session that never ends on its own
+    done = papertape("live", "--ledger", str(tmp_path / "live.db"), *NOWHERE, "--duration", duration,
+                     cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "duration must be positive and finite" in done.stderr.strip().splitlines()[-1], done.stderr
+    assert not (tmp_path / "live.db").exists()
