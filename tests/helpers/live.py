@@ -202,8 +202,8 @@ def check_ledger(db: Path, run_ids: list[int], status: str = "finished") -> pd.D
     assert set(fills.client_order_id) <= set(orders.client_order_id), "a fill without its order"
     assert set(updates.client_order_id) <= set(orders.client_order_id), "an update without its order"
     assert not orders.client_order_id.duplicated().any(), "an order id used twice"
-    signed = (fills.side * fills.qty).cumsum()
-    assert np.allclose(fills.position.to_numpy(), signed.to_numpy(), atol=1e-9), \
+    signed = (fills.side * fills.qty).cumsum()  # as floats: no fills read as object columns
+    assert np.allclose(fills.position.to_numpy(dtype=float), signed.to_numpy(dtype=float), atol=1e-9), \
         pd.DataFrame({"ledger": fills.position, "cumulative": signed})
     filled = fills.groupby("client_order_id").qty.sum()
     for oid, qty in filled.items():
