@@ -194,6 +194,12 @@ class Strategy:
         a backtest it runs at once."""
         self._ctx.run_inference(fn, ts_event, symbol)
 
+    def run_inference_batch(self, fn: Callable[[], Mapping[str, Sequence[float]]], ts_event: int) -> None:
+        """``run_inference`` for several symbols' bars that closed at ``ts_event``, in one job:
+        ``fn()`` gives symbol -> outputs, and each symbol's arrives in ``on_prediction``, all
+        stamped when the job finished."""
+        self._ctx.run_inference_batch(fn, ts_event)
+
     def request_history(self, fn: Callable[[], Any], tag: str, symbol: str | None = None) -> None:
         """Load ``symbol``'s bars (default: the run's only symbol) from before the clock with
         ``fn()`` (a kline frame; raise ValueError, OSError or RuntimeError when there are none)

@@ -68,13 +68,14 @@ model --walk-forward N`` trains the folds and backtests them in one command.
 Portfolios. A run of ``--symbols A,B`` trades every symbol with the one checkpoint (train
 it on all of them: ``papertape train --data A=a.csv B=b.csv``). Each symbol has its own
 window, fed only its own bars, its own forecasts (``Prediction.symbol``), exits and orders;
+live, the windows of one close time go to the model as one job off the event loop (each its
+own forward pass, so the bits equal a replay's), and their forecasts arrive together;
 sizes are per symbol (``notional`` each; ``allocation`` and ``volatility`` size each symbol
 from the account's equity, so N symbols may take N times the exposure of one).
 """
 
 from __future__ import annotations
 
-import logging
 import statistics
 from collections import deque
 from collections.abc import Callable
@@ -94,7 +95,7 @@ from engine.feeds.history.sources import DataError, expand
 from models.runner import ModelRunner
 from strategies.base import Strategy, StrategyConfig
 from strategies.model_books import Book
-from strategies.model_checkpoints import EARLIEST, load_runners, utc
+from strategies.model_checkpoints import load_runners, warn_of_late_forecasts
 from strategies.model_history import WarmUp
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
 
@@ -159,6 +160,8 @@ class ModelStrategy(Strategy):
             self.predict_batch = None  # the engine then calls run_inference bar by bar
         self.inference_latency_ns = round(cfg.inference_latency_ms * NS_PER_MS)
         self._books: dict[str, Book] = {}  # per symbol: its window, closes, entry and exit block
+        self._batch: list[tuple[str, Book, ModelRunner, np.ndarray]] = []  # live portfolio: a close time's
+        self._batch_close, self._batch_seen = -1, 0  # that close time, and how many symbols' bars came
         self._batched = False
         self._max_leverage = cfg.max_leverage
         self.skipped = 0
@@ -213,38 +216,14 @@ class ModelStrategy(Strategy):
             rows = active == k
             if rows.any():
                 out[rows] = runner.predict_rows(bars, rows, durations, progress)[rows]
-        self._warn_of_late_forecasts(bars["open_time"].to_numpy(np.int64), active, out, symbol)
+        who = f"{symbol}: " if symbol is not None and len(self.symbols) > 1 else ""
+        warn_of_late_forecasts(self.log, self._starts, self.warmup_bars, bars["open_time"].to_numpy(np.int64),
+                               active, out, who)
         if durations:
             self.inference_latency_ns = round(statistics.median(durations) * NS_PER_S)
             self.log.info("charging %.1f ms of inference per forecast", self.inference_latency_ns / NS_PER_MS)
         self._batched = True
         return out
-
-    def _warn_of_late_forecasts(self, open_ms: np.ndarray, active: np.ndarray, out: np.ndarray,
-                                symbol: str | None) -> None:
-        """Say so when the run makes no forecast, or makes its first later than the first bar
-        a checkpoint may trade because the window is still filling (a ``--start`` after the
-        data's beginning, for example)."""
-        if not len(open_ms):
-            return
-        who = f"{symbol}: " if symbol is not None and len(self.symbols) > 1 else ""
-        tradable = np.flatnonzero(active >= 0)
-        made = np.flatnonzero(~np.isnan(out).all(axis=1))
-        warmup = self.warmup_bars
-        if not len(tradable):
-            self.log.warning("%sno bar of this run comes after the data the checkpoint was trained and "
-                             "validated on (it trades from %s): no forecast, no trade; in_sample=true "
-                             "trades them anyway", who, utc(self._starts[0]))
-        elif not len(made):
-            self.log.warning("%sthe model needs %d bars before its first forecast, and the run has %d "
-                             "from %s: no forecast, no trade", who, warmup, len(open_ms) - tradable[0],
-                             utc(open_ms[tradable[0]]))
-        elif made[0] > tradable[0]:  # a warning when the model's data shows there are earlier bars
-            seen = self._starts[active[tradable[0]]] != EARLIEST
-            self.log.log(logging.WARNING if seen else logging.INFO,
-                         "%sforecasts start at %s: the first %d bars the model may trade (from %s) fill its "
-                         "window of %d bars first; start the run earlier to trade them", who,
-                         utc(open_ms[made[0]]), made[0] - tradable[0], utc(open_ms[tradable[0]]), warmup)
 
     def on_start(self) -> None:
         if self.config.max_leverage > self.leverage:
@@ -280,6 +259,17 @@ class ModelStrategy(Strategy):
     # -- bars and forecasts ------------------------------------------------------------
 
     def on_bar(self, bar: Bar) -> None:
+        batching = self.mode == "live" and len(self.symbols) > 1
+        if batching and bar.close_time != self._batch_close:
+            self._send_batch()  # an earlier close time's set that lacked a symbol's bar
+            self._batch_close, self._batch_seen = bar.close_time, 0
+        self._on_bar(bar, batching)
+        if batching:
+            self._batch_seen += 1
+            if self._batch_seen == len(self.symbols):
+                self._send_batch()
+
+    def _on_bar(self, bar: Bar, batching: bool) -> None:
         symbol = bar.symbol
         book = self._book(symbol)
         book.price = bar.close
@@ -295,10 +285,12 @@ class ModelStrategy(Strategy):
             return
         windows = book.add_bars([row])
         self._check_exits(symbol, bar.close)
-        self._forecast(symbol, row, windows)
+        self._forecast(symbol, row, windows, batching)
 
-    def _forecast(self, symbol: str, row: dict[str, Any], windows: list[np.ndarray | None]) -> None:
-        """Start the forecast of ``symbol``'s bar ``row`` from the active model's window."""
+    def _forecast(self, symbol: str, row: dict[str, Any], windows: list[np.ndarray | None],
+                  batching: bool = False) -> None:
+        """Start the forecast of ``symbol``'s bar ``row`` from the active model's window (live
+        in a portfolio: kept for the close time's batch)."""
         k = int(self._active(np.array([row["open_time"]]))[0])
         if k < 0 or windows[k] is None:
             return
@@ -308,7 +300,25 @@ class ModelStrategy(Strategy):
             return
         book.busy = True
         close_ns = (row["open_time"] + self.runners[k].interval_ms) * NS_PER_MS
+        if batching:
+            self._batch.append((symbol, book, self.runners[k], windows[k]))
+            return
         self.run_inference(partial(self._infer, book, self.runners[k], windows[k]), close_ns, symbol)
+
+    def _send_batch(self) -> None:
+        """Every symbol's window of the close time, to the model in one job off the event loop;
+        each window still has its own forward pass (batch 1), so the bits equal a replay's."""
+        batch, self._batch = self._batch, []
+        if batch:
+            self.run_inference_batch(partial(self._infer_batch, batch), self._batch_close)
+
+    @staticmethod
+    def _infer_batch(batch: list[tuple[str, Book, ModelRunner, np.ndarray]]) -> dict[str, np.ndarray]:
+        try:
+            return {symbol: runner.forward(window) for symbol, _, runner, window in batch}
+        finally:
+            for _, book, _, _ in batch:
+                book.busy = False
 
     @staticmethod
     def _infer(book: Book, runner: ModelRunner, window: np.ndarray) -> np.ndarray:

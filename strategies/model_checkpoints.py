@@ -1,7 +1,10 @@
 """The model strategy's checkpoints: loaded, put in hand-over order (each trades from the
-end of its own training data), and checked to agree on head, outputs and bar interval."""
+end of its own training data), checked to agree on head, outputs and bar interval; and the
+warning when a backtest's first forecast comes later than the checkpoints allow."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -42,6 +45,31 @@ def load_runners(spec: str, in_sample: bool) -> tuple[list[ModelRunner], np.ndar
     if in_sample:
         starts[0] = EARLIEST
     return runners, starts
+
+
+def warn_of_late_forecasts(log: logging.Logger, starts: np.ndarray, warmup: int, open_ms: np.ndarray,
+                           active: np.ndarray, out: np.ndarray, who: str = "") -> None:
+    """Say so when a backtest makes no forecast, or makes its first later than the first bar
+    a checkpoint may trade because the window is still filling (a ``--start`` after the
+    data's beginning, for example); ``who`` names the symbol in a portfolio."""
+    if not len(open_ms):
+        return
+    tradable = np.flatnonzero(active >= 0)
+    made = np.flatnonzero(~np.isnan(out).all(axis=1))
+    if not len(tradable):
+        log.warning("%sno bar of this run comes after the data the checkpoint was trained and "
+                    "validated on (it trades from %s): no forecast, no trade; in_sample=true "
+                    "trades them anyway", who, utc(starts[0]))
+    elif not len(made):
+        log.warning("%sthe model needs %d bars before its first forecast, and the run has %d "
+                    "from %s: no forecast, no trade", who, warmup, len(open_ms) - tradable[0],
+                    utc(open_ms[tradable[0]]))
+    elif made[0] > tradable[0]:  # a warning when the model's data shows there are earlier bars
+        seen = starts[active[tradable[0]]] != EARLIEST
+        log.log(logging.WARNING if seen else logging.INFO,
+                "%sforecasts start at %s: the first %d bars the model may trade (from %s) fill its "
+                "window of %d bars first; start the run earlier to trade them", who,
+                utc(open_ms[made[0]]), made[0] - tradable[0], utc(open_ms[tradable[0]]), warmup)
 
 
 def utc(open_ms: int) -> str:

@@ -168,7 +168,9 @@ class _LiveRun:
             self.inference_errors += 1
             log.error("work off the event loop failed: %r", done.exception())
             return
-        self.queue.put_nowait(deliver(done.result(), time.time_ns()))
+        made = deliver(done.result(), time.time_ns())
+        for event in made if isinstance(made, list) else (made,):  # a batch of forecasts: one a symbol
+            self.queue.put_nowait(event)
 
     async def run(self) -> SessionResult:
         stop = _install_stop(self.loop, self.queue, self.opts.duration_s)

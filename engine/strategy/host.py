@@ -262,12 +262,14 @@ class StrategyContext:
         self.mode, self._offload, self.rest_url = "live", offload, rest_url
 
     def _off_loop(self, fn: Callable[[], Any], deliver: Callable[[Any, int], Any]) -> None:
-        """``deliver(fn(), ts_init)`` as an event: live, computed off the loop and stamped
-        when it finished; in replay, at once."""
+        """``deliver(fn(), ts_init)`` as an event (or a list of events): live, computed off the
+        loop and stamped when it finished; in replay, at once."""
         if self._offload is not None:
             self._offload(fn, deliver)
             return
-        self.bus.publish(deliver(fn(), self.clock.timestamp_ns()))
+        made = deliver(fn(), self.clock.timestamp_ns())
+        for event in made if isinstance(made, list) else (made,):
+            self.bus.publish(event)
 
     def run_inference(self, fn: Callable[[], Any], ts_event: int, symbol: str | None = None) -> None:
         """Compute ``fn()`` (a model's outputs for ``symbol``'s bar closing at ``ts_event``;
@@ -275,6 +277,13 @@ class StrategyContext:
         symbol = self.symbol_of(symbol, "run_inference")
         self._off_loop(fn, lambda values, now: Prediction(
             self.strategy_id, symbol, tuple(map(float, values)), ts_event, now))
+
+    def run_inference_batch(self, fn: Callable[[], Any], ts_event: int) -> None:
+        """Compute ``fn()`` (symbol -> a model's outputs, for the bars closing at ``ts_event``)
+        in one job and deliver a :class:`Prediction` per symbol, all stamped when it finished."""
+        self._off_loop(fn, lambda outputs, now: [
+            Prediction(self.strategy_id, self.symbol_of(symbol, "run_inference_batch"),
+                       tuple(map(float, values)), ts_event, now) for symbol, values in outputs.items()])
 
     def request_history(self, fn: Callable[[], Any], tag: str, symbol: str | None = None) -> None:
         """Load ``symbol``'s bars (default the run's only symbol) from before the clock with

@@ -1,6 +1,7 @@
 """The model strategy paper trading a portfolio against the loopback exchange: one
 checkpoint, a window per symbol filled from that symbol's own history files before the
-first live bar, forecasts and orders for every symbol, none acted on before it arrived."""
+first live bar, one inference job per close time for all symbols, forecasts and orders for
+every symbol, none acted on before it arrived."""
 
 from __future__ import annotations
 
@@ -61,6 +62,9 @@ def test_every_symbol_warms_up_forecasts_and_trades_live(tmp_path):
         on_time = mine[mine.dropped == 0]
         placed = orders[orders.symbol == symbol]
         assert len(placed) >= 1 and set(placed.ts_init) <= set(on_time.ts_init), symbol  # traded on arrival
+    # the windows of one close time went to the model as one job: their forecasts arrived together
+    both = forecasts.groupby("ts_event").filter(lambda g: len(g) == len(SYMBOLS))
+    assert len(both) >= 8 and (both.groupby("ts_event").ts_init.nunique() == 1).all()
     saved = json.loads(query(ledger, "SELECT state FROM strategy_state WHERE run_id = ? ORDER BY id",
                              (run_id,)).state.iloc[-1])
     assert set(saved["history_bars"]) == set(SYMBOLS) and min(saved["history_bars"].values()) > 0
