@@ -64,3 +64,20 @@ def test_the_full_endpoint_connects_and_a_wrong_path_ends_the_session_with_exit_
                                "handshake: HTTP 404") and "is --ws-url" in lines[0], lines[0]
     run = query(tmp_path / "wrong.db", "SELECT * FROM runs").iloc[0]
     assert run.status == "failed" and "HTTP 404" in run.error
+
+
+def test_wss_to_a_plain_websocket_port_ends_the_session_at_once(tmp_path):
+    # a TLS handshake that fails on the first connection is a wrong URL, not an outage: it
+    # was retried for the whole --duration and ended "failed" with exit 1
+    exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=400)
+    try:
+        started = time.monotonic()
+        tls = LiveProcess(exchange, tmp_path, tmp_path / "tls.db", "--ws-url",
+                          exchange.ws.replace("ws://", "wss://"), duration="60s", interval="1s")
+        refused = tls.wait(40)
+    finally:
+        exchange.stop()
+    assert time.monotonic() - started < 30
+    assert refused.returncode == 2 and refused.result is None, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused the websocket handshake: SSL" in lines[0], refused.stderr

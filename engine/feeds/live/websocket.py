@@ -22,6 +22,7 @@ import json
 import logging
 import random
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -249,7 +250,10 @@ class BybitWebsocket:
 
 def _refusal(exc: BaseException) -> bool:
     """A handshake the server refused for good: any HTTP answer but 429 and 5xx (busy or
-    restarting, worth retrying), or a server that does not speak websocket at all."""
+    restarting, worth retrying), a server that does not speak websocket at all, or a TLS
+    handshake that failed (wss:// to a plain port, a certificate that does not verify)."""
+    if isinstance(exc, ssl.SSLError):
+        return True
     if isinstance(exc, InvalidStatus):
         status = exc.response.status_code
         return status != 429 and status < 500
