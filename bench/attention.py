@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from rss import peak_rss_mb
+
 D_MODEL, HEADS, THREADS = 128, 4, 2
 OURS = {
     "full": {},
@@ -60,7 +62,7 @@ def _public_module(kind: str, seq: int):
 
 
 def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return int(peak_rss_mb() * 1024 * 1024)
 
 
 def run_case(case: dict) -> dict:

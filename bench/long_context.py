@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+from rss import peak_rss_mb  # noqa: E402
 
 THREADS, D_MODEL, LAYERS, HEADS, FEATURES = 2, 128, 4, 4, 11
 KINDS = ("full", "linformer", "nystrom", "reformer")
@@ -63,7 +63,7 @@ def _config(kind: str, seq: int, reversible: bool | None = None, layers: int = L
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return int(peak_rss_mb() * 1024 * 1024)
 
 
 def _checkpoint(kind: str, seq: int, path: Path) -> Path:

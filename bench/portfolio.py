@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from backtest import write_klines  # noqa: E402  (the same seeded random walk as the one-symbol bench)
+from rss import peak_rss_mb  # noqa: E402
 
 T0_MS = 1_577_836_800_000  # 2020-01-01 UTC: 10M one-minute bars end before today
 DERIVATIVES_HEADER = ("timestamp,symbol,side,size,price,tickDirection,trdMatchID,grossValue,"
@@ -99,7 +99,7 @@ def child(spec: dict) -> dict:
     result = run_backtest(cfg, progress=False)
     elapsed = time.perf_counter() - t
     return {"bars": result.bars, "rows": result.data.get("rows"), "fills": result.fills, "seconds": elapsed,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def spawn(spec: dict) -> dict:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,19 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rss import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = sorted((ROOT / "engine" / "data" / "sample").glob("BTCUSDT*.csv.gz"))
 DAY_S = 86400
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM; unlike ru_maxrss it is not inherited from
-    the parent across fork/exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_archives(workdir: Path, days: int, density: int) -> list[Path]:

@@ -46,10 +46,15 @@ class FrameColumns:
         """The value columns (open .. trades) of rows ``lo`` to ``hi``."""
         return [column[lo:hi] for column in self._values]
 
+    def open_block(self, lo: int, hi: int) -> np.ndarray:
+        """The open times (ms) of rows ``lo`` to ``hi``."""
+        return self.open_ms[lo:hi]
+
 
 class CachedColumns:
-    """A kline file's columnar cache: ``open_ms`` mapped from disk (a search reads a few
-    pages), the other columns read a block at a time."""
+    """A kline file's columnar cache: ``open_ms`` mapped from disk (a search of the range
+    reads a few pages), every column of the replay read a block at a time, so the pages of a
+    long file do not stay mapped into the process as it is replayed."""
 
     def __init__(self, directory: Path, rows: int) -> None:
         self.directory = directory
@@ -63,10 +68,18 @@ class CachedColumns:
         return [np.fromfile(self.directory / f"{name}.bin", dtype=DTYPES[name], count=hi - lo,
                             offset=lo * DTYPES[name].itemsize) for name in VALUES]
 
+    def open_block(self, lo: int, hi: int) -> np.ndarray:
+        """The open times (ms) of rows ``lo`` to ``hi``, read from their file."""
+        if hi <= lo:
+            return np.empty(0, dtype=np.int64)
+        dtype = DTYPES["open_time"]
+        return np.fromfile(self.directory / "open_time.bin", dtype=dtype, count=hi - lo,
+                           offset=lo * dtype.itemsize).astype(np.int64, copy=False)
+
     def frame(self) -> pd.DataFrame:
         """Every row at once in the kline format (to join several files or resample them)."""
         values = self.block(0, len(self.open_ms))
-        return pd.DataFrame({"open_time": np.asarray(self.open_ms, dtype=np.int64),
+        return pd.DataFrame({"open_time": self.open_block(0, len(self.open_ms)),
                              **dict(zip(VALUES, values, strict=True))})
 
 

@@ -202,15 +202,20 @@ class MergedKlineReplay:
         sets = self.bar_sets
         group: dict[str, Bar] = {}
         group_close = -1
-        window_ms = max(1, KlineReplay.block_rows // len(self.replays)) * (step // NS_PER_MS)
+        rows_ahead = max(1, KlineReplay.block_rows // len(self.replays))
+        window_ms = rows_ahead * (step // NS_PER_MS)
         cursors = [r.lo for r in self.replays]
-        while heads := [int(r.columns.open_ms[c]) for c, r in zip(cursors, self.replays, strict=True)
-                        if c < r.hi]:
+        while True:  # each symbol's next open times read as a block: no page of a long file stays mapped
+            ahead = [r.columns.open_block(c, min(r.hi, c + rows_ahead)) for c, r in
+                     zip(cursors, self.replays, strict=True)]
+            heads = [int(a[0]) for a in ahead if len(a)]
+            if not heads:
+                break
             start = min(heads)
             parts, owners = [], []
             for k, r in enumerate(self.replays):
-                stop = min(r.hi, int(np.searchsorted(r.columns.open_ms, start + window_ms, side="left")))
-                stop = max(stop, cursors[k])
+                # a symbol's bars are on its interval's grid: a window holds at most rows_ahead of them
+                stop = cursors[k] + int(np.searchsorted(ahead[k], start + window_ms, side="left"))
                 if stop > cursors[k]:
                     parts.append(r.blocks(cursors[k], stop))
                     owners.append(np.full(stop - cursors[k], k))

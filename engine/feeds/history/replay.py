@@ -188,12 +188,12 @@ class KlineReplay:
     def frame(self) -> pd.DataFrame:
         """Every bar of the range at once, in the kline format (for training, not replay)."""
         values = self.columns.block(self.lo, self.hi)
-        return pd.DataFrame({"open_time": np.asarray(self.columns.open_ms[self.lo:self.hi], dtype=np.int64),
+        return pd.DataFrame({"open_time": self.columns.open_block(self.lo, self.hi),
                              **dict(zip(KLINE_COLUMNS[1:], values, strict=True))})
 
     def blocks(self, lo: int, hi: int):
         """Rows ``lo`` to ``hi`` as ``(open_ns, open, high, low, close, volume, turnover, trades)`` arrays."""
-        open_ns = np.asarray(self.columns.open_ms[lo:hi], dtype=np.int64) * NS_PER_MS
+        open_ns = np.asarray(self.columns.open_block(lo, hi), dtype=np.int64) * NS_PER_MS
         return [open_ns, *self.columns.block(lo, hi)]
 
     def run(self, bus: Bus, progress: Progress | None = None,
