@@ -44,7 +44,7 @@ from engine.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: rows outside the sanity bounds are malformed
+CACHE_VERSION = 3  # 2: rows outside the sanity bounds are malformed; 3: repeated trades
 PARSE_CHUNK_ROWS = 1_000_000
 ID_DTYPE = np.dtype("S36")
 COLUMNS = {"ts": np.dtype(np.int64), "price": np.dtype(np.float64),
@@ -272,6 +272,12 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
             order = np.argsort(ts, kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
         log.warning("%s: %d row(s) out of time order; sorted", path, unsorted)
+    repeated = _repeated_trades(cols["ts"], cols["trade_id"])
+    if repeated.any():
+        reasons["repeated trade"] += int(repeated.sum())
+        examples.append(f"{path}: trade {cols['trade_id'][repeated][0].decode(errors='replace')} "
+                        "given more than once")
+        cols = {k: v[~repeated] for k, v in cols.items()}
     symbol = symbols.most_common(1)[0][0] if symbols else (name_symbol or path.name.split(".")[0])
     if len(symbols) > 1:
         raise ArchiveError(f"{path}: holds several symbols {sorted(symbols)}; one per file")
@@ -293,6 +299,32 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
         "range_start": range_start, "range_end": range_end, "sorted_rows": unsorted,
     }
     return _Parsed(cols, meta)
+
+
+def _repeated_trades(ts: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mask of the rows (sorted by time) that repeat an earlier row's trade: its time and
+    trade id (two downloads joined in one file would count every trade twice). Only rows
+    that share their time with a neighbour can repeat one; those are compared by a hash of
+    the id first, and the few whose hashes meet by the ids themselves."""
+    out = np.zeros(len(ts), dtype=bool)
+    if len(ts) < 2:
+        return out
+    same = ts[1:] == ts[:-1]
+    rows = np.flatnonzero(np.concatenate(([False], same)) | np.concatenate((same, [False])))
+    if len(rows) == 0:
+        return out
+    ids = np.ascontiguousarray(ids[rows])
+    words = ids.view(np.uint8).reshape(len(rows), -1)
+    digest = np.zeros(len(rows), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(words.shape[1]):  # a polynomial hash of the id's bytes, a column at a time
+            digest = digest * np.uint64(1_099_511_628_211) + words[:, k].astype(np.uint64)
+    keyed = pd.DataFrame({"ts": ts[rows], "h": digest})
+    meet = keyed.duplicated(keep=False).to_numpy()
+    if meet.any():
+        exact = pd.DataFrame({"ts": ts[rows][meet], "id": ids[meet]}).duplicated().to_numpy()
+        out[rows[np.flatnonzero(meet)[exact]]] = True
+    return out
 
 
 def _chunks_quietly(reader) -> Iterator[pd.DataFrame]:
