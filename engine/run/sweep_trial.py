@@ -115,7 +115,7 @@ class TrialRunner:
         out.rows = ledger.rows_written
         # the session's parts refer to each other, so only a full collection would free them and
         # the rows they hold: a worker would grow by every trial's rows until one ran
-        ledger.buffers.clear()
+        ledger.release()
         out.seconds = time.perf_counter() - began
         return out
 
