@@ -56,7 +56,8 @@ def test_backtests_killed_at_random_moments_leave_a_whole_ledger(tmp_path):
                             capture_output=True, text=True, timeout=60)
     statuses = {row["id"]: row["status"] for row in json.loads(listed.stdout)}
     assert statuses[int(runs.id.iloc[-1])] == "finished"
-    assert all(statuses[int(i)] == "interrupted" for i in runs.id.iloc[:-1]), statuses
+    # a kill lands anywhere in 0.5-4 s: on an idle machine a run may have finished by then
+    assert all(statuses[int(i)] in ("interrupted", "finished") for i in runs.id.iloc[:-1]), statuses
     assert runs.resumed_from.isna().all()
     for run_id in runs.id:
         fills = query(ledger, "SELECT * FROM fills WHERE run_id = ? ORDER BY id", (int(run_id),))
