@@ -37,7 +37,7 @@ from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
 from engine.broker.funding import FundingSchedule
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
 from engine.broker.liquidation import account_closeout, breach_in_bar, breach_in_trades, liquidation_price_now
-from engine.broker.orders import QTY_EPS, Order
+from engine.broker.orders import QTY_EPS, Order, OrderBook
 from engine.core.bus import Bus
 from engine.core.events import (
     AccountUpdate,
@@ -66,7 +66,7 @@ class SimulatedBroker:
         self.instruments = instruments
         self.fees, self.slippage, self.latency, self.fill_model = fees, slippage, latency, fill_model
         self.match_on, self.fill_at = match_on, fill_at
-        self.orders: dict[str, Order] = {}
+        self.orders = OrderBook()
         self.active: list[Order] = []
         self.pending: list[Order] = []
         self.rejections: Counter[str] = Counter()  # by reason with its numbers as N
@@ -113,7 +113,7 @@ class SimulatedBroker:
         order = Order(req.client_order_id, req.strategy_id, req.symbol, req.side, req.qty,
                       req.order_type, req.price, req.trigger_price, req.time_in_force,
                       req.reduce_only, req.ts_init)
-        self.orders[order.id] = order
+        self.orders.add(order)
         delay = self.latency.submit_delay_ns()
         self.pending.append(order)
         if delay <= 0:
@@ -133,9 +133,8 @@ class SimulatedBroker:
     def _cancel_arrive(self, req: CancelRequest) -> None:
         order = self.orders.get(req.client_order_id)
         if order is None or order.status != "active":
-            state = "unknown" if order is None else order.status
             self._update(req.client_order_id, req.symbol, req.strategy_id, "cancel_rejected",
-                         f"order is {state}, not open")
+                         f"order is {self.orders.status(req.client_order_id)}, not open")
             return
         self._finish(order, "canceled", "canceled by strategy")
 
@@ -144,12 +143,11 @@ class SimulatedBroker:
         order.arrival = self.clock.timestamp_ns()
         reason = check_order(order, self.instruments, self.account, self.active, self.fees.taker)
         if reason is not None:
-            order.status = "rejected"
             kind = re.sub(r"-?[\d.]+(e[-+]?\d+)?", "N", reason)
             self.rejections[kind] += 1
             self.first_rejections.setdefault(kind, reason)
             log.info("order %s rejected: %s", order.id, reason)
-            self._update(order.id, order.symbol, order.strategy_id, "rejected", reason)
+            self._finish(order, "rejected", reason)
             return
         order.status = "active"
         self._update(order.id, order.symbol, order.strategy_id, "accepted", "")
@@ -377,6 +375,7 @@ class SimulatedBroker:
         order.status = status
         if order in self.active:
             self.active.remove(order)
+        self.orders.retire(order)
         self._update(order.id, order.symbol, order.strategy_id, status, reason)
 
     def _update(self, order_id: str, symbol: str, strategy_id: str, status: str, reason: str) -> None:

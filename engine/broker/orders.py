@@ -41,3 +41,45 @@ class Order:
     def takes(self) -> bool:
         """True when the order executes as taker (market, triggered stop, marketable limit)."""
         return self.type == "market" or self.triggered or self.marketable
+
+
+class OrderBook:
+    """Every order the venue was sent, by client order id: the open ones (pending or active)
+    whole, the finished ones as ``(symbol, status)`` only, so a long run does not keep every
+    order it ever filled (a million-bar backtest sends hundreds of thousands)."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, Order] = {}
+        self.finished: dict[str, tuple[str, str]] = {}
+
+    def __contains__(self, order_id: str) -> bool:
+        return order_id in self.open or order_id in self.finished
+
+    def add(self, order: Order) -> None:
+        """Take ``order`` (a restored one that is no longer open goes straight to finished)."""
+        if order.status in ("pending", "active"):
+            self.open[order.id] = order
+        else:
+            self.finished[order.id] = (order.symbol, order.status)
+
+    def get(self, order_id: str) -> Order | None:
+        """The order if it is still open."""
+        return self.open.get(order_id)
+
+    def retire(self, order: Order) -> None:
+        """``order`` reached its final status: keep only its symbol and that status."""
+        self.open.pop(order.id, None)
+        self.finished[order.id] = (order.symbol, order.status)
+
+    def status(self, order_id: str) -> str:
+        order = self.open.get(order_id)
+        if order is not None:
+            return order.status
+        return self.finished.get(order_id, ("", "unknown"))[1]
+
+    def symbol(self, order_id: str) -> str | None:
+        order = self.open.get(order_id)
+        if order is not None:
+            return order.symbol
+        known = self.finished.get(order_id)
+        return None if known is None else known[0]

@@ -153,11 +153,11 @@ def _restore_orders(session: Session, reader: LedgerReader, ids: list[int], fill
                       filled=float(filled.get(o.client_order_id, 0.0)),
                       triggered=o.client_order_id in triggered)
         order.status = "done" if o.client_order_id in finished else "active"
-        broker.orders[order.id] = order
         if order.status == "active" and order.id in accepted:
             broker.active.append(order)
         elif order.status == "active":
             order.status = "lost"  # sent but never accepted before the crash: not on the venue
+        broker.orders.add(order)
     host.continue_numbering([o.client_order_id for o in orders.itertuples()])
 
 

@@ -177,8 +177,9 @@ class StrategyContext:
 
     def cancel_order(self, client_order_id: str, symbol: str | None = None) -> None:
         if symbol is None:  # the order knows its symbol; an unknown id gets the broker's answer
-            known = self._in_flight.get(client_order_id) or self.broker.orders.get(client_order_id)
-            symbol = known.symbol if known is not None else self.symbols[0]
+            known = self._in_flight.get(client_order_id)
+            symbol = (known.symbol if known is not None else self.broker.orders.symbol(client_order_id)) \
+                or self.symbols[0]
         else:
             symbol = self.symbol_of(symbol, "cancel_order")
         now = self.clock.timestamp_ns()
