@@ -24,9 +24,15 @@ def random_trades(n: int, start_s: float, seconds: float, seed: int = 0, price: 
 
 
 def derivatives_lines(ts, prices, sizes, sides, symbol: str = "BTCUSDT") -> list[str]:
+    """Archive rows; each trade's id comes from its time, price and size (the same trade in
+    two files has one id), and the k-th repeat of those three in one call gets its own id, as
+    Bybit's trdMatchIDs are unique (a repeated id is a repeated trade, left out)."""
     lines = []
+    seen: dict[tuple[float, float, float], int] = {}
     for t, p, s, side in zip(ts, prices, sizes, sides, strict=True):
-        trade_id = uuid.UUID(int=abs(hash((float(t), float(p), float(s)))) % (1 << 128))
+        key = (float(t), float(p), float(s))
+        repeat = seen[key] = seen.get(key, -1) + 1
+        trade_id = uuid.UUID(int=abs(hash(key if repeat == 0 else (*key, repeat))) % (1 << 128))
         lines.append(f"{t:.4f},{symbol},{'Buy' if side > 0 else 'Sell'},{s:.3f},{p:.1f},PlusTick,"
                      f"{trade_id},{s * p * 1e8:.4e},{s:.3f},{s * p:.4f},0")
     return lines
