@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ import pytest
 
 from engine.core.clock import NS_PER_MS
 from engine.run.backtest import run_backtest
-from strategies.base import Strategy, StrategyConfig
+from strategies.base import Strategy
 from tests.helpers.broker import backtest_config, kline_frame, read_table, write_klines
 
 STEP_NS = 60_000 * NS_PER_MS
@@ -68,11 +67,6 @@ def test_a_portfolio_plots_each_symbols_averages_on_its_own_bars(tmp_path):
     assert eth.mean() < btc.mean() * 0.7  # each symbol's own closes
 
 
-@dataclass(frozen=True)
-class BadPlotsConfig(StrategyConfig):
-    pass
-
-
 BAD = [("", 1.0), ("x" * 41, 1.0), ("a\nb", 1.0), (None, 1.0), (["close"], 1.0), ("ok", math.nan),
        ("ok", math.inf), ("ok", -math.inf), ("ok", "high"), ("ok", "1.5"), ("ok", None), ("ok", 10**400)]
 
@@ -80,8 +74,6 @@ BAD = [("", 1.0), ("x" * 41, 1.0), ("a\nb", 1.0), (None, 1.0), (["close"], 1.0),
 class BadPlots(Strategy):
     """Plots one good point and every bad one of ``BAD`` on each bar, and one for a symbol the
     run does not trade."""
-
-    config_class = BadPlotsConfig
 
     def on_start(self) -> None:
         self.plot("before_any_bar", 1.0)
