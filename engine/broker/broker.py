@@ -172,8 +172,8 @@ class SimulatedBroker:
         self.account.set_mark(symbol, float(tr.price[-1]))
         if self.match_on == "trades" and self.active:
             self._match_trades(tr)
-        liq = liquidation_price_now(self.account, self._liq_price, symbol, float(tr.price.min()),
-                                    float(tr.price.max()))
+        liq = liquidation_price_now(self.account, self._liq_price, symbol,
+                                    lambda long: float(tr.price.min() if long else tr.price.max()))
         if liq is not None:
             since = self._liq_since.get(symbol, 0)
             hit = breach_in_trades(self.account.positions[symbol].qty, liq, tr, since)
@@ -188,7 +188,8 @@ class SimulatedBroker:
             return  # trades mark and match; a bar closing after its delay must not re-mark
         if self.active:
             self._match_bar(bar)
-        liq = liquidation_price_now(self.account, self._liq_price, symbol, bar.low, bar.high)
+        liq = liquidation_price_now(self.account, self._liq_price, symbol,
+                                    lambda long: bar.low if long else bar.high)
         if liq is not None:
             hit = breach_in_bar(self.account.positions[symbol].qty, liq, bar)
             if hit is not None:

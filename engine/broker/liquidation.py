@@ -4,6 +4,8 @@ bar gaps through it). Cross margin liquidates the whole account, not one positio
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from engine.broker.account import Account
@@ -40,17 +42,18 @@ def account_closeout(account: Account, symbol: str, price: float) -> list[tuple[
 
 
 def liquidation_price_now(account: Account, cached: dict[str, float | None], symbol: str,
-                          low: float, high: float) -> float | None:
-    """``symbol``'s liquidation price as a move to ``low`` (a long) or ``high`` (a short)
-    must be checked against: ``cached`` (worked out at its last fill) with one position; with
-    several (cross margin: the other marks move it) the price now, or None when the account
-    stays clear of it over the whole move, so the exact price is worked out only when it may
-    be reached."""
+                          reach: Callable[[bool], float]) -> float | None:
+    """``symbol``'s liquidation price as a move against its position must be checked against:
+    ``cached`` (worked out at its last fill) with one position; with several (cross margin:
+    the other marks move it) the price now, or None when the account stays clear of it all
+    the way to ``reach(long)``, the furthest price the move goes against a long (True) or a
+    short, which is asked for only then, so the exact price is worked out only when it may be
+    reached."""
     if len(account.positions) < 2:
         return cached.get(symbol)
     pos = account.positions.get(symbol)
     if pos is None or pos.qty == 0.0:
         return None
-    if account.clear_of_liquidation(symbol, low if pos.qty > 0 else high):
+    if account.clear_of_liquidation(symbol, reach(pos.qty > 0)):
         return None
     return account.liquidation_price(symbol)
