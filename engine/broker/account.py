@@ -30,6 +30,10 @@ class Position:
     realized_pnl: float = 0.0
 
 
+_REFOLD = 256  # running-sum updates between exact folds (each adds at most a few ulps of the scale)
+_QUICK_SLACK = 1e-6  # of the scale: far beyond _REFOLD updates' rounding, unless marks move 10^6-fold
+
+
 class Account:
     """Cash, positions and marks of one simulated account."""
 
@@ -48,6 +52,14 @@ class Account:
         # (0.0 while flat): equity is a fold over them in C, not a Python loop per bar
         self._equity_terms: dict[str, float] = {}
         self._notional_terms: dict[str, float] = {}
+        # since remember(): each changed symbol's terms as they were then (None: no position
+        # yet) and the cash then (None: unchanged), so remembered_totals() can fold that state
+        self._saved: dict[str, tuple[float, float] | None] | None = None
+        self._saved_cash: float | None = None
+        # the terms' running sums and the sum of their sizes (the scale of the sums' rounding),
+        # for a quick clear_of_liquidation; folded again after a fill and every _REFOLD updates
+        self._run_equity = self._run_notional = self._run_gross = 0.0
+        self._run_updates = 0
         self.fees_paid = 0.0
         self.funding_paid = 0.0
 
@@ -55,6 +67,9 @@ class Account:
         pos = self.positions.get(symbol)
         if pos is None:
             pos = self.positions[symbol] = Position()
+            saved = self._saved
+            if saved is not None and symbol not in saved:
+                saved[symbol] = None
             self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
         return pos
 
@@ -65,17 +80,25 @@ class Account:
             self._update_terms(symbol)
 
     def _update_terms(self, symbol: str) -> None:
+        equity_terms, notional_terms = self._equity_terms, self._notional_terms
+        old_equity, old_notional = equity_terms[symbol], notional_terms[symbol]
+        saved = self._saved
+        if saved is not None and symbol not in saved:
+            saved[symbol] = (old_equity, old_notional)
         pos = self.positions[symbol]
         qty = pos.qty
         if qty == 0.0:
-            self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
-            return
-        mark = self.marks.get(symbol, pos.avg_price)
-        if self.category == "spot":
-            self._equity_terms[symbol], self._notional_terms[symbol] = qty * mark, 0.0
+            equity = notional = 0.0
+        elif self.category == "spot":
+            equity, notional = qty * self.marks.get(symbol, pos.avg_price), 0.0
         else:
-            self._equity_terms[symbol] = qty * (mark - pos.avg_price)
-            self._notional_terms[symbol] = abs(qty) * mark
+            mark = self.marks.get(symbol, pos.avg_price)
+            equity, notional = qty * (mark - pos.avg_price), abs(qty) * mark
+        equity_terms[symbol], notional_terms[symbol] = equity, notional
+        self._run_equity += equity - old_equity
+        self._run_notional += notional - old_notional
+        self._run_gross += abs(equity) - abs(old_equity)
+        self._run_updates += 1
 
     def apply_fill(self, symbol: str, side: int, qty: float, price: float, fee: float) -> float:
         """Book a fill; returns the gross realized PnL it produced."""
@@ -98,6 +121,7 @@ class Account:
                 pos.avg_price = 0.0
             pos.qty = new_qty
             pos.realized_pnl += realized
+        self._save_cash()
         if self.category == "spot":
             self.cash -= signed * price + fee
         else:
@@ -105,6 +129,7 @@ class Account:
         self.fees_paid += fee
         self.marks.setdefault(symbol, price)
         self._update_terms(symbol)
+        self._run_updates = _REFOLD  # a fill can change the scale a lot: fold the sums again
         return realized
 
     def apply_funding(self, symbol: str, rate: float, mark: float) -> float:
@@ -113,6 +138,7 @@ class Account:
         if pos is None or pos.qty == 0.0 or self.category != "linear":
             return 0.0
         payment = pos.qty * mark * rate
+        self._save_cash()
         self.cash -= payment
         self.funding_paid += payment
         return payment
@@ -139,20 +165,69 @@ class Account:
             return equity, 0.0
         return equity, reduce(add, self._notional_terms.values(), 0.0) / self.leverage
 
+    def remember(self) -> None:
+        """Keep, from now on, what :meth:`remembered_totals` needs to give the account's totals
+        as they are now: the old terms of what changes, not a fold over every position now
+        (a portfolio's recorder asks at each symbol's bar, and needs only the last one)."""
+        self._saved = {}
+        self._saved_cash = None
+
+    def forget(self) -> None:
+        """Stop keeping what :meth:`remember` asked for."""
+        self._saved = self._saved_cash = None
+
+    def remembered_totals(self) -> tuple[float, float, float]:
+        """Cash, ``equity()`` and ``margin_used()`` as they were at the last :meth:`remember`
+        (now, without one): the same folds, left to right, over the terms as they were then."""
+        saved = self._saved or {}
+        cash = self.cash if self._saved_cash is None else self._saved_cash
+        equity, notional = cash, 0.0
+        notionals = self._notional_terms
+        for symbol, term in self._equity_terms.items():
+            if symbol not in saved:
+                equity += term
+                notional += notionals[symbol]
+                continue
+            old = saved[symbol]
+            if old is not None:  # a position opened since then was not in the fold
+                equity += old[0]
+                notional += old[1]
+        return cash, equity, (0.0 if self.category == "spot" else notional / self.leverage)
+
+    def _save_cash(self) -> None:
+        if self._saved is not None and self._saved_cash is None:
+            self._saved_cash = self.cash
+
     def clear_of_liquidation(self, symbol: str, price: float) -> bool:
         """Whether the account's equity stays clearly above its maintenance margin with
         ``symbol`` marked at ``price`` and every other mark as now (true for spot and for no
         position): then no liquidation price of ``symbol`` lies between its mark and
-        ``price``, and :meth:`liquidation_price` need not be asked."""
+        ``price``, and :meth:`liquidation_price` need not be asked. The running sums answer
+        when the margin is wide (every bar of a portfolio asks); the exact folds otherwise."""
         pos = self.positions.get(symbol)
         if self.category != "linear" or pos is None or pos.qty == 0.0:
             return True
+        if self._run_updates >= _REFOLD:
+            self._refold()
+        qty = pos.qty
+        move = price - self.marks.get(symbol, pos.avg_price)
+        equity = self.cash + self._run_equity + qty * move
+        maintenance = self.maintenance_margin * (self._run_notional + abs(qty) * move)
+        scale = abs(self.cash) + self._run_gross + self._run_notional + abs(qty * move)
+        if equity - maintenance > _QUICK_SLACK * scale + 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9:
+            return True
         equity = reduce(add, self._equity_terms.values(), self.cash)
         notional = reduce(add, self._notional_terms.values(), 0.0)
-        move = price - self.marks.get(symbol, pos.avg_price)
-        equity += pos.qty * move
-        maintenance = self.maintenance_margin * (notional + abs(pos.qty) * move)
+        equity += qty * move
+        maintenance = self.maintenance_margin * (notional + abs(qty) * move)
         return equity - maintenance > 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9
+
+    def _refold(self) -> None:
+        terms = self._equity_terms.values()
+        self._run_equity = reduce(add, terms, 0.0)
+        self._run_notional = reduce(add, self._notional_terms.values(), 0.0)
+        self._run_gross = reduce(add, map(abs, terms), 0.0)
+        self._run_updates = 0
 
     def liquidation_price(self, symbol: str) -> float | None:
         """The mark of ``symbol`` at which the account's equity falls to its maintenance

@@ -112,24 +112,29 @@ class LedgerRecorder:
             self.flush_bars()
         self.last_close = close_time
         account = self.broker.account
-        equity, margin = account.equity_and_margin()
         pos = account.positions.get(symbol)
-        row = [self.run_id, close_time, account.cash, equity, 0.0 if pos is None else pos.qty,
-               account.marks.get(symbol, c), margin, symbol, interval, open_time, o, h, lo, c, volume,
-               turnover, trades]
+        qty, mark = 0.0 if pos is None else pos.qty, account.marks.get(symbol, c)
         if len(self._symbols) == 1:
-            self.ledger.add("equity", tuple(row))
+            equity, margin = account.equity_and_margin()
+            self.ledger.add("equity", (self.run_id, close_time, account.cash, equity, qty, mark, margin,
+                                       symbol, interval, open_time, o, h, lo, c, volume, turnover, trades))
             return
-        self._pending.append(row)
+        self._pending.append([self.run_id, close_time, 0.0, 0.0, qty, mark, 0.0, symbol, interval,
+                              open_time, o, h, lo, c, volume, turnover, trades])
         if len(self._pending) == len(self._symbols):
+            account.forget()  # the account as it is now is the close time's snapshot
             self.flush_bars()
+        else:  # the snapshot if no other bar of this close time comes
+            account.remember()
 
     def flush_bars(self) -> None:
         """Write the pending rows of a portfolio's close time, each with the account as it was
-        at the last of them (taken then, so nothing later leaks into the snapshot)."""
+        at the last of them (remembered then, so nothing later leaks into the snapshot)."""
         if not self._pending:
             return
-        cash, equity, margin = self._pending[-1][2], self._pending[-1][3], self._pending[-1][6]
+        account = self.broker.account
+        cash, equity, margin = account.remembered_totals()
+        account.forget()
         for row in self._pending:
             row[2], row[3], row[6] = cash, equity, margin
             self.ledger.add("equity", tuple(row))
