@@ -129,9 +129,20 @@ class EncoderLayer(nn.Module):
         """``[b, L, d]``, or ``[b, 1, d]`` for the last position alone with ``last_only``."""
         if last_only:
             x = x[:, -1:] + self.attn(x, mask=mask, last_only=True)
+        elif x.shape[1] > FeedForward.ROW_BLOCK and not torch.is_grad_enabled():
+            return self._feed_forward_rows(self.attn(x, mask=mask).add_(x))
         else:
             x = x + self.attn(x, mask=mask)
         return x + self.ff(x)
+
+    def _feed_forward_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + ff(LN x)`` run ``ROW_BLOCK`` rows at a time, norm and residual included, so
+        each block stays in cache between them: the same bits as the whole-length ops."""
+        out = torch.empty_like(x)
+        for start in range(0, x.shape[1], FeedForward.ROW_BLOCK):
+            rows = x[:, start : start + FeedForward.ROW_BLOCK]
+            torch.add(rows, self.ff(rows), out=out[:, start : start + FeedForward.ROW_BLOCK])
+        return out
 
 
 class SeriesEncoder(nn.Module):

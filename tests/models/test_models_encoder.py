@@ -150,6 +150,23 @@ def test_the_last_layer_computing_the_last_position_alone_changes_nothing(
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+@pytest.mark.parametrize("attention,options", [("full", {}), ("linformer", {"k": 16}),
+                                               ("reformer", {"bucket_size": 8, "n_hashes": 2}),
+                                               ("nystrom", {"num_landmarks": 8})])
+def test_layers_run_in_row_blocks_without_grad_as_over_the_whole_length(monkeypatch, attention, options):
+    """Without gradients a long input's layers run in blocks of rows; the output is what the
+    whole-length ops of a training pass give."""
+    monkeypatch.setattr(FeedForward, "ROW_BLOCK", 16)
+    torch.manual_seed(0)
+    cfg = EncoderConfig(n_features=5, seq_len=72, attention=attention, attention_options=options,
+                        d_model=32, n_layers=3)
+    model = SeriesEncoder(cfg).eval()
+    x = torch.randn(2, cfg.tokens, 5)
+    with torch.no_grad():
+        blocked = model(x)
+    torch.testing.assert_close(blocked, model(x).detach(), atol=1e-6, rtol=1e-5)
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="unknown head"):
         EncoderConfig(n_features=3, head="ranking")
