@@ -33,15 +33,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.bars.bar_sums import (
+    INVERSE_TURNOVER_SCALE,
+    TURNOVER_SCALE,
+    VOLUME_SCALE,
+    Partial,
+    group_stats,
+    scaled,
+    slice_stats,
+)
 from engine.core.clock import NS_PER_S, Clock, Timer
 from engine.core.events import Bar, Trades
 from engine.core.typed import ConfigError
 
 log = logging.getLogger(__name__)
-
-VOLUME_SCALE = 10**8
-TURNOVER_SCALE = 10**6
-INVERSE_TURNOVER_SCALE = 10**10
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # Bybit's kline interval codes (minutes, or D/W), BYBIT.md section 4.
@@ -109,60 +114,6 @@ def _time_label(seconds: int) -> str:
     return f"{seconds}s"
 
 
-class _Partial:
-    """The running summary of one unfinished bar, in exact integer volume/turnover."""
-
-    __slots__ = ("open", "high", "low", "close", "volume", "turnover", "trades", "first", "last")
-
-    def __init__(self, o, h, lo, c, vol, turn, n, first, last) -> None:
-        self.open, self.high, self.low, self.close = o, h, lo, c
-        self.volume, self.turnover, self.trades = vol, turn, n
-        self.first, self.last = first, last
-
-    def merge(self, o, h, lo, c, vol, turn, n, first, last) -> None:
-        if first < self.first:
-            self.open, self.first = o, first
-        if last >= self.last:
-            self.close, self.last = c, last
-        if h > self.high:
-            self.high = h
-        if lo < self.low:
-            self.low = lo
-        self.volume += vol
-        self.turnover += turn
-        self.trades += n
-
-
-def _scaled(trades: Trades, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-trade volume and turnover as exact integers in the module's fixed units."""
-    size = trades.size
-    vol = np.rint(size * VOLUME_SCALE).astype(np.int64)
-    if inverse:
-        turn = np.rint(size / trades.price * INVERSE_TURNOVER_SCALE).astype(np.int64)
-    else:
-        turn = np.rint(trades.price * size * TURNOVER_SCALE).astype(np.int64)
-    return vol, turn
-
-
-def _group_stats(price, ts, vol, turn, starts):
-    """Per-group open/high/low/close/volume/turnover/count/first/last for contiguous groups
-    beginning at ``starts`` (a sorted int array starting with 0)."""
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    ends[-1] = len(price)
-    return (
-        price[starts],
-        np.maximum.reduceat(price, starts),
-        np.minimum.reduceat(price, starts),
-        price[ends - 1],
-        np.add.reduceat(vol, starts),
-        np.add.reduceat(turn, starts),
-        ends - starts,
-        ts[starts],
-        ts[ends - 1],
-    )
-
-
 class TimeBarAggregator:
     """Builds time bars for one symbol and closes each on a timer at its end plus a delay."""
 
@@ -188,7 +139,7 @@ class TimeBarAggregator:
         self.empty, self.first_partial = empty, first_partial
         self.start_ns, self.inverse = start_ns, inverse
         self._size = int(spec.size)
-        self._open: dict[int, _Partial] = {}
+        self._open: dict[int, Partial] = {}
         self._next_key: int | None = None
         self._skip_key: int | None = None
         self._last_close: float | None = None
@@ -210,18 +161,18 @@ class TimeBarAggregator:
         last_key = (int(ts[-1]) - offset) // size
         if self._next_key is None:
             self._begin(first_key)
-        vol, turn = _scaled(trades, self.inverse)
+        vol, turn = scaled(trades, self.inverse)
         price = trades.price
-        if first_key == last_key:
-            self._fold(
-                first_key, float(price[0]), float(price.max()), float(price.min()),
-                float(price[-1]), int(vol.sum()), int(turn.sum()), len(price),
-                int(ts[0]), int(ts[-1]),
-            )
+        if last_key - first_key <= 1:  # the usual batch, cut at a bar's close (plus its delay)
+            n = len(ts)
+            cut = n if first_key == last_key else int(ts.searchsorted(self.open_time(last_key)))
+            self._fold(first_key, *slice_stats(price, ts, vol, turn, 0, cut))
+            if cut < n:
+                self._fold(last_key, *slice_stats(price, ts, vol, turn, cut, n))
             return
         keys = (ts - offset) // size
         starts = np.concatenate(([0], np.flatnonzero(np.diff(keys)) + 1))
-        stats = _group_stats(price, ts, vol, turn, starts)
+        stats = group_stats(price, ts, vol, turn, starts)
         for i, key in enumerate(keys[starts].tolist()):
             self._fold(key, *(float(c[i]) for c in stats[:4]), *(int(c[i]) for c in stats[4:]))
 
@@ -235,7 +186,7 @@ class TimeBarAggregator:
             return
         partial = self._open.get(key)
         if partial is None:
-            self._open[key] = _Partial(o, h, lo, c, vol, turn, n, first, last)
+            self._open[key] = Partial(o, h, lo, c, vol, turn, n, first, last)
         else:
             partial.merge(o, h, lo, c, vol, turn, n, first, last)
 
@@ -340,7 +291,7 @@ class CountBarAggregator:
             scale = INVERSE_TURNOVER_SCALE if inverse else TURNOVER_SCALE
             self._threshold = int(round(spec.size * scale))
         self._count = 0
-        self._partial: _Partial | None = None
+        self._partial: Partial | None = None
         self._partial_index = -1
         self.bars_emitted = 0
 
@@ -348,7 +299,7 @@ class CountBarAggregator:
         ts = trades.ts_event
         if len(ts) == 0:
             return
-        vol, turn = _scaled(trades, self.inverse)
+        vol, turn = scaled(trades, self.inverse)
         if self.spec.kind == "tick":
             metric = np.ones(len(ts), dtype=np.int64)
         else:
@@ -356,21 +307,21 @@ class CountBarAggregator:
         after = self._count + np.cumsum(metric)
         index = (after - metric) // self._threshold
         starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
-        stats = _group_stats(trades.price, ts, vol, turn, starts)
+        stats = group_stats(trades.price, ts, vol, turn, starts)
         ends_after = after[np.append(starts[1:], len(ts)) - 1]
         for i, bar_index in enumerate(index[starts].tolist()):
             values = (*(float(c[i]) for c in stats[:4]), *(int(c[i]) for c in stats[4:]))
             if bar_index == self._partial_index:
                 self._partial.merge(*values)
             else:
-                self._partial = _Partial(*values)
+                self._partial = Partial(*values)
                 self._partial_index = bar_index
             if int(ends_after[i]) >= (bar_index + 1) * self._threshold:
                 self._emit(self._partial)
                 self._partial, self._partial_index = None, -1
         self._count = int(after[-1])
 
-    def _emit(self, p: _Partial) -> None:
+    def _emit(self, p: Partial) -> None:
         turnover_scale = INVERSE_TURNOVER_SCALE if self.inverse else TURNOVER_SCALE
         self.bars_emitted += 1
         self.publish(Bar(

@@ -145,10 +145,10 @@ class MergedTradeReplay:
         limit = min(int(s.ts[-1]) for s in streams)  # no stream may pass another's unloaded trades
         cut = deadline if deadline is not None and deadline <= limit else None
         plans = []
-        for s in streams:
+        at, side = (cut, "left") if cut is not None else (limit, "right")
+        for s in streams:  # searched over the whole chunk: its sent part is sorted before lo
             lo = s.lo
-            hi = lo + int(np.searchsorted(s.ts[lo:], cut, side="left")) if cut is not None else \
-                lo + int(np.searchsorted(s.ts[lo:], limit, side="right"))
+            hi = max(lo, int(s.ts.searchsorted(at, side)))
             if hi > lo:
                 plans.append((int(s.ts[hi - 1]), s.rank, s, hi))
         if not plans:
