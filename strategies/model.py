@@ -98,6 +98,7 @@ from strategies.model_books import Book
 from strategies.model_checkpoints import load_runners, warn_of_late_forecasts
 from strategies.model_history import WarmUp
 from strategies.model_sizing import annual_volatility, signal, target_notional, to_lots
+from strategies.model_training import ModelTrainer
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class ModelStrategy(Strategy):
     """Trades an attention model's forecasts; see the module docstring."""
 
     config_class = ModelConfig
+    sweep_trainer = ModelTrainer()  # `papertape sweep` trains each trial's checkpoint with it
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__(config)

@@ -38,38 +38,10 @@ from engine.analysis.report import format_metrics
 from engine.bars.aggregator import parse_interval
 from engine.core.clock import NS_PER_MS
 from engine.core.config import Config
-from engine.core.typed import ConfigError, build
-from engine.feeds.history.sources import bars_by_symbol
+from engine.core.typed import ConfigError
 from engine.ledger.reader import LedgerReader
-from engine.run.backtest import open_run_source, run_backtest
-
-
-def train_config(settings: dict[str, str], interval: str, progress: bool):
-    """A :class:`models.train.TrainConfig` from ``--train`` settings, at the run's interval."""
-    from models.train import TrainConfig
-
-    options = {k.removeprefix("attention."): _scalar(v) for k, v in settings.items()
-               if k.startswith("attention.")}
-    plain = {k: v for k, v in settings.items() if not k.startswith("attention.")}
-    for fixed in ("interval", "progress", "attention_options"):
-        if fixed in plain:
-            raise ConfigError(f"--train {fixed}: set by the run (use --interval, attention.NAME=VALUE)")
-    return build(TrainConfig, {**plain, "interval": interval, "progress": progress,
-                               "attention_options": options}, "--train")
-
-
-def _scalar(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def run_bars(cfg: Config) -> tuple[dict[str, pd.DataFrame], str]:
-    """The bars a backtest of ``cfg`` replays (kline format), per symbol, and their interval label."""
-    source = open_run_source(cfg.run)
-    interval = source.label if source.kind == "bars" else cfg.run.interval or "1m"
-    return bars_by_symbol(source, interval, cfg.bars), interval
+from engine.run.backtest import run_backtest
+from strategies.model_training import run_bars, train_config
 
 
 def run_walk_forward(cfg: Config, n_folds: int, settings: dict[str, str], out_dir: Path, *,

@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from engine.commands.run_options import add_run_args, resolve_config
 
@@ -17,6 +18,9 @@ examples:
   papertape sweep --grid fast=5:60:5 --grid slow=20:200:10 --sampler tpe --trials 50 --seed 7
   papertape sweep --grid fast=5:30:5 --grid slow=40,80 --holdout 0.3 --constraint fast<slow
   papertape sweep --grid fast=5,10 --grid slow=20,40 --ray 127.0.0.1:6379 --json
+  papertape sweep --strategy model --interval 1h --grid train.lr=0.001,0.003 --grid threshold=0,0.001 \
+      --train model=linformer --train epochs=5 --holdout 0.3
+                                                each trial trains its model on its training window
   papertape sweep --resume 3                    run what sweep 3 has not run yet
   papertape report --sweep 3 --out sweep.html
 """
@@ -59,6 +63,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="record every trial's per-bar equity rows with its bars, so `report --run` of a "
                    "trial draws its price chart (slower: by default a trial keeps its fills, orders and "
                    "packed equity curve, which is all its metrics read)")
+    p.add_argument("--train", action="append", default=[], metavar="KEY=VALUE",
+                   help="--strategy model: a training setting of every trial, as papertape train's "
+                        "(model=linformer, seq_len=32, epochs=5, attention.k=32); sweep one with "
+                        "--grid train.KEY=... Each trial trains on its own training window (the "
+                        "search's window, never the held-out part) unless --param checkpoint is given")
+    p.add_argument("--checkpoints", metavar="DIR", help="where trained checkpoints are cached, shared by "
+                   "trials with the same settings and window (default: beside the ledger, L.db.checkpoints)")
     p.add_argument("--resume", type=int, metavar="SWEEP_ID", help="run only the trials sweep SWEEP_ID "
                    "has not recorded (its search space and options come from the ledger)")
     p.set_defaults(func=run)
@@ -70,10 +81,12 @@ def options_from(args: argparse.Namespace, cfg):
     from engine.analysis.sweep_stats import check_objective
     from engine.core.typed import ConfigError
     from engine.run.sweep import SweepOptions
-    from engine.run.sweep_space import parse_constraint, parse_space
+    from engine.run.sweep_space import flat_table, parse_constraint, parse_space
+    from engine.run.sweep_training import setting
 
     table = cfg.sweep
     space = parse_space(args.grid, table.space)
+    folder = args.checkpoints or table.checkpoints
     sampler = args.sampler or table.sampler or ("grid" if space.discrete else "random")
     holdout = args.holdout if args.holdout is not None else table.holdout
     walk = args.walk_forward if args.walk_forward is not None else table.walk_forward
@@ -94,7 +107,9 @@ def options_from(args: argparse.Namespace, cfg):
         objective=check_objective(args.objective or table.objective),
         min_trades=args.min_trades if args.min_trades is not None else table.min_trades,
         constraints=tuple(parse_constraint(c) for c in [*table.constraints, *args.constraint]),
-        holdout=holdout, walk_forward=walk, top=top, keep_bars=args.keep_bars)
+        holdout=holdout, walk_forward=walk, top=top, keep_bars=args.keep_bars,
+        train=(*(f"{k}={setting(v)}" for k, v in flat_table(table.train)), *args.train),
+        checkpoints=str(Path(folder).resolve()) if folder else None)
 
 
 def make_pool(args: argparse.Namespace, cfg):
@@ -119,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.run.sweep import StopOnSigint, SweepInterrupted, SweepRun, typed_params
     from engine.run.sweep_phases import resumed, run_phases, start_sweep, summarise
     from engine.run.sweep_samplers import make_sampler
+    from engine.run.sweep_training import plan_training
 
     cfg = resolve_config(args)
     with StopOnSigint() as stop:
@@ -132,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
                 opts, done = options_from(args, cfg), []
             fixed = tuple(parse_assignments(args.param, "--param")) if args.resume is None else ()
             typed_params(cfg.strategy.name, opts.space, fixed)
+            plan_training(cfg, opts.space, parse_assignments(list(opts.train), "--train"), opts.checkpoints)
             make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
             sweep = None
             pool = make_pool(args, cfg)

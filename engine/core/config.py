@@ -140,7 +140,8 @@ class LedgerSection:
 class SweepSection:
     """Defaults for ``papertape sweep`` (its flags override them) and its search space:
     ``[sweep.space]`` maps a parameter to a list of values or a spec string (``5:60:5``,
-    ``0.001~0.05:log``)."""
+    ``0.001~0.05:log``); ``[sweep.space.train]`` sweeps training settings and ``[sweep.train]``
+    fixes them (the model strategy's, as ``--grid train.KEY`` and ``--train``)."""
 
     sampler: str | None = None
     trials: int | None = None
@@ -154,6 +155,8 @@ class SweepSection:
     walk_forward: int | None = None
     top: int = 5
     space: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)  # fixed training settings (strategy model)
+    checkpoints: str | None = None
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,12 @@ from tqdm import tqdm
 from engine.analysis.sweep_stats import best_trial, score
 from engine.core import plugins
 from engine.core.config import Config
-from engine.core.typed import ConfigError, convert
+from engine.core.typed import ConfigError, convert, parse_assignments
 from engine.ledger.store import Ledger
 from engine.ledger.sweeps import drop_reserved_runs, record_trial
 from engine.run.sweep_samplers import make_sampler
 from engine.run.sweep_space import Constraint, Space, parse_constraint, parse_space
+from engine.run.sweep_training import TRAIN, plan_training, strategy_params
 from engine.run.sweep_trial import TrialOutcome, TrialTask
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,15 @@ class SweepOptions:
     walk_forward: int | None = None
     top: int = 5
     keep_bars: bool = False
+    train: tuple[str, ...] = ()  # fixed training settings, KEY=VALUE (a model strategy's)
+    checkpoints: str | None = None  # where trained checkpoints are cached (None: beside the ledger)
 
     def spec(self) -> dict[str, Any]:
         return {"grid": list(self.grid), "table": self.table, "sampler": self.sampler, "trials": self.trials,
                 "seed": self.seed, "batch": self.batch, "objective": self.objective,
                 "min_trades": self.min_trades, "constraints": [c.text for c in self.constraints],
                 "holdout": self.holdout, "walk_forward": self.walk_forward, "top": self.top,
-                "keep_bars": self.keep_bars}
+                "keep_bars": self.keep_bars, "train": list(self.train), "checkpoints": self.checkpoints}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> SweepOptions:
@@ -97,7 +100,8 @@ class SweepOptions:
                    batch=spec["batch"], objective=spec["objective"], min_trades=spec["min_trades"],
                    constraints=tuple(parse_constraint(c) for c in spec["constraints"]),
                    holdout=spec["holdout"], walk_forward=spec["walk_forward"], top=spec["top"],
-                   keep_bars=spec.get("keep_bars", False))
+                   keep_bars=spec.get("keep_bars", False), train=tuple(spec.get("train", ())),
+                   checkpoints=spec.get("checkpoints"))
 
 
 def typed_params(strategy: str, space: Space, fixed: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -110,13 +114,14 @@ def typed_params(strategy: str, space: Space, fixed: tuple[str, ...] = ()) -> di
         raise ConfigError(f"{strategy!r} is not a papertape Strategy class")
     hints = typing.get_type_hints(config_class)
     known = {f.name for f in dataclasses.fields(config_class) if f.init}
-    for name in space.names:
+    names = [n for n in space.names if not n.startswith(TRAIN)]  # training settings: sweep_training
+    for name in names:
         if name not in known:
             raise ConfigError(f"--grid {name}: {strategy} has no parameter {name!r} "
                               f"(its parameters: {', '.join(sorted(known))})")
         if name in fixed:
             raise ConfigError(f"--grid {name}: also fixed with --param; give it in one place")
-    return {name: hints[name] for name in space.names}
+    return {name: hints[name] for name in names}
 
 
 class SweepRun:
@@ -126,6 +131,8 @@ class SweepRun:
                  done: list[dict[str, Any]], progress: bool, stop: StopOnSigint) -> None:
         self.cfg, self.opts, self.pool, self.ledger, self.sweep_id = cfg, opts, pool, ledger, sweep_id
         self.hints = typed_params(cfg.strategy.name, opts.space)
+        self.training = plan_training(cfg, opts.space, parse_assignments(list(opts.train), "--train"),
+                                      opts.checkpoints)
         self.records: dict[tuple[str, int], dict[str, Any]] = {(t["phase"], t["trial"]): t for t in done}
         self.reserved: dict[int, TrialTask] = {}
         self.stop = stop
@@ -137,12 +144,16 @@ class SweepRun:
     def typed(self, params: dict[str, Any]) -> dict[str, Any]:
         out = {}
         for name, value in params.items():
+            if name.startswith(TRAIN):  # the trainer converts it (checked by plan_training)
+                out[name] = value
+                continue
             hint = self.hints[name]
             out[name] = convert(str(value) if hint is str else value, hint, f"--grid {name}")
         return out
 
     def config_for(self, params: dict[str, Any], window: tuple[int | None, int | None]) -> Config:
-        strategy = dataclasses.replace(self.cfg.strategy, params={**self.cfg.strategy.params, **params})
+        strategy = dataclasses.replace(self.cfg.strategy,
+                                       params={**self.cfg.strategy.params, **strategy_params(params)})
         run = self.cfg.run
         start, end = window
         if start is not None or end is not None:
@@ -181,19 +192,22 @@ class SweepRun:
                 out.append(record)
         return out
 
-    def rerun(self, phase: str, picks: list[dict[str, Any]], window: tuple[int | None, int | None]
-              ) -> list[dict[str, Any]]:
-        """Run the given trials' parameters again on another window (holdout, fold tests);
-        each keeps its trial number."""
+    def rerun(self, phase: str, picks: list[dict[str, Any]], window: tuple[int | None, int | None],
+              train_window: tuple[int | None, int | None]) -> list[dict[str, Any]]:
+        """Run the given trials' parameters again on another window (holdout, fold tests),
+        each with the model of its search's window ``train_window`` when trials train; each
+        keeps its trial number."""
         self.bar.total += len(picks)
         self.bar.refresh()
-        tasks = [self.task(phase, t["trial"], t["params"], window) for t in picks
+        tasks = [self.task(phase, t["trial"], t["params"], window, train_window) for t in picks
                  if (phase, t["trial"]) not in self.records]
         self.bar.update(len(picks) - len(tasks))
         self.dispatch(tasks)
         return [self.records[(phase, t["trial"])] for t in picks]
 
-    def task(self, phase: str, n: int, params: dict[str, Any], window) -> TrialTask:
+    def task(self, phase: str, n: int, params: dict[str, Any], window, train_window=None) -> TrialTask:
+        """Reserve a run for a trial on ``window``; a trial that trains does so on
+        ``train_window`` (its own window when not given)."""
         cfg = self.config_for(params, window)
         run_id = self.ledger.start_run(
             kind="backtest", strategy=cfg.strategy.name, params=json.dumps(params, sort_keys=True),
@@ -201,6 +215,10 @@ class SweepRun:
             data_start=0, data_end=0, data_files=json.dumps(list(cfg.run.data)), seed=cfg.run.seed,
             initial_cash=cfg.account.cash, config="{}")
         task = TrialTask(phase, n, run_id, params, cfg, self.opts.keep_bars)
+        if self.training is not None:
+            task = dataclasses.replace(task, train=self.training.settings(params),
+                                       train_window=window if train_window is None else train_window,
+                                       checkpoints=self.training.folder)
         self.reserved[run_id] = task
         return task
 

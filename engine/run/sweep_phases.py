@@ -105,7 +105,7 @@ def run_phases(sweep: SweepRun) -> dict[str, Any]:
     trials = sweep.search("search", (start, split), opts.seed)
     ranked = sorted((t for t in trials if t["status"] == "finished" and t["score"] is not None),
                     key=lambda t: -t["score"])[: opts.top]
-    tested = {t["trial"]: t for t in sweep.rerun("holdout", ranked, (split, end))}
+    tested = {t["trial"]: t for t in sweep.rerun("holdout", ranked, (split, end), (start, split))}
     best = _best(ranked[0] if ranked else None)
     if best is not None:
         best["holdout"] = {"start_ns": split, "end_ns": end, "top": [
@@ -127,7 +127,7 @@ def _walk_forward(sweep: SweepRun, folds: int) -> dict[str, Any]:
         entry: dict[str, Any] = {"fold": k, "train": [start, edges[k]], "test": [edges[k], edges[k + 1]],
                                  "params": None, "in_sample": None, "out_of_sample": None, "run_id": None}
         if best is not None:
-            test = sweep.rerun(f"fold {k} test", [best], (edges[k], edges[k + 1]))[0]
+            test = sweep.rerun(f"fold {k} test", [best], (edges[k], edges[k + 1]), (start, edges[k]))[0]
             entry |= {"params": best["params"], "in_sample": sweep.shown(best["score"]),
                       "out_of_sample": sweep.shown(test["score"]), "run_id": test["run_id"],
                       "metrics": test["metrics"]}

@@ -114,9 +114,10 @@ def parse_dimension(name: str, spec: Any, where: str = "--grid") -> Dimension:
 
 def parse_space(grid: list[str], table: dict[str, Any] | None = None) -> Space:
     """The space from ``[sweep.space]`` (``table``) and ``--grid key=spec`` flags, which
-    replace a key the table also has."""
+    replace a key the table also has. A table inside it names its keys with its own name
+    first (``[sweep.space.train]`` ``lr`` is ``train.lr``)."""
     dims: dict[str, Dimension] = {}
-    for name, spec in (table or {}).items():
+    for name, spec in flat_table(table or {}):
         dims[name] = parse_dimension(name, spec, f"[sweep.space] {name}")
     for pair in grid:
         name, sep, spec = pair.partition("=")
@@ -126,6 +127,17 @@ def parse_space(grid: list[str], table: dict[str, Any] | None = None) -> Space:
     if not dims:
         raise ConfigError("a sweep needs a search space: --grid key=v1,v2 (or a [sweep.space] table)")
     return Space(tuple(dims.values()))
+
+
+def flat_table(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A TOML table's keys and values, a nested table's keys named ``outer.inner``."""
+    out: list[tuple[str, Any]] = []
+    for name, spec in table.items():
+        if isinstance(spec, dict):
+            out.extend(flat_table(spec, f"{prefix}{name}."))
+        else:
+            out.append((f"{prefix}{name}", spec))
+    return out
 
 
 def _choices(name: str, values: list[Any], where: str) -> Dimension:

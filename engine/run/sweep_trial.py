@@ -24,6 +24,7 @@ from engine.ledger.memory import MemoryLedger, written_by_workers
 from engine.ledger.schema import database_url
 from engine.ledger.store import BatchWriter
 from engine.run.backtest import RunFailed, open_run_source, run_backtest
+from engine.run.sweep_training import trained_config
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ class TrialTask:
     params: dict[str, Any]
     config: Config
     keep_bars: bool = False  # send the per-bar equity rows, not only the packed curve
+    train: dict[str, str] | None = None  # training settings when the trial trains its model
+    train_window: tuple[int | None, int | None] = (None, None)  # ns, the bars it trains on
+    checkpoints: str = ""  # the folder trained checkpoints are cached in
 
     @property
     def key(self) -> tuple[str, int]:
@@ -94,10 +98,12 @@ class TrialRunner:
         ledger = MemoryLedger(task.config.ledger.path, task.run_id)
         out = TrialOutcome(task.phase, task.trial, task.run_id, "finished", worker=self.worker)
         try:
-            result = run_backtest(task.config, progress=False, source=self.source(task.config), ledger=ledger)
+            cfg = task.config if task.train is None else trained_config(
+                task.config, task.train, task.train_window, task.checkpoints)
+            result = run_backtest(cfg, progress=False, source=self.source(cfg), ledger=ledger)
         except RunFailed as exc:
             result, out.status, out.error = exc.result, "failed", str(exc)
-        except UserError as exc:  # refused before the run began (a parameter the strategy rejects)
+        except UserError as exc:  # refused before the run began: a bad parameter, an untrainable model
             out.status, out.error = "failed", str(exc)
             result = None
         if result is not None:

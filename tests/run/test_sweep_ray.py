@@ -84,3 +84,26 @@ def test_a_killed_ray_worker_loses_only_its_trial(cluster, data, tmp_path):
     assert len({r[2] for r in rows}) == 6
     assert query(ledger, "SELECT count(*) FROM runs WHERE status = 'running'") == [(0,)]
     assert victim not in _task_processes()
+
+
+def test_ray_trains_the_same_models_as_local_workers(cluster, tmp_path):
+    from models.checkpoint import load_checkpoint, weights_digest
+    from tests.helpers.model import ar1_bars, write_bars
+
+    data = write_bars(ar1_bars(800, phi=0.1, seed=4), tmp_path / "bars.csv")
+    train = {"seq_len": 16, "epochs": 1, "d_model": 16, "layers": 1, "heads": 2, "batch_size": 32,
+             "dropout": 0, "features": "log_return"}
+    args = ["sweep", "--strategy", "model", "--data", str(data), "--symbol", "BTCUSDT", "--grid",
+            "train.lr=0.001,0.003", "--grid", "threshold=0", "--json", "--no-progress",
+            *(arg for k, v in train.items() for arg in ("--train", f"{k}={v}"))]
+    outs = {}
+    for name, extra in (("ray", ["--ray", cluster.address]), ("local", ["--workers", "2"])):
+        where = tmp_path / name  # not tests/: there `strategies` would be the tests' package
+        where.mkdir()
+        outs[name] = json_of(papertape(*args, *extra, "--ledger", str(where / "l.db"), env=RAY_ENV,
+                                       cwd=where))
+    assert [t["status"] for t in outs["ray"]["trials"]] == ["finished", "finished"]
+    assert [t["metrics"] for t in outs["ray"]["trials"]] == [t["metrics"] for t in outs["local"]["trials"]]
+    digests = [[weights_digest(load_checkpoint(p)[0].state_dict())
+                for p in sorted((tmp_path / name / "l.db.checkpoints").glob("*.pt"))] for name in outs]
+    assert len(digests[0]) == 2 and digests[0] == digests[1]

@@ -130,7 +130,7 @@ def test_the_sweep_table_of_the_config_gives_the_space_and_defaults(tmp_path):
     cfg = load_config(path)
     flags = dict(grid=["slow=30,50"], sampler=None, holdout=None, walk_forward=None, batch=None, top=None,
                  seed=None, trials=None, objective=None, min_trades=None, constraint=["slow<=50"],
-                 keep_bars=False)
+                 keep_bars=False, train=[], checkpoints=None)
     opts = options_from(argparse.Namespace(**flags), cfg)
     assert opts.sampler == "random" and opts.trials == 3 and opts.objective == "max_drawdown"
     assert opts.space.dimension("fast").values == (5, 10) and opts.space.dimension("slow").values == (30, 50)
