@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from operator import attrgetter
 
 import numpy as np
 
@@ -35,33 +36,39 @@ def portfolio_range(ranges: list[ReplayRange]) -> ReplayRange:
                        min(r.start for r in ranges), max(r.end for r in ranges))
 
 
-class _Stream:
-    """One symbol's trades: the current chunk and how far it has been sent."""
+_first_order = attrgetter("head", "rank")  # the stream whose next trade is first; ties in symbol order
 
-    __slots__ = ("symbol", "rank", "chunks", "ts", "price", "size", "side", "ids", "lo")
+
+class _Stream:
+    """One symbol's trades: the current chunk, how far it has been sent and the time of its
+    next trade and the chunk's last (``head``, ``last``: ints, as the merge compares every
+    stream's at every batch)."""
+
+    __slots__ = ("symbol", "rank", "chunks", "ts", "price", "size", "side", "ids", "lo", "n", "head", "last")
 
     def __init__(self, symbol: str, rank: int, chunks: Iterator) -> None:
         self.symbol, self.rank, self.chunks = symbol, rank, chunks
-        self.lo = 0
+        self.lo = self.n = self.head = self.last = 0
         self.ts = np.empty(0, np.int64)
         self.refill()
 
     def refill(self) -> bool:
         """Load the next non-empty chunk when this one is used up; False at the end."""
-        while self.lo >= len(self.ts):
+        while self.lo >= self.n:
             chunk = next(self.chunks, None)
             if chunk is None:
                 return False
             self.ts, self.price, self.size, self.side = chunk.ts, chunk.price, chunk.size, chunk.side
-            self.ids, self.lo = chunk.trade_id, 0
+            self.ids, self.lo, self.n = chunk.trade_id, 0, len(chunk.ts)
+            if self.n:
+                self.head, self.last = int(self.ts[0]), int(self.ts[-1])
         return True
-
-    def head(self) -> int:
-        return int(self.ts[self.lo])
 
     def batch(self, hi: int) -> Trades:
         lo = self.lo
         self.lo = hi
+        if hi < self.n:
+            self.head = int(self.ts[hi])
         ids = None if self.ids is None else self.ids[lo:hi]
         return Trades(self.symbol, self.ts[lo:hi], self.price[lo:hi], self.size[lo:hi],
                       self.side[lo:hi], ids, int(self.ts[hi - 1]))
@@ -120,8 +127,8 @@ class MergedTradeReplay:
         """One batch of the stream whose next trade is first, up to the next trade of any
         other stream (ties go in symbol order), the deadline and ``max_batch_ns``; None when
         the deadline comes first."""
-        first = min(streams, key=lambda s: (s.head(), s.rank))
-        head = first.head()
+        first = min(streams, key=_first_order)
+        head = first.head
         if deadline is not None and deadline <= head:
             return None
         limit, inclusive = head + self.max_batch_ns, False
@@ -129,11 +136,11 @@ class MergedTradeReplay:
             limit = deadline
         for other in streams:
             if other is not first:
-                at, after = other.head(), other.rank > first.rank
+                at, after = other.head, other.rank > first.rank
                 if at < limit or (at == limit and not after):
                     limit, inclusive = at, after
         lo = first.lo
-        hi = lo + int(np.searchsorted(first.ts[lo:], limit, side="right" if inclusive else "left"))
+        hi = max(lo, int(first.ts.searchsorted(limit, "right" if inclusive else "left")))
         bus.process(first.batch(hi))
         return hi - lo
 
@@ -142,7 +149,7 @@ class MergedTradeReplay:
         """Every stream's trades before ``deadline`` and within the chunks loaded now, in
         batches ordered by their last trade; stops early when a handler set an earlier timer
         or made fine batches necessary. None when the deadline comes before any trade."""
-        limit = min(int(s.ts[-1]) for s in streams)  # no stream may pass another's unloaded trades
+        limit = min(s.last for s in streams)  # no stream may pass another's unloaded trades
         cut = deadline if deadline is not None and deadline <= limit else None
         plans = []
         at, side = (cut, "left") if cut is not None else (limit, "right")
