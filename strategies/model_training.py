@@ -53,9 +53,14 @@ def _scalar(text: str) -> Any:
 
 def run_bars(cfg: Config) -> tuple[dict[str, Any], str]:
     """The bars a backtest of ``cfg`` replays (kline format), per symbol, and their interval label."""
-    source = open_run_source(cfg.run)
-    interval = source.label if source.kind == "bars" else cfg.run.interval or "1m"
+    source, interval = _opened(cfg)
     return bars_by_symbol(source, interval, cfg.bars), interval
+
+
+def _opened(cfg: Config):
+    """The run's replay source (opening it reads no bars) and its bars' interval label."""
+    source = open_run_source(cfg.run)
+    return source, source.label if source.kind == "bars" else cfg.run.interval or "1m"
 
 
 class TrialTrainingFailed(Exception):
@@ -80,7 +85,7 @@ class ModelTrainer:
         start, end = window
         run = dataclasses.replace(cfg.run, start=cfg.run.start if start is None else str(start // 1_000_000),
                                   end=cfg.run.end if end is None else str(end // 1_000_000))
-        by_symbol, interval = run_bars(dataclasses.replace(cfg, run=run))
+        source, interval = _opened(dataclasses.replace(cfg, run=run))
         tc = train_config({"seed": str(cfg.run.seed), **settings}, interval, progress=False)
         key = cache_key(tc, run, cfg)
         directory = Path(folder)
@@ -89,7 +94,8 @@ class ModelTrainer:
         with _locked(directory / f"{key}.lock"):
             if failed.exists():
                 raise TrialTrainingFailed(failed.read_text())
-            if not path.exists():
+            if not path.exists():  # bars are made only to train (from trades, that takes a while)
+                by_symbol = bars_by_symbol(source, interval, cfg.bars)
                 bars = next(iter(by_symbol.values())) if len(by_symbol) == 1 else by_symbol
                 try:
                     _train_to(path, bars, tc)
