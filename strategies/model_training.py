@@ -6,8 +6,9 @@ cache shared by every trial with the same settings, window, data and seed.
 A cached checkpoint is named by a hash of the training config (seed included), the window,
 the data files (path, size, modification time), the run's symbols, interval and ``[bars]``
 settings, and the code version; a lock per name makes a second worker wait for the first
-one's training instead of repeating it, and a training that failed leaves its reason, which
-every trial of that name reports. Training runs torch on one thread, so a checkpoint has the
+one's training instead of repeating it, and a training refused for its data or settings
+(too few bars, a model that does not fit) leaves its reason, which every trial of that name
+reports without trying again. Training runs torch on one thread, so a checkpoint has the
 same bits whichever process or machine trains it.
 """
 
@@ -99,10 +100,12 @@ class ModelTrainer:
                 bars = next(iter(by_symbol.values())) if len(by_symbol) == 1 else by_symbol
                 try:
                     _train_to(path, bars, tc)
-                except (ValueError, RuntimeError) as exc:  # too few bars, a model that does not fit
+                except ValueError as exc:  # too few bars, a model that does not fit: every time
                     reason = f"training failed: {str(exc).splitlines()[0]}"
                     failed.write_text(reason)
                     raise TrialTrainingFailed(reason) from None
+                except RuntimeError as exc:  # torch ran out of memory, say: the next trial tries again
+                    raise TrialTrainingFailed(f"training failed: {str(exc).splitlines()[0]}") from None
         return {"checkpoint": str(path)}
 
 
