@@ -31,7 +31,8 @@ class Position:
 
 
 _REFOLD = 256  # running-sum updates between exact folds (each adds at most a few ulps of the scale)
-_QUICK_SLACK = 1e-6  # of the scale: far beyond _REFOLD updates' rounding, unless marks move 10^6-fold
+_QUICK_SLACK = 1e-6  # of the scale: far beyond _REFOLD updates' rounding, unless the scale shrinks
+_SHRUNK = 1e-3  # 4e6-fold since the fold; fills can do that at once: fold again when they shrink it
 
 
 class Account:
@@ -57,9 +58,11 @@ class Account:
         self._saved: dict[str, tuple[float, float] | None] | None = None
         self._saved_cash: float | None = None
         # the terms' running sums and the sum of their sizes (the scale of the sums' rounding),
-        # for a quick clear_of_liquidation; folded again after a fill and every _REFOLD updates
-        self._run_equity = self._run_notional = self._run_gross = 0.0
+        # for a quick clear_of_liquidation, kept from a second position on; folded again every
+        # _REFOLD updates and when fills shrank the scale below _SHRUNK of its peak (at fills)
+        self._run_equity = self._run_notional = self._run_gross = self._run_peak = 0.0
         self._run_updates = 0
+        self._running = False
         self.fees_paid = 0.0
         self.funding_paid = 0.0
 
@@ -71,6 +74,8 @@ class Account:
             if saved is not None and symbol not in saved:
                 saved[symbol] = None
             self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
+            if len(self.positions) == 2:
+                self._running, self._run_updates = True, _REFOLD
         return pos
 
     def set_mark(self, symbol: str, price: float) -> None:
@@ -95,10 +100,11 @@ class Account:
             mark = self.marks.get(symbol, pos.avg_price)
             equity, notional = qty * (mark - pos.avg_price), abs(qty) * mark
         equity_terms[symbol], notional_terms[symbol] = equity, notional
-        self._run_equity += equity - old_equity
-        self._run_notional += notional - old_notional
-        self._run_gross += abs(equity) - abs(old_equity)
-        self._run_updates += 1
+        if self._running:
+            self._run_equity += equity - old_equity
+            self._run_notional += notional - old_notional
+            self._run_gross += abs(equity) - abs(old_equity)
+            self._run_updates += 1
 
     def apply_fill(self, symbol: str, side: int, qty: float, price: float, fee: float) -> float:
         """Book a fill; returns the gross realized PnL it produced."""
@@ -128,8 +134,9 @@ class Account:
             self.cash += realized - fee
         self.fees_paid += fee
         self.marks.setdefault(symbol, price)
+        before = self._run_gross + self._run_notional
         self._update_terms(symbol)
-        self._run_updates = _REFOLD  # a fill can change the scale a lot: fold the sums again
+        self._run_peak = max(self._run_peak, before, self._run_gross + self._run_notional)
         return realized
 
     def apply_funding(self, symbol: str, rate: float, mark: float) -> float:
@@ -207,7 +214,7 @@ class Account:
         pos = self.positions.get(symbol)
         if self.category != "linear" or pos is None or pos.qty == 0.0:
             return True
-        if self._run_updates >= _REFOLD:
+        if self._run_updates >= _REFOLD or self._run_gross + self._run_notional < _SHRUNK * self._run_peak:
             self._refold()
         qty = pos.qty
         move = price - self.marks.get(symbol, pos.avg_price)
@@ -227,6 +234,7 @@ class Account:
         self._run_equity = reduce(add, terms, 0.0)
         self._run_notional = reduce(add, self._notional_terms.values(), 0.0)
         self._run_gross = reduce(add, map(abs, terms), 0.0)
+        self._run_peak = self._run_gross + self._run_notional
         self._run_updates = 0
 
     def liquidation_price(self, symbol: str) -> float | None:

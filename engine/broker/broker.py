@@ -369,7 +369,7 @@ class SimulatedBroker:
         publish(PositionUpdate(symbol, pos.qty, pos.avg_price, realized, ts_event, now))
         equity, margin = acct.equity_and_margin()
         publish(AccountUpdate(acct.cash, equity, margin, ts_event, now))
-        self._liq_price[symbol] = acct.liquidation_price(symbol)
+        self._liq_price.pop(symbol, None)  # worked out again when a move is checked against it
         self._liq_since[symbol] = ts_event
 
     def _finish(self, order: Order, status: str, reason: str) -> None:
@@ -396,4 +396,4 @@ class SimulatedBroker:
 
     def on_funding(self, funding: Funding) -> None:
         self.account.apply_funding(funding.symbol, funding.rate, funding.mark_price)
-        self._liq_price[funding.symbol] = self.account.liquidation_price(funding.symbol)
+        self._liq_price.pop(funding.symbol, None)

@@ -44,13 +44,15 @@ def account_closeout(account: Account, symbol: str, price: float) -> list[tuple[
 def liquidation_price_now(account: Account, cached: dict[str, float | None], symbol: str,
                           reach: Callable[[bool], float]) -> float | None:
     """``symbol``'s liquidation price as a move against its position must be checked against:
-    ``cached`` (worked out at its last fill) with one position; with several (cross margin:
-    the other marks move it) the price now, or None when the account stays clear of it all
-    the way to ``reach(long)``, the furthest price the move goes against a long (True) or a
-    short, which is asked for only then, so the exact price is worked out only when it may be
-    reached."""
+    with one position, ``cached`` (worked out when first asked after its last fill or funding,
+    which drop it: nothing else moves it); with several (cross margin: the other marks move
+    it) the price now, or None when the account stays clear of it all the way to
+    ``reach(long)``, the furthest price the move goes against a long (True) or a short, which
+    is asked for only then, so the exact price is worked out only when it may be reached."""
     if len(account.positions) < 2:
-        return cached.get(symbol)
+        if symbol not in cached:
+            cached[symbol] = account.liquidation_price(symbol)
+        return cached[symbol]
     pos = account.positions.get(symbol)
     if pos is None or pos.qty == 0.0:
         return None
