@@ -102,10 +102,12 @@ class NystromAttention(AttentionBase):
         is 1 with ``last_only``: the queries still make the landmarks), and, if asked, the
         attention matrix."""
         b, length, _ = x.shape
-        q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
         seg = math.ceil(length / min(self.num_landmarks, length))
         m = math.ceil(length / seg)
         pad = m * seg - length
+        if mask is None and not return_weights:
+            return self._unmasked(x, seg, pad, last_only), None
+        q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
         keep = mask
         if pad:
             q, k, v = (F.pad(t, (0, 0, pad, 0)) for t in (q, k, v))
@@ -122,10 +124,9 @@ class NystromAttention(AttentionBase):
             q_l = q.view(b, self.n_heads, m, seg, -1).mean(-2)
             k_l = k.view(b, self.n_heads, m, seg, -1).mean(-2)
             key_keep = lm_keep = None
-        scale = self.d_head**-0.5
-        z = newton_schulz_pinv(masked_softmax(q_l @ k_l.transpose(-1, -2) * scale, lm_keep),
-                               self.pinv_iterations)
+        z = self._kernel_pinv(q_l, k_l, lm_keep)
         if return_weights:
+            scale = self.d_head**-0.5
             k1 = masked_softmax(q @ k_l.transpose(-1, -2) * scale, lm_keep)
             k3 = masked_softmax(q_l @ k.transpose(-1, -2) * scale, key_keep)
             weights = k1 @ z @ k3
@@ -143,3 +144,33 @@ class NystromAttention(AttentionBase):
         if self.conv is not None:
             merged = self._add_conv(merged, v, pad)
         return merged, weights
+
+    def _kernel_pinv(self, q_l: torch.Tensor, k_l: torch.Tensor, lm_keep: torch.Tensor | None):
+        """The pseudo-inverse of the landmarks' softmax kernel ``[b, h, m, m]``."""
+        scores = q_l @ k_l.transpose(-1, -2) * self.d_head**-0.5
+        return newton_schulz_pinv(masked_softmax(scores, lm_keep), self.pinv_iterations)
+
+    def _unmasked(self, x: torch.Tensor, seg: int, pad: int, last_only: bool) -> torch.Tensor:
+        """:meth:`_heads` without a mask or weights, the padding left implicit: landmarks are
+        segment means of ``x`` projected (the projections have no bias, so they equal the means
+        of ``q`` and ``k``), padded keys, which the masked path excludes, are never made, and
+        with ``last_only`` the queries of the other positions are never computed."""
+        b, length, d = x.shape
+        w = self.to_qkv.weight
+        if last_only:
+            q = self.split(F.linear(x[:, -1:], w[:d]))
+            k, v = map(self.split, F.linear(x, w[d:]).chunk(2, dim=-1))
+        else:
+            q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
+        first = seg - pad if pad else 0  # real tokens in a first, padded segment
+        means = x[:, first:].unflatten(1, (-1, seg)).mean(2)
+        if pad:
+            means = torch.cat([x[:, :first].mean(1, keepdim=True), means], dim=1)
+        q_l, k_l = (self.split(F.linear(means, part)).contiguous() for part in w[: 2 * d].chunk(2))
+        z = self._kernel_pinv(q_l, k_l, None)
+        out = F.scaled_dot_product_attention(q, k_l, z @ F.scaled_dot_product_attention(q_l, k, v))
+        if last_only:
+            out = out if self.conv is None else out + self._conv_last(v)
+            return out.transpose(1, 2).reshape(b, 1, -1)
+        merged = out.transpose(1, 2).reshape(b, length, -1)
+        return merged if self.conv is None else self._add_conv(merged, v, 0)

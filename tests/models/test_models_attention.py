@@ -173,6 +173,20 @@ def test_nystrom_with_ragged_length_is_valid():
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, H, 50), atol=1e-2, rtol=0)
 
 
+@pytest.mark.parametrize("length", [64, 50, 7])
+@pytest.mark.parametrize("last_only", [False, True])
+@pytest.mark.parametrize("conv", [True, False])
+def test_nystrom_without_a_mask_equals_the_padded_masked_computation(length, last_only, conv):
+    """Without a mask the padding stays implicit (landmarks from means of the inputs, no
+    padded keys): the same outputs as the masked path given a mask of real tokens only."""
+    torch.manual_seed(7)
+    nys = build_attention("nystrom", D, H, 64, num_landmarks=16, residual_conv=conv, conv_kernel=5)
+    x = torch.randn(2, length, D)
+    with torch.no_grad():
+        want = nys(x, mask=torch.ones(2, length, dtype=torch.bool), last_only=last_only)
+        torch.testing.assert_close(nys(x, last_only=last_only), want, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("inputs", ["random", "structured"])
 def test_nystrom_error_falls_with_landmarks(inputs):
     torch.manual_seed(8)
