@@ -226,12 +226,13 @@ class TimeBarAggregator:
         self._arm()
 
     def close_through(self, ts_ns: int) -> None:
-        """While held, close the bars that end by ``ts_ns`` (a closing gap has handed on
-        every trade before it) and whose timer has passed; the rest wait for the release."""
+        """While held, close the bars that end by ``ts_ns``: a closing gap has handed on every
+        trade before it and is about to hand on later ones, so those bars are complete and
+        close now, before a later trade can reach the broker, even when their timer (end
+        plus the close delay) has not passed yet; the rest wait for the release."""
         if self._next_key is None:
             return
-        now = self.clock.timestamp_ns()
-        while (end := self.open_time(self._next_key + 1)) <= ts_ns and end + self.close_delay_ns <= now:
+        while self.open_time(self._next_key + 1) <= ts_ns:
             self._close_next()
 
     def _on_timer(self, _at: int) -> None:
