@@ -3,7 +3,9 @@ after each bar went through the bus, for strategies that look across symbols (``
 
 The collector's timer at each close deadline is a ``last`` timer, so it fires after every
 aggregator's timer of that deadline (even one re-armed later, as a live feed gap's release
-does) and before any later event: the set holds exactly the bars of that close time.
+does) and before any later event: the set holds exactly the bars of that close time. A
+symbol whose bars a live feed gap holds past that deadline is left out of the set (its bars
+reach ``on_bar`` when the gap is backfilled), never put into a later close time's set.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ class BarSetCollector:
     def _on_timer(self, at: int) -> None:
         close_time = at - self.close_delay_ns
         self.clock.set_timer(at + self._size, self._on_timer, f"bar set {self.spec.label}", last=True)
-        if not self._bars:
+        bars = {symbol: bar for symbol, bar in self._bars.items() if bar.close_time == close_time}
+        self._bars = {symbol: bar for symbol, bar in self._bars.items() if bar.close_time > close_time}
+        if not bars:
             return
-        bars, self._bars = self._bars, {}
         self.sets += 1
         self.publish(BarSet(self.spec.label, close_time, bars, close_time, self.clock.timestamp_ns()))

@@ -37,8 +37,8 @@ def recording(path, answer_after_ms: int) -> None:
     for trade in trades:
         if trade[1] < BASE_MS + 3050:
             ws(trade, trade[1] + 5)
-    lines.append({"t": (BASE_MS + 3055) * MS, "k": "status", "d": {"status": "disconnected", "detail": "test"}})
-    lines.append({"t": (BASE_MS + 3100) * MS, "k": "status", "d": {"status": "connected", "detail": "test"}})
+    for at_ms, status in ((3055, "disconnected"), (3100, "connected")):
+        lines.append({"t": (BASE_MS + at_ms) * MS, "k": "status", "d": {"status": status, "detail": "test"}})
     for trade in trades:
         if BASE_MS + 3300 <= trade[1] < answer_at - 5:
             ws(trade, trade[1] + 5)

@@ -162,7 +162,7 @@ def test_a_trade_planted_late_in_a_stall_changes_nothing_stamped_before_it(tmp_p
 def test_an_order_resting_through_a_downtime_fills_in_time_order_on_its_backfill(tmp_path):
     # killed once its limit order rests, resumed after the plant was served: the downtime's
     # bars before the plant hold the position without the fill the plant made
-    wall_start = aligned_start_ms(lead_s=8)
+    wall_start = aligned_start_ms(lead_s=14)  # time for two processes to start on a loaded machine
     archive, plant = planted_archive(tmp_path, wall_start, at_s=16.3)
     ledger = tmp_path / "live.db"
     exchange = start_exchange([archive], tmp_path, speed=SPEED, wall_start_ms=wall_start)
