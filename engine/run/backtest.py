@@ -59,7 +59,7 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
         with _fewer_collections():
             session.start()
             source.run(session.bus, bar.update, session.wants_fine_batches)
-            session.end_of_data(rng.end)
+            session.end_of_data(rng.end, final=not isinstance(source, RecordingReplay))
     except HandlerError as exc:
         log.error("run %d stopped: %s", session.run_id, exc)
         raise RunFailed(str(exc), session.close("failed", str(exc))) from exc

@@ -278,9 +278,8 @@ class _LiveRun:
 
     def _close_out(self, end: int) -> None:
         """Handle what arrived before the stop, give up on an open gap, and close the bars
-        that ended by the stop without waiting out their close delay (no trade comes any
-        more), as a backtest does at the end of its data, so a replay of the recording
-        ends with the same bars."""
+        whose close delay has passed by the stop; a bar still inside its delay may miss
+        trades in flight and is left out, as the replay of the recording leaves it out."""
         session, feed = self.session, self.feed
         for symbol, symbol_feed in feed.feeds.items():
             if symbol_feed.decoder.gap_from is not None:
@@ -297,7 +296,7 @@ class _LiveRun:
             session.bus.process(event)
         if late:
             log.info("%d event(s) made after the feed stopped were left out", late)
-        session.end_of_data(end)
+        session.end_of_data(end, final=False)
 
 
 def run_live(cfg: Config, opts: LiveOptions) -> SessionResult:

@@ -226,10 +226,14 @@ class Session:
         self.broker.start_funding(start)
         self.host.start()
 
-    def end_of_data(self, end_ns: int) -> None:
-        """No trade comes after ``end_ns`` (finite history, or a live session's stop): close
-        the bars that ended by then, then stop the strategy."""
-        self.bus.advance_to(end_ns + self.cfg.bars.close_delay_ms * NS_PER_MS)
+    def end_of_data(self, end_ns: int, *, final: bool = True) -> None:
+        """The data ends at ``end_ns``: close the bars that are complete, then stop the
+        strategy. ``final`` history (archives, klines) has no later trade, so every bar
+        that ended by then closes at once. A live session's stop (and the replay of its
+        recording) is not final: a bar still inside its close delay may be missing trades
+        in flight, so only the bars whose delay has passed close, as their timers would."""
+        delay = self.cfg.bars.close_delay_ms * NS_PER_MS if final else 0
+        self.bus.advance_to(end_ns + delay)
         self.stop()
 
     def stop(self) -> None:
