@@ -169,7 +169,8 @@ def report(out: dict) -> None:
         print(f"  {key.replace('_', ' '):20s} {line}")
     print(f"  (a bar is due {out['close_delay_ms']} ms after its end: bars.close_delay_ms)")
     print(f"  late trades {out['late_trades']}; trades received {out['trades_received']:,} of "
-          f"{out['trades_served']:,} served")
+          f"{out['trades_served']:,} served (the exchange's count, read after the session stopped: "
+          f"it includes what was served after the stop)")
     print(f"  CPU: client {out['client_cpu_share_of_one_core']:.1%} of one core, exchange "
           f"{out['exchange_cpu_share_of_one_core']:.1%}")
     print(f"  ({out['cpus']} CPUs; load average at the end {out['loadavg']})")
