@@ -122,7 +122,7 @@ def check_held_bars(db: Path, run_id: int, fills_of: list[int]) -> pd.DataFrame:
 
 
 def test_a_trade_planted_late_in_a_stall_changes_nothing_stamped_before_it(tmp_path):
-    wall_start = aligned_start_ms(lead_s=10)  # time for a session to start on a loaded machine
+    wall_start = aligned_start_ms(lead_s=14)  # time for a session to start on a loaded machine
     archive, plant = planted_archive(tmp_path, wall_start)
     live_db, recording = tmp_path / "live.db", tmp_path / "rec.jsonl"
     exchange = start_exchange([archive], tmp_path, speed=SPEED, wall_start_ms=wall_start)
@@ -162,8 +162,10 @@ def test_a_trade_planted_late_in_a_stall_changes_nothing_stamped_before_it(tmp_p
 def test_an_order_resting_through_a_downtime_fills_in_time_order_on_its_backfill(tmp_path):
     # killed once its limit order rests, resumed after the plant was served: the downtime's
     # bars before the plant hold the position without the fill the plant made
-    wall_start = aligned_start_ms(lead_s=14)  # time for two processes to start on a loaded machine
-    archive, plant = planted_archive(tmp_path, wall_start, at_s=16.3)
+    # the plant 22 s into the stream: run 1 may take until 20 s to start and rest its order on
+    # a loaded machine, and REST (about 23 s of trades) still reaches back to its kill
+    wall_start = aligned_start_ms(lead_s=10)
+    archive, plant = planted_archive(tmp_path, wall_start, at_s=22.3)
     ledger = tmp_path / "live.db"
     exchange = start_exchange([archive], tmp_path, speed=SPEED, wall_start_ms=wall_start)
     try:

@@ -68,7 +68,7 @@ async def test_bars_hold_every_trade_from_the_start_when_the_first_connection_is
     run = query(tmp_path / "live.db", "SELECT * FROM runs").iloc[0]
     first_full = -(-int(run.data_start) // (1000 * MS)) * 1000 * MS
     assert bars.open_time.iloc[0] == first_full, (bars.open_time.iloc[0], first_full)
-    assert len(bars) >= 4
+    assert len(bars) >= 3  # 5 s: the bars after the first whole second, less one still in its delay
     problems = compare_bars(bars, tape_bars(tape, 1000))
     assert not problems, "\n".join(problems)
     # the wait for the first connection was backfilled: nothing was missed, so no gap is recorded
