@@ -18,9 +18,8 @@ examples:
   papertape sweep --grid fast=5:60:5 --grid slow=20:200:10 --sampler tpe --trials 50 --seed 7
   papertape sweep --grid fast=5:30:5 --grid slow=40,80 --holdout 0.3 --constraint fast<slow
   papertape sweep --grid fast=5,10 --grid slow=20,40 --ray 127.0.0.1:6379 --json
-  papertape sweep --strategy model --interval 1h --grid train.lr=0.001,0.003 --grid threshold=0,0.001 \
-      --train model=linformer --train epochs=5 --holdout 0.3
-                                                each trial trains its model on its training window
+  papertape sweep --strategy model --interval 5m --grid train.lr=0.001,0.003 --grid threshold=0,0.0005 \\
+      --train model=linformer --train epochs=5 --holdout 0.3    each trial trains its own model
   papertape sweep --resume 3                    run what sweep 3 has not run yet
   papertape report --sweep 3 --out sweep.html
 """
