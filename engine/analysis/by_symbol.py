@@ -47,7 +47,7 @@ def by_symbol_for_run(reader, run_id: int) -> dict[str, dict[str, Any]]:
     """:func:`symbol_metrics` of a run (and the runs it resumed) read from its ledger."""
     ids = reader.chain(run_id)
     symbols = reader.run(ids[-1])["symbol"].split(",")
-    fills = reader.fills(ids, "symbol, qty, price, fee, realized_pnl, position, avg_price")
+    fills = reader.fill_numbers(ids)
     funding = reader.funding(ids, "symbol, payment")
     snapshots = reader.exposure(ids)
     return symbol_metrics(fills, funding, snapshots, symbols)

@@ -176,7 +176,8 @@ def trips_of(fills: pd.DataFrame) -> np.ndarray:
         return np.empty(0)
     if "symbol" not in fills.columns or fills["symbol"].nunique() < 2:
         return round_trips(fills)
-    return np.concatenate([round_trips(group) for _, group in fills.groupby("symbol", sort=False)])
+    groups = fills.groupby("symbol", sort=False, observed=True)
+    return np.concatenate([round_trips(group) for _, group in groups])
 
 
 def daily_equity(curve: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -203,7 +204,7 @@ def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
     first = reader.run(ids[0])
     return compute_metrics(  # only the columns the metrics use: a run can have 10^6 snapshots
         reader.equity_curve(ids),
-        reader.fills(ids, "qty, price, fee, realized_pnl, position, symbol"),
+        reader.fill_numbers(ids),
         reader.funding(ids, "payment"),
         initial_cash=first["initial_cash"], interval=first["interval"],
         start_ns=first["data_start"],

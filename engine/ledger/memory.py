@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from engine.ledger import curve_columns
-from engine.ledger.reader import unpack_curve
+from engine.ledger.reader import FILL_NUMBERS, empty_fill_numbers, unpack_curve
 from engine.ledger.schema import database_url
 from engine.ledger.store import COLUMNS, CURVE_TABLE, TABLES, WIDTHS, serialise
 
@@ -156,6 +156,13 @@ class MemoryReader:
 
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
+
+    def fill_numbers(self, run_ids: list[int]) -> pd.DataFrame:
+        """:meth:`LedgerReader.fill_numbers` of the rows held in memory."""
+        frame = self.fills(run_ids, ", ".join(["symbol", *(name for name, _ in FILL_NUMBERS)]))
+        if frame.empty:
+            return empty_fill_numbers()
+        return frame.astype(dict(FILL_NUMBERS) | {"symbol": "category"})
 
     def funding(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("funding", run_ids, "ts_event, id", columns)

@@ -45,12 +45,13 @@ class LedgerReader:
                 rows = [tuple(row) for row in result]
             return pd.DataFrame.from_records(rows, columns=list(result.keys()), coerce_float=False)
 
-    def numeric(self, sql: str, dtype: list[tuple[str, str]]) -> pd.DataFrame:
+    def numeric(self, sql: str, dtype: list[tuple[str, str]],
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
         """A query of numeric columns straight into a numpy structured array, row by row off
         the cursor: several times faster than a generic frame, and no list of a million
         tuples in memory."""
         with self.engine.connect() as conn:
-            result = conn.execute(sa.text(sql))
+            result = conn.execute(sa.text(sql), params or {})
             rows = result.cursor if result.cursor is not None else (tuple(r) for r in result)
             return pd.DataFrame(np.fromiter(rows, dtype=dtype))
 
@@ -139,6 +140,25 @@ class LedgerReader:
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
 
+    def fill_numbers(self, run_ids: list[int]) -> pd.DataFrame:
+        """The fills' :data:`FILL_NUMBERS` in time order and their ``symbol`` as a category,
+        read off the cursor into numpy: a run's 390,000 fills read as a generic frame peaked
+        at 170 MB, four times the frame, at the end of a 10-symbol run."""
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        with self.engine.connect() as conn:
+            distinct = f"SELECT DISTINCT symbol FROM fills WHERE run_id IN ({marks}) ORDER BY symbol"
+            symbols = list(conn.execute(sa.text(distinct)).scalars())
+        if not symbols:
+            return empty_fill_numbers()
+        codes = " ".join(f"WHEN :s{k} THEN {k}" for k in range(len(symbols)))
+        numbers = ", ".join(name for name, _ in FILL_NUMBERS)
+        sql = (f"SELECT CASE symbol {codes} END, {numbers} FROM fills WHERE run_id IN ({marks}) "
+               "ORDER BY ts_event, id")
+        frame = self.numeric(sql, [("symbol", "i4"), *FILL_NUMBERS],
+                             {f"s{k}": symbol for k, symbol in enumerate(symbols)})
+        frame["symbol"] = pd.Categorical.from_codes(frame["symbol"].to_numpy(), symbols)
+        return frame
+
     def exposure(self, run_ids: list[int]) -> pd.DataFrame:
         """Per symbol (the index): ``exposure``, the share of its snapshots with a position
         open, and ``last_mark``, its last snapshot's mark price; summed in the database."""
@@ -191,10 +211,21 @@ def _quoted(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
+FILL_NUMBERS = [("qty", "f8"), ("price", "f8"), ("fee", "f8"), ("realized_pnl", "f8"), ("position", "f8"),
+                ("avg_price", "f8")]
+
+
+def empty_fill_numbers() -> pd.DataFrame:
+    """:meth:`LedgerReader.fill_numbers` of a run without fills."""
+    frame = pd.DataFrame({name: np.empty(0, dtype) for name, dtype in FILL_NUMBERS})
+    frame.insert(0, "symbol", pd.Categorical([]))
+    return frame
+
+
 def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFrame:
     """``ts``, ``equity`` and ``position`` from packed ``(n, ts, equity, position)`` chunks
     in the order they were written, sorted by ``ts`` (stably: ties keep their written order)."""
-    frame = pd.DataFrame(_unpack(chunks, curve_columns.STORED))
+    frame = pd.DataFrame(_unpack(chunks, curve_columns.STORED), copy=False)
     if not frame["ts"].is_monotonic_increasing:
         frame = frame.iloc[np.argsort(frame["ts"].to_numpy(), kind="stable")].reset_index(drop=True)
     return frame
@@ -215,7 +246,7 @@ def _unpack(chunks: Iterable[tuple], stored: dict[str, str]) -> dict[str, np.nda
 
 
 def _joined(parts: list[np.ndarray], dtype: str) -> np.ndarray:
-    return np.concatenate(parts or [np.empty(0, dtype)]).astype(np.dtype(dtype).newbyteorder("="))
+    return np.concatenate(parts or [np.empty(0, dtype)]).astype(np.dtype(dtype).newbyteorder("="), copy=False)
 
 
 def ledger_bars(path: str | Path) -> pd.DataFrame:
