@@ -21,9 +21,13 @@ def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.Dat
     snapshots (indexed by symbol: ``exposure``, the share with a position open, and
     ``last_mark``, the last one's mark price)."""
     out: dict[str, dict[str, Any]] = {}
+    # each symbol's rows in their order, split once (a mask per symbol compared every fill's symbol)
+    own_fills = dict(tuple(fills.groupby("symbol", sort=False))) if len(fills) else {}
+    payments = funding.groupby("symbol", sort=False)["payment"] if len(funding) else None
+    paid_by = dict(tuple(payments)) if payments is not None else {}
     for symbol in symbols:
-        own = fills[fills["symbol"] == symbol]
-        paid = float(funding.loc[funding["symbol"] == symbol, "payment"].sum()) if len(funding) else 0.0
+        own = own_fills.get(symbol, fills.iloc[:0])
+        paid = float(paid_by[symbol].sum()) if symbol in paid_by else 0.0
         snap = snapshots.loc[symbol] if symbol in snapshots.index else None
         fees = float(own["fee"].sum())
         pnl = float(own["realized_pnl"].sum()) - fees - paid
