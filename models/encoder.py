@@ -82,10 +82,13 @@ class FeedForward(nn.Module):
     at 4096, for the same bits. Without gradients, inputs longer than ``ROW_BLOCK`` rows run
     ``ROW_BLOCK`` rows at a time into one output, so the hidden activation stays in cache
     and is never a fresh page-faulting allocation: at 16,384 tokens and d_model 128 that
-    halved the feed-forward's time (79 -> 38 ms)."""
+    halved the feed-forward's time (79 -> 38 ms). In inference mode (not in training's
+    no-grad passes, which a reversible backward recomputes) float32 runs as oneDNN linears
+    with the GELU fused into the first (:meth:`_mlp`)."""
 
     UNCHUNKED_HIDDEN = 4 * 2**20
     ROW_BLOCK = 1024
+    FUSED = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
     def __init__(self, dim: int, mult: int, dropout: float, chunks: int = 1) -> None:
         super().__init__()
@@ -98,12 +101,25 @@ class FeedForward(nn.Module):
         if rows > self.ROW_BLOCK and not (torch.is_grad_enabled() and x.requires_grad):
             out = x.new_empty(*x.shape[:-1], self.net[-1].out_features)
             for start in range(0, rows, self.ROW_BLOCK):
-                out[:, start : start + self.ROW_BLOCK] = self.net(x[:, start : start + self.ROW_BLOCK])
+                out[:, start : start + self.ROW_BLOCK] = self._mlp(x[:, start : start + self.ROW_BLOCK])
             return out
         hidden = x.numel() // x.shape[-1] * self.net[0].out_features
         if self.chunks == 1 or hidden <= self.UNCHUNKED_HIDDEN:
+            return self._mlp(x)
+        return torch.cat([self._mlp(part) for part in x.chunk(self.chunks, dim=1)], dim=1)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """``net(x)``; in inference mode, for float32 on CPU, as two oneDNN linears, the GELU
+        (erf, as ``nn.GELU``) fused into the first: no separate pass over the hidden
+        activation, the same values up to the GEMMs' rounding (a 1,024-row block: 49 -> 44 ms
+        for 16 blocks on one thread)."""
+        fused = (self.FUSED and torch.is_inference_mode_enabled() and x.dtype == torch.float32
+                 and x.device.type == "cpu" and not (self.training and self.net[2].p > 0))
+        if not fused:
             return self.net(x)
-        return torch.cat([self.net(part) for part in x.chunk(self.chunks, dim=1)], dim=1)
+        up, down = self.net[0], self.net[-1]
+        hidden = torch.ops.mkldnn._linear_pointwise(x, up.weight, up.bias, "gelu", [], "none")
+        return torch.ops.mkldnn._linear_pointwise(hidden, down.weight, down.bias, "none", [], "")
 
 
 class PreNorm(nn.Module):

@@ -153,18 +153,34 @@ def test_the_last_layer_computing_the_last_position_alone_changes_nothing(
 @pytest.mark.parametrize("attention,options", [("full", {}), ("linformer", {"k": 16}),
                                                ("reformer", {"bucket_size": 8, "n_hashes": 2}),
                                                ("nystrom", {"num_landmarks": 8})])
-def test_layers_run_in_row_blocks_without_grad_as_over_the_whole_length(monkeypatch, attention, options):
-    """Without gradients a long input's layers run in blocks of rows; the output is what the
-    whole-length ops of a training pass give."""
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+def test_layers_run_in_row_blocks_without_grad_as_over_the_whole_length(monkeypatch, attention, options,
+                                                                         mode):
+    """Without gradients a long input's layers run in blocks of rows (in inference mode with
+    the feed-forward's GELU fused); the output is what the whole-length ops of a training
+    pass give."""
     monkeypatch.setattr(FeedForward, "ROW_BLOCK", 16)
     torch.manual_seed(0)
     cfg = EncoderConfig(n_features=5, seq_len=72, attention=attention, attention_options=options,
                         d_model=32, n_layers=3)
     model = SeriesEncoder(cfg).eval()
     x = torch.randn(2, cfg.tokens, 5)
-    with torch.no_grad():
+    with mode():
         blocked = model(x)
     torch.testing.assert_close(blocked, model(x).detach(), atol=1e-6, rtol=1e-5)
+
+
+def test_feed_forward_in_inference_mode_fuses_its_gelu_for_the_same_values():
+    torch.manual_seed(0)
+    ff = FeedForward(32, 4, 0.0).eval()
+    x = torch.randn(2, 40, 32)
+    calls = []
+    ff.net[1].register_forward_hook(lambda module, args, out: calls.append(out))
+    with torch.inference_mode():
+        fused = ff(x)
+    assert FeedForward.FUSED and not calls
+    torch.testing.assert_close(fused, ff(x).detach(), atol=1e-6, rtol=1e-5)
+    assert calls
 
 
 def test_bad_config_is_refused():
