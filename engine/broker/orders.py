@@ -51,6 +51,13 @@ class OrderBook:
     def __init__(self) -> None:
         self.open: dict[str, Order] = {}
         self.finished: dict[str, tuple[str, str]] = {}
+        self._outcomes: dict[tuple[str, str], tuple[str, str]] = {}  # one tuple per symbol and status
+
+    def _outcome(self, order: Order) -> tuple[str, str]:
+        """``(symbol, status)`` of ``order``, the one shared tuple of that pair (a tuple per
+        finished order took 72 bytes with its GC header: 28 MB over a 10M-bar run's 390,000)."""
+        pair = (order.symbol, order.status)
+        return self._outcomes.setdefault(pair, pair)
 
     def __contains__(self, order_id: str) -> bool:
         return order_id in self.open or order_id in self.finished
@@ -60,7 +67,7 @@ class OrderBook:
         if order.status in ("pending", "active"):
             self.open[order.id] = order
         else:
-            self.finished[order.id] = (order.symbol, order.status)
+            self.finished[order.id] = self._outcome(order)
 
     def get(self, order_id: str) -> Order | None:
         """The order if it is still open."""
@@ -69,7 +76,7 @@ class OrderBook:
     def retire(self, order: Order) -> None:
         """``order`` reached its final status: keep only its symbol and that status."""
         self.open.pop(order.id, None)
-        self.finished[order.id] = (order.symbol, order.status)
+        self.finished[order.id] = self._outcome(order)
 
     def status(self, order_id: str) -> str:
         order = self.open.get(order_id)
