@@ -17,6 +17,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import nn
 
+import models.onednn as onednn
+
 NEG = -1e9  # score of a masked key: finite, so a fully masked row stays NaN-free
 
 
@@ -57,7 +59,11 @@ class AttentionBase(nn.Module, ABC):
     def merge(self, t: torch.Tensor) -> torch.Tensor:
         """``[b, heads, n, d_head]`` -> output projection of ``[b, n, d_model]``."""
         b, _, n, _ = t.shape
-        return self.to_out(t.transpose(1, 2).reshape(b, n, self.d_model))
+        return self.project_out(t.transpose(1, 2).reshape(b, n, self.d_model))
+
+    def project_out(self, merged: torch.Tensor) -> torch.Tensor:
+        """The output projection of the merged heads ``[b, n, d_model]``."""
+        return onednn.linear(merged, self.to_out.weight, self.to_out.bias)
 
 
 def masked_softmax(scores: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import models.onednn as onednn
 from models.attention.base import AttentionBase, masked_softmax
 
 
@@ -20,10 +21,10 @@ class FullAttention(AttentionBase):
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         if last_only:
             w = self.to_qkv.weight
-            q = self.split(F.linear(x[:, -1:], w[: self.d_model]))
-            k, v = map(self.split, F.linear(x, w[self.d_model :]).chunk(2, dim=-1))
+            q = self.split(onednn.linear(x[:, -1:], w[: self.d_model]))
+            k, v = map(self.split, onednn.linear(x, w[self.d_model :]).chunk(2, dim=-1))
         else:
-            q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
+            q, k, v = map(self.split, onednn.linear(x, self.to_qkv.weight).chunk(3, dim=-1))
         keep = None if mask is None else mask[:, None, None, :]
         if return_weights:
             weights = masked_softmax(q @ k.transpose(-1, -2) * self.d_head**-0.5, keep)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import models.onednn as onednn
 from models.attention.base import AttentionBase
 
 
@@ -57,7 +58,7 @@ class LinformerAttention(AttentionBase):
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         if x.shape[1] > self.seq_len:
             raise ValueError(f"sequence length {x.shape[1]} exceeds Linformer seq_len {self.seq_len}")
-        q = self.split(self.to_q(x[:, -1:] if last_only else x))
+        q = self.split(onednn.linear(x[:, -1:] if last_only else x, self.to_q.weight))
         xm = x if mask is None else x * mask[..., None].to(x.dtype)
         keys = self._project(xm, self.proj_k, self.to_k)
         values = self._project(xm, self.proj_k if self.proj_v is None else self.proj_v, self.to_v)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import models.onednn as onednn
 from models.attention.base import AttentionBase, masked_softmax
 
 
@@ -94,7 +95,7 @@ class NystromAttention(AttentionBase):
 
     def attend(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
         merged, weights = self._heads(x, mask, return_weights, last_only)
-        out = self.to_out(merged)  # after _heads returned, so q, k, v are already freed
+        out = self.project_out(merged)  # after _heads returned, so q, k, v are already freed
         return (out, weights) if return_weights else out
 
     def _heads(self, x: torch.Tensor, mask: torch.Tensor | None, return_weights: bool, last_only: bool):
@@ -158,10 +159,10 @@ class NystromAttention(AttentionBase):
         b, length, d = x.shape
         w = self.to_qkv.weight
         if last_only:
-            q = self.split(F.linear(x[:, -1:], w[:d]))
-            k, v = map(self.split, F.linear(x, w[d:]).chunk(2, dim=-1))
+            q = self.split(onednn.linear(x[:, -1:], w[:d]))
+            k, v = map(self.split, onednn.linear(x, w[d:]).chunk(2, dim=-1))
         else:
-            q, k, v = map(self.split, self.to_qkv(x).chunk(3, dim=-1))
+            q, k, v = map(self.split, onednn.linear(x, w).chunk(3, dim=-1))
         first = seg - pad if pad else 0  # real tokens in a first, padded segment
         means = x[:, first:].unflatten(1, (-1, seg)).mean(2)
         if pad:
