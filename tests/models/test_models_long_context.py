@@ -51,11 +51,12 @@ def test_full_attention_at_2048_equals_softmax_attention(last_only):
         torch.testing.assert_close(attn(x, last_only=last_only), want, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
 @pytest.mark.parametrize("last_only", [False, True])
-def test_linformer_at_4096_equals_attention_over_its_projected_keys(last_only):
+def test_linformer_at_4096_equals_attention_over_its_projected_keys(last_only, mode):
     torch.manual_seed(1)
     attn, x = build_attention("linformer", D, H, 4096, k=32), _x(4096, 1)
-    with torch.no_grad():
+    with mode():
         q = attn.split(attn.to_q(x))
         keys = attn.split(attn.to_k(attn.proj_k @ x))
         values = attn.split(attn.to_v(attn.proj_v @ x))
@@ -63,12 +64,13 @@ def test_linformer_at_4096_equals_attention_over_its_projected_keys(last_only):
         torch.testing.assert_close(attn(x, last_only=last_only), want, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
 @pytest.mark.parametrize("last_only", [False, True])
-def test_nystrom_at_4096_equals_its_three_kernel_formula(last_only):
+def test_nystrom_at_4096_equals_its_three_kernel_formula(last_only, mode):
     torch.manual_seed(2)
     attn = build_attention("nystrom", D, H, 4096, num_landmarks=16, residual_conv=False)
     x = _x(4096, 2)
-    with torch.no_grad():
+    with mode():
         q, k, v = (t.double() for t in map(attn.split, attn.to_qkv(x).chunk(3, dim=-1)))
         q_l, k_l = (t.unflatten(2, (16, -1)).mean(-2) for t in (q, k))
         scale = attn.d_head**-0.5
