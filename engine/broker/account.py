@@ -186,20 +186,20 @@ class Account:
     def remembered_totals(self) -> tuple[float, float, float]:
         """Cash, ``equity()`` and ``margin_used()`` as they were at the last :meth:`remember`
         (now, without one): the same folds, left to right, over the terms as they were then."""
-        saved = self._saved or {}
+        saved = self._saved
         cash = self.cash if self._saved_cash is None else self._saved_cash
-        equity, notional = cash, 0.0
-        notionals = self._notional_terms
-        for symbol, term in self._equity_terms.items():
-            if symbol not in saved:
-                equity += term
-                notional += notionals[symbol]
-                continue
-            old = saved[symbol]
-            if old is not None:  # a position opened since then was not in the fold
-                equity += old[0]
-                notional += old[1]
-        return cash, equity, (0.0 if self.category == "spot" else notional / self.leverage)
+        equity_terms, notional_terms = self._equity_terms, self._notional_terms
+        if saved:  # copies keep the positions' order; one opened since then leaves the fold
+            equity_terms, notional_terms = dict(equity_terms), dict(notional_terms)
+            for symbol, old in saved.items():
+                if old is None:
+                    del equity_terms[symbol], notional_terms[symbol]
+                else:
+                    equity_terms[symbol], notional_terms[symbol] = old
+        equity = reduce(add, equity_terms.values(), cash)
+        if self.category == "spot":
+            return cash, equity, 0.0
+        return cash, equity, reduce(add, notional_terms.values(), 0.0) / self.leverage
 
     def _save_cash(self) -> None:
         if self._saved is not None and self._saved_cash is None:
