@@ -20,8 +20,8 @@ Live: the time from a bar's close to its forecast at 16,384 bars, split into the
 
 Replay (``--replay BARS``): the forecasts of BARS hourly bars at 16,384 computed ahead as a
 backtest does, windows side by side: total seconds for each kind; with fewer than the issue's
-8,760 bars also that figure extrapolated linearly (the features' time plus the forecasts' time
-scaled to 8,760 forecasts), labelled as such.
+8,760 bars also that figure extrapolated linearly (the start, features and the runner's
+checked first windows, plus the later forecasts' time a forecast scaled to 8,760), labelled as such.
 
 Attention settings: linformer k 128, nystrom 64 landmarks, reformer 4 hashes and buckets of 64.
 
@@ -146,12 +146,13 @@ def train_case(case: dict) -> dict:
 
 def replay_case(case: dict) -> dict:
     """Forecasts of ``bars`` hourly bars computed ahead as a backtest does (windows side by
-    side, one per thread): total seconds and those before the first forecast (the features
-    and windows), in a fresh process."""
+    side, one per thread): total seconds and when the runner's start was over (the features,
+    then its first ``CHECKED_WINDOWS`` forecasts and the thread check that follows them, seen
+    at the forecast after them), in a fresh process."""
     import torch
     from model_strategy import klines
 
-    from models.runner import ModelRunner
+    from models.runner import CHECKED_WINDOWS, ModelRunner
 
     torch.set_num_threads(THREADS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +162,9 @@ def replay_case(case: dict) -> dict:
     marks = []
     began = time.perf_counter()
     out = runner.predict_rows(bars, wanted, progress=lambda n: marks.append(time.perf_counter()))
+    start = min(CHECKED_WINDOWS + 1, len(marks) - 1)  # marks[0]: the features, then one a forecast
     return {"total_s": time.perf_counter() - began, "setup_s": marks[0] - began,
+            "start_s": marks[start] - began, "start_forecasts": start,
             "forecasts": int(np.isfinite(out).all(axis=1).sum())}
 
 
@@ -315,10 +318,14 @@ def replay(seq: int, bars: int, kinds: list[str], say) -> list[dict]:
             say(f"{r['kind']:<10}  {r.get('error')}")
             continue
         line = f"{r['kind']:<10}{r['total_s']:>10.1f} s  ({r['forecasts']:,} forecasts"
-        if bars != ISSUE_BARS and r["forecasts"]:
-            r["extrapolated_s"] = r["setup_s"] + (r["total_s"] - r["setup_s"]) * ISSUE_BARS / r["forecasts"]
-            line += (f"; extrapolated linearly to {ISSUE_BARS:,} bars: {r['extrapolated_s']:.0f} s, "
-                     f"{r['setup_s']:.1f} s of features plus the forecasts' time scaled")
+        steady = r["forecasts"] - r["start_forecasts"]
+        if bars != ISSUE_BARS and steady > 0:
+            each = (r["total_s"] - r["start_s"]) / steady
+            r["extrapolated_s"] = r["start_s"] + each * (ISSUE_BARS - r["start_forecasts"])
+            line += (f"; extrapolated linearly to {ISSUE_BARS:,} bars: {r['extrapolated_s']:.0f} s = "
+                     f"{r['start_s']:.1f} s of start (features {r['setup_s']:.1f} s, the first "
+                     f"{r['start_forecasts']} forecasts and the thread check) + {each:.3f} s a "
+                     "forecast after")
         say(line + ")")
     return rows
 
