@@ -46,8 +46,9 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
     if "checkpoint" in cfg.strategy.params:
         raise ConfigError("--walk-forward trains its own checkpoints: leave out --param checkpoint")
     try:
-        summary = run_walk_forward(cfg, args.walk_forward, parse_assignments(args.train, "--train"),
-                                   Path(args.checkpoints), progress=not args.no_progress)
+        train = parse_assignments(args.train, "--train", once=True)
+        summary = run_walk_forward(cfg, args.walk_forward, train, Path(args.checkpoints),
+                                   progress=not args.no_progress)
     except RunFailed as exc:
         if args.json:
             print(json.dumps(exc.result.to_json(), default=str))

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = resolve_config(args)
     if args.resume is not None:
         cfg = resumed_config(cfg, args.resume, strategy=args.strategy,
-                             params=parse_assignments(args.param, "--param"),
+                             params=parse_assignments(args.param, "--param", once=True),
                              market={key: getattr(args, key) for key in MARKET},
                              symbols=cfg.run.symbols if args.symbols is not None else None)
     opts = LiveOptions(

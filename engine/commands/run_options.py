@@ -76,7 +76,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
         from engine.feeds.history.sources import check_data_symbol
 
         check_data_symbol(run.data, args.symbol)
-    params = parse_assignments(getattr(args, "param", None) or [], "--param")
+    params = parse_assignments(getattr(args, "param", None) or [], "--param", once=True)
     name = getattr(args, "strategy", None) or cfg.strategy.name
     base = cfg.strategy.params if name == cfg.strategy.name else {}
     strategy = replace(cfg.strategy, name=name, params={**base, **params})

@@ -93,18 +93,12 @@ def convert(value: Any, hint: Any, where: str) -> Any:
             return value.lower() in _TRUE
         raise ConfigError(f"{where}: expected true or false, got {value!r}")
     if hint is int:
-        if isinstance(value, bool):
+        number = _whole(value)
+        if number is None:
             raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+        if not -2**63 <= number < 2**63:  # what a ledger stores and the machine counts with
+            raise ConfigError(f"{where}: {value!r} is out of range (a whole number of at most 19 digits)")
+        return number
     if hint is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -124,12 +118,33 @@ def convert(value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported setting type {hint!r}")
 
 
-def parse_assignments(pairs: list[str], where: str) -> dict[str, str]:
-    """``["a=1", "b=x"]`` as ``{"a": "1", "b": "x"}``; a pair without ``=`` is an error."""
+def _whole(value: Any) -> int | None:
+    """``value`` as an int (an int, a whole float, a decimal string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.replace("_", ""))
+        except ValueError:
+            return None
+    return None
+
+
+def parse_assignments(pairs: list[str], where: str, once: bool = False) -> dict[str, str]:
+    """``["a=1", "b=x"]`` as ``{"a": "1", "b": "x"}``; a pair without ``=`` is an error, and
+    with ``once`` so is a key given twice (a user's repeated ``--param`` would otherwise keep
+    the last value without a word)."""
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"{where}: {pair!r} is not key=value")
+        if once and key.strip() in out:
+            raise ConfigError(f"{where} {key.strip()}: given twice ({out[key.strip()]!r} and "
+                              f"{value.strip()!r}); give it once")
         out[key.strip()] = value.strip()
     return out
