@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 from engine.commands.run_options import add_run_args, resolve_config
+from engine.core.typed import ConfigError
+
+MAX_WORKERS_PER_CPU = 8
 
 EXAMPLES = """\
 examples:
@@ -78,7 +81,7 @@ def register(subparsers) -> argparse.ArgumentParser:
 def options_from(args: argparse.Namespace, cfg):
     """The sweep's options from flags over the config's [sweep] table."""
     from engine.analysis.sweep_stats import check_objective
-    from engine.core.typed import ConfigError
+    from engine.core.typed import parse_assignments
     from engine.run.sweep import SweepOptions
     from engine.run.sweep_space import flat_table, parse_constraint, parse_space
     from engine.run.sweep_training import setting
@@ -99,59 +102,112 @@ def options_from(args: argparse.Namespace, cfg):
     top = args.top if args.top is not None else table.top
     if batch < 1 or top < 1:
         raise ConfigError("--batch and --top must be positive")
+    min_trades = args.min_trades if args.min_trades is not None else table.min_trades
+    if min_trades < 0:
+        raise ConfigError(f"--min-trades {min_trades}: give 0 or more round trips")
+    constraints = tuple(parse_constraint(c) for c in [*table.constraints, *args.constraint])
+    check_constraints(constraints, space.names)
+    parse_assignments(args.train, "--train", once=True)
     seed = args.seed if args.seed is not None else (table.seed if table.seed is not None else cfg.run.seed)
     return SweepOptions(
         space=space, grid=tuple(args.grid), table=dict(table.space), sampler=sampler,
         trials=args.trials if args.trials is not None else table.trials, seed=seed, batch=batch,
         objective=check_objective(args.objective or table.objective),
-        min_trades=args.min_trades if args.min_trades is not None else table.min_trades,
-        constraints=tuple(parse_constraint(c) for c in [*table.constraints, *args.constraint]),
+        min_trades=min_trades, constraints=constraints,
         holdout=holdout, walk_forward=walk, top=top, keep_bars=args.keep_bars,
         train=(*(f"{k}={setting(v)}" for k, v in flat_table(table.train)), *args.train),
         checkpoints=str(Path(folder).resolve()) if folder else None)
 
 
-def make_pool(args: argparse.Namespace, cfg):
-    from engine.core.typed import ConfigError
+def check_constraints(constraints, swept: tuple[str, ...]) -> None:
+    """Refuse a constraint naming neither a swept parameter nor a metric: it would never
+    hold or break, so it would discard nothing without a word (``fast<<slow`` names
+    ``<slow``; a parameter fixed with ``--param`` is no trial's own)."""
+    from engine.analysis.sweep_stats import check_objective
 
+    for c in constraints:
+        for name in sorted(c.names()):
+            if name in swept:
+                continue
+            try:
+                check_objective(name)
+            except ConfigError:
+                raise ConfigError(f"--constraint {c.text}: {name!r} is neither a swept parameter "
+                                  f"({', '.join(swept)}) nor a metric (sharpe, max_drawdown, n_trades, "
+                                  "daily.sharpe, ...)") from None
+
+
+def pool_size(args: argparse.Namespace, cfg) -> int:
+    """The local workers asked for (``--workers``, ``[sweep] workers``, else one per CPU):
+    at least 1 and at most ``MAX_WORKERS_PER_CPU`` per CPU, since each is a process that
+    holds the data."""
+
+    workers = args.workers if args.workers is not None else (cfg.sweep.workers or os.cpu_count() or 1)
+    if args.ray:
+        if args.workers is not None:
+            raise ConfigError("--ray runs the trials on the cluster's CPUs; leave out --workers")
+        return workers
+    most = MAX_WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if not 1 <= workers <= most:
+        raise ConfigError(f"--workers {workers}: give 1 to {most} ({MAX_WORKERS_PER_CPU} per CPU of "
+                          f"this machine's {os.cpu_count() or 1}; each worker is a process)")
+    return workers
+
+
+def make_pool(args: argparse.Namespace, cfg):
+    workers = pool_size(args, cfg)
     if args.ray:
         from engine.run.sweep_ray import RayPool
 
         return RayPool(args.ray)
     from engine.run.sweep_pool import LocalPool
 
-    workers = args.workers if args.workers is not None else (cfg.sweep.workers or os.cpu_count() or 1)
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: give 1 or more")
     return LocalPool(workers)
 
 
-def run(args: argparse.Namespace) -> int:
+def check_sweep(args: argparse.Namespace, cfg, opts) -> None:
+    """Everything a sweep can refuse before it touches the ledger: the space against the
+    strategy, the training settings and the checkpoint folder, the sampler's budget."""
     from engine.core.typed import parse_assignments
-    from engine.ledger.store import Ledger
-    from engine.ledger.sweeps import set_sweep_status
-    from engine.run.sweep import StopOnSigint, SweepInterrupted, SweepRun, typed_params
-    from engine.run.sweep_phases import resumed, run_phases, start_sweep, summarise
+    from engine.run.sweep import typed_params
     from engine.run.sweep_samplers import make_sampler
     from engine.run.sweep_training import plan_training
 
+    fixed = tuple(parse_assignments(args.param, "--param", once=True)) if args.resume is None else ()
+    typed_params(cfg.strategy.name, opts.space, fixed)
+    plan_training(cfg, opts.space, parse_assignments(list(opts.train), "--train"), opts.checkpoints)
+    make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.ledger.store import Ledger
+    from engine.ledger.sweeps import set_sweep_status
+    from engine.run.sweep import StopOnSigint, SweepInterrupted, SweepRun
+    from engine.run.sweep_phases import resumed, run_phases, start_sweep, summarise
+
     cfg = resolve_config(args)
+    if args.resume is None:
+        opts, done = options_from(args, cfg), []
+        check_sweep(args, cfg, opts)
+    elif "://" not in cfg.ledger.path and not Path(cfg.ledger.path).expanduser().is_file():
+        raise ConfigError(f"--resume {args.resume}: no sweep {args.resume}, since there is no ledger at "
+                          f"{cfg.ledger.path}")
     with StopOnSigint() as stop:
-        ledger = Ledger(cfg.ledger.path, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
+        pool = make_pool(args, cfg)  # a cluster that does not answer is refused before the ledger opens
+        try:
+            ledger = Ledger(cfg.ledger.path, cfg.ledger.batch_rows, cfg.ledger.flush_seconds)
+        except BaseException:
+            pool.close()
+            raise
         sweep_id = None
         try:
-            if args.resume is not None:
-                sweep_id = args.resume
-                cfg, opts, done = resumed(ledger, args.resume)
-            else:
-                opts, done = options_from(args, cfg), []
-            fixed = tuple(parse_assignments(args.param, "--param")) if args.resume is None else ()
-            typed_params(cfg.strategy.name, opts.space, fixed)
-            plan_training(cfg, opts.space, parse_assignments(list(opts.train), "--train"), opts.checkpoints)
-            make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
             sweep = None
-            pool = make_pool(args, cfg)
             try:
+                if args.resume is not None:
+                    cfg, opts, done = resumed(ledger, args.resume)
+                    sweep_id = args.resume
+                    check_sweep(args, cfg, opts)
+                    set_sweep_status(ledger.engine, sweep_id, "running")
                 if stop.requested and sweep_id is None:  # Ctrl-C before anything was recorded
                     raise KeyboardInterrupt
                 if sweep_id is None:

@@ -4,6 +4,7 @@ written is one line, not a failed run), and kept under the folder they belong to
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from engine.core.typed import ConfigError
@@ -35,6 +36,24 @@ def check_writable(path: str | Path, flag: str) -> Path:
             with open(target, "x"):
                 pass
             os.unlink(target)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path} cannot be written ({exc.strerror or exc})") from None
+    return target
+
+
+def check_folder(path: str | Path, flag: str) -> Path:
+    """``path`` when it is (or can be made as) a folder that files can be written in; else a
+    :class:`ConfigError` naming ``flag``. Nothing is made: a file is created and removed in
+    the nearest folder that exists."""
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path} cannot be made: {existing} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as exc:
         raise ConfigError(f"{flag} {path} cannot be written ({exc.strerror or exc})") from None
     return target

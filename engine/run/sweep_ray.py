@@ -9,7 +9,11 @@ The cluster must see the data files at the same paths and have papertape install
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from engine.core.errors import UserError
 from engine.run.sweep_trial import TrialOutcome, TrialTask
@@ -27,18 +31,55 @@ def _remote():
     return ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(run_in_this_process)
 
 
+def check_answers(address: str, timeout: float = 5.0) -> None:
+    """Refuse a ``host:port`` (or ``ray://host:port``) where nothing accepts a connection:
+    ``ray.init`` would retry it for minutes, printing its own log lines."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # auto finds the local cluster itself; Ray refuses a malformed address at once
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, OverflowError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or "timed out"
+        raise RayError(f"--ray {address}: nothing answers there ({reason}); start a cluster with "
+                       "`ray start --head`, or give auto") from None
+
+
+@contextmanager
+def _stderr_held() -> Iterator[list[bool]]:
+    """Hold what is written to file descriptor 2 while the block runs (Ray's C++ client logs
+    each retry there) and write it out afterwards, unless the block put True in the list."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    drop: list[bool] = []
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield drop
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not drop:
+                held.seek(0)
+                os.write(2, held.read())
+
+
 class RayPool:
     """Trials as Ray tasks on the cluster at ``address`` (``auto`` or ``host:port``)."""
 
     def __init__(self, address: str) -> None:
         import ray
 
+        check_answers(address)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        try:
-            ray.init(address=address, log_to_driver=False, logging_level="warning",
-                     configure_logging=True)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise RayError(f"--ray {address}: cannot connect to a Ray cluster ({exc})") from None
+        with _stderr_held() as drop:
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level="warning",
+                         configure_logging=True)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                drop.append(True)  # Ray's retry lines: the one line below says what went wrong
+                raise RayError(f"--ray {address}: cannot connect to a Ray cluster ({exc})") from None
         cpus = int(ray.cluster_resources().get("CPU", 0))
         self.description = f"Ray cluster at {address} ({cpus} CPU{'s' if cpus != 1 else ''})"
         self.task = _remote()

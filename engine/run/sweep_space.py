@@ -119,10 +119,14 @@ def parse_space(grid: list[str], table: dict[str, Any] | None = None) -> Space:
     dims: dict[str, Dimension] = {}
     for name, spec in flat_table(table or {}):
         dims[name] = parse_dimension(name, spec, f"[sweep.space] {name}")
+    flagged: set[str] = set()
     for pair in grid:
         name, sep, spec = pair.partition("=")
         if not sep:
             raise ConfigError(f"--grid: {pair!r} is not key=values (e.g. fast=5,10 or fast=5:60:5)")
+        if name.strip() in flagged:
+            raise ConfigError(f"--grid {name.strip()}: given twice; list every value in one --grid")
+        flagged.add(name.strip())
         dims[name.strip()] = parse_dimension(name, spec, f"--grid {pair}")
     if not dims:
         raise ConfigError("a sweep needs a search space: --grid key=v1,v2 (or a [sweep.space] table)")

@@ -18,6 +18,7 @@ from typing import Any
 from engine.core import plugins
 from engine.core.config import Config
 from engine.core.errors import UserError
+from engine.core.paths import check_folder
 from engine.core.typed import ConfigError
 from engine.run.sweep_space import Space
 
@@ -87,7 +88,8 @@ def plan_training(cfg: Config, space: Space, fixed: dict[str, str], folder: str 
         except ConfigError as exc:
             where = " ".join(f"{k}={v}" for k, v in combination.items())
             raise ConfigError(f"--grid {where}: {exc}" if where else str(exc)) from None
-    return Training(dict(fixed), str((Path(folder) if folder else default_folder(cfg.ledger.path)).resolve()))
+    where = check_folder(Path(folder) if folder else default_folder(cfg.ledger.path), "--checkpoints")
+    return Training(dict(fixed), str(where.resolve()))
 
 
 def _combinations(space: Space, names: list[str]) -> list[dict[str, Any]]:
