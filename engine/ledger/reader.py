@@ -70,10 +70,12 @@ class LedgerReader:
 
     def run(self, run_id: int | None = None) -> dict[str, Any]:
         """One run's row as a dict (the newest run when ``run_id`` is None)."""
+        row = None
         with self.engine.connect() as conn:
             query = sa.select(Run)
             query = query.where(Run.id == run_id) if run_id is not None else query.order_by(Run.id.desc())
-            row = conn.execute(query.limit(1)).mappings().first()
+            if run_id is None or -2**63 <= run_id < 2**63:  # beyond 64 bits no row has it
+                row = conn.execute(query.limit(1)).mappings().first()
         if row is None:
             what = f"run {run_id}" if run_id is not None else "any run"
             raise LedgerQueryError(f"{self.target} has no {what}")

@@ -29,8 +29,10 @@ def create_sweep(engine: sa.Engine, *, strategy: str, objective: str, sampler: s
 
 def load_sweep(engine: sa.Engine, sweep_id: int, where: str) -> dict[str, Any]:
     """The sweep's row, its ``spec`` and ``summary`` decoded."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(SweepRow).where(SweepRow.id == sweep_id)).mappings().first()
+    row = None
+    if -2**63 <= sweep_id < 2**63:  # beyond 64 bits no row has it
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(SweepRow).where(SweepRow.id == sweep_id)).mappings().first()
     if row is None:
         raise SweepNotFound(f"{where} has no sweep {sweep_id}")
     out = dict(row)

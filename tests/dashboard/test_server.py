@@ -78,6 +78,10 @@ def test_it_lists_the_ledger_runs_escaped_and_stops_on_sigterm(tmp_path):
         page = _get(base + "/")
         assert HOSTILE not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
         assert _refused(base + "/api/runs/999") == 404
+        beyond = "9" * 25  # no 64-bit id: was an OverflowError (500) in the SQLite driver
+        for path in (f"/api/runs/{beyond}", f"/runs/{beyond}", f"/api/sweeps/{beyond}",
+                     f"/compare?runs={beyond}"):
+            assert _refused(base + path) == 404, path
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
