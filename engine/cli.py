@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import typing
 from importlib.metadata import entry_points
 
 from engine import __version__
@@ -38,10 +39,18 @@ examples:
 """
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), as every other
+    problem a user can fix is; ``--help`` still prints the whole usage."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every verb: the engine's own, then the ``papertape.commands`` plugins
     (which may add flags to an engine verb, as walk-forward does to ``backtest``)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="papertape",
         description="Event-driven paper trading and backtesting for Bybit.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
