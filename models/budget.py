@@ -139,8 +139,13 @@ def check_memory(config: EncoderConfig, batch: int, training: bool, what: str,
     """The expected peak bytes of ``batch`` windows of ``config``; refuses
     (:class:`DoesNotFitError`) a peak above ``MEMORY_SHARE`` of the memory ``available``
     (default: what this machine has available now), naming the batch that would fit."""
-    need = peak_bytes(config, batch, training, checkpointing)
     have = available_bytes() if available is None else available
+    built = config.tokens * 8 + 3 * config.seq_len * config.d_model * 4  # made for real, not faked
+    if have and built > MEMORY_SHARE * have:
+        raise DoesNotFitError(
+            f"{what}: a window of {config.tokens:,} tokens needs about {gib(built)} for the model's "
+            f"position tables alone and this machine has {gib(have)} available: shorten the window")
+    need = peak_bytes(config, batch, training, checkpointing)
     if have and need > MEMORY_SHARE * have:
         one = peak_bytes(config, 1, training, checkpointing)
         fits = int(MEMORY_SHARE * have // one) if one else 0

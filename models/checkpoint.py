@@ -25,6 +25,7 @@ import os
 import pickle
 import re
 import subprocess
+import tempfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -86,6 +87,11 @@ def check_writable(path: str | Path) -> None:
         raise CheckpointError(f"{path}: directory {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise CheckpointError(f"{path}: not writable")
+    try:  # the real thing: root passes os.access where no file can be made (/proc, a full disk)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"{path}: not writable ({exc.strerror or exc})") from None
 
 
 def save_checkpoint(path: str | Path, model: SeriesEncoder, meta: dict) -> None:

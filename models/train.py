@@ -82,6 +82,19 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.d_model % self.heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by heads {self.heads}")
+        for name in ("lr", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        for name in ("dropout", "val_frac", "test_frac"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 0 and below 1, got {getattr(self, name)!r}")
+        if not self.val_frac + self.test_frac < 1:
+            raise ValueError(f"val_frac {self.val_frac} and test_frac {self.test_frac} leave nothing to "
+                             "train on; their sum must be below 1")
+        for name in ("patience", "restart_epochs", "ff_chunks"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.threshold is not None and self.head != "classification":
             raise ValueError(f"threshold is for the classification head only, not {self.head}")
         if self.threshold is not None and not self.threshold >= 0:
