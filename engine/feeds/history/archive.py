@@ -100,7 +100,7 @@ def read_header(path: str | Path) -> list[str]:
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
             line = fh.readline()
     except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         raise ArchiveError(f"{path}: cannot read ({exc})") from None

@@ -51,15 +51,27 @@ def expand(patterns: list[str] | tuple[str, ...]) -> list[Path]:
     if not patterns:
         raise DataError("no data given: pass --data FILE or set [run] data in config.toml")
     found: list[Path] = []
-    for pattern in (split_symbol(p)[1] for p in patterns):
+    for given in patterns:
+        pattern = split_symbol(given)[1]
         matches = sorted(glob.glob(str(Path(pattern).expanduser())))
         if not matches:
-            raise DataError(f"no file matches {pattern!r}")
+            raise DataError(f"no file matches {pattern!r}{_symbol_hint(given)}")
         found.extend(Path(m) for m in matches if Path(m).is_file())
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise DataError(f"{', '.join(patterns)} match only directories")
+        raise DataError(f"{', '.join(patterns)} match only folders or special files (such as "
+                        "/dev/null), no data file")
     return unique
+
+
+def _symbol_hint(given: str) -> str:
+    """Why a ``KEY=PATH`` whose path exists was not read as ``SYMBOL=PATH``: its key is no
+    Bybit symbol (``btcusdt=``); empty otherwise."""
+    head, eq, rest = given.partition("=")
+    if eq and rest and glob.glob(str(Path(rest).expanduser())):
+        return (f": {head!r} is not a Bybit symbol (upper-case letters and digits, e.g. BTCUSDT), "
+                f"so {given!r} was read as a file name")
+    return ""
 
 
 def file_kind(path: Path) -> str:
