@@ -86,6 +86,18 @@ class Rotation(Strategy):
         """``notional`` at the symbol's last close in lots (0 below the instrument's minimums)."""
         return to_lots(self.config.notional, self._closes[symbol][-1], self.instrument_of(symbol), None)
 
+    def on_stop(self) -> None:
+        """Say why a run never rebalanced: fewer close times than ``rebalance``, or than the
+        ``lookback`` bars a symbol needs before it ranks (the run then trades nothing)."""
+        full = self.config.lookback + 1
+        if self._sets and self._sets < self.config.rebalance:
+            self.log.warning("rotation: rebalance=%d but the run had %d close time(s), so it never "
+                             "rebalanced", self.config.rebalance, self._sets)
+        elif self._sets and not any(len(c) == full for c in self._closes.values()):
+            self.log.warning("rotation: lookback=%d needs %d bars of a symbol before it ranks; the run "
+                             "had %d close time(s), so it never traded", self.config.lookback, full,
+                             self._sets)
+
     def on_save(self) -> dict[str, Any]:
         return {"sets": self._sets, "closes": {s: list(c) for s, c in self._closes.items()}}
 

@@ -253,6 +253,22 @@ def test_planted_leader_is_held_by_rotation(tmp_path):
     assert fills.position.iloc[-1] > 0
 
 
+@pytest.mark.parametrize("setting, said", [("lookback=500", "lookback=500 needs 501 bars"),
+                                            ("rebalance=500", "rebalance=500 but the run had 300")])
+def test_rotation_says_why_it_never_traded(tmp_path, caplog, setting, said):
+    """A lookback or rebalance longer than the data trades nothing: the run says so."""
+    paths = []
+    for k, symbol in enumerate(SYMBOLS[:2]):
+        path = tmp_path / f"{symbol}-1m-2025-06-01-2025-06-02.csv"
+        kline_frame(300, seed=k, price=PRICES[symbol]).to_csv(path, index=False, float_format="%.10g")
+        paths.append(path)
+    cfg = config(tmp_path, paths, "strategy.name=rotation", f"strategy.params.{setting}", symbols=SYMBOLS[:2])
+    with caplog.at_level("WARNING", logger="strategy.Rotation"):
+        result = run_backtest(cfg, progress=False)
+    assert result.fills == 0 and result.status == "finished"
+    assert [r.getMessage() for r in caplog.records if said in r.getMessage()], caplog.text
+
+
 def test_a_planted_future_kline_of_one_symbol_changes_no_earlier_decision(tmp_path, monkeypatch):
     """Kline files through the cache and the windowed merge (windows of a few bars, so many
     cuts): ETH's bars from bar 200 on are replaced by a jump; no order of any symbol stamped
