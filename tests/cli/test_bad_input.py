@@ -83,6 +83,9 @@ def workdir(tmp_path_factory) -> Path:
 
 
 BACKTEST = ["backtest", "--no-progress"]
+SWEEP = ["sweep", "--no-progress", "--data", "{d}/good.csv", "--ledger", "{d}/new.db"]
+TRAIN = ["train", "--no-progress", "--data", "{d}/good.csv", "--interval", "1m", "--seq-len", "8",
+         "--epochs", "1", "--out", "{d}/m.pt"]
 CASES = {
     # kline CSV
     "kline inf close": (BACKTEST + ["--data", "{d}/inf-close.csv"], "inf-close.csv:7: malformed bar"),
@@ -160,6 +163,46 @@ CASES = {
                                   "RuntimeError('boom at import')"),
     "strategy constructor fails": (BACKTEST + ["--strategy", "./ctor.py:A"], "could not be made: TypeError"),
     "strategy without a module": (BACKTEST + ["--strategy", ":A"], "give module:Class"),
+    # repeated keys and whole numbers beyond 64 bits
+    "param twice": (BACKTEST + ["--param", "fast=5", "--param", "fast=6"], "--param fast: given twice"),
+    "param beyond 64 bits": (BACKTEST + ["--param", "fast=1" + "0" * 21],
+                             "fast: '1" + "0" * 21 + "' is out of range"),
+    "report of a run beyond 64 bits": (["report", "--ledger", "{d}/ledger.db", "--run", "9" * 25],
+                                       "no run " + "9" * 25),
+    "report of a sweep beyond 64 bits": (["report", "--ledger", "{d}/ledger.db", "--sweep", "9" * 25],
+                                         "no sweep " + "9" * 25),
+    # --data names
+    "data key not a symbol": (BACKTEST + ["--data", "btcusdt={d}/good.csv"],
+                              "'btcusdt' is not a Bybit symbol"),
+    "data a device": (BACKTEST + ["--data", "/dev/null"], "no data file"),
+    # sweep: refused before the ledger is touched (new.db is never made)
+    "sweep workers beyond the machine": (SWEEP + ["--grid", "fast=5,10", "--workers", "100000"],
+                                         "--workers 100000: give 1 to"),
+    "sweep grid key twice": (SWEEP + ["--grid", "fast=5,10", "--grid", "fast=6"], "--grid fast: given twice"),
+    "sweep constraint naming nothing": (SWEEP + ["--grid", "fast=5,10", "--constraint", "fast<<slow"],
+                                        "'<slow' is neither a swept parameter (fast) nor a metric"),
+    "sweep constraint on a fixed parameter": (SWEEP + ["--grid", "fast=5,10", "--param", "slow=40",
+                                                       "--constraint", "fast<slow"], "'slow' is neither"),
+    "sweep negative min trades": (SWEEP + ["--grid", "fast=5,10", "--min-trades", "-1"], "--min-trades -1"),
+    "sweep train twice": (SWEEP + ["--strategy", "model", "--grid", "threshold=0,0.001", "--train",
+                                   "epochs=1", "--train", "epochs=2"], "--train epochs: given twice"),
+    "sweep checkpoints in /proc": (SWEEP + ["--strategy", "model", "--grid", "threshold=0,0.001", "--train",
+                                            "seq_len=8", "--checkpoints", "/proc/ck"],
+                                   "--checkpoints /proc/ck cannot be written"),
+    "sweep checkpoints under a file": (SWEEP + ["--strategy", "model", "--grid", "threshold=0,0.001",
+                                                "--train", "seq_len=8", "--checkpoints", "{d}/good.csv/ck"],
+                                       "good.csv is a file"),
+    "sweep ray where nothing answers": (SWEEP + ["--grid", "fast=5,10", "--ray", "127.0.0.1:1"],
+                                        "--ray 127.0.0.1:1: nothing answers there"),
+    "sweep ray with workers": (SWEEP + ["--grid", "fast=5,10", "--ray", "auto", "--workers", "2"],
+                               "leave out --workers"),
+    "sweep resume without a ledger": (["sweep", "--resume", "1", "--ledger", "{d}/new.db"], "no ledger at"),
+    # train
+    "train checkpoint to /proc": (TRAIN + ["--out", "/proc/m.pt"], "/proc/m.pt: not writable"),
+    "train nan learning rate": (TRAIN + ["--lr", "nan"], "lr must be a positive number"),
+    "train dropout of 1": (TRAIN + ["--dropout", "1"], "dropout must be at least 0 and below 1"),
+    "train window beyond memory": (TRAIN + ["--seq-len", "1000000000"],
+                                   "1,000,000,000 tokens needs about"),
 }
 
 
@@ -179,6 +222,7 @@ def test_bad_input_is_one_line_and_leaves_the_ledger_alone(workdir, capsys, monk
     assert digest(ledger) == before
     assert digest(workdir / "other.db") == other_before  # nothing written into another program's database
     assert not (workdir / "fetched").exists() and not (workdir / "o.csv").exists()
+    assert not (workdir / "new.db").exists() and not (workdir / "m.pt").exists()
 
 
 def test_the_installed_command_prints_one_line_too(workdir):
@@ -204,3 +248,27 @@ def test_a_strategy_file_and_a_module_in_the_working_directory_load(tmp_path, mo
         assert main(["backtest", "--data", sample, "--strategy", spec, "--param", "drop=0.001", "--ledger",
                      "l.db", "--no-progress", "--json"]) == 0, spec
         assert json.loads(capsys.readouterr().out)["fills"] > 0
+
+
+@pytest.mark.parametrize("argv", [["report", "--run", "abc"], ["sweep", "--resume", "x"],
+                                  ["backtest", "--nope"], ["bogus"], []])
+def test_usage_errors_are_one_line_too(capsys, argv):
+    """argparse's own refusals (a flag's type, an unknown flag or verb) print no usage block."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and "error:" in err[0] and "see papertape" in err[0], err
+
+
+@pytest.mark.parametrize("name", ["good.csv", "day.csv.gz"])
+def test_a_file_with_a_byte_order_mark_replays_as_without(workdir, tmp_path, capsys, name):
+    """Spreadsheet exports start with a UTF-8 byte order mark; the header is still recognised."""
+    raw = (workdir / name).read_bytes()
+    marked = b"\xef\xbb\xbf" + (gzip.decompress(raw) if name.endswith(".gz") else raw)
+    (tmp_path / name).write_bytes(gzip.compress(marked) if name.endswith(".gz") else marked)
+    metrics = []
+    for path in (workdir / name, tmp_path / name):
+        assert main(["backtest", "--data", str(path), "--ledger", str(tmp_path / "l.db"), "--no-progress",
+                     "--json"]) == 0
+        metrics.append(json.loads(capsys.readouterr().out)["metrics"])
+    assert metrics[0] == metrics[1] and metrics[0]["bars"] > 0
