@@ -23,6 +23,12 @@ backtest does, windows side by side: total seconds for each kind; with fewer tha
 8,760 bars also that figure extrapolated linearly (the start, features and the runner's
 checked first windows, plus the later forecasts' time a forecast scaled to 8,760), labelled as such.
 
+Ceiling: each forward's floating-point operations (torch's FLOP counter, one pass) and the
+rate of a feed-forward-shaped GEMM (16,384 x 128 by 128 x 512, oneDNN) measured in the same
+process: ``x FLOPs`` is the ratio to full a kind would reach at full's efficiency, and
+``ceiling`` the most it could reach if all its FLOPs ran at that GEMM's rate and nothing else
+cost time.
+
 Attention settings: linformer k 128, nystrom 64 landmarks, reformer 4 hashes and buckets of 64.
 
     python bench/long_context.py [--kinds linformer,nystrom] [--repeats N] [--lengths 16384,32768]
@@ -92,8 +98,43 @@ def _checkpoint(kind: str, seq: int, path: Path) -> Path:
     return path
 
 
+def _count_flops(model, seq: int) -> int:
+    """Floating-point operations of one forward of ``model`` on a ``seq``-bar window, counted by
+    torch (under no_grad, so on the plain linears: oneDNN's ops are not counted, and their
+    FLOPs are the same); CPU attention through ``scaled_dot_product_attention`` added."""
+    import torch
+    from torch.utils import flop_counter
+
+    sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    if sdpa not in flop_counter.flop_registry:
+        @flop_counter.register_flop_formula(sdpa)
+        def _sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+            batch, heads, queries, width = query
+            return 2 * batch * heads * queries * key[-2] * (width + value[-1])
+
+    with torch.no_grad(), flop_counter.FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, seq, FEATURES))
+    return counter.get_total_flops()
+
+
+def _gemm_rate(seq: int, repeats: int = 20) -> float:
+    """GFLOP/s of the feed-forward's GEMM shape (``seq`` x 128 by 128 x 512) through oneDNN, the
+    best of ``repeats``: the rate the encoder's largest products run at on this machine."""
+    import torch
+
+    x, w = torch.randn(seq, D_MODEL), torch.randn(4 * D_MODEL, D_MODEL)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats):
+            began = time.perf_counter()
+            torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+            best = min(best, time.perf_counter() - began)
+    return 2 * seq * D_MODEL * 4 * D_MODEL / best / 1e9
+
+
 def forward_case(case: dict) -> dict:
-    """Per-bar forward times of one kind and length (in a fresh process)."""
+    """Per-bar forward times of one kind and length, its FLOPs and the GEMM rate beside them
+    (in a fresh process)."""
     import torch
 
     from models.budget import peak_bytes
@@ -110,9 +151,10 @@ def forward_case(case: dict) -> dict:
         began = time.perf_counter()
         runner.forward(window)
         times.append(time.perf_counter() - began)
+    peak_mb = (_peak_rss() - base) / 2**20
     return {"median_s": statistics.median(times), "p99_s": float(np.percentile(times, 99)),
-            "peak_mb": (_peak_rss() - base) / 2**20,
-            "expected_mb": peak_bytes(runner.model.config) / 2**20}
+            "peak_mb": peak_mb, "expected_mb": peak_bytes(runner.model.config) / 2**20,
+            "gflop": _count_flops(runner.model, case["seq"]) / 1e9, "gemm_gflops": _gemm_rate(case["seq"])}
 
 
 def train_case(case: dict) -> dict:
@@ -222,7 +264,7 @@ def inference(lengths: list[int], kinds: list[str], repeats: int, full_repeats: 
               say) -> list[dict]:
     rows = []
     for seq in lengths:
-        full = None
+        full = full_flop = None
         refused = None if seq == lengths[0] else full_refusal(seq, budget_s)  # the first is the baseline
         if refused:
             say(f"  full at {seq:,}: refused: {refused}")
@@ -235,8 +277,12 @@ def inference(lengths: list[int], kinds: list[str], repeats: int, full_repeats: 
                                  "repeats": full_repeats if kind == "full" else repeats})
             if kind == "full" and "median_s" in row:
                 full = row["median_s"]
+            if kind == "full" and "gflop" in row:
+                full_flop = row["gflop"]
             if full and "median_s" in row:
                 row["x_full"] = full / row["median_s"]
+                row["x_flops"] = full_flop / row["gflop"]
+                row["ceiling"] = full / (row["gflop"] / row["gemm_gflops"])
             rows.append(row)
     for row in rows:  # growth per doubling of the length
         before = [r for r in rows if r["kind"] == row["kind"] and r["seq"] * 2 == row["seq"]]
@@ -248,18 +294,24 @@ def inference(lengths: list[int], kinds: list[str], repeats: int, full_repeats: 
 def print_inference(rows: list[dict], say) -> None:
     say(f"\ninference per bar: batch 1, {LAYERS} layers, d_model {D_MODEL}, fp32, {THREADS} threads")
     say(f"{'kind':<10}{'seq':>7}{'runs':>5}{'median s':>10}{'p99 s':>9}{'x full':>8}{'target':>8}"
-        f"{'x/doubling':>11}{'peak MB':>9}{'expect MB':>10}")
+        f"{'x/doubling':>11}{'peak MB':>9}{'expect MB':>10}{'GFLOP':>8}{'GFLOP/s':>8}{'x FLOPs':>8}"
+        f"{'ceiling':>8}")
     for r in rows:
         if "median_s" not in r:
             say(f"{r['kind']:<10}{r['seq']:>7}  {'refused' if 'refused' in r else r.get('error')}")
             continue
         target = f">= {TARGET[r['kind']]:g}" if r["kind"] in TARGET and r["seq"] == 16384 else ""
         growth = f"{r['growth']:.2f}" if "growth" in r else ""
-        x_full = f"{r['x_full']:.1f}" if "x_full" in r else ""
+        x_full, x_flops, ceiling = (f"{r[k]:.1f}" if k in r else "" for k in ("x_full", "x_flops", "ceiling"))
         say(f"{r['kind']:<10}{r['seq']:>7}{r['repeats']:>5}{r['median_s']:>10.4f}{r['p99_s']:>9.4f}"
-            f"{x_full:>8}{target:>8}{growth:>11}{r['peak_mb']:>9.0f}{r['expected_mb']:>10.0f}")
+            f"{x_full:>8}{target:>8}{growth:>11}{r['peak_mb']:>9.0f}{r['expected_mb']:>10.0f}"
+            f"{r['gflop']:>8.1f}{r['gflop'] / r['median_s']:>8.1f}{x_flops:>8}{ceiling:>8}")
     say(f"targets at 16,384: linformer >= 22x, nystrom >= 18x, reformer >= 6x faster than full; "
         f"efficient kinds grow <= {GROWTH}x per doubling")
+    rates = [r["gemm_gflops"] for r in rows if "gemm_gflops" in r]
+    if rates:
+        say(f"x FLOPs: full's FLOPs over the kind's; ceiling: full's time over the kind's FLOPs at the "
+            f"feed-forward GEMM's rate (median {statistics.median(rates):.1f} GFLOP/s over the cases)")
 
 
 def training(seq: int, batch: int, steps: int, say) -> list[dict]:
