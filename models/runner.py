@@ -15,7 +15,10 @@ Replay uses the cores by running windows side by side instead: one worker thread
 OpenMP thread of the live forward, each forward on one OpenMP thread. The kernels split
 work across threads by rows and heads, never inside a sum, so a window's outputs do not
 depend on the thread count; the runner checks that on the run's first windows and falls
-back to one window at a time on all threads if any output differs.
+back to one window at a time on all threads if any output differs. Windows long enough for
+oneDNN's linears (:mod:`models.onednn`) always run one at a time: its GEMMs' bits depend on
+the thread count for some windows and not others, so a check of the first ones cannot vouch
+for the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import models.onednn as onednn
 from models.allocator import keep_freed_memory
 from models.budget import CHECKED_FROM, DoesNotFitError, check_forward_time, check_memory
 from models.checkpoint import CheckpointError
@@ -155,7 +159,7 @@ class ModelRunner:
     def _thread_count_free(self, windows: np.ndarray, all_threads: np.ndarray) -> bool:
         """Whether one-thread forwards of ``windows`` (in a worker thread, as replay runs
         them) equal their all-thread outputs ``all_threads`` bit for bit."""
-        if self.threads < 2 or not len(windows):
+        if self.threads < 2 or not len(windows) or onednn.in_use(self.model.config.tokens):
             return False
         with ThreadPoolExecutor(1, thread_name_prefix="replay-check") as pool:
             alone = pool.submit(lambda: [self.forward(w, threads=1) for w in windows]).result()

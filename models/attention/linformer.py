@@ -53,7 +53,7 @@ class LinformerAttention(AttentionBase):
         tokens on one thread)."""
         proj = proj[..., : x.shape[1]]
         if self.share_heads and x.shape[0] == 1 and onednn.usable(x):  # a window at a time
-            return self.split(lin(onednn.linear(proj, x[0].t())[None]))
+            return self.split(lin(onednn.gemm(proj, x[0].t())[None]))
         if self.share_heads:
             return self.split(lin(torch.einsum("kn,bnd->bkd", proj, x)))
         w = lin.weight.view(self.n_heads, self.d_head, self.d_model)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import models.onednn as onednn
 from models.runner import CHECKED_WINDOWS, ModelRunner
 from tests.helpers import model as model_helpers
 from tests.helpers.model import ar1_bars, train_tiny
@@ -78,3 +79,23 @@ def test_one_window_at_a_time_when_one_thread_outputs_differ(bars, tmp_path, mon
         got = runner.predict_rows(bars, np.ones(len(bars), dtype=bool))
     assert "one window at a time" in caplog.text
     assert got.tobytes() == one_at_a_time(runner, bars, monkeypatch).tobytes()
+
+
+@pytest.mark.usefixtures("two_torch_threads")
+def test_a_window_long_enough_for_onednn_replays_one_window_at_a_time(tmp_path, monkeypatch):
+    assert onednn.AVAILABLE
+    long_bars = ar1_bars(onednn.MIN_ROWS + 300, seed=5)
+    model = train_tiny(long_bars, "linformer", tmp_path / "model.pt", seq_len=onednn.MIN_ROWS, batch_size=8)
+    runner = ModelRunner.load(str(model))
+    one_thread_calls = []
+    forward = runner.forward
+
+    def counted(window, threads=None):
+        one_thread_calls.extend([1] if threads == 1 else [])
+        return forward(window, threads)
+
+    monkeypatch.setattr(runner, "forward", counted)
+    got = runner.predict_rows(long_bars, np.ones(len(long_bars), dtype=bool))
+    assert not one_thread_calls  # not even the check: its bits could not vouch for later windows
+    assert np.isfinite(got[-1]).all()
+    assert got.tobytes() == one_at_a_time(runner, long_bars, monkeypatch).tobytes()
