@@ -30,7 +30,9 @@ from engine.bars.kline_files import (
 from engine.feeds.history.archive import default_cache_root
 
 CACHE_VERSION = 2  # 2: a missing turnover is 0, not NaN
-CHUNK_ROWS = 1_000_000  # rows parsed at a time
+# rows parsed at a time: pandas holds about 180 bytes a row while it parses a chunk, so a
+# 1M-row chunk peaked at 284 MB (120 MB after), 100k rows at 135 MB, no slower
+CHUNK_ROWS = 100_000
 DTYPES = {name: np.dtype("<i8" if name in ("open_time", "trades") else "<f8") for name in KLINE_COLUMNS}
 VALUES = KLINE_COLUMNS[1:]  # the columns a block holds beside open_time
 
