@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.analysis.metrics import round_trips
+from engine.analysis.metrics import round_trips, symbol_rows
 
 
 def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.DataFrame,
@@ -21,12 +21,13 @@ def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.Dat
     snapshots (indexed by symbol: ``exposure``, the share with a position open, and
     ``last_mark``, the last one's mark price)."""
     out: dict[str, dict[str, Any]] = {}
-    # each symbol's rows in their order, split once (a mask per symbol compared every fill's symbol)
-    own_fills = dict(tuple(fills.groupby("symbol", sort=False))) if len(fills) else {}
+    # each symbol's rows in their order, found once (a mask per symbol compared every fill's
+    # symbol), taken one symbol at a time (a groupby's groups are a copy of every fill at once)
+    rows_of = dict(symbol_rows(fills["symbol"])) if len(fills) else {}
     payments = funding.groupby("symbol", sort=False)["payment"] if len(funding) else None
     paid_by = dict(tuple(payments)) if payments is not None else {}
     for symbol in symbols:
-        own = own_fills.get(symbol, fills.iloc[:0])
+        own = fills.take(rows_of[symbol]) if symbol in rows_of else fills.iloc[:0]
         paid = float(paid_by[symbol].sum()) if symbol in paid_by else 0.0
         snap = snapshots.loc[symbol] if symbol in snapshots.index else None
         fees = float(own["fee"].sum())
