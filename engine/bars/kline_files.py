@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -105,21 +105,45 @@ def infer_interval_ms(open_times_ms: np.ndarray, where: str = "the klines") -> i
     """The bar length of a sorted kline series: its most common step between bars. Every bar
     must open on that grid (bars skipped for want of trades are fine): one stray bar must not
     turn hourly bars into minute bars."""
-    times = np.asarray(open_times_ms, dtype=np.int64)
-    steps = np.diff(times)
-    if len(steps) == 0:
+    return infer_interval_ms_of(lambda: [np.asarray(open_times_ms, dtype=np.int64)], where)
+
+
+def infer_interval_ms_of(blocks: Callable[[], Iterable[np.ndarray]], where: str = "the klines") -> int:
+    """:func:`infer_interval_ms` of a series given as consecutive blocks of open times (each
+    call of ``blocks`` gives them from the start), so a long cached series is read a block
+    at a time instead of every page of it being mapped into the process."""
+    def steps_of() -> Iterator[tuple[np.ndarray, np.ndarray, int | None]]:
+        """Each non-empty block, its steps (from the block before's last bar on) and that bar."""
+        last = None
+        for times in blocks():
+            if len(times):
+                yield times, np.diff(times) if last is None else np.diff(times, prepend=last), last
+                last = int(times[-1])
+
+    step, first, regular = None, None, True
+    for times, steps, last in steps_of():
+        first = int(times[0]) if last is None else first
+        if len(steps):
+            step = int(steps[0]) if step is None else step
+            regular = regular and bool((steps == step).all())
+    if step is None:
         raise BarFileError(f"{where}: cannot infer the bar interval from fewer than two bars")
-    step = int(steps[0])
-    if (steps == step).all():
+    if regular:
         return step
-    values, counts = np.unique(steps, return_counts=True)
-    step = int(values[np.argmax(counts)])
-    off = np.flatnonzero((times - times[0]) % step)
-    if len(off):
-        stray = int(off[0])
-        raise BarFileError(f"{where}: most bars are {step} ms apart, but the bar at open_time "
-                           f"{int(times[stray])} is {int(times[stray] - times[stray - 1])} ms after the one "
-                           "before it: one interval per file")
+    counts: dict[int, int] = {}
+    for _, steps, _ in steps_of():
+        values, n = np.unique(steps, return_counts=True)
+        for value, count in zip(values.tolist(), n.tolist(), strict=True):
+            counts[value] = counts.get(value, 0) + count
+    step = min(counts, key=lambda value: (-counts[value], value))  # the most common; ties: the shortest
+    for times, _, last in steps_of():
+        off = np.flatnonzero((times - first) % step)
+        if len(off):
+            stray = int(off[0])
+            before = int(times[stray - 1]) if stray else last
+            raise BarFileError(f"{where}: most bars are {step} ms apart, but the bar at open_time "
+                               f"{int(times[stray])} is {int(times[stray]) - before} ms after the one "
+                               "before it: one interval per file")
     return step
 
 

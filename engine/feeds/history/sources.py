@@ -16,6 +16,7 @@ from engine.bars.kline_files import (
     bars_to_frame,
     has_repeats,
     infer_interval_ms,
+    infer_interval_ms_of,
     is_kline_header,
     sorted_by_open_time,
 )
@@ -155,7 +156,7 @@ def _kline_source(paths, symbol, category, interval, start_ns, end_ns, cache_roo
     or resampled in memory first."""
     cached = [cached_klines(p, cache_root) for p in paths]  # each sorted, refused if it repeats a bar
     if len(cached) == 1:
-        step_ms = infer_interval_ms(cached[0].open_ms, str(paths[0]))
+        step_ms = infer_interval_ms_of(cached[0].open_blocks, str(paths[0]))
         if interval is None or _interval_ms(interval) == step_ms:
             label = parse_interval(f"{step_ms // 1000}s").label
             return KlineReplay(cached[0], symbol, category, label, step_ms, start_ns, end_ns)
