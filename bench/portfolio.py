@@ -19,7 +19,8 @@ Each run is a child process of its own (``--child``), so its peak RSS is its own
 cases alternate (one symbol, then the portfolios) ``--repeat`` times and the medians are
 compared. Data is seeded random walks in a temporary directory; nothing is downloaded.
 
-Usage: ``python bench/portfolio.py [--big N] [--repeat K] [--quick] [--json]``.
+Usage: ``python bench/portfolio.py [--big N] [--repeat K] [--quick] [--memory] [--json]``
+(``--memory``: figure 2 alone).
 """
 
 from __future__ import annotations
@@ -135,12 +136,38 @@ def median_case(spec: dict, label: str, results: dict) -> None:
         Path(spec["ledger"] + suffix).unlink(missing_ok=True)
 
 
+def memory_only(workdir: Path, instruments: Path, total: int, big: int, out: dict, as_json: bool) -> int:
+    """Figure 2 alone: one run of 10 symbols of ``total`` bars in all, then one of ``big``."""
+    results: dict[str, list[dict]] = {}
+    median_case(kline_case(workdir, "ten", 10, total // 10, instruments), "10 x small", results)
+    median_case(kline_case(workdir, "big", 10, big // 10, instruments), "10 x big", results)
+    small, large = results["10 x small"][0], results["10 x big"][0]
+    ratio = large["peak_rss_mb"] / small["peak_rss_mb"]
+    out |= {"load_after": os.getloadavg(), "figures": {"10 x small": small, "10 x big": large},
+            "ratio": ratio, "verdicts": {"ratio (<= 1.20)": "PASS" if ratio <= 1.2 else "MISS",
+                                         "under 500 MB": "PASS" if large["peak_rss_mb"] < 500 else "MISS"}}
+    if as_json:
+        print(json.dumps(out))
+        return 0
+    print(f"papertape portfolio benchmark, memory only (sma_cross 10/30, ledger on; load "
+          f"{out['load_before'][0]:.2f} before, {out['load_after'][0]:.2f} after)")
+    for label, r in out["figures"].items():
+        print(f"  {label:<11} {r['bars']:>11,} bars {r['fills']:>8,} fills peak RSS {r['peak_rss_mb']:>7,.0f} MB "
+              f"({r['seconds']:.0f} s)")
+    print(f"  peak RSS {big:,} vs {total:,} bars, 10 symbols (<= 1.20) {ratio:6.3f}  {out['verdicts']['ratio (<= 1.20)']}")
+    print(f"  peak RSS under 500 MB {max(small['peak_rss_mb'], large['peak_rss_mb']):6.0f}  "
+          f"{out['verdicts']['under 500 MB']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--big", type=int, default=10_000_000, help="bars in all of the big 10-symbol run")
     parser.add_argument("--repeat", type=int, default=2, help="runs of each throughput case (medians)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a tenth of every size")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--memory", action="store_true",
+                        help="only figure 2: the peak RSS of 10 x 100k bars against 10 symbols of --big bars")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -154,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         instruments = workdir / "instruments.json"
         write_instruments(instruments, ["BTCUSDT", *symbols(50)])
+        if args.memory:
+            return memory_only(workdir, instruments, total, big, out, args.json)
         cases = {"1 x 1M": kline_case(workdir, "one", 1, total, instruments),
                  "10 x 100k": kline_case(workdir, "ten", 10, total // 10, instruments),
                  "50 x 20k": kline_case(workdir, "fifty", 50, total // 50, instruments)}
