@@ -128,6 +128,9 @@ def compute_metrics(
     years = (curve_ts[-1] - curve_ts[0]) / NS_PER_S / SECONDS_PER_YEAR
     cagr = float((final / initial_cash) ** (1.0 / years) - 1.0) if years > 0 and final > 0 else None
     per_year = periods_per_year(interval, ts) if len(ts) else float("nan")
+    exposure = float((equity["position"] != 0).mean()) if len(equity) else 0.0
+    snapshots = len(eq)
+    del equity, eq, ts  # the curve is copied out: the frame goes, unless the caller keeps it
     with np.errstate(divide="ignore", invalid="ignore"):
         bar_returns = curve[1:] / curve[:-1]
         bar_returns -= 1.0
@@ -150,7 +153,7 @@ def compute_metrics(
         "profit_factor": float(wins.sum() / -losses.sum()) if losses.sum() < 0 else None,
         "avg_win": float(wins.mean()) if len(wins) else None,
         "avg_loss": float(losses.mean()) if len(losses) else None,
-        "exposure": float((equity["position"] != 0).mean()) if len(equity) else 0.0,
+        "exposure": exposure,
         "turnover": traded / float(curve.mean()),
         "fees": float(fills.fee.sum()) if len(fills) else 0.0,
         "funding": float(funding.payment.sum()) if len(funding) else 0.0,
@@ -163,7 +166,7 @@ def compute_metrics(
             "calendar": "365-day year, returns from equity snapshots at bar closes",
         },
         "daily": {**daily_stats, "days": int(max(len(daily) - 1, 0))},
-        "bars": int(len(eq)),
+        "bars": int(snapshots),
     }
     return {k: _clean(v) for k, v in metrics.items()}
 
@@ -175,10 +178,11 @@ def portfolio_curve(equity: pd.DataFrame) -> pd.DataFrame:
     if len(ts) < 2 or bool((ts[1:] != ts[:-1]).all()):
         return equity
     last = np.append(ts[1:] != ts[:-1], True)
-    starts = np.flatnonzero(np.concatenate(([True], ts[1:] != ts[:-1])))
+    starts = np.flatnonzero(np.concatenate(([True], last[:-1])))
     open_any = np.logical_or.reduceat(equity["position"].to_numpy() != 0, starts)
-    return pd.DataFrame({"ts": ts[last], "equity": equity["equity"].to_numpy()[last],
-                         "position": open_any.astype(np.float64)})
+    del starts
+    return pd.DataFrame({"ts": ts[last], "equity": equity["equity"].to_numpy()[last],  # new arrays: no copy
+                         "position": open_any.astype(np.float64)}, copy=False)
 
 
 def trips_of(fills: pd.DataFrame) -> np.ndarray:
