@@ -118,6 +118,13 @@ def compute_metrics(
     """The metrics table for equity snapshots (``ts``, ``equity``, ``position``), fills
     (``qty``, ``price``, ``fee``, ``realized_pnl``, ``position``, and ``symbol`` in a
     portfolio) and funding (``payment``)."""
+    curve = curve_metrics(equity, initial_cash=initial_cash, interval=interval, start_ns=start_ns)
+    return fill_metrics(curve, fills, funding)
+
+
+def curve_metrics(equity: pd.DataFrame, *, initial_cash: float, interval: str, start_ns: int) -> dict[str, Any]:
+    """What :func:`compute_metrics` takes from the equity snapshots alone, for
+    :func:`fill_metrics` to finish: a run's curve and its fills need not be held at once."""
     equity = portfolio_curve(equity)
     eq = equity["equity"].to_numpy(dtype=np.float64)
     ts = equity["ts"].to_numpy(dtype=np.int64)
@@ -139,34 +146,43 @@ def compute_metrics(
     daily = daily_equity(curve, curve_ts)
     daily_stats = return_stats(daily[1:] / daily[:-1] - 1.0, 365.0)
     max_dd, dd_seconds = drawdown(curve, curve_ts)
+    return {"total": total, "cagr": cagr, "stats": stats, "max_dd": max_dd, "dd_seconds": dd_seconds,
+            "exposure": exposure, "mean_equity": float(curve.mean()), "final": final, "interval": interval,
+            "per_year": per_year, "daily_stats": daily_stats, "days": int(max(len(daily) - 1, 0)),
+            "snapshots": snapshots}
+
+
+def fill_metrics(curve: dict[str, Any], fills: pd.DataFrame, funding: pd.DataFrame) -> dict[str, Any]:
+    """The metrics table from :func:`curve_metrics` of the snapshots, the fills and funding."""
     trips = trips_of(fills)
     wins, losses = trips[trips > 0], trips[trips <= 0]
     traded = float(np.abs(fills.qty * fills.price).sum()) if len(fills) else 0.0
+    cagr, max_dd = curve["cagr"], curve["max_dd"]
     metrics = {
-        "total_return": total,
+        "total_return": curve["total"],
         "cagr": cagr,
-        **stats,
+        **curve["stats"],
         "max_drawdown": max_dd,
-        "max_drawdown_duration_s": dd_seconds,
+        "max_drawdown_duration_s": curve["dd_seconds"],
         "calmar": cagr / max_dd if cagr is not None and max_dd > 0 else None,
         "win_rate": len(wins) / len(trips) if len(trips) else None,
         "profit_factor": float(wins.sum() / -losses.sum()) if losses.sum() < 0 else None,
         "avg_win": float(wins.mean()) if len(wins) else None,
         "avg_loss": float(losses.mean()) if len(losses) else None,
-        "exposure": exposure,
-        "turnover": traded / float(curve.mean()),
+        "exposure": curve["exposure"],
+        "turnover": traded / curve["mean_equity"],
         "fees": float(fills.fee.sum()) if len(fills) else 0.0,
         "funding": float(funding.payment.sum()) if len(funding) else 0.0,
         "n_trades": int(len(trips)),
         "n_fills": int(len(fills)),
-        "final_equity": final,
+        "final_equity": curve["final"],
         "annualisation": {
-            "bar": {"interval": interval, "periods_per_year": per_year},
+            "bar": {"interval": curve["interval"], "periods_per_year": curve["per_year"]},
             "daily": {"periods_per_year": 365.0},
             "calendar": "365-day year, returns from equity snapshots at bar closes",
         },
-        "daily": {**daily_stats, "days": int(max(len(daily) - 1, 0))},
-        "bars": int(snapshots),
+        "daily": {**curve["daily_stats"], "days": curve["days"]},
+        "bars": int(curve["snapshots"]),
     }
     return {k: _clean(v) for k, v in metrics.items()}
 
@@ -226,13 +242,11 @@ def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
     """Metrics of a run (and the runs it resumed) read from its ledger."""
     ids = reader.chain(run_id)
     first = reader.run(ids[0])
-    return compute_metrics(  # only the columns the metrics use: a run can have 10^6 snapshots
-        portfolio_curve(reader.equity_curve(ids)),  # here, so the curve as read is not kept meanwhile
-        reader.fill_numbers(ids),
-        reader.funding(ids, "payment"),
-        initial_cash=first["initial_cash"], interval=first["interval"],
-        start_ns=first["data_start"],
-    )
+    # only the columns the metrics use (a run can have 10^6 snapshots), the curve first and
+    # then the fills, never both at once; the curve reduced here, so the one read is not kept
+    curve = curve_metrics(portfolio_curve(reader.equity_curve(ids)), initial_cash=first["initial_cash"],
+                          interval=first["interval"], start_ns=first["data_start"])
+    return fill_metrics(curve, reader.fill_numbers(ids), reader.funding(ids, "payment"))
 
 
 def forecasts_for_run(reader, run_id: int) -> dict[str, Any] | None:
