@@ -226,6 +226,21 @@ def _eval_loss(model, frames: Frames, ends, labels, cfg: TrainConfig) -> float:
     return _loss(cfg.head, preds, labels, model.target_scale.cpu()).item()
 
 
+def check_every_symbol_trains(pool, cfg: TrainConfig) -> None:
+    """Refuse a pool in which a symbol has no usable window at all (its files are too short
+    at ``--interval``, e.g. minute bars beside hourly ones): the checkpoint would name a
+    symbol it never saw."""
+    if len(pool.symbols) < 2:
+        return
+    for index, symbol in enumerate(pool.symbols):
+        rows = pool.series == index
+        if not pool.valid[rows].any():
+            raise DataError(
+                f"{symbol}: its {int(rows.sum())} bars of {cfg.interval} give no usable window of seq-len "
+                f"{cfg.seq_len} ({pool.feature_set.warmup} bars of feature warm-up, horizon {cfg.horizon}), "
+                "so the model would never see it; give it more data or leave it out")
+
+
 def train_model(bars: Bars, config: TrainConfig, fold: Fold | None = None,
                 announce: Callable[[str], object] | None = None) -> TrainResult:
     """Train one model on ``bars`` (kline columns, time order; or a mapping of symbol to such
@@ -244,6 +259,7 @@ def train_model(bars: Bars, config: TrainConfig, fold: Fold | None = None,
         return_freed_memory()  # else freed activations stay resident: the peak grew with depth
     pool = pool_of(bars, cfg)
     feature_set, frames, returns, valid = pool.feature_set, pool.frames, pool.returns, pool.valid
+    check_every_symbol_trains(pool, cfg)
     fold_given = fold is not None
     if fold is None:
         fold = chronological_split(len(pool.times), cfg.val_frac, cfg.test_frac, cfg.horizon,
