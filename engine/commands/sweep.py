@@ -14,6 +14,8 @@ from engine.commands.run_options import add_run_args, resolve_config
 from engine.core.typed import ConfigError
 
 MAX_WORKERS_PER_CPU = 8
+MAX_TRIALS = 100_000  # trials of one sweep (each reserves a run row up front, a round at a time)
+MAX_GRID_POINTS = 1_000_000  # points --sampler random shuffles to draw distinct ones
 
 EXAMPLES = """\
 examples:
@@ -169,14 +171,29 @@ def check_sweep(args: argparse.Namespace, cfg, opts) -> None:
     """Everything a sweep can refuse before it touches the ledger: the space against the
     strategy, the training settings and the checkpoint folder, the sampler's budget."""
     from engine.core.typed import parse_assignments
+    from engine.run.backtest import open_run_source
     from engine.run.sweep import typed_params
     from engine.run.sweep_samplers import make_sampler
     from engine.run.sweep_training import plan_training
 
     fixed = tuple(parse_assignments(args.param, "--param", once=True)) if args.resume is None else ()
-    typed_params(cfg.strategy.name, opts.space, fixed)
+    hints = typed_params(cfg.strategy.name, opts.space, fixed)
+    for d in opts.space.dimensions:
+        if d.sampled and hints.get(d.name) is int and not d.integer:
+            raise ConfigError(f"--grid {d.name}={d.low!r}~{d.high!r}: {d.name} is a whole number; give the "
+                              "span whole-number ends (e.g. 2~30)")
     plan_training(cfg, opts.space, parse_assignments(list(opts.train), "--train"), opts.checkpoints)
+    size = opts.space.size
+    if opts.sampler == "grid" and size is not None and size > MAX_TRIALS:
+        raise ConfigError(f"the grid has {size:,} points, more than the {MAX_TRIALS:,} trials a sweep runs; "
+                          "sample it with --sampler random or tpe and --trials N")
+    if opts.sampler == "random" and size is not None and size > MAX_GRID_POINTS:
+        raise ConfigError(f"the grid has {size:,} points, more than the {MAX_GRID_POINTS:,} --sampler random "
+                          "draws from; give spans (lo~hi) instead of lists")
+    if opts.trials is not None and opts.trials > MAX_TRIALS:
+        raise ConfigError(f"--trials {opts.trials:,}: a sweep runs at most {MAX_TRIALS:,}")
     make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
+    open_run_source(cfg.run)  # data the trials cannot replay is the command's error, not each trial's
 
 
 def run(args: argparse.Namespace) -> int:
@@ -225,6 +242,10 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once, but never leave the sweep running
             if sweep_id is not None:
                 set_sweep_status(ledger.engine, sweep_id, "interrupted")
+            raise
+        except Exception:  # nor after an error: the finished trials are kept, --resume runs the rest
+            if sweep_id is not None:
+                set_sweep_status(ledger.engine, sweep_id, "failed")
             raise
         finally:
             ledger.close()
