@@ -32,6 +32,8 @@ def workdir(tmp_path_factory) -> Path:
     """A folder with one good ledger (a small kline backtest) and one file of each bad kind."""
     d = tmp_path_factory.mktemp("bad")
     write_klines(d / "good.csv", 60)
+    write_klines(d / "minutes.csv", 300)
+    write_klines(d / "hours.csv", 300, seed=2, step_ms=3_600_000)
     assert main(["backtest", "--data", str(d / "good.csv"), "--ledger", str(d / "ledger.db"),
                  "--no-progress", "--json"]) == 0
     frame = write_klines(d / "k.csv", 20).astype({"close": object})
@@ -196,6 +198,14 @@ CASES = {
                                         "--ray 127.0.0.1:1: nothing answers there"),
     "sweep ray with workers": (SWEEP + ["--grid", "fast=5,10", "--ray", "auto", "--workers", "2"],
                                "leave out --workers"),
+    "sweep grid beyond the trial cap": (SWEEP + ["--grid", "fast=1:1000:1", "--grid", "slow=1:1000:1"],
+                                        "the grid has 1,000,000 points, more than the 100,000"),
+    "sweep random over a vast grid": (SWEEP + ["--grid", "fast=1:10000:1", "--grid", "slow=1:1000:1",
+                                               "--sampler", "random", "--trials", "3"], "10,000,000 points"),
+    "sweep trials beyond the cap": (SWEEP + ["--grid", "fast=2~30", "--sampler", "random", "--trials",
+                                             "1000000000000"], "a sweep runs at most 100,000"),
+    "sweep float span of a whole number": (SWEEP + ["--grid", "fast=2.2~2.8", "--sampler", "random",
+                                                    "--trials", "3"], "fast is a whole number"),
     "sweep resume without a ledger": (["sweep", "--resume", "1", "--ledger", "{d}/new.db"], "no ledger at"),
     # train
     "train checkpoint to /proc": (TRAIN + ["--out", "/proc/m.pt"], "/proc/m.pt: not writable"),
@@ -203,6 +213,10 @@ CASES = {
     "train dropout of 1": (TRAIN + ["--dropout", "1"], "dropout must be at least 0 and below 1"),
     "train window beyond memory": (TRAIN + ["--seq-len", "1000000000"],
                                    "1,000,000,000 tokens needs about"),
+    "train minute bars beside hourly ones": (["train", "--no-progress", "--data", "BTCUSDT={d}/minutes.csv",
+                                              "ETHUSDT={d}/hours.csv", "--interval", "1h", "--seq-len", "8",
+                                              "--out", "{d}/m.pt"],
+                                             "BTCUSDT: its 5 bars of 1h give no usable window"),
 }
 
 
@@ -272,3 +286,32 @@ def test_a_file_with_a_byte_order_mark_replays_as_without(workdir, tmp_path, cap
                      "--json"]) == 0
         metrics.append(json.loads(capsys.readouterr().out)["metrics"])
     assert metrics[0] == metrics[1] and metrics[0]["bars"] > 0
+
+
+def test_a_sweep_stopped_by_an_error_is_marked_failed(workdir, tmp_path, capsys):
+    """An error after the sweep is recorded (too few bars for the folds, found once the data's
+    window is known) leaves it failed, not running, with no reserved run behind."""
+    ledger = tmp_path / "l.db"
+    assert main(["sweep", "--no-progress", "--data", str(workdir / "good.csv"), "--ledger", str(ledger),
+                 "--grid", "fast=5,10", "--walk-forward", "1000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "too few bars" in err[0], err
+    with sqlite3.connect(ledger) as con:
+        assert con.execute("SELECT status FROM sweeps").fetchall() == [("failed",)]
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(0,)]
+    con.close()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "{d}/inf-close.csv"], "inf-close.csv:7: malformed bar"),
+    (["--data", "{d}/good.csv", "--symbols", "BTCUSDT,ETHUSDT"], "a kline file names no symbol"),
+    (["--data", "{d}/good.csv", "--start", "2030-01-01"], "no bars in the replay range"),
+])
+def test_sweep_data_the_trials_cannot_replay_is_one_line(workdir, capsys, args, message):
+    """Bad data fails the command before the ledger is made (it had failed every trial, exit 0)."""
+    argv = ["sweep", "--no-progress", "--ledger", str(workdir / "new.db"), "--grid", "fast=5,10",
+            *[a.format(d=workdir) for a in args]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (workdir / "new.db").exists()
