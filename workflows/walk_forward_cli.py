@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from engine.core import plugins
+from engine.core.paths import check_folder
 from engine.core.typed import ConfigError, parse_assignments
 
 
@@ -45,9 +45,10 @@ def cmd_walk_forward(args: argparse.Namespace) -> int:
         raise ConfigError(f"--walk-forward takes a number of folds, at least 1, got {args.walk_forward}")
     if "checkpoint" in cfg.strategy.params:
         raise ConfigError("--walk-forward trains its own checkpoints: leave out --param checkpoint")
+    checkpoints = check_folder(args.checkpoints, "--checkpoints")
     try:
         train = parse_assignments(args.train, "--train", once=True)
-        summary = run_walk_forward(cfg, args.walk_forward, train, Path(args.checkpoints),
+        summary = run_walk_forward(cfg, args.walk_forward, train, checkpoints,
                                    progress=not args.no_progress)
     except RunFailed as exc:
         if args.json:
