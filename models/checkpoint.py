@@ -88,8 +88,7 @@ def check_writable(path: str | Path) -> None:
     if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise CheckpointError(f"{path}: not writable")
     try:  # the real thing: root passes os.access where no file can be made (/proc, a full disk)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
+        tempfile.TemporaryFile(dir=path.parent).close()
     except OSError as exc:
         raise CheckpointError(f"{path}: not writable ({exc.strerror or exc})") from None
 

@@ -52,8 +52,7 @@ def check_folder(path: str | Path, flag: str) -> Path:
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path} cannot be made: {existing} is a file")
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:
         raise ConfigError(f"{flag} {path} cannot be written ({exc.strerror or exc})") from None
     return target
