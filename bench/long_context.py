@@ -6,7 +6,11 @@ full attention measured in the same run, and peak memory (growth of the peak res
 from just before the first forward pass, each case in a fresh process) beside the peak
 :mod:`models.budget` expects. Full attention runs only where its forward pass fits the
 ``--budget-s`` time budget (always at the first length: the baseline of the ratios);
-elsewhere the bench prints its refusal.
+elsewhere the bench prints its refusal. The ratios the targets are judged by are paired: at
+the first length every kind runs in one process, the kinds taking turns for ``--paired``
+rounds, and each round's ratio to full is taken from forwards made moments apart (full's time
+alone swings by 2x between runs on this shared machine); the table's ``x full`` divides the
+medians of separate processes, as before.
 
 Training: one step (forward, backward, AdamW) at 16,384 tokens, batch 2, for every kind:
 time and peak memory, Reformer with and without reversible layers, the other kinds with
@@ -32,7 +36,7 @@ cost time.
 Attention settings: linformer k 128, nystrom 64 landmarks, reformer 4 hashes and buckets of 64.
 
     python bench/long_context.py [--kinds linformer,nystrom] [--repeats N] [--lengths 16384,32768]
-        [--no-train] [--no-depth] [--no-live] [--replay 8760] [--json]
+        [--paired ROUNDS] [--no-train] [--no-depth] [--no-live] [--replay 8760] [--json]
 """
 
 from __future__ import annotations
@@ -157,6 +161,32 @@ def forward_case(case: dict) -> dict:
             "gflop": _count_flops(runner.model, case["seq"]) / 1e9, "gemm_gflops": _gemm_rate(case["seq"])}
 
 
+def paired_case(case: dict) -> dict:
+    """Per-bar forward times of every kind at one length in one process, the kinds taking turns
+    round after round (the order reversed every other round), so that each round's ratios to
+    full compare forwards made moments apart: on this shared machine full's own time swings
+    between runs (3.3 to 6.5 s at 16,384), which moves ratios made from separate processes."""
+    import torch
+
+    from models.runner import ModelRunner
+
+    torch.set_num_threads(THREADS)
+    runners = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in case["kinds"]:
+            runners[kind] = ModelRunner.load(str(_checkpoint(kind, case["seq"], Path(tmp) / f"{kind}.pt")))
+    window = np.random.default_rng(1).standard_normal((case["seq"], FEATURES)).astype(np.float32)
+    times: dict[str, list[float]] = {kind: [] for kind in runners}
+    for runner in runners.values():
+        runner.forward(window)
+    for round_ in range(case["rounds"]):
+        for kind in (case["kinds"] if round_ % 2 == 0 else case["kinds"][::-1]):
+            began = time.perf_counter()
+            runners[kind].forward(window)
+            times[kind].append(time.perf_counter() - began)
+    return {"times": times}
+
+
 def train_case(case: dict) -> dict:
     """One training step's time and peak memory (in a fresh process)."""
     import torch
@@ -258,6 +288,35 @@ def full_refusal(seq: int, budget_s: float) -> str | None:
     except DoesNotFitError as exc:
         return str(exc)
     return None
+
+
+def paired(seq: int, kinds: list[str], rounds: int) -> dict:
+    """Each efficient kind's per-round ratios to full at ``seq`` from :func:`paired_case`:
+    their median, least and greatest, and the rounds' median times."""
+    print(f"  paired forwards of {', '.join(kinds)} at {seq:,}, {rounds} rounds ...", file=sys.stderr)
+    row = in_subprocess({"what": "paired", "kinds": kinds, "seq": seq, "rounds": rounds})
+    if "times" not in row:
+        return row
+    full = row["times"]["full"]
+    row["ratios"] = {kind: [f / t for f, t in zip(full, times, strict=True)]
+                     for kind, times in row["times"].items() if kind != "full"}
+    return row
+
+
+def print_paired(row: dict, say) -> None:
+    if "ratios" not in row:
+        say(f"\npaired ratios at {row['seq']:,}: {row.get('error')}")
+        return
+    times = row["times"]
+    say(f"\npaired ratios at {row['seq']:,}: {row['rounds']} rounds, every kind's forward in turn in one "
+        f"process (full's median {statistics.median(times['full']):.3f} s, "
+        f"least {min(times['full']):.3f}, most {max(times['full']):.3f})")
+    for kind, ratios in row["ratios"].items():
+        target = TARGET.get(kind) if row["seq"] == 16384 else None
+        median = statistics.median(ratios)
+        verdict = "" if target is None else f"  target >= {target:g}  {'PASS' if median >= target else 'MISS'}"
+        say(f"  {kind:<10} median {statistics.median(times[kind]):.4f} s, x full {median:5.1f} "
+            f"(rounds {min(ratios):.1f} to {max(ratios):.1f}){verdict}")
 
 
 def inference(lengths: list[int], kinds: list[str], repeats: int, full_repeats: int, budget_s: float,
@@ -408,6 +467,9 @@ def main() -> int:
                         help="forward passes per efficient kind (default 10)")
     parser.add_argument("--full-repeats", type=int, default=3,
                         help="forward passes of full attention (default 3)")
+    parser.add_argument("--paired", type=int, default=5, metavar="ROUNDS",
+                        help="rounds of the paired ratios at the first length, every kind's forward in "
+                             "turn in one process (default 5; 0 skips them)")
     parser.add_argument("--budget-s", type=float, default=30.0,
                         help="full attention runs only where a forward pass takes at most this (default 30)")
     parser.add_argument("--train-steps", type=int, default=1, help="training steps per case (default 1)")
@@ -425,7 +487,7 @@ def main() -> int:
     if args.case:
         case = json.loads(args.case)
         run = {"forward": forward_case, "train": train_case, "live": live_case,
-               "replay": replay_case}[case["what"]]
+               "replay": replay_case, "paired": paired_case}[case["what"]]
         print(json.dumps(run(case)))
         return 0
     import torch
@@ -439,6 +501,9 @@ def main() -> int:
         + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     out = {"inference": inference(lengths, kinds, args.repeats, args.full_repeats, args.budget_s, say)}
     print_inference(out["inference"], say)
+    if "full" in kinds and len(kinds) > 1 and args.paired:
+        out["paired"] = paired(lengths[0], kinds, args.paired)
+        print_paired(out["paired"], say)
     if not args.no_train:
         out["training"] = training(16384, 2, args.train_steps, say)
     if not args.no_depth:
