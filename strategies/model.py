@@ -66,7 +66,8 @@ to the next, each from the end of its own training data; ``papertape backtest --
 model --walk-forward N`` trains the folds and backtests them in one command.
 
 Portfolios. A run of ``--symbols A,B`` trades every symbol with the one checkpoint (train
-it on all of them: ``papertape train --data A=a.csv B=b.csv``). Each symbol has its own
+it on all of them: ``papertape train --data A=a.csv B=b.csv``; a symbol it was not trained on is
+traded with a warning that says so). Each symbol has its own
 window, fed only its own bars, its own forecasts (``Prediction.symbol``), exits and orders;
 live, the windows of one close time go to the model as one job off the event loop (each its
 own forward pass, so the bits equal a replay's), and their forecasts arrive together;
@@ -200,6 +201,12 @@ class ModelStrategy(Strategy):
                               f"{self.runners[0].meta['interval']} bars, the run has {self.interval} bars")
         if any(self.instrument_of(s).category == "inverse" for s in self.symbols):
             raise ConfigError("strategy model trades linear or spot contracts, not inverse")
+        trained = sorted({s for runner in self.runners for s in runner.meta.get("symbols", ())})
+        unseen = [s for s in self.symbols if trained and s not in trained]
+        if unseen:
+            self.log.warning("the checkpoint was trained on %s, not on %s: %s forecasts come from what it "
+                             "learned of the others", ", ".join(trained), ", ".join(unseen),
+                             "its" if len(unseen) == 1 else "their")
 
     def _active(self, open_ms: np.ndarray) -> np.ndarray:
         """Index of the checkpoint that trades each bar (by open time in ms), -1 for none."""

@@ -118,6 +118,24 @@ def test_the_checkpoint_names_the_symbols_it_was_trained_on(market):
     assert meta["symbols"] == list(SYMBOLS)
 
 
+def test_a_symbol_the_checkpoint_never_saw_is_traded_with_a_warning(market, tmp_path, caplog):
+    bars, files, _ = market
+    result = train_model({"BTCUSDT": bars["BTCUSDT"]}, TrainConfig(model="full", attention_options=OPTIONS["full"],
+                                                                   **TINY))
+    assert result.meta["symbols"] == ["BTCUSDT"]
+    save_checkpoint(tmp_path / "btc.pt", result.model, result.meta)
+    with caplog.at_level("WARNING"):
+        done = run(tmp_path / "l.db", files, {**PARAMS, "checkpoint": tmp_path / "btc.pt"})
+    assert done.status == "finished"
+    said = [r.getMessage() for r in caplog.records if "not on" in r.getMessage()]
+    assert said == ["the checkpoint was trained on BTCUSDT, not on ETHUSDT: its forecasts come from what it "
+                    "learned of the others"]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        run(tmp_path / "l.db", files, {**PARAMS, "checkpoint": tmp_path / "btc.pt"}, symbols=("BTCUSDT",))
+    assert not [r for r in caplog.records if "not on" in r.getMessage()]
+
+
 def test_a_portfolio_of_trade_archives_forecasts_every_symbol_from_its_own_bars(tmp_path):
     """Forecasts computed ahead from each symbol's bars, as the run's aggregators make them
     (a bar that differed would stop the run), equal per-bar inference."""
