@@ -45,7 +45,7 @@ from engine.core.errors import UserError
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 3  # 2: rows outside the sanity bounds are malformed; 3: repeated trades
-PARSE_CHUNK_ROWS = 1_000_000
+PARSE_CHUNK_ROWS = 100_000
 ID_DTYPE = np.dtype("S36")
 COLUMNS = {"ts": np.dtype(np.int64), "price": np.dtype(np.float64),
            "size": np.dtype(np.float64), "side": np.dtype(np.int8), "trade_id": ID_DTYPE}
@@ -241,7 +241,7 @@ def parse_trade_csv(path: Path, layout: str) -> _Parsed:
             chunksize=PARSE_CHUNK_ROWS, skip_blank_lines=False, compression="infer",
         )
         for chunk in progress.bar(iterable=_chunks_quietly(reader), unit=" chunks", leave=False,
-                                  desc=f"parse {path.name} (1M rows a chunk, once: then cached)"):
+                                  desc=f"parse {path.name} (100k rows a chunk, once: then cached)"):
             if chunk.empty:  # a header without rows: no trades, said below
                 continue
             chunk = chunk.rename(columns=names)
@@ -381,11 +381,13 @@ def _clean_chunk(chunk, layout, reasons, examples, path, line0, day_start=None):
         ("unknown side", side == 0),
     )
     ok = np.ones(len(chunk), dtype=bool)
+    found: list[tuple[int, str]] = []
     for reason, bad in checks:
         bad &= ok  # one reason per row: the first that applies
         if bad.any():
             ok &= ~bad
             reasons[reason] += int(bad.sum())
-            for row in np.flatnonzero(bad)[: max(0, _EXAMPLES_KEPT - len(examples))]:
-                examples.append(f"{path}:{line0 + int(row)}: {reason}")
+            found += [(int(row), reason) for row in np.flatnonzero(bad)[:_EXAMPLES_KEPT]]
+    room = max(0, _EXAMPLES_KEPT - len(examples))  # the first malformed rows in file order
+    examples += [f"{path}:{line0 + row}: {reason}" for row, reason in sorted(found)[:room]]
     return ts, price, size, side, ok
