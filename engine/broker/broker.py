@@ -68,6 +68,7 @@ class SimulatedBroker:
         self.match_on, self.fill_at = match_on, fill_at
         self.orders = OrderBook()
         self.active: list[Order] = []
+        self._working: dict[str, list[Order]] = {}  # ``active`` by symbol, in its order: what a bar matches
         self.pending: list[Order] = []
         self.rejections: Counter[str] = Counter()  # by reason with its numbers as N
         self.first_rejections: dict[str, str] = {}  # the first reason of each, numbers and all
@@ -98,6 +99,11 @@ class SimulatedBroker:
         """Orders on their way to the venue or working there, oldest first."""
         return [o for o in (*self.pending, *self.active)
                 if strategy_id is None or o.strategy_id == strategy_id]
+
+    def activate(self, order: Order) -> None:
+        """Put ``order`` among the orders working at the venue (also a restored one)."""
+        self.active.append(order)
+        self._working.setdefault(order.symbol, []).append(order)
 
     def start_funding(self, from_ns: int) -> None:
         """Settle funding every interval (00:00, 08:00, 16:00 UTC by default) from now on."""
@@ -155,7 +161,7 @@ class SimulatedBroker:
             last = self.account.marks.get(order.symbol)
             order.marketable = order.tif in ("IOC", "FOK") or (
                 last is not None and (order.price - last) * order.side >= 0)
-        self.active.append(order)
+        self.activate(order)
         if self.match_on == "bars" and self.fill_at == "close" and order.type == "market":
             bar = self._last_bar.get(order.symbol)
             if bar is not None:
@@ -170,7 +176,7 @@ class SimulatedBroker:
             return
         symbol = tr.symbol
         self.account.set_mark(symbol, float(tr.price[-1]))
-        if self.match_on == "trades" and self.active:
+        if self.match_on == "trades" and self._working.get(symbol):
             self._match_trades(tr)
         liq = liquidation_price_now(self.account, self._liq_price, symbol,
                                     lambda long: float(tr.price.min() if long else tr.price.max()))
@@ -186,7 +192,7 @@ class SimulatedBroker:
         self._last_bar[symbol] = bar
         if self.match_on != "bars":
             return  # trades mark and match; a bar closing after its delay must not re-mark
-        if self.active:
+        if self._working.get(symbol):
             self._match_bar(bar)
         liq = liquidation_price_now(self.account, self._liq_price, symbol,
                                     lambda long: bar.low if long else bar.high)
@@ -198,7 +204,7 @@ class SimulatedBroker:
 
     def _match_trades(self, tr: Trades) -> None:
         all_price, all_size, all_ts = tr.price, tr.size, tr.ts_event
-        for order in [o for o in self.active if o.symbol == tr.symbol]:
+        for order in tuple(self._working[tr.symbol]):
             if order.status != "active":
                 continue
             # Only trades that happened at the venue after the order got there may fill it. A
@@ -287,7 +293,7 @@ class SimulatedBroker:
         return math.floor(qty / step + 1e-9) * step
 
     def _match_bar(self, bar: Bar) -> None:
-        for order in [o for o in self.active if o.symbol == bar.symbol]:
+        for order in tuple(self._working[bar.symbol]):
             if order.status != "active" or order.arrival >= bar.close_time:
                 continue
             when = max(order.arrival, bar.open_time)
@@ -376,6 +382,7 @@ class SimulatedBroker:
         order.status = status
         if order in self.active:
             self.active.remove(order)
+            self._working[order.symbol].remove(order)
         self.orders.retire(order)
         self._update(order.id, order.symbol, order.strategy_id, status, reason)
 
@@ -388,7 +395,7 @@ class SimulatedBroker:
         close what :func:`account_closeout` lists (taker) and cancel those symbols' orders."""
         for sym, pos, at in account_closeout(self.account, symbol, price):
             log.warning("%s liquidated: position %g at %g", sym, pos, at)
-            for order in [o for o in self.active if o.symbol == sym]:
+            for order in tuple(self._working.get(sym, ())):
                 self._finish(order, "canceled", "liquidation")
             self._liq_seq += 1
             self._book(f"liquidation-{self._liq_seq}", "broker", sym, -1 if pos > 0 else 1, abs(pos), at,

@@ -154,7 +154,7 @@ def _restore_orders(session: Session, reader: LedgerReader, ids: list[int], fill
                       triggered=o.client_order_id in triggered)
         order.status = "done" if o.client_order_id in finished else "active"
         if order.status == "active" and order.id in accepted:
-            broker.active.append(order)
+            broker.activate(order)
         elif order.status == "active":
             order.status = "lost"  # sent but never accepted before the crash: not on the venue
         broker.orders.add(order)
