@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
+from math import inf
 from operator import add
 
 
@@ -30,9 +31,7 @@ class Position:
     realized_pnl: float = 0.0
 
 
-_REFOLD = 256  # running-sum updates between exact folds (each adds at most a few ulps of the scale)
-_QUICK_SLACK = 1e-6  # of the scale: far beyond _REFOLD updates' rounding, unless the scale shrinks
-_SHRUNK = 1e-3  # 4e6-fold since the fold; fills can do that at once: fold again when they shrink it
+_BAND_SLACK = 1e-6  # of the scale, kept back from the bands' shares: far beyond the folds' rounding
 
 
 class Account:
@@ -57,12 +56,10 @@ class Account:
         # yet) and the cash then (None: unchanged), so remembered_totals() can fold that state
         self._saved: dict[str, tuple[float, float] | None] | None = None
         self._saved_cash: float | None = None
-        # the terms' running sums and the sum of their sizes (the scale of the sums' rounding),
-        # for a quick clear_of_liquidation, kept from a second position on; folded again every
-        # _REFOLD updates and when fills shrank the scale below _SHRUNK of its peak (at fills)
-        self._run_equity = self._run_notional = self._run_gross = self._run_peak = 0.0
-        self._run_updates = 0
-        self._running = False
+        # each position's band of marks, (low, high), while the account is clear of liquidation
+        # with every mark inside its own: worked out when first asked, dropped (None) when a
+        # mark leaves its band, at fills and funding (see clear_of_liquidation)
+        self._bands: dict[str, tuple[float, float]] | None = None
         self.fees_paid = 0.0
         self.funding_paid = 0.0
 
@@ -74,8 +71,7 @@ class Account:
             if saved is not None and symbol not in saved:
                 saved[symbol] = None
             self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
-            if len(self.positions) == 2:
-                self._running, self._run_updates = True, _REFOLD
+            self._bands = None
         return pos
 
     def set_mark(self, symbol: str, price: float) -> None:
@@ -99,12 +95,12 @@ class Account:
         else:
             mark = self.marks.get(symbol, pos.avg_price)
             equity, notional = qty * (mark - pos.avg_price), abs(qty) * mark
+            bands = self._bands
+            if bands is not None:
+                low, high = bands[symbol]
+                if not low <= mark <= high:
+                    self._bands = None
         equity_terms[symbol], notional_terms[symbol] = equity, notional
-        if self._running:
-            self._run_equity += equity - old_equity
-            self._run_notional += notional - old_notional
-            self._run_gross += abs(equity) - abs(old_equity)
-            self._run_updates += 1
 
     def apply_fill(self, symbol: str, side: int, qty: float, price: float, fee: float) -> float:
         """Book a fill; returns the gross realized PnL it produced."""
@@ -134,9 +130,8 @@ class Account:
             self.cash += realized - fee
         self.fees_paid += fee
         self.marks.setdefault(symbol, price)
-        before = self._run_gross + self._run_notional
         self._update_terms(symbol)
-        self._run_peak = max(self._run_peak, before, self._run_gross + self._run_notional)
+        self._bands = None
         return realized
 
     def apply_funding(self, symbol: str, rate: float, mark: float) -> float:
@@ -148,6 +143,7 @@ class Account:
         self._save_cash()
         self.cash -= payment
         self.funding_paid += payment
+        self._bands = None
         return payment
 
     def unrealized(self, symbol: str) -> float:
@@ -209,33 +205,51 @@ class Account:
         """Whether the account's equity stays clearly above its maintenance margin with
         ``symbol`` marked at ``price`` and every other mark as now (true for spot and for no
         position): then no liquidation price of ``symbol`` lies between its mark and
-        ``price``, and :meth:`liquidation_price` need not be asked. The running sums answer
-        when the margin is wide (every bar of a portfolio asks); the exact folds otherwise."""
+        ``price``, and :meth:`liquidation_price` need not be asked. A price inside the
+        position's band answers at once (every bar of a portfolio asks); the exact folds others."""
         pos = self.positions.get(symbol)
         if self.category != "linear" or pos is None or pos.qty == 0.0:
             return True
-        if self._run_updates >= _REFOLD or self._run_gross + self._run_notional < _SHRUNK * self._run_peak:
-            self._refold()
+        bands = self._bands
+        if bands is None:
+            bands = self._bands = self._bands_now()
+        low, high = bands[symbol]
+        if low <= price <= high:
+            return True
         qty = pos.qty
         move = price - self.marks.get(symbol, pos.avg_price)
-        equity = self.cash + self._run_equity + qty * move
-        maintenance = self.maintenance_margin * (self._run_notional + abs(qty) * move)
-        scale = abs(self.cash) + self._run_gross + self._run_notional + abs(qty * move)
-        if equity - maintenance > _QUICK_SLACK * scale + 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9:
-            return True
         equity = reduce(add, self._equity_terms.values(), self.cash)
         notional = reduce(add, self._notional_terms.values(), 0.0)
         equity += qty * move
         maintenance = self.maintenance_margin * (notional + abs(qty) * move)
         return equity - maintenance > 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9
 
-    def _refold(self) -> None:
-        terms = self._equity_terms.values()
-        self._run_equity = reduce(add, terms, 0.0)
-        self._run_notional = reduce(add, self._notional_terms.values(), 0.0)
-        self._run_gross = reduce(add, map(abs, terms), 0.0)
-        self._run_peak = self._run_gross + self._run_notional
-        self._run_updates = 0
+    def _bands_now(self) -> dict[str, tuple[float, float]]:
+        """Each position's band of marks: the open ones share the margin between equity and
+        maintenance now (less the checks' tolerance and _BAND_SLACK of the scale) equally,
+        each band ending where its position's loss from its mark now uses up its share, so
+        with every mark inside its band the exact check is clear (empty bands when it is not)."""
+        mmr = self.maintenance_margin
+        equity = reduce(add, self._equity_terms.values(), self.cash)
+        notional = reduce(add, self._notional_terms.values(), 0.0)
+        maintenance = mmr * notional
+        scale = abs(self.cash) + reduce(add, map(abs, self._equity_terms.values()), 0.0) + notional
+        margin = equity - maintenance - 1e-9 * (abs(equity) + abs(maintenance)) - 1e-9 - _BAND_SLACK * scale
+        opened = sum(pos.qty != 0.0 for pos in self.positions.values())
+        share = margin / opened if opened and 0.0 <= mmr < 1.0 else -1.0
+        bands = {}
+        for symbol, pos in self.positions.items():
+            qty = pos.qty
+            mark = self.marks.get(symbol, pos.avg_price)
+            if qty == 0.0:
+                bands[symbol] = (-inf, inf)
+            elif share <= 0.0:
+                bands[symbol] = (inf, -inf)
+            elif qty > 0:
+                bands[symbol] = (mark - share / (qty * (1.0 - mmr)), inf)
+            else:
+                bands[symbol] = (-inf, mark + share / (-qty * (1.0 + mmr)))
+        return bands
 
     def liquidation_price(self, symbol: str) -> float | None:
         """The mark of ``symbol`` at which the account's equity falls to its maintenance
