@@ -146,6 +146,11 @@ class Account:
         self._bands = None
         return payment
 
+    def restored(self) -> None:
+        """Drop what the account derives from its cash and positions (the liquidation bands)
+        once they were written directly, as a resume from the ledger writes its cash."""
+        self._bands = None
+
     def unrealized(self, symbol: str) -> float:
         pos = self.positions.get(symbol)
         if pos is None or pos.qty == 0.0:

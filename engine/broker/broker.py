@@ -92,6 +92,7 @@ class SimulatedBroker:
     def account_restored(self) -> None:
         """Derive again what the broker keeps from the account (each position's liquidation
         price) after the account was restored from a ledger."""
+        self.account.restored()
         for symbol in self.account.positions:
             self._liq_price[symbol] = self.account.liquidation_price(symbol)
 
