@@ -37,7 +37,7 @@ from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
 from engine.broker.funding import FundingSchedule
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
 from engine.broker.liquidation import account_closeout, breach_in_bar, breach_in_trades, liquidation_price_now
-from engine.broker.orders import QTY_EPS, Order, OrderBook
+from engine.broker.orders import QTY_EPS, Order, OrderBook, cap_at_limit
 from engine.core.bus import Bus
 from engine.core.events import (
     AccountUpdate,
@@ -246,7 +246,7 @@ class SimulatedBroker:
         qty = order.remaining
         if not self.fill_model.capped:
             taken = self.slippage.price(order.symbol, float(price[0]), order.side, qty)
-            fill_price = self._cap_at_limit(order, taken)
+            fill_price = cap_at_limit(order, taken)
             self._fill(order, qty, fill_price, "taker", int(ts[0]))
             return
         avail = np.minimum(np.cumsum(size * self.fill_model.max_participation), qty)
@@ -258,17 +258,10 @@ class SimulatedBroker:
         if order.tif == "FOK" and got < qty - QTY_EPS:
             return
         vwap = float(np.dot(price[used], take[used]) / got)
-        fill_price = self._cap_at_limit(order, self.slippage.price(order.symbol, vwap, order.side, got))
+        fill_price = cap_at_limit(order, self.slippage.price(order.symbol, vwap, order.side, got))
         lot = self._lot(order, got)
         if lot > 0:  # less than one lot available: no fill yet
             self._fill(order, lot, fill_price, "taker", int(ts[used][-1]))
-
-    @staticmethod
-    def _cap_at_limit(order: Order, price: float) -> float:
-        """A taker limit order never fills beyond its limit, slippage included."""
-        if order.type != "limit":
-            return price
-        return min(price, order.price) if order.side > 0 else max(price, order.price)
 
     def _rest_fill(self, order: Order, limit: float, size: np.ndarray, ts: np.ndarray) -> None:
         """Fill a resting limit order at its price against trades that went through it."""
@@ -314,7 +307,7 @@ class SimulatedBroker:
             else:
                 limit = order.price
                 if order.marketable and (bar.open - limit) * order.side <= 0:
-                    price = self._cap_at_limit(
+                    price = cap_at_limit(
                         order, self.slippage.price(order.symbol, bar.open, order.side, order.remaining))
                     self._bar_fill(order, price, cap, "taker", when)
                 elif (bar.open - limit) * order.side < 0:  # gapped through a resting order:

@@ -130,3 +130,10 @@ def _numbered(order_id: str) -> tuple[str, int | None]:
     if dash and digits.isascii() and digits.isdigit() and (digits[0] != "0" or digits == "0"):
         return prefix, int(digits)
     return order_id, None
+
+
+def cap_at_limit(order: Order, price: float) -> float:
+    """A taker limit order never fills beyond its limit, slippage included."""
+    if order.type != "limit":
+        return price
+    return min(price, order.price) if order.side > 0 else max(price, order.price)
