@@ -66,9 +66,9 @@ to the next, each from the end of its own training data; ``papertape backtest --
 model --walk-forward N`` trains the folds and backtests them in one command.
 
 Portfolios. A run of ``--symbols A,B`` trades every symbol with the one checkpoint (train
-it on all of them: ``papertape train --data A=a.csv B=b.csv``; a symbol it was not trained on is
-traded with a warning that says so). Each symbol has its own
-window, fed only its own bars, its own forecasts (``Prediction.symbol``), exits and orders;
+it on all of them: ``papertape train --data A=a.csv B=b.csv``; a symbol it was not trained
+on is traded with a warning that says so). Each symbol has its own window, fed only its own
+bars, its own forecasts (``Prediction.symbol``), exits and orders;
 live, the windows of one close time go to the model as one job off the event loop (each its
 own forward pass, so the bits equal a replay's), and their forecasts arrive together;
 sizes are per symbol (``notional`` each; ``allocation`` and ``volatility`` size each symbol
