@@ -60,7 +60,10 @@ def test_a_slow_model_drops_late_forecasts_and_never_holds_up_the_feed(tmp_path)
     forecasts = query(ledger, "SELECT * FROM predictions WHERE run_id = ? ORDER BY id", (run_id,))
     late, on_time = forecasts[forecasts.dropped == 1], forecasts[forecasts.dropped == 0]
     assert len(late) == result["predictions_dropped"] >= 2
-    assert (late.latency_ns >= 3e9).all() and (on_time.latency_ns < 2e9).all() and len(on_time) >= 2
+    # a dropped forecast came after the next bar's close (2 s and the close delay after its own);
+    # a slowed one (3 s) is never on time, whatever the machine's load makes of the fast ones
+    assert (late.latency_ns > INTERVAL_MS * 1_000_000).all()
+    assert (on_time.latency_ns < 3e9).all() and len(on_time) >= 2
     # the window was full at the first live bar (history), so it got a forecast
     assert forecasts.ts_event.iloc[0] == bars_live.open_time.iloc[0] + INTERVAL_MS * 1_000_000
     orders = query(ledger, "SELECT * FROM orders WHERE run_id = ?", (run_id,))
