@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.analysis.metrics import round_trips, symbol_rows
+from engine.analysis.fill_fold import FillFold, fold_fills
+from engine.ledger.reader import frame_fill_blocks
 
 
 def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.DataFrame,
@@ -20,24 +21,28 @@ def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.Dat
     ``avg_price``), funding (``symbol``, ``payment``) and a summary of each symbol's
     snapshots (indexed by symbol: ``exposure``, the share with a position open, and
     ``last_mark``, the last one's mark price)."""
+    return folded_symbol_metrics(fold_fills(*frame_fill_blocks(fills)), funding, snapshots, symbols)
+
+
+def folded_symbol_metrics(fills: FillFold, funding: pd.DataFrame, snapshots: pd.DataFrame,
+                          symbols: list[str]) -> dict[str, dict[str, Any]]:
+    """:func:`symbol_metrics` of the fills folded (:func:`~engine.analysis.fill_fold.fold_fills`)."""
     out: dict[str, dict[str, Any]] = {}
-    # each symbol's rows in their order, found once (a mask per symbol compared every fill's
-    # symbol), taken one symbol at a time (a groupby's groups are a copy of every fill at once)
-    rows_of = dict(symbol_rows(fills["symbol"])) if len(fills) else {}
+    code_of = {symbol: k for k, symbol in enumerate(fills.symbols) if fills.counts[k]}
     payments = funding.groupby("symbol", sort=False)["payment"] if len(funding) else None
     paid_by = dict(tuple(payments)) if payments is not None else {}
     for symbol in symbols:
-        own = fills.take(rows_of[symbol]) if symbol in rows_of else fills.iloc[:0]
+        k = code_of.get(symbol)
         paid = float(paid_by[symbol].sum()) if symbol in paid_by else 0.0
         snap = snapshots.loc[symbol] if symbol in snapshots.index else None
-        fees = float(own["fee"].sum())
-        pnl = float(own["realized_pnl"].sum()) - fees - paid
-        if len(own) and own["position"].iloc[-1] != 0.0 and snap is not None:
-            last = own.iloc[-1]
-            pnl += float(last["position"]) * (float(snap["last_mark"]) - float(last["avg_price"]))
-        trips = round_trips(own) if len(own) else np.empty(0)
+        fees = float(fills.own_fees[k].total()) if k is not None else 0.0
+        pnl = (float(fills.own_realized[k].total()) if k is not None else 0.0) - fees - paid
+        last = fills.last[k] if k is not None else None
+        if last is not None and last[0] != 0.0 and snap is not None:
+            pnl += last[0] * (float(snap["last_mark"]) - last[1])
+        trips = fills.trips[k].result() if k is not None else np.empty(0)
         out[symbol] = {
-            "fills": int(len(own)),
+            "fills": fills.counts[k] if k is not None else 0,
             "pnl": pnl,
             "fees": fees,
             "funding": paid,
@@ -49,10 +54,9 @@ def symbol_metrics(fills: pd.DataFrame, funding: pd.DataFrame, snapshots: pd.Dat
 
 
 def by_symbol_for_run(reader, run_id: int) -> dict[str, dict[str, Any]]:
-    """:func:`symbol_metrics` of a run (and the runs it resumed) read from its ledger."""
+    """:func:`symbol_metrics` of a run (and the runs it resumed) read from its ledger, its
+    fills folded a block at a time."""
     ids = reader.chain(run_id)
     symbols = reader.run(ids[-1])["symbol"].split(",")
-    fills = reader.fill_numbers(ids)
-    funding = reader.funding(ids, "symbol, payment")
-    snapshots = reader.exposure(ids)
-    return symbol_metrics(fills, funding, snapshots, symbols)
+    fills = fold_fills(*reader.fill_blocks(ids))
+    return folded_symbol_metrics(fills, reader.funding(ids, "symbol, payment"), reader.exposure(ids), symbols)

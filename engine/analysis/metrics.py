@@ -20,14 +20,17 @@ per symbol.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from engine.analysis.curve_fold import Chunk, Drawdown, fold_curve
+from engine.analysis.fill_fold import FillFold, RoundTrips, fold_fills
 from engine.bars.aggregator import parse_interval
 from engine.core.clock import NS_PER_S
+from engine.ledger.reader import frame_fill_blocks, frame_passes
 
 SECONDS_PER_YEAR = 365 * 86400
 METRIC_KEYS = (
@@ -37,23 +40,31 @@ METRIC_KEYS = (
 )
 
 
-def periods_per_year(interval: str, equity_ts: np.ndarray) -> float:
-    """Bars per year: exact for time bars, observed bar rate for tick/volume/value bars."""
+def periods_per_year(interval: str, count: int, first_ns: np.int64, last_ns: np.int64) -> float:
+    """Bars per year: exact for time bars, observed bar rate for tick/volume/value bars (of
+    ``count`` snapshots from ``first_ns`` to ``last_ns``)."""
     spec = parse_interval(interval)
     if spec.is_time:
         return SECONDS_PER_YEAR * NS_PER_S / spec.size
-    span = (equity_ts[-1] - equity_ts[0]) / NS_PER_S if len(equity_ts) > 1 else 0
-    return (len(equity_ts) - 1) * SECONDS_PER_YEAR / span if span > 0 else float("nan")
+    span = (last_ns - first_ns) / NS_PER_S if count > 1 else 0
+    return (count - 1) * SECONDS_PER_YEAR / span if span > 0 else float("nan")
 
 
 def return_stats(returns: np.ndarray, per_year: float) -> dict[str, float | None]:
     """Annualised volatility, Sharpe and Sortino of a return series."""
     if len(returns) < 2 or not math.isfinite(per_year):
-        return {"volatility": None, "sharpe": None, "sortino": None}
+        return annualised(len(returns), 0.0, 0.0, 0.0, per_year)
     mean = float(returns.mean())
     std = float(returns.std(ddof=1))
     losses = np.minimum(returns, 0.0)
     downside = float(np.sqrt(np.mean(np.square(losses, out=losses))))
+    return annualised(len(returns), mean, std, downside, per_year)
+
+
+def annualised(n: int, mean: float, std: float, downside: float, per_year: float) -> dict[str, float | None]:
+    """:func:`return_stats` from ``n`` returns' mean, standard deviation and downside deviation."""
+    if n < 2 or not math.isfinite(per_year):
+        return {"volatility": None, "sharpe": None, "sortino": None}
     root = math.sqrt(per_year)
     return {
         "volatility": std * root,
@@ -65,45 +76,20 @@ def return_stats(returns: np.ndarray, per_year: float) -> dict[str, float | None
 def drawdown(equity: np.ndarray, ts: np.ndarray) -> tuple[float, float]:
     """Largest peak-to-trough fall as a positive fraction, and the longest time in seconds
     spent below a previous peak: from the peak's snapshot to the first snapshot back at or
-    above it (or to the last snapshot, if it never got back). Works in place where it can:
-    at most two curve-long temporaries at a time (there were seven, 65 bytes a snapshot)."""
+    above it (or to the last snapshot, if it never got back)."""
     if len(equity) == 0:
         return 0.0, 0.0
-    peaks = np.maximum.accumulate(equity)
-    below = equity < peaks
-    ratio = np.divide(equity, peaks, out=peaks)
-    depth = 1.0 - float(np.min(ratio))  # the largest 1 - ratio: 1 - x falls as x rises
-    del peaks, ratio
-    if not below.any():
-        return max(depth, 0.0), 0.0
-    peak_at = np.arange(len(equity))
-    peak_at[below] = 0
-    peak_ts = ts[np.maximum.accumulate(peak_at, out=peak_at)]  # when each snapshot's peak was set
-    del peak_at
-    back = np.flatnonzero(below[:-1] & ~below[1:]) + 1  # the snapshots that recovered
-    recovered = int((ts[back] - peak_ts[back - 1]).max()) if len(back) else 0
-    under = np.subtract(ts, peak_ts, out=peak_ts)  # time under water, where still below
-    first = under[np.argmax(below)]  # a value under water: the max over those starts there
-    longest = max(int(np.max(under, where=below, initial=first)), recovered)
-    return max(depth, 0.0), longest / NS_PER_S
+    fold = Drawdown()
+    fold.add(equity, ts)
+    return fold.result()
 
 
 def round_trips(fills: pd.DataFrame) -> np.ndarray:
     """Net PnL of each closed round trip, from fills' realized PnL, fees and positions."""
-    pnls: list[float] = []
-    current = 0.0
-    prev_pos = 0.0
-    for qty, fee, realized, pos in zip(fills.qty.tolist(), fills.fee.tolist(),
-                                       fills.realized_pnl.tolist(), fills.position.tolist(),
-                                       strict=True):
-        flipped = prev_pos != 0.0 and pos != 0.0 and (pos > 0) != (prev_pos > 0)
-        closing_share = abs(prev_pos) / qty if flipped else 1.0
-        current += realized - fee * closing_share
-        if pos == 0.0 or flipped:
-            pnls.append(current)
-            current = -fee * (1.0 - closing_share) if flipped else 0.0
-        prev_pos = pos
-    return np.array(pnls)
+    trips = RoundTrips()
+    trips.add(fills.qty.to_numpy(), fills.fee.to_numpy(), fills.realized_pnl.to_numpy(),
+              fills.position.to_numpy())
+    return trips.result()
 
 
 def compute_metrics(
@@ -122,41 +108,47 @@ def compute_metrics(
     return fill_metrics(curve, fills, funding)
 
 
-def curve_metrics(equity: pd.DataFrame, *, initial_cash: float, interval: str, start_ns: int) -> dict[str, Any]:
+def curve_metrics(equity: pd.DataFrame, *, initial_cash: float, interval: str,
+                  start_ns: int) -> dict[str, Any]:
     """What :func:`compute_metrics` takes from the equity snapshots alone, for
     :func:`fill_metrics` to finish: a run's curve and its fills need not be held at once."""
-    equity = portfolio_curve(equity)
-    eq = equity["equity"].to_numpy(dtype=np.float64)
-    ts = equity["ts"].to_numpy(dtype=np.int64)
-    curve = np.concatenate(([initial_cash], eq))
-    curve_ts = np.concatenate(([start_ns], ts))
-    final = float(curve[-1])
+    return folded_curve_metrics(frame_passes(equity), initial_cash=initial_cash, interval=interval,
+                                start_ns=start_ns)
+
+
+def folded_curve_metrics(passes: Callable[[], Iterable[Chunk]], *, initial_cash: float, interval: str,
+                         start_ns: int) -> dict[str, Any]:
+    """:func:`curve_metrics` of the snapshots' chunks ``(ts, equity, position != 0)`` in time
+    order, which ``passes()`` gives afresh at each call (see :func:`fold_curve`)."""
+    folded = fold_curve(passes, initial_cash=initial_cash, start_ns=start_ns)
+    n, final = folded["n"], folded["final"]
+    first_ns, last_ns = np.int64(start_ns), np.int64(folded["last_ts"] if n else start_ns)
     total = final / initial_cash - 1.0
-    years = (curve_ts[-1] - curve_ts[0]) / NS_PER_S / SECONDS_PER_YEAR
+    years = (last_ns - first_ns) / NS_PER_S / SECONDS_PER_YEAR
     cagr = float((final / initial_cash) ** (1.0 / years) - 1.0) if years > 0 and final > 0 else None
-    per_year = periods_per_year(interval, ts) if len(ts) else float("nan")
-    exposure = float((equity["position"] != 0).mean()) if len(equity) else 0.0
-    snapshots = len(eq)
-    del equity, eq, ts  # the curve is copied out: the frame goes, unless the caller keeps it
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bar_returns = curve[1:] / curve[:-1]
-        bar_returns -= 1.0
-    stats = return_stats(bar_returns, per_year)
-    del bar_returns
-    daily = daily_equity(curve, curve_ts)
-    daily_stats = return_stats(daily[1:] / daily[:-1] - 1.0, 365.0)
-    max_dd, dd_seconds = drawdown(curve, curve_ts)
+    per_year = periods_per_year(interval, n, np.int64(folded["first_ts"]), last_ns) if n else float("nan")
+    mean = float(folded["returns"] / n) if n else math.nan
+    downside = float(np.sqrt(folded["losses"] / n)) if n else math.nan
+    stats = annualised(n, mean, folded["std"], downside, per_year)
+    daily = folded["daily"]
+    max_dd, dd_seconds = folded["drawdown"]
     return {"total": total, "cagr": cagr, "stats": stats, "max_dd": max_dd, "dd_seconds": dd_seconds,
-            "exposure": exposure, "mean_equity": float(curve.mean()), "final": final, "interval": interval,
-            "per_year": per_year, "daily_stats": daily_stats, "days": int(max(len(daily) - 1, 0)),
-            "snapshots": snapshots}
+            "exposure": folded["opened"] / n if n else 0.0, "mean_equity": folded["mean_equity"],
+            "final": final, "interval": interval, "per_year": per_year,
+            "daily_stats": return_stats(daily[1:] / daily[:-1] - 1.0, 365.0),
+            "days": int(max(len(daily) - 1, 0)), "snapshots": n}
 
 
 def fill_metrics(curve: dict[str, Any], fills: pd.DataFrame, funding: pd.DataFrame) -> dict[str, Any]:
     """The metrics table from :func:`curve_metrics` of the snapshots, the fills and funding."""
-    trips = trips_of(fills)
+    return folded_metrics(curve, fold_fills(*frame_fill_blocks(fills)), funding)
+
+
+def folded_metrics(curve: dict[str, Any], fills: FillFold, funding: pd.DataFrame) -> dict[str, Any]:
+    """:func:`fill_metrics` of the fills folded (:func:`~engine.analysis.fill_fold.fold_fills`)."""
+    trips = fills.all_trips()
     wins, losses = trips[trips > 0], trips[trips <= 0]
-    traded = float(np.abs(fills.qty * fills.price).sum()) if len(fills) else 0.0
+    traded = float(fills.traded.total()) if fills.n else 0.0
     cagr, max_dd = curve["cagr"], curve["max_dd"]
     metrics = {
         "total_return": curve["total"],
@@ -171,10 +163,10 @@ def fill_metrics(curve: dict[str, Any], fills: pd.DataFrame, funding: pd.DataFra
         "avg_loss": float(losses.mean()) if len(losses) else None,
         "exposure": curve["exposure"],
         "turnover": traded / curve["mean_equity"],
-        "fees": float(fills.fee.sum()) if len(fills) else 0.0,
+        "fees": float(fills.fees.total()) if fills.n else 0.0,
         "funding": float(funding.payment.sum()) if len(funding) else 0.0,
         "n_trades": int(len(trips)),
-        "n_fills": int(len(fills)),
+        "n_fills": int(fills.n),
         "final_equity": curve["final"],
         "annualisation": {
             "bar": {"interval": curve["interval"], "periods_per_year": curve["per_year"]},
@@ -201,24 +193,6 @@ def portfolio_curve(equity: pd.DataFrame) -> pd.DataFrame:
                          "position": open_any.astype(np.float64)}, copy=False)
 
 
-def trips_of(fills: pd.DataFrame) -> np.ndarray:
-    """Round-trip PnLs of every symbol's fills (each symbol's position is its own)."""
-    if not len(fills):
-        return np.empty(0)
-    if "symbol" not in fills.columns or fills["symbol"].nunique() < 2:
-        return round_trips(fills)
-    return np.concatenate([round_trips(fills.take(rows)) for _, rows in symbol_rows(fills["symbol"])])
-
-
-def symbol_rows(symbols: pd.Series) -> Iterator[tuple[Any, np.ndarray]]:
-    """Each symbol and the positions of its rows, in order, symbols in the order they first
-    appear (as ``groupby(sort=False)`` has them), one at a time: a groupby's groups of 390,000
-    fills took 100 bytes a fill at once."""
-    codes, uniques = pd.factorize(symbols, sort=False)
-    for k, symbol in enumerate(uniques):
-        yield symbol, np.flatnonzero(codes == k)
-
-
 def daily_equity(curve: np.ndarray, ts: np.ndarray) -> np.ndarray:
     """The starting equity, then the last snapshot of each UTC day (``curve[0]`` is the
     start; a snapshot stamped exactly at midnight closes the day before)."""
@@ -242,11 +216,10 @@ def metrics_for_run(reader, run_id: int) -> dict[str, Any]:
     """Metrics of a run (and the runs it resumed) read from its ledger."""
     ids = reader.chain(run_id)
     first = reader.run(ids[0])
-    # only the columns the metrics use (a run can have 10^6 snapshots), the curve first and
-    # then the fills, never both at once; the curve reduced here, so the one read is not kept
-    curve = curve_metrics(portfolio_curve(reader.equity_curve(ids)), initial_cash=first["initial_cash"],
-                          interval=first["interval"], start_ns=first["data_start"])
-    return fill_metrics(curve, reader.fill_numbers(ids), reader.funding(ids, "payment"))
+    # the curve folded a chunk at a time (a run can have 10^6 snapshots), then the fills
+    curve = folded_curve_metrics(reader.curve_passes(ids), initial_cash=first["initial_cash"],
+                                 interval=first["interval"], start_ns=first["data_start"])
+    return folded_metrics(curve, fold_fills(*reader.fill_blocks(ids)), reader.funding(ids, "payment"))
 
 
 def forecasts_for_run(reader, run_id: int) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from engine.ledger import curve_columns
-from engine.ledger.reader import FILL_NUMBERS, empty_fill_numbers, unpack_curve
+from engine.ledger.reader import FILL_NUMBERS, frame_fill_blocks, frame_passes, unpack_curve
 from engine.ledger.schema import database_url
 from engine.ledger.store import COLUMNS, CURVE_TABLE, TABLES, WIDTHS, serialise
 
@@ -143,6 +143,10 @@ class MemoryReader:
     def equity_curve(self, run_ids: list[int]) -> pd.DataFrame:
         return unpack_curve(chunk[1:5] for chunk in self.ledger.packed_curve())
 
+    def curve_passes(self, run_ids: list[int]):
+        """:meth:`LedgerReader.curve_passes` of the rows held in memory (one chunk)."""
+        return frame_passes(self.equity_curve(run_ids))
+
     def exposure(self, run_ids: list[int]) -> pd.DataFrame:
         """:meth:`LedgerReader.exposure` of the rows held in memory."""
         values, width, names = self.ledger.buffers["equity"], WIDTHS["equity"], COLUMNS["equity"]
@@ -157,12 +161,10 @@ class MemoryReader:
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
 
-    def fill_numbers(self, run_ids: list[int]) -> pd.DataFrame:
-        """:meth:`LedgerReader.fill_numbers` of the rows held in memory."""
-        frame = self.fills(run_ids, ", ".join(["symbol", *(name for name, _ in FILL_NUMBERS)]))
-        if frame.empty:
-            return empty_fill_numbers()
-        return frame.astype(dict(FILL_NUMBERS) | {"symbol": "category"})
+    def fill_blocks(self, run_ids: list[int]) -> tuple[list[Any], list[int], list[dict[str, np.ndarray]]]:
+        """:meth:`LedgerReader.fill_blocks` of the rows held in memory (one block)."""
+        names = ", ".join(["symbol", *(name for name, _ in FILL_NUMBERS)])
+        return frame_fill_blocks(self.fills(run_ids, names))
 
     def funding(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("funding", run_ids, "ts_event, id", columns)

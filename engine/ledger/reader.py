@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ from engine.core.errors import UserError
 from engine.ledger import curve_columns
 from engine.ledger.liveness import effective_status
 from engine.ledger.schema import Run, open_engine
+
+CurveChunk = tuple[np.ndarray, np.ndarray, np.ndarray]  # ts, equity, position != 0
 
 
 class LedgerQueryError(UserError, LookupError):
@@ -46,31 +48,14 @@ class LedgerReader:
                 rows = [tuple(row) for row in result]
             return pd.DataFrame.from_records(rows, columns=list(result.keys()), coerce_float=False)
 
-    def numeric(self, sql: str, dtype: list[tuple[str, str]],
-                params: dict[str, Any] | None = None, count_sql: str | None = None) -> pd.DataFrame:
+    def numeric(self, sql: str, dtype: list[tuple[str, str]], params: dict[str, Any] | None = None) -> pd.DataFrame:
         """A query of numeric columns straight into a numpy structured array, row by row off
         the cursor: several times faster than a generic frame, and no list of a million
-        tuples in memory. With ``count_sql`` (the query's row count) the rows go a block at a
-        time into columns made at that size: 390,000 fills peaked at three times their 52
-        bytes a row (a grown array, then the frame's copy), now once."""
+        tuples in memory."""
         with self.engine.connect() as conn:
-            count = conn.execute(sa.text(count_sql), params or {}).scalar_one() if count_sql else None
             result = conn.execute(sa.text(sql), params or {})
             rows = result.cursor if result.cursor is not None else (tuple(r) for r in result)
-            if count is None:
-                return pd.DataFrame(np.fromiter(rows, dtype=dtype))
-            columns = {name: np.empty(count, kind) for name, kind in dtype}
-            at = 0
-            while len(block := np.fromiter(itertools.islice(rows, NUMERIC_BLOCK), dtype=dtype)):
-                if at + len(block) > count:  # rows added since the count
-                    columns = {name: np.concatenate((column[:at], block[name])) for name, column in columns.items()}
-                    count = at + len(block)
-                else:
-                    for name, column in columns.items():
-                        column[at : at + len(block)] = block[name]
-                at += len(block)
-        # contiguous columns, as a frame's own: a sum over a strided view can round differently
-        return pd.DataFrame({name: column[:at] for name, column in columns.items()}, copy=False)
+            return pd.DataFrame(np.fromiter(rows, dtype=dtype))
 
     def runs(self) -> pd.DataFrame:
         """Every run, newest first, with ``status`` showing ``interrupted`` for a run whose
@@ -142,6 +127,31 @@ class LedgerReader:
         return self.numeric(f"SELECT ts, equity, position FROM equity WHERE run_id IN ({marks}) "
                             "ORDER BY ts", [("ts", "i8"), ("equity", "f8"), ("position", "f8")])
 
+    def curve_passes(self, run_ids: list[int]) -> Callable[[], Iterator[CurveChunk]]:
+        """The snapshots as chunks ``(ts, equity, position != 0)`` in time order, afresh at each
+        call, for metrics folded a chunk at a time: the packed ``equity_curve`` chunks off the
+        cursor when :meth:`equity_curve` would read them and they are in time order (as a run
+        writes them), else the whole of :meth:`equity_curve` as one chunk."""
+        marks = ", ".join(str(int(i)) for i in run_ids)
+        runs = f"WHERE run_id IN ({marks})"
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT count(*) FROM equity {runs}")).scalar_one()
+            chunks, stands_for, last = conn.execute(sa.text(
+                "SELECT count(*), coalesce(sum(coalesce(bar_rows, n)), 0), max(id) "
+                f"FROM equity_curve {runs}")).one()
+            packed = f"FROM equity_curve {runs} AND id <= {int(last or 0)} ORDER BY id"
+            if (stands_for == rows or (rows == 0 and chunks)) and _in_time_order(conn, packed):
+                return lambda: self._packed_chunks(packed)
+        return frame_passes(self.equity_curve(run_ids))
+
+    def _packed_chunks(self, packed: str) -> Iterator[CurveChunk]:
+        stored = curve_columns.STORED.items()
+        with self.engine.connect() as conn:
+            for n, *blobs in conn.execute(sa.text(f"SELECT n, ts, equity, position {packed}")):
+                ts, equity, position = (_column(blob, dtype, n, name)
+                                        for (name, dtype), blob in zip(stored, blobs, strict=True))
+                yield ts, equity, position != 0
+
     def bar_columns(self, run_ids: list[int], symbol: str) -> dict[str, np.ndarray] | None:
         """``symbol``'s bars of the runs as numpy columns (``curve_columns.BAR_STORED``) in
         open-time order, from the packed ``bar_columns``; None when the chunks do not hold
@@ -165,25 +175,30 @@ class LedgerReader:
     def fills(self, run_ids: list[int], columns: str = "*") -> pd.DataFrame:
         return self.table("fills", run_ids, "ts_event, id", columns)
 
-    def fill_numbers(self, run_ids: list[int]) -> pd.DataFrame:
-        """The fills' :data:`FILL_NUMBERS` in time order and their ``symbol`` as a category,
-        read off the cursor into numpy: a run's 390,000 fills read as a generic frame peaked
-        at 170 MB, four times the frame, at the end of a 10-symbol run."""
+    def fill_blocks(self, run_ids: list[int]) -> tuple[list[str], list[int], Iterator[dict[str, np.ndarray]]]:
+        """The fills' symbols (sorted), each one's count, and the fills in time order as blocks
+        of :data:`NUMERIC_BLOCK` rows: ``symbol`` (codes into those symbols) and the
+        :data:`FILL_NUMBERS` as numpy columns off the cursor. A 10-symbol run's 390,000 fills,
+        read whole for the metrics, were 20 MB at the end of the run."""
         marks = ", ".join(str(int(i)) for i in run_ids)
         with self.engine.connect() as conn:
-            distinct = f"SELECT DISTINCT symbol FROM fills WHERE run_id IN ({marks}) ORDER BY symbol"
-            symbols = list(conn.execute(sa.text(distinct)).scalars())
-        if not symbols:
-            return empty_fill_numbers()
+            counted = conn.execute(sa.text(f"SELECT symbol, count(*), max(id) FROM fills WHERE run_id IN "
+                                           f"({marks}) GROUP BY symbol ORDER BY symbol")).all()
+        symbols = [symbol for symbol, _, _ in counted]
         codes = " ".join(f"WHEN :s{k} THEN {k}" for k in range(len(symbols)))
         numbers = ", ".join(name for name, _ in FILL_NUMBERS)
         sql = (f"SELECT CASE symbol {codes} END, {numbers} FROM fills WHERE run_id IN ({marks}) "
-               "ORDER BY ts_event, id")
-        frame = self.numeric(sql, [("symbol", "i4"), *FILL_NUMBERS],
-                             {f"s{k}": symbol for k, symbol in enumerate(symbols)},
-                             f"SELECT count(*) FROM fills WHERE run_id IN ({marks})")
-        frame["symbol"] = pd.Categorical.from_codes(frame["symbol"].to_numpy(), symbols)
-        return frame
+               f"AND id <= {max((last for _, _, last in counted), default=0)} ORDER BY ts_event, id")
+        params = {f"s{k}": symbol for k, symbol in enumerate(symbols)}
+        return symbols, [count for _, count, _ in counted], self._blocks(sql, params) if symbols else iter(())
+
+    def _blocks(self, sql: str, params: dict[str, Any]) -> Iterator[dict[str, np.ndarray]]:
+        dtype = [("symbol", "i4"), *FILL_NUMBERS]
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(sql), params)
+            rows = result.cursor if result.cursor is not None else (tuple(r) for r in result)
+            while len(block := np.fromiter(itertools.islice(rows, NUMERIC_BLOCK), dtype=dtype)):
+                yield {name: np.ascontiguousarray(block[name]) for name, _ in dtype}
 
     def exposure(self, run_ids: list[int]) -> pd.DataFrame:
         """Per symbol (the index): ``exposure``, the share of its snapshots with a position
@@ -232,7 +247,33 @@ class LedgerReader:
         return json.loads(self.run(run_id)["params"])
 
 
-NUMERIC_BLOCK = 16_384  # rows read off the cursor at a time into counted columns
+NUMERIC_BLOCK = 16_384  # fills read off the cursor at a time
+
+
+def frame_passes(frame: pd.DataFrame) -> Callable[[], Iterator[CurveChunk]]:
+    """:meth:`LedgerReader.curve_passes` of a curve held whole (``ts``, ``equity``, ``position``)."""
+    chunk = (frame["ts"].to_numpy(np.int64), frame["equity"].to_numpy(np.float64),
+             frame["position"].to_numpy() != 0)
+    return lambda: iter([chunk])
+
+
+def _in_time_order(conn, packed: str) -> bool:
+    """Whether the packed chunks' stamps never go back (read one blob at a time)."""
+    before = None
+    for n, blob in conn.execute(sa.text(f"SELECT n, ts {packed}")):
+        ts = _column(blob, curve_columns.STORED["ts"], n, "ts")
+        if len(ts) and ((before is not None and ts[0] < before) or bool((ts[1:] < ts[:-1]).any())):
+            return False
+        before = ts[-1] if len(ts) else before
+    return True
+
+
+def _column(blob: bytes, dtype: str, n: int, name: str) -> np.ndarray:
+    """One packed column of ``n`` values, in the machine's byte order."""
+    column = np.frombuffer(blob, dtype=dtype)
+    if len(column) != n:
+        raise LedgerQueryError(f"a packed chunk says {n} rows, its {name} has {len(column)}")
+    return column.astype(np.dtype(dtype).newbyteorder("="), copy=False)
 
 
 def _quoted(text: str) -> str:
@@ -244,11 +285,16 @@ FILL_NUMBERS = [("qty", "f8"), ("price", "f8"), ("fee", "f8"), ("realized_pnl", 
                 ("avg_price", "f8")]
 
 
-def empty_fill_numbers() -> pd.DataFrame:
-    """:meth:`LedgerReader.fill_numbers` of a run without fills."""
-    frame = pd.DataFrame({name: np.empty(0, dtype) for name, dtype in FILL_NUMBERS})
-    frame.insert(0, "symbol", pd.Categorical([]))
-    return frame
+def frame_fill_blocks(fills: pd.DataFrame) -> tuple[list[Any], list[int], list[dict[str, np.ndarray]]]:
+    """:meth:`LedgerReader.fill_blocks` of fills held whole (without a ``symbol`` column, the
+    fills of one unnamed symbol)."""
+    if "symbol" in fills.columns:
+        codes, symbols = pd.factorize(fills["symbol"].to_numpy(), sort=True)
+    else:
+        codes, symbols = np.zeros(len(fills), np.intp), np.array([None])
+    block = {"symbol": codes, **{name: fills[name].to_numpy(np.float64) for name, _ in FILL_NUMBERS
+                                 if name in fills.columns}}
+    return list(symbols), np.bincount(codes, minlength=len(symbols)).tolist(), [block] if len(fills) else []
 
 
 def unpack_curve(chunks: Iterable[tuple[int, bytes, bytes, bytes]]) -> pd.DataFrame:
