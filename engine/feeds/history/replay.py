@@ -122,14 +122,16 @@ class TradeReplay:
         last_ts = int(ts[-1]) if n else 0
         while lo < n:
             deadline = clock.next_deadline()
+            head = int(ts[lo])
+            if deadline is not None and deadline <= head:  # a timer is due before the next trade
+                bus.advance_to(deadline)
+                continue
             if fine is not None and fine():
-                cap = int(ts[lo]) + self.max_batch_ns
+                cap = head + self.max_batch_ns
                 deadline = cap if deadline is None else min(deadline, cap)
             if deadline is not None and deadline <= last_ts:
-                hi = lo + int(np.searchsorted(ts[lo:], deadline, side="left"))
-                if hi == lo:
-                    bus.advance_to(deadline)
-                    continue
+                # the sent part of the chunk is sorted before ts[lo] < deadline: search it all
+                hi = int(ts.searchsorted(deadline, "left"))
             else:
                 hi = n
             bus.process(Trades(
