@@ -42,6 +42,7 @@ from engine.bars.bar_sums import (
     scaled,
     slice_stats,
 )
+from engine.bars.chunk_runs import MIN_ROWS, ChunkRuns
 from engine.core.clock import NS_PER_S, Clock, Timer
 from engine.core.events import Bar, Trades
 from engine.core.typed import ConfigError
@@ -145,6 +146,8 @@ class TimeBarAggregator:
         self._last_close: float | None = None
         self._timer: Timer | None = None
         self._held = False
+        self._runs: ChunkRuns | None = None  # the chunk the last batches were cut from
+        self._pending: tuple[int, int, int] | None = None  # (first row, end row, key) of a run being filled
         self.late_trades = 0
         self.bars_emitted = 0
 
@@ -156,6 +159,11 @@ class TimeBarAggregator:
         ts = trades.ts_event
         if len(ts) == 0:
             return
+        runs = self._runs_of(trades)
+        row = None if runs is None else runs.row_of(trades)
+        if row is not None and self._fold_rows(runs, row, row + len(ts)):
+            return
+        self._flush()
         size, offset = self._size, self.spec.offset_ns
         first_key = (int(ts[0]) - offset) // size
         last_key = (int(ts[-1]) - offset) // size
@@ -175,6 +183,50 @@ class TimeBarAggregator:
         stats = group_stats(price, ts, vol, turn, starts)
         for i, key in enumerate(keys[starts].tolist()):
             self._fold(key, *(float(c[i]) for c in stats[:4]), *(int(c[i]) for c in stats[4:]))
+
+    def _runs_of(self, trades: Trades) -> ChunkRuns | None:
+        base = trades.ts_event.base
+        runs = self._runs
+        if runs is not None and base is runs.ts:
+            return runs
+        if base is None or len(base) < MIN_ROWS:
+            return None
+        self._flush()
+        self._runs = runs = ChunkRuns.of(trades, self._size, self.spec.offset_ns, self.inverse)
+        return runs
+
+    def _fold_rows(self, runs: ChunkRuns, lo: int, hi: int) -> bool:
+        """Fold chunk rows ``lo:hi``, each run they finish whole from its sums; False, folding
+        nothing, when they hold late trades (those go batch by batch, logged as ever)."""
+        g = runs.run_at(lo)
+        if self._next_key is None:
+            self._begin(runs.keys[g])
+        elif runs.keys[g] < self._next_key:
+            return False
+        if self._pending is not None and self._pending[1] != lo:
+            self._flush()
+        start = lo if self._pending is None else self._pending[0]
+        while True:
+            key, run_end = runs.keys[g], runs.starts[g + 1]
+            if run_end > hi:
+                self._pending = (start, hi, key)
+                return True
+            if start == runs.starts[g]:
+                self._fold(key, *runs.stats[g])
+            else:
+                self._fold(key, *runs.range_stats(start, run_end))
+            if run_end == hi:
+                self._pending = None
+                return True
+            start = run_end
+            g = runs.run_at(start)
+
+    def _flush(self) -> None:
+        """Fold the rows of the run being filled (a batch does not go on from them, or their bar closes)."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            self._fold(pending[2], *self._runs.range_stats(pending[0], pending[1]))
 
     def _fold(self, key, o, h, lo, c, vol, turn, n, first, last) -> None:
         if key < self._next_key:
@@ -243,6 +295,8 @@ class TimeBarAggregator:
 
     def _close_next(self) -> None:
         key = self._next_key
+        if self._pending is not None and self._pending[2] == key:
+            self._flush()
         self._next_key = key + 1
         partial = self._open.pop(key, None)
         skip = key == self._skip_key

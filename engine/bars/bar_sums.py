@@ -50,12 +50,16 @@ def slice_stats(price, ts, vol, turn, lo: int, hi: int) -> tuple:
 
 def scaled(trades: Trades, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
     """Per-trade volume and turnover as exact integers in the module's fixed units."""
-    size = trades.size
+    return scaled_columns(trades.price, trades.size, inverse)
+
+
+def scaled_columns(price: np.ndarray, size: np.ndarray, inverse: bool) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`scaled` of price and size columns (each trade's values alone: any slicing agrees)."""
     vol = np.rint(size * VOLUME_SCALE).astype(np.int64)
     if inverse:
-        turn = np.rint(size / trades.price * INVERSE_TURNOVER_SCALE).astype(np.int64)
+        turn = np.rint(size / price * INVERSE_TURNOVER_SCALE).astype(np.int64)
     else:
-        turn = np.rint(trades.price * size * TURNOVER_SCALE).astype(np.int64)
+        turn = np.rint(price * size * TURNOVER_SCALE).astype(np.int64)
     return vol, turn
 
 
