@@ -57,6 +57,7 @@ _BYBIT_CODES |= {"D": 86400, "W": 7 * 86400}
 _WEEK_OFFSET_NS = 4 * 86400 * NS_PER_S
 _COUNT_KINDS = ("tick", "volume", "value")
 _MAX_SECONDS = 366 * 86400
+_make = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,9 @@ class TimeBarAggregator:
         ts = trades.ts_event
         if len(ts) == 0:
             return
-        runs = self._runs_of(trades)
+        runs = self._runs
+        if runs is None or ts.base is not runs.ts:
+            runs = self._runs_of(trades)
         row = None if runs is None else runs.row_of(trades)
         if row is not None and self._fold_rows(runs, row, row + len(ts)):
             return
@@ -186,9 +189,6 @@ class TimeBarAggregator:
 
     def _runs_of(self, trades: Trades) -> ChunkRuns | None:
         base = trades.ts_event.base
-        runs = self._runs
-        if runs is not None and base is runs.ts:
-            return runs
         if base is None or len(base) < MIN_ROWS:
             return None
         self._flush()
@@ -314,11 +314,11 @@ class TimeBarAggregator:
         close_time = open_time + self._size
         turnover_scale = INVERSE_TURNOVER_SCALE if self.inverse else TURNOVER_SCALE
         self.bars_emitted += 1
-        self.publish(Bar(
+        self.publish(_make(Bar, (  # tuple.__new__: Bar(...) runs namedtuple's Python-level __new__
             self.symbol, self.spec.label, open_time, close_time, o, h, lo, c,
             vol / VOLUME_SCALE, turn / turnover_scale, n, close_time,
             self.clock.timestamp_ns(),
-        ))
+        )))
 
 
 class CountBarAggregator:
