@@ -121,7 +121,8 @@ class MergedTradeReplay:
                 bus.advance_to(deadline)
             elif progress is not None and sent:
                 progress(sent)
-            streams = [s for s in streams if s.refill()]
+            if any(s.lo >= s.n for s in streams):  # refill() only the streams whose chunk is used up
+                streams = [s for s in streams if s.refill()]
 
     def _send_exact(self, bus: Bus, streams: list[_Stream], deadline: int | None) -> int | None:
         """One batch of the stream whose next trade is first, up to the next trade of any
