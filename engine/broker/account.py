@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import reduce
+from itertools import compress
 from math import inf
-from operator import add
+from operator import add, attrgetter
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Position:
     realized_pnl: float = 0.0
 
 
+_QTY = attrgetter("qty")
 _BAND_SLACK = 1e-6  # of the scale, kept back from the bands' shares: far beyond the folds' rounding
 
 
@@ -240,17 +242,19 @@ class Account:
         maintenance = mmr * notional
         scale = abs(self.cash) + reduce(add, map(abs, self._equity_terms.values()), 0.0) + notional
         margin = equity - maintenance - 1e-9 * (abs(equity) + abs(maintenance)) - 1e-9 - _BAND_SLACK * scale
-        opened = sum(pos.qty != 0.0 for pos in self.positions.values())
+        positions = self.positions
+        qtys = list(map(_QTY, positions.values()))  # in C: this runs at every fill's next check
+        opened = len(qtys) - qtys.count(0.0)
         share = margin / opened if opened and 0.0 <= mmr < 1.0 else -1.0
-        bands = {}
-        for symbol, pos in self.positions.items():
+        bands = dict.fromkeys(positions, (-inf, inf))
+        if share <= 0.0:
+            bands.update(dict.fromkeys(compress(positions, qtys), (inf, -inf)))
+            return bands
+        marks = self.marks
+        for symbol, pos in compress(positions.items(), qtys):  # the open positions only
             qty = pos.qty
-            mark = self.marks.get(symbol, pos.avg_price)
-            if qty == 0.0:
-                bands[symbol] = (-inf, inf)
-            elif share <= 0.0:
-                bands[symbol] = (inf, -inf)
-            elif qty > 0:
+            mark = marks.get(symbol, pos.avg_price)
+            if qty > 0:
                 bands[symbol] = (mark - share / (qty * (1.0 - mmr)), inf)
             else:
                 bands[symbol] = (-inf, mark + share / (-qty * (1.0 + mmr)))
