@@ -205,7 +205,7 @@ class MergedKlineReplay:
         symbols are merged a window of time at a time (about ``block_rows`` bars in all), each
         window's rows read from the symbols' columns, so memory does not grow with the data."""
         step = self.interval_ns
-        symbols, label, process = self.symbols, self.label, bus.process
+        label, process = self.label, bus.process
         make = tuple.__new__  # Bar(...) would run namedtuple's Python-level __new__ per bar
         sets = self.bar_sets
         group: dict[str, Bar] = {}
@@ -213,6 +213,7 @@ class MergedKlineReplay:
         rows_ahead = max(1, KlineReplay.block_rows // len(self.replays))
         window_ms = rows_ahead * (step // NS_PER_MS)
         cursors = [r.lo for r in self.replays]
+        names = np.array(self.symbols, dtype=object)  # the symbols' own str objects, taken per row
         while True:  # each symbol's next open times read as a block: no page of a long file stays mapped
             ahead = [r.columns.open_block(c, min(r.hi, c + rows_ahead)) for c, r in
                      zip(cursors, self.replays, strict=True)]
@@ -230,20 +231,33 @@ class MergedKlineReplay:
                 cursors[k] = stop
             columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
             order = columns[0].argsort(kind="stable")  # stable: symbol order within a close time
-            rows = zip(np.concatenate(owners)[order].tolist(), *(c[order].tolist() for c in columns),
+            rows = zip(names[np.concatenate(owners)[order]].tolist(), *(c[order].tolist() for c in columns),
                        strict=True)
-            for k, open_time, o, h, lo, c, v, t, n in rows:
-                close_time = open_time + step
-                if sets and group and close_time != group_close:
-                    process(BarSet(label, group_close, group, group_close, group_close))
-                    group = {}
-                bar = make(Bar, (symbols[k], label, open_time, close_time, o, h, lo, c, v, t, n,
-                                 close_time, close_time))
-                process(bar)
-                if sets:
-                    group[symbols[k]] = bar
-                    group_close = close_time
+            if sets:
+                group, group_close = self._send_with_sets(process, rows, group, group_close)
+            else:  # the one-symbol replay's loop: a portfolio's bars cost what one symbol's do
+                for symbol, open_time, o, h, lo, c, v, t, n in rows:
+                    close_time = open_time + step
+                    process(make(Bar, (symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
+                                       close_time, close_time)))
             if progress is not None:
                 progress(len(order))
         if sets and group:
             process(BarSet(label, group_close, group, group_close, group_close))
+
+    def _send_with_sets(self, process: Callable, rows: Iterator, group: dict[str, Bar],
+                        group_close: int) -> tuple[dict[str, Bar], int]:
+        """Send a window's bars, each close time's :class:`BarSet` after its bars once the
+        next close time's first bar comes; returns the close time still open and its bars."""
+        step, label, make = self.interval_ns, self.label, tuple.__new__
+        for symbol, open_time, o, h, lo, c, v, t, n in rows:
+            close_time = open_time + step
+            if group and close_time != group_close:
+                process(BarSet(label, group_close, group, group_close, group_close))
+                group = {}
+            bar = make(Bar, (symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
+                             close_time, close_time))
+            process(bar)
+            group[symbol] = bar
+            group_close = close_time
+        return group, group_close
