@@ -87,9 +87,9 @@ def _check_affordable(order: Order, inst: Instrument, ref: float, account: Accou
     projected = pos + pending + order.side * order.qty
     if abs(projected) <= abs(pos + pending) + QTY_EPS:
         return None  # reduces exposure: always allowed
-    others = acct.margin_used() - abs(pos) * acct.marks.get(order.symbol, ref) / acct.leverage
+    equity, margin = acct.equity_and_margin()  # one fold of every position's terms, not two
+    others = margin - abs(pos) * acct.marks.get(order.symbol, ref) / acct.leverage
     need = abs(projected) * ref / acct.leverage + others + order.qty * ref * taker
-    equity = acct.equity()
     if need > equity + 1e-9:
         return (f"insufficient margin: position {projected:g} at {ref:g} needs {need:.2f}, "
                 f"equity is {equity:.2f} (leverage {acct.leverage:g})")
