@@ -214,10 +214,14 @@ class Account:
         position): then no liquidation price of ``symbol`` lies between its mark and
         ``price``, and :meth:`liquidation_price` need not be asked. A price inside the
         position's band answers at once (every bar of a portfolio asks); the exact folds others."""
+        bands = self._bands  # only a linear account's open positions have bands that can say no
+        if bands is not None:  # most asks: the band alone, before the checks it makes needless
+            band = bands.get(symbol)
+            if band is not None and band[0] <= price <= band[1]:
+                return True
         pos = self.positions.get(symbol)
         if self.category != "linear" or pos is None or pos.qty == 0.0:
             return True
-        bands = self._bands
         if bands is None:
             bands = self._bands = self._bands_now()
         low, high = bands[symbol]
