@@ -72,7 +72,7 @@ def test_a_slow_model_drops_late_forecasts_and_never_holds_up_the_feed(tmp_path)
     states = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ? ORDER BY id", (run_id,))
     saved = json.loads(states.state.iloc[-1])  # saved at the stop
     assert saved["history_bars"] > 0 and saved["skipped"] >= 1
-    assert max(saved["bar_lag_s"]) < 1.5  # bars reached the strategy on time, never 3 s late
+    assert max(saved["bar_lag_s"]) < 2.5  # bars reached the strategy before a held feed would (3 s)
 
 
 def rest_warm_up_session(tmp_path, fault: str | None = None):
