@@ -316,10 +316,7 @@ def _unpack(chunks: Iterable[tuple], stored: dict[str, str]) -> dict[str, np.nda
     parts: dict[str, list[np.ndarray]] = {name: [] for name in stored}
     for n, *blobs in chunks:
         for (name, dtype), blob in zip(stored.items(), blobs, strict=True):
-            column = np.frombuffer(blob, dtype=dtype)
-            if len(column) != n:
-                raise LedgerQueryError(f"a packed chunk says {n} rows, its {name} has {len(column)}")
-            parts[name].append(column)
+            parts[name].append(_column(blob, dtype, n, name))
     return {name: _joined(parts[name], dtype)
             for name, dtype in stored.items()}
 
@@ -334,10 +331,7 @@ def _unpack_into(chunks: Iterable[tuple], stored: dict[str, str], total: int) ->
         if at + n > total:
             return None
         for (name, dtype), blob in zip(stored.items(), blobs, strict=True):
-            column = np.frombuffer(blob, dtype=dtype)
-            if len(column) != n:
-                raise LedgerQueryError(f"a packed chunk says {n} rows, its {name} has {len(column)}")
-            columns[name][at : at + n] = column
+            columns[name][at : at + n] = _column(blob, dtype, n, name)
         at += n
     return columns if at == total else None
 
