@@ -109,3 +109,40 @@ def test_columns_not_of_one_chunk_are_summed_batch_by_batch():
     assert row(ts[100:200], price[101:201], size[100:200]) is None
     assert row(ts[100:300:2], price[100:300:2], size[100:300:2]) is None
     assert row(ts[100:200], price[100:200].copy(), size[100:200]) is None
+
+
+def test_a_replays_cut_is_placed_by_identity_and_nothing_else_is():
+    """The batch cut() made last is placed at its row without reading addresses; a batch made
+    from it with other columns, or cut from columns that are views, is placed by addresses."""
+    ts, price, size = chunk(20_000, 9)
+    side = np.ones(20_000, np.int8)
+    clock = ReplayClock(0)
+    agg = make_aggregator("BTCUSDT", parse_interval("1m"), clock, lambda bar: None)
+    agg.on_trades(chunk_runs.cut("BTCUSDT", ts, price, size, side, None, 0, 100))
+    runs = agg._runs
+    batch = chunk_runs.cut("BTCUSDT", ts, price, size, side, None, 100, 200)
+    assert batch.ts_init == int(ts[199]) and runs.row_of(batch) == 100
+    assert runs.row_of(batch._replace(price=price[101:201])) is None
+    assert runs.row_of(batch._replace(size=size[100:200].copy())) is None
+    chunk_runs.forget_cut()
+    assert chunk_runs._last_cut is None and runs.row_of(batch) == 100  # by addresses
+    inner = chunk_runs.cut("BTCUSDT", ts[50:], price[50:], size[50:], side[50:], None, 10, 20)
+    assert runs.row_of(inner) == 60
+
+
+def test_cut_batches_give_the_bars_of_copies():
+    columns = chunk(20_000, 10)
+    side = np.ones(20_000, np.int8)
+    edges = cuts(20_000, 10, 200)
+    clock = ReplayClock(0)
+    bus = Bus(clock)
+    out: list[Bar] = []
+    bus.subscribe(Bar, out.append)
+    agg = make_aggregator("BTCUSDT", parse_interval("1m"), clock, bus.publish)
+    for lo, hi in zip(edges, edges[1:], strict=False):
+        agg.on_trades(chunk_runs.cut("BTCUSDT", *columns, side, None, lo, hi))
+        bus._drain()
+    chunk_runs.forget_cut()
+    bus.advance_to(int(columns[0][-1]) + 10 * 86400 * NS_PER_S)
+    bounds = list(zip(edges, edges[1:], strict=False))
+    assert [tuple(b) for b in out] == bars(columns, bounds, copy=True)[0]

@@ -19,6 +19,7 @@ from operator import attrgetter
 import numpy as np
 
 from engine.bars.aggregator import BarSpec
+from engine.bars.chunk_runs import cut, forget_cut
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS
 from engine.core.events import Bar, BarSet, Trades
@@ -68,10 +69,8 @@ class _Stream:
         lo = self.lo
         self.lo = hi
         if hi < self.n:
-            self.head = int(self.ts[hi])
-        ids = None if self.ids is None else self.ids[lo:hi]
-        return Trades(self.symbol, self.ts[lo:hi], self.price[lo:hi], self.size[lo:hi],
-                      self.side[lo:hi], ids, int(self.ts[hi - 1]))
+            self.head = self.ts.item(hi)
+        return cut(self.symbol, self.ts, self.price, self.size, self.side, self.ids, lo, hi)
 
 
 class MergedTradeReplay:
@@ -110,6 +109,13 @@ class MergedTradeReplay:
         """Send every symbol's trades through ``bus`` in time order (see the module doc)."""
         streams = [s for rank, r in enumerate(self.replays)
                    if (s := _Stream(r.range.symbol, rank, self._chunks(r))).refill()]
+        try:
+            self._merge(bus, streams, progress, fine)
+        finally:
+            forget_cut()
+
+    def _merge(self, bus: Bus, streams: list[_Stream], progress: Progress | None,
+               fine: Callable[[], bool] | None) -> None:
         clock = bus.clock
         while streams:
             deadline = clock.next_deadline()

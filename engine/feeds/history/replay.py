@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from engine.bars.aggregator import BarSpec
+from engine.bars.chunk_runs import cut, forget_cut
 from engine.bars.kline_files import KLINE_COLUMNS
 from engine.core.bus import Bus
 from engine.core.clock import NS_PER_MS, NS_PER_S
-from engine.core.events import Bar, Trades
+from engine.core.events import Bar
 from engine.feeds.history.archive import ArchiveError, ArchiveInfo, TradeArchive
 from engine.feeds.history.kline_cache import CachedColumns, FrameColumns
 
@@ -108,11 +109,14 @@ class TradeReplay:
         fill or a trade is seen about as soon as it would be live; otherwise batches run to
         the next timer."""
         start, end = self.range.start, self.range.end
-        for archive in self.archives:
-            for chunk in archive.chunks(self.chunk_rows, start, end, self.with_ids):
-                self._send(bus, chunk.ts, chunk.price, chunk.size, chunk.side, chunk.trade_id, fine)
-                if progress is not None:
-                    progress(len(chunk.ts))
+        try:
+            for archive in self.archives:
+                for chunk in archive.chunks(self.chunk_rows, start, end, self.with_ids):
+                    self._send(bus, chunk.ts, chunk.price, chunk.size, chunk.side, chunk.trade_id, fine)
+                    if progress is not None:
+                        progress(len(chunk.ts))
+        finally:
+            forget_cut()
 
     def _send(self, bus: Bus, ts, price, size, side, ids, fine) -> None:
         symbol = self.range.symbol
@@ -134,10 +138,7 @@ class TradeReplay:
                 hi = int(ts.searchsorted(deadline, "left"))
             else:
                 hi = n
-            bus.process(Trades(
-                symbol, ts[lo:hi], price[lo:hi], size[lo:hi], side[lo:hi],
-                None if ids is None else ids[lo:hi], int(ts[hi - 1]),
-            ))
+            bus.process(cut(symbol, ts, price, size, side, ids, lo, hi))
             lo = hi
         self.trades_sent += n
 
