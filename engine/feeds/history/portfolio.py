@@ -117,8 +117,13 @@ class MergedTradeReplay:
     def _merge(self, bus: Bus, streams: list[_Stream], progress: Progress | None,
                fine: Callable[[], bool] | None) -> None:
         clock = bus.clock
+        self._spent, self._floor = False, None
         while streams:
             deadline = clock.next_deadline()
+            floor = self._floor
+            if floor is not None and deadline is not None and deadline <= floor:
+                bus.advance_to(deadline)  # what either send would find: no trade before the deadline
+                continue
             if fine is not None and fine():
                 sent = self._send_exact(bus, streams, deadline)
             else:
@@ -127,7 +132,8 @@ class MergedTradeReplay:
                 bus.advance_to(deadline)
             elif progress is not None and sent:
                 progress(sent)
-            if any(s.lo >= s.n for s in streams):  # refill() only the streams whose chunk is used up
+            if self._spent:  # refill() only the streams whose chunk is used up
+                self._spent = False
                 streams = [s for s in streams if s.refill()]
 
     def _send_exact(self, bus: Bus, streams: list[_Stream], deadline: int | None) -> int | None:
@@ -148,6 +154,9 @@ class MergedTradeReplay:
                     limit, inclusive = at, after
         lo = first.lo
         hi = max(lo, int(first.ts.searchsorted(limit, "right" if inclusive else "left")))
+        self._floor = None
+        if hi >= first.n:
+            self._spent = True
         bus.process(first.batch(hi))
         return hi - lo
 
@@ -157,27 +166,35 @@ class MergedTradeReplay:
         batches ordered by their last trade; stops early when a handler set an earlier timer
         or made fine batches necessary. None when the deadline comes before any trade."""
         limit = min(s.last for s in streams)  # no stream may pass another's unloaded trades
-        cut = deadline if deadline is not None and deadline <= limit else None
+        until = deadline if deadline is not None and deadline <= limit else None
         plans = []
-        at, side = (cut, "left") if cut is not None else (limit, "right")
-        for s in streams:  # searched over the whole chunk: its sent part is sorted before lo
-            lo = s.lo
-            hi = max(lo, int(s.ts.searchsorted(at, side)))
-            if hi > lo:
-                plans.append((int(s.ts[hi - 1]), s.rank, s, hi))
+        if until is not None:
+            for s in streams:  # searched over the whole chunk: its sent part is sorted before lo
+                if s.head < until:
+                    hi = int(s.ts.searchsorted(until, "left"))
+                    plans.append((s.ts.item(hi - 1), s.rank, s, hi))
+        else:
+            for s in streams:
+                if s.head <= limit:
+                    hi = int(s.ts.searchsorted(limit, "right"))
+                    plans.append((s.ts.item(hi - 1), s.rank, s, hi))
         if not plans:
             return None
-        plans.sort(key=lambda p: (p[0], p[1]))
+        plans.sort()  # by last trade, ties in symbol order (ranks differ: the streams never compare)
         clock = bus.clock
+        self._floor = None
         sent = 0
         for last, _rank, s, hi in plans:
             if sent:
                 now_deadline = clock.next_deadline()
                 if (now_deadline is not None and now_deadline <= last) or (fine is not None and fine()):
-                    break
+                    return sent
             n = hi - s.lo
+            if hi >= s.n:
+                self._spent = True
             bus.process(s.batch(hi))
             sent += n
+        self._floor = until  # each stream's next trade is at or after the deadline, if cut at it
         return sent
 
 
