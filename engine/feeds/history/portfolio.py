@@ -12,9 +12,9 @@ of each close time, symbol by symbol, then (when asked) their :class:`BarSet`.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from operator import attrgetter
 
 import numpy as np
 
@@ -35,9 +35,6 @@ def portfolio_range(ranges: list[ReplayRange]) -> ReplayRange:
                            "one category per run")
     return ReplayRange(",".join(r.symbol for r in ranges), ranges[0].category,
                        min(r.start for r in ranges), max(r.end for r in ranges))
-
-
-_first_order = attrgetter("head", "rank")  # the stream whose next trade is first; ties in symbol order
 
 
 class _Stream:
@@ -117,7 +114,7 @@ class MergedTradeReplay:
     def _merge(self, bus: Bus, streams: list[_Stream], progress: Progress | None,
                fine: Callable[[], bool] | None) -> None:
         clock = bus.clock
-        self._spent, self._floor = False, None
+        self._spent, self._floor, self._order = False, None, None
         while streams:
             deadline = clock.next_deadline()
             floor = self._floor
@@ -140,24 +137,27 @@ class MergedTradeReplay:
         """One batch of the stream whose next trade is first, up to the next trade of any
         other stream (ties go in symbol order), the deadline and ``max_batch_ns``; None when
         the deadline comes first."""
-        first = min(streams, key=_first_order)
-        head = first.head
+        order = self._order
+        if order is None:  # (next trade, rank, stream), kept sorted while exact batches go on
+            order = self._order = sorted((s.head, s.rank, s) for s in streams)
+        head, rank, first = order[0]
         if deadline is not None and deadline <= head:
             return None
         limit, inclusive = head + self.max_batch_ns, False
         if deadline is not None and deadline < limit:
             limit = deadline
-        for other in streams:
-            if other is not first:
-                at, after = other.head, other.rank > first.rank
-                if at < limit or (at == limit and not after):
-                    limit, inclusive = at, after
+        if len(order) > 1 and order[1][0] < limit:  # the other streams' first next trade
+            limit, inclusive = order[1][0], order[1][1] > rank
         lo = first.lo
         hi = max(lo, int(first.ts.searchsorted(limit, "right" if inclusive else "left")))
         self._floor = None
+        trades = first.batch(hi)
         if hi >= first.n:
-            self._spent = True
-        bus.process(first.batch(hi))
+            self._spent, self._order = True, None
+        else:
+            del order[0]
+            insort(order, (first.head, rank, first))
+        bus.process(trades)
         return hi - lo
 
     def _send_window(self, bus: Bus, streams: list[_Stream], deadline: int | None,
@@ -182,7 +182,7 @@ class MergedTradeReplay:
             return None
         plans.sort()  # by last trade, ties in symbol order (ranks differ: the streams never compare)
         clock = bus.clock
-        self._floor = None
+        self._floor = self._order = None
         sent = 0
         for last, _rank, s, hi in plans:
             if sent:
