@@ -11,6 +11,10 @@ Two kinds, as on Bybit:
   negative); buying moves quote into coin at the fill price. Fees are charged in quote
   currency (Bybit charges spot buy fees in the coin; the value is the same).
 
+A linear account may also hold spot coins (a run mixing ``spot:BTCUSDT`` with perpetuals, as
+Bybit's unified account does): bought and sold with the wallet's USDT, counted in equity at
+their marks (so they back the margin), never margined, paying no funding.
+
 Realized PnL is gross of fees: equity change = realized + unrealized - fees - funding.
 """
 
@@ -49,6 +53,7 @@ class Account:
         self.leverage = leverage if category == "linear" else 1.0
         self.maintenance_margin = maintenance_margin
         self.positions: dict[str, Position] = {}
+        self._spot: set[str] = set()  # the symbols whose positions are coin balances
         self.marks: dict[str, float] = {}  # written through set_mark, which keeps the terms below
         # each position's part of equity and of notional at its mark, in the positions' order
         # (0.0 while flat): equity is a fold over them in C, not a Python loop per bar
@@ -69,12 +74,19 @@ class Account:
         pos = self.positions.get(symbol)
         if pos is None:
             pos = self.positions[symbol] = Position()
+            if self.is_spot(symbol):
+                self._spot.add(symbol)
             saved = self._saved
             if saved is not None and symbol not in saved:
                 saved[symbol] = None
             self._equity_terms[symbol] = self._notional_terms[symbol] = 0.0
             self._bands = None
         return pos
+
+    def is_spot(self, symbol: str) -> bool:
+        """Whether ``symbol``'s position is a coin balance: every symbol of a spot account, and
+        the ``spot:`` markets of a linear one."""
+        return self.category == "spot" or symbol.startswith("spot:")
 
     def set_mark(self, symbol: str, price: float) -> None:
         """Mark ``symbol`` at ``price`` (its last trade or bar close)."""
@@ -92,11 +104,12 @@ class Account:
         qty = pos.qty
         if qty == 0.0:
             equity = notional = 0.0
-        elif self.category == "spot":
-            equity, notional = qty * self.marks.get(symbol, pos.avg_price), 0.0
         else:
             mark = self.marks.get(symbol, pos.avg_price)
-            equity, notional = qty * (mark - pos.avg_price), abs(qty) * mark
+            if symbol in self._spot:  # a coin: its value (a spot account's bands stay None)
+                equity, notional = qty * mark, 0.0
+            else:
+                equity, notional = qty * (mark - pos.avg_price), abs(qty) * mark
             bands = self._bands
             if bands is not None:
                 low, high = bands[symbol]
@@ -126,7 +139,7 @@ class Account:
             pos.qty = new_qty
             pos.realized_pnl += realized
         self._save_cash()
-        if self.category == "spot":
+        if symbol in self._spot:
             self.cash -= signed * price + fee
         else:
             self.cash += realized - fee
@@ -139,7 +152,7 @@ class Account:
     def apply_funding(self, symbol: str, rate: float, mark: float) -> float:
         """Settle funding on a linear position; returns the payment (positive = paid)."""
         pos = self.positions.get(symbol)
-        if pos is None or pos.qty == 0.0 or self.category != "linear":
+        if pos is None or pos.qty == 0.0 or self.category != "linear" or symbol in self._spot:
             return 0.0
         payment = pos.qty * mark * rate
         self._save_cash()
@@ -232,7 +245,9 @@ class Account:
         equity = reduce(add, self._equity_terms.values(), self.cash)
         notional = reduce(add, self._notional_terms.values(), 0.0)
         equity += qty * move
-        maintenance = self.maintenance_margin * (notional + abs(qty) * move)
+        if symbol not in self._spot:  # a coin's value moves equity, not the maintenance margin
+            notional += abs(qty) * move
+        maintenance = self.maintenance_margin * notional
         return equity - maintenance > 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9
 
     def _bands_now(self) -> dict[str, tuple[float, float]]:
@@ -255,10 +270,13 @@ class Account:
             bands.update(dict.fromkeys(compress(positions, qtys), (inf, -inf)))
             return bands
         marks = self.marks
+        spot = self._spot
         for symbol, pos in compress(positions.items(), qtys):  # the open positions only
             qty = pos.qty
             mark = marks.get(symbol, pos.avg_price)
-            if qty > 0:
+            if symbol in spot:
+                bands[symbol] = (mark - share / qty, inf)
+            elif qty > 0:
                 bands[symbol] = (mark - share / (qty * (1.0 - mmr)), inf)
             else:
                 bands[symbol] = (-inf, mark + share / (-qty * (1.0 + mmr)))
@@ -273,12 +291,18 @@ class Account:
         pos = self.positions.get(symbol)
         if pos is None or pos.qty == 0.0:
             return None
-        q, mmr = pos.qty, self.maintenance_margin
+        q, mmr, spot = pos.qty, self.maintenance_margin, self._spot
         others = self.cash  # a loop, not sum() over a generator: this runs after every fill
         for other, held in self.positions.items():
             if other != symbol and held.qty != 0.0:
                 mark = self.marks.get(other, held.avg_price)
-                others += held.qty * (mark - held.avg_price) - mmr * abs(held.qty) * mark
-        denominator = q * (1.0 - mmr) if q > 0 else q * (1.0 + mmr)
-        price = (q * pos.avg_price - others) / denominator
+                if other in spot:
+                    others += held.qty * mark
+                else:
+                    others += held.qty * (mark - held.avg_price) - mmr * abs(held.qty) * mark
+        if symbol in spot:  # the coin's price at which equity falls to the others' maintenance
+            price = -others / q
+        else:
+            denominator = q * (1.0 - mmr) if q > 0 else q * (1.0 + mmr)
+            price = (q * pos.avg_price - others) / denominator
         return price if price > 0 else None

@@ -1,25 +1,25 @@
 """The simulated Bybit venue, the same in backtests and paper trading.
 
-Per data point the order is fixed (DESIGN.md): the broker matches resting orders against
-the new trades or bar before strategies see them (it subscribes first); orders that
-strategies send are settled after that, at ``clock + latency``, by a timer; the replay cuts
-trade batches at that timer, so an order can only fill on trades that come after it.
+Per data point the order is fixed (DESIGN.md): the broker matches resting orders against the new
+trades or bar before strategies see them (it subscribes first); orders that strategies send are
+settled after that, at ``clock + latency``, by a timer; the replay cuts trade batches at that
+timer, so an order can only fill on trades that come after it.
 
 Matching:
 
-- market (and triggered stop) orders fill at the next trades' prices plus slippage, as
-  taker; with bars only, at the open of the bar the order arrives in (``fill_at="next"``),
-  or at the signal bar's close when ``fill_at="close"`` is asked for explicitly;
-- limit orders that are marketable on arrival take at trade prices up to the limit; resting
-  ones fill at the limit when a later trade goes through it (maker), on a touch with the
-  fill model's probability; IOC keeps only what fills on its first data point, FOK all or
-  nothing, PostOnly is rejected when it would take;
+- market (and triggered stop) orders fill at the next trades' prices plus slippage, as taker; with
+  bars only, at the open of the bar the order arrives in (``fill_at="next"``), or at the signal
+  bar's close when ``fill_at="close"`` is asked for explicitly;
+- limit orders that are marketable on arrival take at trade prices up to the limit; resting ones
+  fill at the limit when a later trade goes through it (maker), on a touch with the fill model's
+  probability; IOC keeps only what fills on its first data point, FOK all or nothing, PostOnly is
+  rejected when it would take;
 - stop orders trigger on trade price (bar high/low) and fill at the triggering price, so a
   gap fills at the first price beyond the trigger;
 - the fill model may cap each fill at a share of traded volume, giving partial fills.
 
-Orders are checked on arrival against instrument rules, reduce-only, and what the account
-can pay for, and rejected with a reason otherwise; nothing is rounded or resized.
+Orders are checked on arrival against instrument rules, reduce-only, and what the account can pay
+for, and rejected with a reason otherwise; nothing is rounded or resized.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 
 from engine.broker.account import Account
 from engine.broker.checks import check_order, position_qty
-from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
+from engine.broker.costs import FeeModel, FillModel, LatencyModel, MarketFees, SlippageModel
 from engine.broker.funding import FundingSchedule
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
 from engine.broker.liquidation import account_closeout, breach_in_bar, breach_in_trades, liquidation_price_now
@@ -54,17 +54,18 @@ from engine.core.events import (
 log = logging.getLogger(__name__)
 
 class SimulatedBroker:
-    """Matches one category's orders against replayed or live data and keeps the account."""
+    """Matches orders against replayed or live data and keeps the account (see Account)."""
 
-    def __init__(self, bus: Bus, account: Account, instruments: InstrumentBook, *, fees: FeeModel,
-                 slippage: SlippageModel, latency: LatencyModel, fill_model: FillModel,
-                 match_on: str = "trades", fill_at: str = "next", funding_rate: float = 0.0,
-                 funding_interval_hours: float = 8.0) -> None:
+    def __init__(self, bus: Bus, account: Account, instruments: InstrumentBook, *,
+                 fees: FeeModel | MarketFees, slippage: SlippageModel, latency: LatencyModel,
+                 fill_model: FillModel, match_on: str = "trades", fill_at: str = "next",
+                 funding_rate: float = 0.0, funding_interval_hours: float = 8.0) -> None:
         if match_on not in ("trades", "bars") or fill_at not in ("next", "close"):
             raise ValueError("match_on must be trades|bars and fill_at next|close")
         self.bus, self.clock, self.account = bus, bus.clock, account
         self.instruments = instruments
         self.fees, self.slippage, self.latency, self.fill_model = fees, slippage, latency, fill_model
+        self._fees = fees.of if isinstance(fees, MarketFees) else lambda _symbol: fees  # by market
         self.match_on, self.fill_at = match_on, fill_at
         self.orders = OrderBook()
         self.active: list[Order] = []
@@ -85,7 +86,6 @@ class SimulatedBroker:
         bus.subscribe(Funding, self.on_funding)
 
     # -- what strategies and the ledger may ask ------------------------------------------
-
     def position_qty(self, symbol: str) -> float:
         return position_qty(self.account, symbol)
 
@@ -111,7 +111,6 @@ class SimulatedBroker:
         self.funding.start(from_ns)
 
     # -- requests -------------------------------------------------------------------------
-
     def on_order_request(self, req: OrderRequest) -> None:
         if req.client_order_id in self.orders:
             self._update(req.client_order_id, req.symbol, req.strategy_id, "rejected",
@@ -148,7 +147,8 @@ class SimulatedBroker:
     def _arrive(self, order: Order) -> None:
         self.pending.remove(order)
         order.arrival = self.clock.timestamp_ns()
-        reason = check_order(order, self.instruments, self.account, self.active, self.fees.taker)
+        fees = self._fees(order.symbol)
+        reason = check_order(order, self.instruments, self.account, self.active, fees.taker)
         if reason is not None:
             kind = re.sub(r"-?[\d.]+(e[-+]?\d+)?", "N", reason)
             self.rejections[kind] += 1
@@ -170,7 +170,6 @@ class SimulatedBroker:
                 self._fill(order, order.qty, price, "taker", order.arrival)
 
     # -- market data ----------------------------------------------------------------------
-
     def on_trades(self, tr: Trades) -> None:
         n = len(tr.price)
         if n == 0:
@@ -340,7 +339,6 @@ class SimulatedBroker:
             self._finish(order, "expired", why)
 
     # -- fills, funding, liquidation ---------------------------------------------------------
-
     def _fill(self, order: Order, qty: float, price: float, liquidity: str, ts_event: int) -> None:
         if order.reduce_only:  # as on Bybit: never more than the position left, else canceled
             pos = self.position_qty(order.symbol)
@@ -349,7 +347,7 @@ class SimulatedBroker:
                 self._finish(order, "canceled", "reduce-only: no position left to reduce")
                 return
             qty = min(qty, room)
-        fee = self.fees.fee(qty * price, liquidity)
+        fee = self._fees(order.symbol).fee(qty * price, liquidity)
         self._book(order.id, order.strategy_id, order.symbol, order.side, qty, price, fee,
                    liquidity, ts_event)
         order.filled += qty
@@ -393,7 +391,7 @@ class SimulatedBroker:
                 self._finish(order, "canceled", "liquidation")
             self._liq_seq += 1
             self._book(f"liquidation-{self._liq_seq}", "broker", sym, -1 if pos > 0 else 1, abs(pos), at,
-                       self.fees.fee(abs(pos) * at, "taker"), "taker", ts_event)
+                       self._fees(sym).fee(abs(pos) * at, "taker"), "taker", ts_event)
 
     def on_funding(self, funding: Funding) -> None:
         self.account.apply_funding(funding.symbol, funding.rate, funding.mark_price)

@@ -69,7 +69,7 @@ def _check_affordable(order: Order, inst: Instrument, ref: float, account: Accou
                       taker: float) -> str | None:
     acct = account
     same_side = [o for o in active if o.symbol == order.symbol and o.side == order.side]
-    if acct.category == "spot":
+    if acct.is_spot(order.symbol):  # paid from the wallet's quote cash (a linear one's too)
         if order.side < 0:
             held = position_qty(account, order.symbol)
             committed = sum(o.remaining for o in same_side)

@@ -39,6 +39,17 @@ class FeeModel:
         return abs(notional) * (self.taker if liquidity == "taker" else self.maker)
 
 
+@dataclass(frozen=True)
+class MarketFees:
+    """The fee models of a linear account that also trades ``spot:`` markets, by symbol."""
+
+    linear: FeeModel
+    spot: FeeModel
+
+    def of(self, symbol: str) -> FeeModel:
+        return self.spot if symbol.startswith("spot:") else self.linear
+
+
 class SlippageModel:
     """Taker fills move against the order: a fixed ``bps`` plus square-root market impact
     ``impact * sigma * sqrt(qty / volume)``, with ``sigma`` the per-bar return volatility

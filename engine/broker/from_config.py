@@ -8,7 +8,7 @@ import numpy as np
 
 from engine.broker.account import Account
 from engine.broker.broker import SimulatedBroker
-from engine.broker.costs import FeeModel, FillModel, LatencyModel, SlippageModel
+from engine.broker.costs import FeeModel, FillModel, LatencyModel, MarketFees, SlippageModel
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
 from engine.core.bus import Bus
 from engine.core.config import AccountSection, BrokerSection
@@ -28,9 +28,11 @@ def broker_from_config(bus: Bus, broker: BrokerSection, account: AccountSection,
         wallet = Account(category, account.cash, account.leverage, broker.maintenance_margin)
     except (UnknownInstrument, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    fees = FeeModel.for_category(category, broker.maker_fee, broker.taker_fee)
+    if any(symbol.startswith("spot:") for symbol in symbols):  # a linear run with spot markets
+        fees = MarketFees(fees, FeeModel.for_category("spot", broker.maker_fee, broker.taker_fee))
     return SimulatedBroker(
-        bus, wallet, instruments,
-        fees=FeeModel.for_category(category, broker.maker_fee, broker.taker_fee),
+        bus, wallet, instruments, fees=fees,
         slippage=SlippageModel(broker.slippage_bps, broker.impact),
         latency=LatencyModel(np.random.default_rng(seeds[0]), broker.latency_ms,
                              broker.latency_jitter_ms, broker.cancel_latency_ms),

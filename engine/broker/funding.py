@@ -26,7 +26,7 @@ class FundingSchedule:
 
     def _due(self, at: int) -> None:
         for symbol, pos in self.account.positions.items():
-            if pos.qty != 0.0:
+            if pos.qty != 0.0 and not self.account.is_spot(symbol):  # coins held pay no funding
                 mark = self.account.marks.get(symbol, pos.avg_price)
                 self.bus.publish(Funding(symbol, self.rate, mark, at, at))
         self.bus.clock.set_timer(at + self.interval_ns, self._due, "funding")

@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.core.symbols import split_market
+
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "instruments.json"
 
 
@@ -86,9 +88,12 @@ class InstrumentBook:
             raise ValueError(f"instruments file {source}: {exc}") from exc
 
     def get(self, category: str, symbol: str) -> Instrument:
+        """The rules of ``symbol`` in ``category``; a run's ``spot:SYMBOL`` names its spot market."""
         try:
             return self._by_key[(category, symbol)]
         except KeyError:
+            if ":" in symbol:
+                return self.get(*split_market(symbol, category))
             known = ", ".join(sorted(s for c, s in self._by_key if c == category)) or "none"
             raise UnknownInstrument(
                 f"unknown {category} symbol {symbol!r} (known: {known}); give "
