@@ -84,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
                              params=parse_assignments(args.param, "--param", once=True),
                              market={key: getattr(args, key) for key in MARKET},
                              symbols=cfg.run.symbols if args.symbols is not None else None)
+    mixed = [s for s in cfg.run.portfolio if ":" in s]
+    if mixed:
+        raise ConfigError(f"--symbols {','.join(mixed)}: live sessions trade one category (Bybit streams "
+                          "spot and linear on separate websockets); mixing categories is for backtests")
     opts = LiveOptions(
         symbol=",".join(cfg.run.portfolio), category=cfg.run.category, interval=cfg.run.interval or "1m",
         ws_url=args.ws_url, rest_url=args.rest_url, duration_s=args.duration, record=args.record,

@@ -37,7 +37,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symbol", help="symbol for kline files (trade archives name their own)")
     p.add_argument("--symbols", metavar="A,B,C", help="trade several symbols in one run (a portfolio "
                    "sharing one account); kline files are then given as SYMBOL=PATH (or by the "
-                   "names fetch writes)")
+                   "names fetch writes); spot:SYMBOL adds a spot market to a linear run, e.g. "
+                   "spot:BTCUSDT,BTCUSDT for a basis trade")
     p.add_argument("--interval", help="bar interval: 1m, 5m, 1h, 1d, 90s, tick:N, volume:X, value:X "
                                       "(default: 1m from trade archives, the files' own for klines)")
     p.add_argument("--start", help="first time to replay (YYYY-MM-DD[THH:MM], UTC)")
@@ -70,6 +71,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
     run = replace(cfg.run, data=tuple(args.data)) if getattr(args, "data", None) else cfg.run
     if symbols is not None:
         run = replace(run, symbols=symbols)
+        if len(set(run.portfolio)) != len(symbols):  # each named as the run's category gives it
+            raise ConfigError(f"--symbols {args.symbols}: a symbol is listed twice")
     if getattr(args, "symbol", None) is not None and symbols is not None:
         raise ConfigError("give --symbol or --symbols, not both")
     if getattr(args, "symbol", None) is not None and hasattr(args, "data"):
@@ -84,17 +87,13 @@ def resolve_config(args: argparse.Namespace) -> Config:
 
 
 def parse_symbols(text: str) -> tuple[str, ...]:
-    """``--symbols BTCUSDT,ETHUSDT``: each a Bybit symbol, none twice."""
+    """``--symbols BTCUSDT,ETHUSDT`` (or ``spot:BTCUSDT,linear:BTCUSDT``, a run mixing spot and
+    linear): each a Bybit symbol, perhaps with its category, none twice."""
     symbols = tuple(part.strip() for part in text.split(","))
     if not any(symbols):
         raise ConfigError("--symbols: give one or more symbols, e.g. BTCUSDT,ETHUSDT")
     for symbol in symbols:
-        if ":" in symbol:
-            raise ConfigError(f"--symbols {symbol}: category:SYMBOL (one run mixing spot and linear) is "
-                              "not supported yet; give one category per run with --set run.category=...")
-        check_symbol(symbol, "--symbols")
-    if len(set(symbols)) != len(symbols):
-        raise ConfigError(f"--symbols {text}: a symbol is listed twice")
+        check_symbol(symbol.partition(":")[2] or symbol, "--symbols")
     return symbols
 
 

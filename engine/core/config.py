@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.core.clock import NS_PER_MS, NS_PER_S
-from engine.core.symbols import SYMBOL
+from engine.core.symbols import SYMBOL, market_name
 from engine.core.typed import ConfigError, build, parse_assignments
 
 SAMPLE_DATA = str(Path(__file__).parent.parent / "data" / "sample" / "BTCUSDT*.csv.gz")
@@ -41,18 +41,21 @@ class RunSection:
             raise ValueError(f"symbol {self.symbol[:60]!r} is not a Bybit symbol (upper-case letters and "
                              "digits, e.g. BTCUSDT)")
         for symbol in self.symbols:
-            if not isinstance(symbol, str) or not SYMBOL.fullmatch(symbol):
+            if not isinstance(symbol, str):
                 raise ValueError(f"symbols: {str(symbol)[:60]!r} is not a Bybit symbol (upper-case "
                                  "letters and digits, e.g. BTCUSDT)")
-        if len(set(self.symbols)) != len(self.symbols):
+        if self.symbols and len(set(self.portfolio)) != len(self.symbols):
             raise ValueError("symbols: a symbol is listed twice")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
 
     @property
     def portfolio(self) -> tuple[str, ...]:
-        """The symbols the run trades: ``symbols``, or ``symbol`` alone."""
-        return self.symbols or (self.symbol,)
+        """The names of what the run trades: ``symbols`` (``spot:SYMBOL`` for a spot market of a
+        linear run, see :func:`market_name`), or ``symbol`` alone."""
+        if not self.symbols:
+            return (self.symbol,)
+        return tuple(market_name(s, self.category, "symbols") for s in self.symbols)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from tests.helpers.archive import write_spot
 from tests.helpers.broker import instruments_with_sol, kline_frame, write_trade_archive
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
@@ -25,6 +26,9 @@ def data(tmp_path_factory):
                             vol=0.001)
         bars = kline_frame(200, seed=k, price=PRICES[symbol])
         bars.to_csv(root / f"{symbol.lower()}-bars.csv", index=False, float_format="%.10g")
+    (root / "spot").mkdir()
+    write_spot(root / "spot" / "BTCUSDT_2025-06-01.csv", [1_748_736_000.5 + k for k in range(50)],
+               [30_000.0 + k for k in range(50)], [0.01] * 50, [1, -1] * 25)
     (root / "later").mkdir()
     write_trade_archive(root / "later", "2025-06-02", 3_000, seed=9, price=PRICES["BTCUSDT"])
     return root
@@ -77,10 +81,19 @@ def test_kline_files_take_symbol_equals_path(tmp_path, capsys, data):
     (["--symbols", "BTCUSDT,../x", "--data", "{d}/BTCUSDT2025-06-01.csv"], "not a Bybit symbol"),
     (["--symbols", ",", "--data", "{d}/BTCUSDT2025-06-01.csv"], "give one or more symbols"),
     (["--symbols", "spot:BTCUSDT,linear:BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"],
-     "is not supported yet; give one category per run"),
+     "no data file holds spot:BTCUSDT"),
+    (["--symbols", "BTCUSDT,linear:BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"], "listed twice"),
+    (["--symbols", "inverse:BTCUSD,BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"],
+     "mixes only spot:SYMBOL and linear:SYMBOL"),
+    (["--symbols", "spot:BTCUSDT,ETHUSDT", "--set", "run.category=spot", "--data", "{d}/spot/*.csv"],
+     "needs run.category=linear"),
+    (["--symbols", "spot:ETHUSDT,BTCUSDT", "--data", "{d}/spot/BTCUSDT_2025-06-01.csv",
+      "{d}/ETHUSDT2025-06-01.csv"], "lists as linear; name it spot:BTCUSDT"),
+    (["--symbols", "spot:BTCUSDT,BTCUSDT", "--data", "spot:BTCUSDT={d}/BTCUSDT2025-06-01.csv"],
+     "spot:BTCUSDT= names a linear trade archive of BTCUSDT"),
     (["--symbols", "BTCUSDT", "--symbol", "BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"], "not both"),
     (["--symbols", "BTCUSDT,ETHUSDT", "--data", "ETHUSDT={d}/BTCUSDT2025-06-01.csv",
-      "{d}/ETHUSDT2025-06-01.csv"], "names a trade archive of BTCUSDT"),
+      "{d}/ETHUSDT2025-06-01.csv"], "ETHUSDT= names a linear trade archive of BTCUSDT"),
     (["--symbols", "BTCUSDT,ETHUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv", "ETHUSDT={d}/ethusdt-bars.csv"],
      "mixes kinds of file"),
     (["--symbols", "BTCUSDT,ETHUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv",
@@ -106,3 +119,10 @@ def test_an_unknown_instrument_in_a_portfolio_is_one_line(tmp_path, capsys, data
                        "--ledger", str(tmp_path / "l.db"), "--no-progress")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "XYZUSDT" in lines[0], err
+
+
+def test_a_live_session_mixing_categories_is_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "live", "--symbols", "spot:BTCUSDT,BTCUSDT", "--ws-url", "ws://127.0.0.1:9",
+                       "--rest-url", "http://127.0.0.1:9", "--ledger", str(tmp_path / "l.db"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "live sessions trade one category" in lines[0], err

@@ -28,12 +28,13 @@ from engine.feeds.history.replay import KlineReplay, Progress, ReplayRange, Trad
 
 
 def portfolio_range(ranges: list[ReplayRange]) -> ReplayRange:
-    """The span of every symbol's range; ``symbol`` is the comma-joined list."""
-    categories = {r.category for r in ranges}
+    """The span of every symbol's range; ``symbol`` is the comma-joined list, ``category`` the
+    one of the symbols named without a ``spot:`` prefix (linear when every one has it)."""
+    categories = {r.category for r in ranges if ":" not in r.symbol}
     if len(categories) > 1:
-        raise ArchiveError(f"the data mixes categories ({', '.join(sorted(categories))}); "
-                           "one category per run")
-    return ReplayRange(",".join(r.symbol for r in ranges), ranges[0].category,
+        raise ArchiveError(f"the data mixes categories ({', '.join(sorted(categories))}); to trade "
+                           "spot and linear in one run, name the spot markets spot:SYMBOL in --symbols")
+    return ReplayRange(",".join(r.symbol for r in ranges), categories.pop() if categories else "linear",
                        min(r.start for r in ranges), max(r.end for r in ranges))
 
 

@@ -9,10 +9,12 @@ symbol without data in the range, or data of a symbol that was not asked for, is
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from engine.bars.aggregator import parse_interval
 from engine.bars.kline_files import BarFileError
+from engine.core.symbols import split_market
 from engine.feeds.history.archive import ArchiveError, TradeArchive
 from engine.feeds.history.portfolio import MergedKlineReplay, MergedTradeReplay
 from engine.feeds.history.replay import KlineReplay, TradeReplay
@@ -40,10 +42,13 @@ def fetched_symbol(path: Path) -> str | None:
     return match.group("symbol") if match else None
 
 
-def files_by_symbol(patterns: list[str] | tuple[str, ...]) -> tuple[str, dict[str, list[Path]]]:
-    """The data's one kind and its files per symbol, in the order symbols first appear."""
+def files_by_symbol(patterns: list[str] | tuple[str, ...], symbols: tuple[str, ...] = (),
+                    category: str = "linear") -> tuple[str, dict[str, list[Path]]]:
+    """The data's one kind and its files per symbol, named as the run's ``symbols`` name them
+    (``spot:SYMBOL``: :func:`engine.core.symbols.market_name`), in the order they first appear."""
     groups: dict[str, list[Path]] = {}
     kinds: set[str] = set()
+    mixed = any(":" in s for s in symbols)
     for pattern in patterns:
         named, _ = split_symbol(pattern)
         for path in expand([pattern]):
@@ -51,16 +56,16 @@ def files_by_symbol(patterns: list[str] | tuple[str, ...]) -> tuple[str, dict[st
             kinds.add(kind)
             if kind == "trades":
                 try:
-                    held = TradeArchive(path).info().symbol
+                    info = TradeArchive(path).info()
                 except ArchiveError as exc:
                     raise DataError(str(exc)) from None
-                if named is not None and named != held:
-                    raise DataError(f"{path}: {named}= names a trade archive of {held}")
-                symbol = held
+                symbol = _archive_name(path, info.category, info.symbol, named, symbols, category, mixed)
             elif kind == "klines":
-                symbol = named or fetched_symbol(path)
-                if symbol is None:
+                given = named or fetched_symbol(path)
+                if given is None:
                     raise DataError(f"{path}: a kline file names no symbol; give it as SYMBOL={path}")
+                prefix, colon, bare = given.partition(":")
+                symbol = bare if colon and prefix == category else given
             elif kind == "recording":
                 raise DataError(f"{path}: a recording replays on its own (it names its symbols), "
                                 "not with other files")
@@ -74,6 +79,22 @@ def files_by_symbol(patterns: list[str] | tuple[str, ...]) -> tuple[str, dict[st
     return kinds.pop(), groups
 
 
+def _archive_name(path: Path, held_category: str, held: str, named: str | None,
+                  symbols: tuple[str, ...], category: str, mixed: bool) -> str:
+    """The run's name for a trade archive of ``held`` in ``held_category``: ``spot:SYMBOL`` when
+    the run lists it so; in a run that mixes categories a bare name is the run's category."""
+    if named is not None and (named.rpartition(":")[2] != held
+                              or named.partition(":")[0] not in (named, held_category)):
+        raise DataError(f"{path}: {named}= names a {held_category} trade archive of {held}")
+    prefixed = f"{held_category}:{held}"
+    if prefixed in symbols:
+        return prefixed
+    if mixed and held in symbols and held_category != category:
+        raise DataError(f"{path}: a {held_category} archive of {held}, which --symbols lists as "
+                        f"{category}; name it {prefixed} to trade the {held_category} market")
+    return held
+
+
 def open_portfolio(
     patterns: list[str] | tuple[str, ...],
     *,
@@ -85,7 +106,7 @@ def open_portfolio(
     cache_root: str | None = None,
 ) -> MergedTradeReplay | MergedKlineReplay:
     """One merged source over every symbol's files; ``symbols`` must be exactly the data's."""
-    kind, groups = files_by_symbol(patterns)
+    kind, groups = files_by_symbol(patterns, symbols, category)
     extra = [s for s in groups if s not in symbols]
     if extra:
         raise DataError(f"--data holds {', '.join(extra)}, which --symbols {','.join(symbols)} does not list")
@@ -97,18 +118,25 @@ def open_portfolio(
             archives = {s: [TradeArchive(p, cache_root) for p in groups[s]] for s in symbols}
             for s in symbols:
                 _check_in_range(s, [a.info() for a in archives[s]], start_ns, end_ns)
-            merged = MergedTradeReplay([TradeReplay(archives[s], start_ns, end_ns) for s in symbols])
+            merged = MergedTradeReplay([_named(TradeReplay(archives[s], start_ns, end_ns), s) for s in symbols])
             merged.cover_last_bar(parse_interval(interval or "1m"))
             return merged
         klines: list[KlineReplay] = []
         for s in symbols:
             try:
-                klines.append(_kline_source(groups[s], s, category, interval, start_ns, end_ns, cache_root))
+                klines.append(_kline_source(groups[s], s, split_market(s, category)[0], interval,
+                                            start_ns, end_ns, cache_root))
             except ArchiveError as exc:
                 raise DataError(f"{s}: {exc}") from None
         return MergedKlineReplay(klines)
     except (ArchiveError, BarFileError) as exc:
         raise DataError(str(exc)) from None
+
+
+def _named(replay: TradeReplay, name: str) -> TradeReplay:
+    """``replay`` sending its trades as the run's ``name`` for the symbol (``spot:BTCUSDT``)."""
+    replay.range = replace(replay.range, symbol=name)
+    return replay
 
 
 def _check_in_range(symbol: str, infos: list, start_ns: int | None, end_ns: int | None) -> None:

@@ -38,10 +38,11 @@ class DataError(UserError, ValueError):
 
 
 def split_symbol(pattern: str) -> tuple[str | None, str]:
-    """``SYMBOL=PATH`` as ``(SYMBOL, PATH)``; a plain path (even one holding ``=``, such as
-    ``date=2025/...``) as ``(None, PATH)``."""
+    """``SYMBOL=PATH`` (or ``category:SYMBOL=PATH``) as ``(SYMBOL, PATH)``; a plain path (even
+    one holding ``=``, such as ``date=2025/...``) as ``(None, PATH)``."""
     head, eq, rest = str(pattern).partition("=")
-    if eq and rest and SYMBOL.fullmatch(head):
+    prefix, colon, symbol = head.partition(":")
+    if eq and rest and SYMBOL.fullmatch(symbol if colon else head) and (not colon or prefix.isalpha()):
         return head, rest
     return None, str(pattern)
 
