@@ -74,30 +74,32 @@ def pack(values: Sequence, width: int) -> list[tuple[int, int, bytes, bytes, byt
     return chunks
 
 # positions of a bar's columns in an equity row, and each packed bar column's numpy dtype
-SYMBOL = 7
+MARK, SYMBOL = 5, 7
 BAR_POSITIONS = {"close_ts": TS, "open_time": 9, "open": 10, "high": 11, "low": 12, "close": 13, "volume": 14}
 BAR_STORED = {"close_ts": "<i8", "open_time": "<i8", "open": "<f8", "high": "<f8", "low": "<f8",
               "close": "<f8", "volume": "<f8"}
 
 
 def pack_bars(values: Sequence, width: int) -> list[tuple]:
-    """``(run_id, symbol, n, close_ts, open_time, open, high, low, close, volume)`` chunks of a
-    batch's equity rows (a flat list of ``width`` values a row): one chunk per run and symbol,
-    each symbol's rows in the order written."""
+    """``(run_id, symbol, n, close_ts, open_time, open, high, low, close, volume, opened,
+    last_mark)`` chunks of a batch's equity rows (a flat list of ``width`` values a row): one
+    chunk per run and symbol, each symbol's rows in the order written; ``opened`` counts its
+    rows with a position open, ``last_mark`` is its last row's mark price."""
     chunks = []
     start = 0
+    codes = [_typecode(name) for name in BAR_POSITIONS]
     for run_id, group in itertools.groupby(values[RUN_ID::width]):
         n = len(list(group))
         rows = values[start * width : (start + n) * width]
         start += n
-        columns = [(_typecode(name), rows[at::width]) for name, at in BAR_POSITIONS.items()]
+        columns = [rows[at::width] for at in (*BAR_POSITIONS.values(), POSITION, MARK)]
         symbols = rows[SYMBOL::width]
-        if symbols.count(symbols[0]) == n:  # one symbol: the whole columns
-            chunks.append((run_id, symbols[0], n, *(_packed(code, column) for code, column in columns)))
-            continue
-        for symbol, taken in _split(symbols, [column for _, column in columns]):
-            chunks.append((run_id, symbol, len(taken[0]),
-                           *(_packed(code, part) for (code, _), part in zip(columns, taken, strict=True))))
+        # one symbol: the whole columns
+        parts = [(symbols[0], columns)] if symbols.count(symbols[0]) == n else _split(symbols, columns)
+        for symbol, (*bars, position, mark) in parts:
+            chunks.append((run_id, symbol, len(position),
+                           *(_packed(code, part) for code, part in zip(codes, bars, strict=True)),
+                           len(position) - position.count(0.0), mark[-1]))
     return chunks
 
 

@@ -169,8 +169,8 @@ class EquityCurveChunk(Base):
 
 
 class BarColumnsChunk(Base):
-    """One batch's bars of one run and symbol as packed columns, written with their equity rows:
-    a million-bar chart's bars read in milliseconds instead of a Python tuple per row."""
+    """One batch's bars of one run and symbol as packed columns, written with their equity rows (a
+    chart's bars read in milliseconds), its rows with a position open and the last one's mark."""
 
     __tablename__ = "bar_columns"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -184,6 +184,8 @@ class BarColumnsChunk(Base):
     low: Mapped[bytes] = mapped_column(LargeBinary)
     close: Mapped[bytes] = mapped_column(LargeBinary)
     volume: Mapped[bytes] = mapped_column(LargeBinary)
+    opened: Mapped[int | None] = mapped_column(Integer, nullable=True)  # NULL in older ledgers
+    last_mark: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class PlotColumnsChunk(Base):
@@ -363,10 +365,10 @@ RESUME_LEASE = "CREATE UNIQUE INDEX IF NOT EXISTS ux_runs_resumed_from ON runs (
 
 
 def _upgrade(engine: sa.Engine) -> None:
-    """Bring a ledger made by an older papertape up to this schema: the nullable columns
-    added to ``runs``, ``predictions`` and ``equity_curve`` since, and the resume lease's index."""
+    """Bring a ledger made by an older papertape up to this schema: the nullable columns added
+    to ``runs``, ``predictions`` and the packed tables since, and the resume lease's index."""
     inspector = sa.inspect(engine)
-    for table in (Run.__table__, PredictionRow.__table__, EquityCurveChunk.__table__):
+    for table in (Run.__table__, PredictionRow.__table__, *PACKED):
         have = {column["name"] for column in inspector.get_columns(table.name)}
         missing = [c for c in table.columns if c.name not in have and c.nullable]
         with engine.begin() as conn:

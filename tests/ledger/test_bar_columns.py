@@ -119,3 +119,35 @@ def test_plotted_series_read_packed_or_from_their_rows_are_the_rows(portfolio, e
             assert ts.dtype == np.int64 and len(rows) > 600
             np.testing.assert_array_equal(ts, rows.ts.to_numpy())
             np.testing.assert_array_equal(values, rows.value.to_numpy())
+
+
+def exposure_of(db, run_id: int):
+    reader = LedgerReader(db)
+    try:
+        return reader.exposure([run_id])
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("edit", [
+    None,  # as written: counted from the packed chunks
+    "DELETE FROM equity WHERE id = 3",  # a row removed by hand
+    "UPDATE bar_columns SET opened = NULL, last_mark = NULL",  # chunks from before the counts
+    # a ledger from before them: opening it adds the columns, NULL in its chunks
+    "ALTER TABLE bar_columns DROP COLUMN opened; ALTER TABLE bar_columns DROP COLUMN last_mark",
+])
+def test_exposure_from_the_chunks_or_the_rows_is_the_rows(portfolio, edit):
+    db, run_id = portfolio
+    counted = read_table(db, "SELECT count(opened) AS k FROM bar_columns WHERE run_id = ?", (run_id,))
+    assert counted.k[0] > 20  # every chunk has its counts
+    if edit:
+        with sqlite3.connect(db) as conn:
+            conn.executescript(edit)
+    rows = read_table(db, "SELECT symbol, position, mark_price FROM equity WHERE run_id = ? ORDER BY id",
+                      (run_id,))
+    exposure = exposure_of(db, run_id)
+    assert list(exposure.index) == sorted(SYMBOLS) and 0.0 < exposure.exposure.min()
+    for symbol in SYMBOLS:
+        own = rows[rows.symbol == symbol]
+        assert exposure.exposure[symbol] == (own.position != 0).sum() / len(own)
+        assert exposure.last_mark[symbol] == own.mark_price.iloc[-1]
