@@ -104,3 +104,29 @@ def test_windowed_merge_sends_every_bar_in_time_then_symbol_order(tmp_path, monk
     expected = sorted(((t * 1_000_000, f"S{k}USDT", c) for k, f in enumerate(frames)
                        for t, c in zip(f["open_time"], f["close"], strict=True)), key=lambda r: (r[0], r[1]))
     assert got == expected
+
+
+@pytest.mark.parametrize("holes", [
+    ((5, 6, 11), (5, 6, 11), (5, 6, 11)),  # one grid: every window's bars interleaved in place
+    ((5, 6, 11), (5, 6, 11), (5, 6, 12)),  # one symbol off the others' grid in a window: sorted there
+])
+def test_a_merged_window_on_one_grid_is_the_sorted_merge(tmp_path, monkeypatch, holes):
+    monkeypatch.setattr(KlineReplay, "block_rows", 6)  # windows of 2 bars of time for 3 symbols
+    replays, frames = [], []
+    for k, dropped in enumerate(holes):
+        frame = klines(30, 20 + k).drop(index=list(dropped)).reset_index(drop=True)
+        path = tmp_path / f"s{k}.csv"
+        write_kline_csv(frame, path)
+        frames.append(read_kline_csv(path))
+        replays.append(_kline_source([path], f"S{k}USDT", "linear", None, None, None, tmp_path / "cache"))
+    sent: list[int] = []
+    bus, bars = Bus(ReplayClock(0)), []
+    bus.subscribe(Bar, bars.append)
+    MergedKlineReplay(replays).run(bus, sent.append)
+    names = ["open", "high", "low", "close", "volume", "turnover", "trades"]
+    expected = sorted(((t * 1_000_000, f"S{k}USDT", *values) for k, f in enumerate(frames)
+                       for t, *values in zip(f["open_time"], *(f[n] for n in names), strict=True)),
+                      key=lambda r: (r[0], r[1]))
+    assert [(b.open_time, b.symbol, b.open, b.high, b.low, b.close, b.volume, b.turnover, b.trades)
+            for b in bars] == expected
+    assert all(b.close_time == b.open_time + 60_000_000_000 for b in bars) and sum(sent) == len(expected)

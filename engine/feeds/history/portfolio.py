@@ -253,10 +253,7 @@ class MergedKlineReplay:
                     parts.append(r.blocks(cursors[k], stop))
                     owners.append(np.full(stop - cursors[k], k))
                 cursors[k] = stop
-            columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
-            order = columns[0].argsort(kind="stable")  # stable: symbol order within a close time
-            rows = zip(names[np.concatenate(owners)[order]].tolist(), *(c[order].tolist() for c in columns),
-                       strict=True)
+            rows = self._merged(parts, owners, names)
             if sets:
                 group, group_close = self._send_with_sets(process, rows, group, group_close)
             else:  # the one-symbol replay's loop: a portfolio's bars cost what one symbol's do
@@ -265,9 +262,29 @@ class MergedKlineReplay:
                     process(make(Bar, (symbol, label, open_time, close_time, o, h, lo, c, v, t, n,
                                        close_time, close_time)))
             if progress is not None:
-                progress(len(order))
+                progress(sum(len(part[0]) for part in parts))
         if sets and group:
             process(BarSet(label, group_close, group, group_close, group_close))
+
+    def _merged(self, parts: list[list[np.ndarray]], owners: list[np.ndarray], names: np.ndarray) -> Iterator:
+        """A window's rows ``(symbol, open_ns, open, .. trades)`` in time order, a close time's
+        in symbol order. When every symbol has a bar at each of the window's open times (the
+        usual portfolio) that is each close time's bars in turn, put in place by strided
+        copies; else a stable sort of the window by open time."""
+        first = parts[0]
+        if len(parts) == len(self.replays) and all(
+                np.array_equal(part[0], first[0]) and all(a.dtype == b.dtype for a, b in zip(part, first))
+                for part in parts[1:]):
+            width = len(parts)
+            columns = [np.empty(width * len(column), column.dtype) for column in first]
+            for k, part in enumerate(parts):
+                for merged, column in zip(columns, part, strict=True):
+                    merged[k::width] = column
+            return zip(list(self.symbols) * len(first[0]), *(c.tolist() for c in columns), strict=True)
+        columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
+        order = columns[0].argsort(kind="stable")  # stable: symbol order within a close time
+        return zip(names[np.concatenate(owners)[order]].tolist(), *(c[order].tolist() for c in columns),
+                   strict=True)
 
     def _send_with_sets(self, process: Callable, rows: Iterator, group: dict[str, Bar],
                         group_close: int) -> tuple[dict[str, Bar], int]:
