@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 from engine.broker.account import Account
+from tests.helpers.liquidation_check import check_every_position
 
 
 def totals(account: Account) -> tuple[float, float, float]:
@@ -39,19 +40,6 @@ def test_remembered_totals_are_the_totals_then():
             assert account.remembered_totals() == totals(account)
 
 
-def exact_clear(account: Account, symbol: str, price: float) -> bool:
-    """The liquidation check as the folds over every position answer it."""
-    pos = account.positions[symbol]
-    move = price - account.marks.get(symbol, pos.avg_price)
-    equity, notional = account.cash, 0.0
-    for name, held in account.positions.items():  # left to right, as the account folds them
-        equity += account.unrealized(name)
-        notional += abs(held.qty) * account.marks.get(name, held.avg_price)
-    equity += pos.qty * move
-    maintenance = account.maintenance_margin * (notional + abs(pos.qty) * move)
-    return equity - maintenance > 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9
-
-
 def test_the_quick_liquidation_check_answers_as_the_folds():
     """Prices near and far from each position's liquidation price, on a cross-margin account
     of four symbols at 20x whose marks and positions keep changing."""
@@ -66,12 +54,6 @@ def test_the_quick_liquidation_check_answers_as_the_folds():
             account.apply_fill(symbol, rng.choice((-1, 1)), round(rng.uniform(1.0, 40.0), 3), price, 0.0)
         else:
             account.set_mark(symbol, price)
-        for name, pos in account.positions.items():
-            if pos.qty == 0.0:
-                continue
-            liq = account.liquidation_price(name)
-            for at in (price * 0.5, price * 2.0, *(() if liq is None else (liq * 0.999, liq * 1.001))):
-                asked += 1
-                near += liq is not None
-                assert account.clear_of_liquidation(name, at) == exact_clear(account, name, at)
+        more, closer = check_every_position(account, price)
+        asked, near = asked + more, near + closer
     assert asked > 10_000 and near > 1_000

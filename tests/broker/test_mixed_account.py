@@ -12,6 +12,7 @@ import pytest
 from engine.broker.account import Account
 from engine.core.clock import NS_PER_S
 from tests.helpers.broker import BTC, T0, Harness
+from tests.helpers.liquidation_check import check_every_position
 
 SPOT = "spot:BTCUSDT"
 S = NS_PER_S
@@ -84,26 +85,6 @@ def test_a_falling_coin_moves_the_perpetuals_liquidation_and_is_sold_with_it():
     assert h.account.cash == pytest.approx(200.0 - 750.0 + 400.0)
 
 
-def exact_clear(account: Account, symbol: str, price: float) -> bool:
-    """The liquidation check as the folds over every position answer it (coins: their value
-    in equity, nothing in maintenance)."""
-    pos = account.positions[symbol]
-    move = price - account.marks.get(symbol, pos.avg_price)
-    equity, notional = account.cash, 0.0
-    for name, held in account.positions.items():
-        mark = account.marks.get(name, held.avg_price)
-        if account.is_spot(name):
-            equity += held.qty * mark
-        else:
-            equity += account.unrealized(name)
-            notional += abs(held.qty) * mark
-    equity += pos.qty * move
-    if not account.is_spot(symbol):
-        notional += abs(pos.qty) * move
-    maintenance = account.maintenance_margin * notional
-    return equity - maintenance > 1e-9 * (abs(equity) + abs(maintenance)) + 1e-9
-
-
 def test_the_quick_liquidation_check_answers_as_the_folds_with_coins_held():
     """Three perpetuals and two coins at 20x, marks and positions changing: the bands and the
     exact check agree with the folds near and far from every liquidation price."""
@@ -125,12 +106,6 @@ def test_the_quick_liquidation_check_answers_as_the_folds_with_coins_held():
                 account.apply_fill(symbol, 1, qty / 4, price, 0.0)
         else:
             account.set_mark(symbol, price)
-        for name, pos in account.positions.items():
-            if pos.qty == 0.0:
-                continue
-            liq = account.liquidation_price(name)
-            for at in (price * 0.5, price * 2.0, *(() if liq is None else (liq * 0.999, liq * 1.001))):
-                asked += 1
-                near += liq is not None
-                assert account.clear_of_liquidation(name, at) == exact_clear(account, name, at), (name, at)
+        more, closer = check_every_position(account, price)
+        asked, near = asked + more, near + closer
     assert asked > 10_000 and near > 1_000
