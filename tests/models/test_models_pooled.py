@@ -158,4 +158,4 @@ def test_train_cli_pools_trade_archives_by_their_symbol(tmp_path, capsys):
     assert result["symbols"] == ["BTCUSDT", "ETHUSDT"] and result["bars"] == 2 * 1440
     assert run(_parse(["--data", f"ETHUSDT={archives[0]}", "--interval", "1m", "--out", str(out),
                        *SMALL])) == 2
-    assert "names a trade archive of BTCUSDT" in capsys.readouterr().err
+    assert "ETHUSDT= names a linear trade archive of BTCUSDT" in capsys.readouterr().err
