@@ -26,6 +26,8 @@ from itertools import compress
 from math import inf
 from operator import add, attrgetter
 
+from engine.core.symbols import split_market
+
 
 @dataclass
 class Position:
@@ -86,7 +88,7 @@ class Account:
     def is_spot(self, symbol: str) -> bool:
         """Whether ``symbol``'s position is a coin balance: every symbol of a spot account, and
         the ``spot:`` markets of a linear one."""
-        return self.category == "spot" or symbol.startswith("spot:")
+        return split_market(symbol, self.category)[0] == "spot"
 
     def set_mark(self, symbol: str, price: float) -> None:
         """Mark ``symbol`` at ``price`` (its last trade or bar close)."""
@@ -152,7 +154,7 @@ class Account:
     def apply_funding(self, symbol: str, rate: float, mark: float) -> float:
         """Settle funding on a linear position; returns the payment (positive = paid)."""
         pos = self.positions.get(symbol)
-        if pos is None or pos.qty == 0.0 or self.category != "linear" or symbol in self._spot:
+        if pos is None or pos.qty == 0.0 or symbol in self._spot:
             return 0.0
         payment = pos.qty * mark * rate
         self._save_cash()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.core.symbols import split_market
+
 # Bybit's published non-VIP rates (BYBIT.md section 10): (maker, taker).
 DEFAULT_FEES = {"spot": (0.001, 0.001), "linear": (0.0002, 0.00055), "inverse": (0.0002, 0.00055)}
 
@@ -47,7 +49,7 @@ class MarketFees:
     spot: FeeModel
 
     def of(self, symbol: str) -> FeeModel:
-        return self.spot if symbol.startswith("spot:") else self.linear
+        return self.spot if split_market(symbol, "linear")[0] == "spot" else self.linear
 
 
 class SlippageModel:

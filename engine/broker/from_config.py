@@ -12,6 +12,7 @@ from engine.broker.costs import FeeModel, FillModel, LatencyModel, MarketFees, S
 from engine.broker.instruments import InstrumentBook, UnknownInstrument
 from engine.core.bus import Bus
 from engine.core.config import AccountSection, BrokerSection
+from engine.core.symbols import split_market
 from engine.core.typed import ConfigError
 
 
@@ -29,7 +30,7 @@ def broker_from_config(bus: Bus, broker: BrokerSection, account: AccountSection,
     except (UnknownInstrument, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     fees = FeeModel.for_category(category, broker.maker_fee, broker.taker_fee)
-    if any(symbol.startswith("spot:") for symbol in symbols):  # a linear run with spot markets
+    if any(split_market(s, category)[0] != category for s in symbols):  # a linear run with spot markets
         fees = MarketFees(fees, FeeModel.for_category("spot", broker.maker_fee, broker.taker_fee))
     return SimulatedBroker(
         bus, wallet, instruments, fees=fees,

@@ -95,8 +95,7 @@ class LedgerRecorder:
 
     def _on_funding(self, funding: Funding) -> None:
         position = self.broker.position_qty(funding.symbol)
-        account = self.broker.account  # only linear positions pay funding
-        linear = account.category == "linear" and not account.is_spot(funding.symbol)
+        linear = not self.broker.account.is_spot(funding.symbol)  # only linear positions pay funding
         payment = position * funding.mark_price * funding.rate if linear else 0.0
         self.ledger.add("funding", (
             self.run_id, funding.symbol, funding.rate, funding.mark_price, position, payment,
