@@ -44,7 +44,9 @@ class WatchedSmaCross(SmaCross):
     """``sma_cross`` that counts, at each bar it decides on, the symbols whose latest trade
     seen so far is stamped (exchange time or receive time) after the clock: look-ahead
     across symbols; and the bar sets (``on_bars``) that came a close time late or mixed
-    close times. The counts go into the saved state, so the ledger holds them."""
+    close times. It notes each set's symbols and how long after its close each bar reached
+    ``on_bar``, so a test can tell the close times a feed gap held past their set from the
+    rest. All of it goes into the saved state, so the ledger holds it."""
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
@@ -53,6 +55,8 @@ class WatchedSmaCross(SmaCross):
         self.ahead = 0
         self.sets = 0
         self.late_sets = 0  # bar sets delivered after their own close time's deadline had passed
+        self.set_symbols: dict[str, list[str]] = {}  # close time -> the symbols of its set
+        self.bar_delays: dict[str, dict[str, int]] = {}  # close time -> symbol -> ns from close to on_bar
 
     def on_trades(self, trades) -> None:
         self.latest[trades.symbol] = max(self.latest.get(trades.symbol, 0), int(trades.ts_event.max()),
@@ -61,6 +65,7 @@ class WatchedSmaCross(SmaCross):
     def on_bar(self, bar) -> None:
         now = self.clock.timestamp_ns()
         self.decisions += 1
+        self.bar_delays.setdefault(str(bar.close_time), {})[bar.symbol] = now - bar.close_time
         self.ahead += sum(ts > now for ts in self.latest.values()) + (bar.close_time > now)
         super().on_bar(bar)
 
@@ -68,13 +73,15 @@ class WatchedSmaCross(SmaCross):
         now = self.clock.timestamp_ns()
         closes = {bar.close_time for bar in bars.values()}
         self.sets += 1
+        self.set_symbols[str(max(closes))] = sorted(bars)
         self.ahead += max(closes) > now
         self.late_sets += len(closes) > 1 or now - max(closes) >= max(b.close_time - b.open_time
                                                                         for b in bars.values())
 
     def on_save(self) -> dict[str, Any]:
         return super().on_save() | {"decisions": self.decisions, "ahead": self.ahead, "sets": self.sets,
-                                    "late_sets": self.late_sets, "symbols_seen": sorted(self.latest)}
+                                    "late_sets": self.late_sets, "symbols_seen": sorted(self.latest),
+                                    "set_symbols": self.set_symbols, "bar_delays": self.bar_delays}
 
 
 class BuyThenRestEach(Strategy):

@@ -34,6 +34,7 @@ from tests.helpers.live_portfolio import symbol_archives
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SPEED = 400
 INTERVAL_MS = 2000
+CLOSE_DELAY_NS = 1_000_000_000
 STRATEGY = ("--strategy", "tests.helpers.live_portfolio:WatchedSmaCross", "--param", "fast=2",
             "--param", "slow=4", "--param", "notional=500", "--interval", "2s")
 
@@ -56,7 +57,7 @@ def session(tmp_path_factory) -> PortfolioSession:
     work = tmp_path_factory.mktemp("portfolio")
     archives = symbol_archives(work, SYMBOLS)
     settings = ("--set", f"broker.instruments={instruments_with_sol(work)}",
-                "--set", "bars.close_delay_ms=1000")
+                "--set", f"bars.close_delay_ms={CLOSE_DELAY_NS // 1_000_000}")
     exchange = start_exchange(archives, work, speed=SPEED, faults="drop@11",
                               wall_start_ms=aligned_start_ms(lead_s=6))
     seen: set[int] = set()
@@ -118,7 +119,13 @@ def test_no_decision_sees_a_trade_of_any_symbol_stamped_after_it(session):
     last = json.loads(states.state.iloc[-1])
     assert last["symbols_seen"] == sorted(SYMBOLS)
     assert last["decisions"] >= 3 * 8 and last["ahead"] == 0, last
-    assert last["sets"] >= 8 and last["late_sets"] == 0, last  # each close time's set at its close
+    assert last["late_sets"] == 0, last  # each close time's set at its close, of that close time alone
+    # A set holds exactly the bars that closed by its deadline (close + close delay); a bar a feed
+    # gap held past it reaches on_bar alone, and a close time the gap held for every symbol has no set.
+    prompt = {close: sorted(s for s, delay in delays.items() if delay <= CLOSE_DELAY_NS)
+              for close, delays in last["bar_delays"].items()}
+    assert last["set_symbols"] == {close: symbols for close, symbols in prompt.items() if symbols}, last
+    assert last["sets"] == len(last["set_symbols"]) >= 4, last
     fills = query(session.ledger, "SELECT * FROM fills WHERE run_id = ? ORDER BY id", (session.run_id,))
     assert set(fills.symbol) == set(SYMBOLS), fills.symbol.value_counts()
     signed = (fills.side * fills.qty).groupby(fills.symbol).cumsum()  # each symbol's own position
