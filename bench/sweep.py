@@ -155,8 +155,9 @@ def worker_write_rate(target: str, server_pid: int, data: Path) -> dict:
     """One trial's rows written by the worker itself, as a sweep on PostgreSQL does: the
     worker's wall time for it and the server's CPU time for it (its ingest capacity)."""
     from engine.commands.run_options import resolve_config
+    from engine.ledger.batch_writer import BatchWriter
     from engine.ledger.memory import MemoryLedger
-    from engine.ledger.store import BatchWriter, Ledger
+    from engine.ledger.store import Ledger
     from engine.run.backtest import run_backtest
     from engine.run.sweep_trial import TrialRunner
 

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from engine.ledger import curve_columns
+from engine.ledger.batch_writer import CURVE_TABLE
 from engine.ledger.reader import FILL_NUMBERS, frame_fill_blocks, frame_passes, unpack_curve
-from engine.ledger.schema import database_url
-from engine.ledger.store import COLUMNS, CURVE_TABLE, TABLES, WIDTHS, serialise
+from engine.ledger.schema import COLUMNS, TABLES, WIDTHS, database_url
+from engine.ledger.store import serialise
 
 
 def written_by_workers(target: str) -> bool:

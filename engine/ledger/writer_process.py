@@ -14,7 +14,8 @@ import logging
 import pickle
 import sys
 
-from engine.ledger.store import STOP, SYNC, BatchWriter, read_frame, write_frame
+from engine.ledger.batch_writer import BatchWriter
+from engine.ledger.store import STOP, SYNC, read_frame, write_frame
 
 log = logging.getLogger("engine.ledger.writer_process")
 

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 
 from engine.core.config import Config
 from engine.core.errors import UserError
+from engine.ledger.batch_writer import BatchWriter
 from engine.ledger.memory import MemoryLedger, written_by_workers
 from engine.ledger.schema import database_url
-from engine.ledger.store import BatchWriter
 from engine.run.backtest import RunFailed, open_run_source, run_backtest
 from engine.run.sweep_training import trained_config
 

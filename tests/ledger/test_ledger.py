@@ -17,10 +17,11 @@ from engine.core.clock import NS_PER_MS, NS_PER_S
 from engine.core.events import Funding
 from engine.feeds.history.sources import DataError, load_bars_from
 from engine.ledger import store
+from engine.ledger.batch_writer import ROWS_PER_INSERT
 from engine.ledger.liveness import ResumeRefused
 from engine.ledger.reader import LedgerQueryError, LedgerReader, ledger_bars
 from engine.ledger.schema import COLUMNS, database_url
-from engine.ledger.store import ROWS_PER_INSERT, Ledger
+from engine.ledger.store import Ledger
 from tests.helpers.broker import BTC, MINUTE, T0, Harness, attach_ledger, read_table, start_run
 from tests.helpers.live import wait_for
 
