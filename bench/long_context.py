@@ -318,7 +318,8 @@ def print_paired(row: dict, say) -> None:
     for kind, ratios in row["ratios"].items():
         target = TARGET.get(kind) if row["seq"] == 16384 else None
         median = statistics.median(ratios)
-        verdict = "" if target is None else f"  target >= {target:g}  {'PASS' if median >= target else 'MISS'}"
+        passed = "PASS" if target is not None and median >= target else "MISS"
+        verdict = "" if target is None else f"  target >= {target:g}  {passed}"
         say(f"  {kind:<10} median {statistics.median(times[kind]):.4f} s, x full {median:5.1f} "
             f"(rounds {min(ratios):.1f} to {max(ratios):.1f}){verdict}")
 

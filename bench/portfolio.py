@@ -166,9 +166,10 @@ def memory_only(workdir: Path, instruments: Path, total: int, big: int, out: dic
     print(f"papertape portfolio benchmark, memory only (sma_cross 10/30, ledger on; load "
           f"{out['load_before'][0]:.2f} before, {out['load_after'][0]:.2f} after)")
     for label, r in out["figures"].items():
-        print(f"  {label:<11} {r['bars']:>11,} bars {r['fills']:>8,} fills peak RSS {r['peak_rss_mb']:>7,.0f} MB "
-              f"({r['seconds']:.0f} s)")
-    print(f"  peak RSS {big:,} vs {total:,} bars, 10 symbols (<= 1.20) {ratio:6.3f}  {out['verdicts']['ratio (<= 1.20)']}")
+        print(f"  {label:<11} {r['bars']:>11,} bars {r['fills']:>8,} fills "
+              f"peak RSS {r['peak_rss_mb']:>7,.0f} MB ({r['seconds']:.0f} s)")
+    print(f"  peak RSS {big:,} vs {total:,} bars, 10 symbols (<= 1.20) {ratio:6.3f}  "
+          f"{out['verdicts']['ratio (<= 1.20)']}")
     print(f"  peak RSS under 500 MB {max(small['peak_rss_mb'], large['peak_rss_mb']):6.0f}  "
           f"{out['verdicts']['under 500 MB']}")
     return 0

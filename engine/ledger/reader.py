@@ -48,7 +48,8 @@ class LedgerReader:
                 rows = [tuple(row) for row in result]
             return pd.DataFrame.from_records(rows, columns=list(result.keys()), coerce_float=False)
 
-    def numeric(self, sql: str, dtype: list[tuple[str, str]], params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def numeric(self, sql: str, dtype: list[tuple[str, str]],
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
         """A query of numeric columns straight into a numpy structured array, row by row off
         the cursor: several times faster than a generic frame, and no list of a million
         tuples in memory."""

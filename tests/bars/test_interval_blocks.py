@@ -43,8 +43,8 @@ def test_blocks_give_what_the_whole_series_gives(name, size):
 def test_what_the_whole_series_gives():
     assert infer_interval_ms(SERIES["skipped bars"]) == MINUTE
     assert infer_interval_ms(SERIES["a tie of steps"]) == MINUTE
-    with pytest.raises(BarFileError, match="most bars are 3600000 ms apart, but the bar at open_time 14460000 "
-                                           "is 60000 ms after"):
+    with pytest.raises(BarFileError, match="most bars are 3600000 ms apart, but the bar at open_time "
+                                           "14460000 is 60000 ms after"):
         infer_interval_ms(SERIES["mostly hourly"])
     with pytest.raises(BarFileError, match="fewer than two bars"):
         infer_interval_ms(SERIES["one bar"])

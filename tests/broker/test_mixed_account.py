@@ -80,7 +80,8 @@ def test_a_falling_coin_moves_the_perpetuals_liquidation_and_is_sold_with_it():
     assert h.broker.position_qty(SPOT) == 0.04
     assert h.account.liquidation_price(BTC) == pytest.approx(9_400.0 / 0.4975)
     h.trade(T0 + 12 * S, 18_500.0)
-    liquidations = [(f.symbol, f.side, f.qty, f.price) for f in h.fills if f.client_order_id.startswith("liq")]
+    liquidations = [(f.symbol, f.side, f.qty, f.price) for f in h.fills
+                    if f.client_order_id.startswith("liq")]
     assert liquidations == [(BTC, -1, 0.5, 18_500.0), (SPOT, -1, 0.04, 10_000.0)]
     assert h.account.cash == pytest.approx(200.0 - 750.0 + 400.0)
 

@@ -120,8 +120,8 @@ def test_the_checkpoint_names_the_symbols_it_was_trained_on(market):
 
 def test_a_symbol_the_checkpoint_never_saw_is_traded_with_a_warning(market, tmp_path, caplog):
     bars, files, _ = market
-    result = train_model({"BTCUSDT": bars["BTCUSDT"]}, TrainConfig(model="full", attention_options=OPTIONS["full"],
-                                                                   **TINY))
+    config = TrainConfig(model="full", attention_options=OPTIONS["full"], **TINY)
+    result = train_model({"BTCUSDT": bars["BTCUSDT"]}, config)
     assert result.meta["symbols"] == ["BTCUSDT"]
     save_checkpoint(tmp_path / "btc.pt", result.model, result.meta)
     with caplog.at_level("WARNING"):

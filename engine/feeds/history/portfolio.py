@@ -273,8 +273,8 @@ class MergedKlineReplay:
         copies; else a stable sort of the window by open time."""
         first = parts[0]
         if len(parts) == len(self.replays) and all(
-                np.array_equal(part[0], first[0]) and all(a.dtype == b.dtype for a, b in zip(part, first))
-                for part in parts[1:]):
+                np.array_equal(part[0], first[0])
+                and all(a.dtype == b.dtype for a, b in zip(part, first, strict=True)) for part in parts[1:]):
             width = len(parts)
             columns = [np.empty(width * len(column), column.dtype) for column in first]
             for k, part in enumerate(parts):

@@ -118,7 +118,8 @@ def open_portfolio(
             archives = {s: [TradeArchive(p, cache_root) for p in groups[s]] for s in symbols}
             for s in symbols:
                 _check_in_range(s, [a.info() for a in archives[s]], start_ns, end_ns)
-            merged = MergedTradeReplay([_named(TradeReplay(archives[s], start_ns, end_ns), s) for s in symbols])
+            merged = MergedTradeReplay([_named(TradeReplay(archives[s], start_ns, end_ns), s)
+                                        for s in symbols])
             merged.cover_last_bar(parse_interval(interval or "1m"))
             return merged
         klines: list[KlineReplay] = []
