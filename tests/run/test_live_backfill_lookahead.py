@@ -34,14 +34,19 @@ SPEED = 100  # REST keeps the last 1000 trades: about 23 s of the sample at this
 MS = 1_000_000
 STRATEGY = ("--strategy", "tests.helpers.live:WatchThenRest", "--param", "depth=0.1")
 STALL_AT_S, PLANT_AT_S = 8.5, 11.5  # after the stream's start: the plant is 3 s into a 5 s stall
+RESTING = ("SELECT 1 FROM orders o JOIN order_updates u USING (client_order_id) "
+           "WHERE o.order_type = 'limit' AND u.status = 'accepted'")
 
 
-def planted_archive(tmp_path: Path, wall_start: int, at_s: float = PLANT_AT_S) -> tuple[Path, dict]:
+def planted_archive(tmp_path: Path, at_s: float = PLANT_AT_S) -> tuple[Path, dict]:
     """A copy of the sample day with the trade served nearest ``at_s`` after the stream's
-    start priced 15% lower (a resting buy limit 10% below the market fills on it)."""
+    start priced 15% lower (a resting buy limit 10% below the market fills on it). Where a
+    trade is served relative to the stream's start does not depend on that start, so the
+    copy is made before the start is chosen: its minutes of work under load are no part of
+    the time a session has to come up (``at_ms`` is the plant's offset; see ``served_at``)."""
     trades = archive_trades(SAMPLE_DAY)
-    served = served_ms(trades, wall_start, SPEED)
-    index = int(np.argmin(np.abs(served - (wall_start + at_s * 1000))))
+    offsets = served_ms(trades, 0, SPEED)
+    index = int(np.argmin(np.abs(offsets - at_s * 1000)))
     trade_id = trades.id.iloc[index]
     frame = pd.read_csv(SAMPLE_DAY, dtype=str)
     row = frame.index[frame.trdMatchID == trade_id][0]
@@ -53,7 +58,12 @@ def planted_archive(tmp_path: Path, wall_start: int, at_s: float = PLANT_AT_S) -
     out.parent.mkdir()
     with gzip.open(out, "wt", newline="") as fh:
         frame.to_csv(fh, index=False)
-    return out, {"id": trade_id, "price": planted, "original": original, "served_ns": int(served[index]) * MS}
+    return out, {"id": trade_id, "price": planted, "original": original, "at_ms": int(offsets[index])}
+
+
+def served_at(plant: dict, wall_start: int) -> dict:
+    """``plant`` with ``served_ns``: when a stream starting at ``wall_start`` serves it."""
+    return plant | {"served_ns": (wall_start + plant["at_ms"]) * MS}
 
 
 def without_plant(recording: Path, plant: dict, out: Path) -> int:
@@ -122,16 +132,21 @@ def check_held_bars(db: Path, run_id: int, fills_of: list[int]) -> pd.DataFrame:
 
 
 def test_a_trade_planted_late_in_a_stall_changes_nothing_stamped_before_it(tmp_path):
-    wall_start = aligned_start_ms(lead_s=14)  # time for a session to start on a loaded machine
-    archive, plant = planted_archive(tmp_path, wall_start)
+    archive, plant = planted_archive(tmp_path)
     live_db, recording = tmp_path / "live.db", tmp_path / "rec.jsonl"
+    # the exchange and the session take 16 s to come up at load 8 on two cores (2 s idle), and
+    # the session's limit order must rest (two bars after its first) before the stall
+    wall_start = aligned_start_ms(lead_s=20)
+    plant = served_at(plant, wall_start)
+    stall_at = (wall_start + STALL_AT_S * 1000) / 1000
     exchange = start_exchange([archive], tmp_path, speed=SPEED, wall_start_ms=wall_start)
     try:
         seconds = (wall_start - time.time_ns() // MS) / 1000 + 18  # until 18 s into the stream
         live = LiveProcess(exchange, tmp_path, live_db, "--stale-after", "30", *STRATEGY,
                            "--record", str(recording), duration=f"{seconds:.1f}s")
-        wait_for(lambda: table_has(live_db, "SELECT 1 FROM runs"), 30, "the session")
-        time.sleep(max(0.0, (wall_start + STALL_AT_S * 1000) / 1000 - time.time()))
+        wait_for(lambda: table_has(live_db, RESTING), 60, "the resting limit order")
+        assert time.time() < stall_at, "the session came too late to rest its order before the stall"
+        time.sleep(stall_at - time.time())
         exchange.fault("stall", 5)
         done = live.wait(90)
     finally:
@@ -164,8 +179,9 @@ def test_an_order_resting_through_a_downtime_fills_in_time_order_on_its_backfill
     # bars before the plant hold the position without the fill the plant made
     # the plant 22 s into the stream: run 1 may take until 20 s to start and rest its order on
     # a loaded machine, and REST (about 23 s of trades) still reaches back to its kill
+    archive, plant = planted_archive(tmp_path, at_s=22.3)
     wall_start = aligned_start_ms(lead_s=10)
-    archive, plant = planted_archive(tmp_path, wall_start, at_s=22.3)
+    plant = served_at(plant, wall_start)
     ledger = tmp_path / "live.db"
     exchange = start_exchange([archive], tmp_path, speed=SPEED, wall_start_ms=wall_start)
     try:
