@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -103,9 +104,11 @@ class Slowed(nn.Module):
         super().__init__()
         self.inner, self.delay_s, self.every, self.calls = model, delay_s, every, 0
         self.config = model.config
+        self.threads: set[int] = set()  # the threads its passes ran on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.calls += 1
+        self.threads.add(threading.get_ident())
         if self.calls % self.every == 0:
             time.sleep(self.delay_s)
         return self.inner(x)
@@ -117,9 +120,45 @@ class SlowConfig(ModelConfig):
     every: int = 2
 
 
-class SlowModel(ModelStrategy):
+class WatchedWarmUp(ModelStrategy):
+    """The model strategy that saves, per symbol, the close times of the live bars that
+    reached it before its last history did (the bars the warm-up held, in order): the first
+    forecast is of the newest of them, or of the first live bar when none was held, however
+    long the history took to load."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__(config)
+        self._events = 0  # on_bar and on_history calls so far, in the event loop's order
+        self._bars_seen: dict[str, list[tuple[int, int]]] = {}  # symbol -> (event, close time)
+        self._history_seen: dict[str, int] = {}  # symbol -> the event of its last history
+
+    def on_bar(self, bar) -> None:
+        self._events += 1
+        self._bars_seen.setdefault(bar.symbol, []).append((self._events, bar.close_time))
+        super().on_bar(bar)
+
+    def on_history(self, history) -> None:
+        self._events += 1
+        self._history_seen[history.symbol] = self._events
+        super().on_history(history)
+
+    def on_save(self) -> dict:
+        held = {s: [close for event, close in seen if event < self._history_seen.get(s, self._events + 1)]
+                for s, seen in self._bars_seen.items()}
+        return super().on_save() | {"held_by_warmup": held}
+
+
+def first_forecast_due(state: dict, symbol: str, first_close: int) -> int:
+    """The close time the first forecast of ``symbol`` is for, from :class:`WatchedWarmUp`'s
+    saved ``state``: the newest bar the warm-up held, else the first live bar's (``first_close``)."""
+    held = state["held_by_warmup"].get(symbol, [])
+    return held[-1] if held else first_close
+
+
+class SlowModel(WatchedWarmUp):
     """The model strategy with a model made slow on purpose; records, on the event thread,
-    how late each bar reached it (wall clock minus bar close, a test's view only)."""
+    how late each bar reached it (wall clock minus bar close, a test's view only, with the
+    bar's close time), and whether a forward pass ever ran on that thread."""
 
     config_class = SlowConfig
 
@@ -127,11 +166,13 @@ class SlowModel(ModelStrategy):
         super().__init__(config)
         for runner in self.runners:
             runner.model = Slowed(runner.model, self.config.delay_s, self.config.every)
-        self.bar_lag_s: list[float] = []
+        self.bar_lag_s: list[tuple[int, float]] = []
+        self.bar_threads: set[int] = set()
         self.predictions = 0
 
     def on_bar(self, bar) -> None:
-        self.bar_lag_s.append((time.time_ns() - bar.close_time) / 1e9)
+        self.bar_lag_s.append((bar.close_time, (time.time_ns() - bar.close_time) / 1e9))
+        self.bar_threads.add(threading.get_ident())
         super().on_bar(bar)
 
     def on_prediction(self, prediction) -> None:
@@ -139,7 +180,9 @@ class SlowModel(ModelStrategy):
         super().on_prediction(prediction)
 
     def on_save(self) -> dict:
-        return super().on_save() | {"bar_lag_s": self.bar_lag_s, "predictions_used": self.predictions}
+        passes = set().union(*(runner.model.threads for runner in self.runners))
+        return super().on_save() | {"bar_lag_s": self.bar_lag_s, "predictions_used": self.predictions,
+                                    "passes_on_the_event_thread": len(passes & self.bar_threads)}
 
 
 WINDOWS: list[np.ndarray] = []  # what SpyModel's model was handed, in call order
