@@ -194,7 +194,11 @@ class Account:
         """Keep, from now on, what :meth:`remembered_totals` needs to give the account's totals
         as they are now: the old terms of what changes, not a fold over every position now
         (a portfolio's recorder asks at each symbol's bar, and needs only the last one)."""
-        self._saved = {}
+        saved = self._saved
+        if saved is None:
+            self._saved = {}
+        elif saved:
+            saved.clear()
         self._saved_cash = None
 
     def forget(self) -> None:

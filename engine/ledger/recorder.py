@@ -135,10 +135,10 @@ class LedgerRecorder:
         account = self.broker.account
         cash, equity, margin = account.remembered_totals()
         account.forget()
-        for row in self._pending:
+        rows, self._pending = self._pending, []
+        for row in rows:
             row[2], row[3], row[6] = cash, equity, margin
-            self.ledger.add("equity", tuple(row))
-        self._pending = []
+        self.ledger.add_many("equity", rows)
 
     def _on_prediction(self, p: Prediction) -> None:
         self.ledger.add("predictions", (

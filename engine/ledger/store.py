@@ -125,6 +125,23 @@ class Ledger:
         ):
             self.flush()
 
+    def add_many(self, table: str, rows: list) -> None:
+        """Buffer several rows of one table (a portfolio's close time) as :meth:`add` does, all
+        or none of them, in one batch: a flush, when due, comes after the last of them."""
+        width, buffer = WIDTHS[table], self._buffers[table]
+        for row in rows:
+            if len(row) != width:
+                raise ValueError(f"a {table} row has {width} values, not {len(row)}: {row!r}")
+        for row in rows:
+            buffer.extend(row)
+        before = self._buffered
+        buffered = self._buffered = before + len(rows)
+        if buffered >= self.batch_rows or (
+            buffered >> 6 != before >> 6 and self.flush_seconds is not None
+            and time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
+            self.flush()
+
     def flush(self, wait: bool = False) -> None:
         """Hand the buffered rows to the writer as one transaction; ``wait`` blocks until
         everything handed over is on disk."""

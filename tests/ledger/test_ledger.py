@@ -193,6 +193,29 @@ def test_a_row_of_the_wrong_width_is_refused_before_it_is_buffered(tmp_path):
     ledger.close()
 
 
+def test_rows_added_together_are_written_as_added_one_by_one_in_one_batch(tmp_path):
+    """``add_many`` (a portfolio's close time): the rows ``add`` would write, all in one batch
+    (the flush waits for the group's last row), and a group holding a row of the wrong width
+    is refused whole, before any of it is buffered."""
+    path = tmp_path / "ledger.db"
+    ledger = Ledger(path, batch_rows=10, flush_seconds=3600)
+    run_id = start_run(ledger)
+    rows = [fill_row(run_id, i) for i in range(14)]
+    ledger.add_many("fills", rows[:8])
+    with pytest.raises(ValueError, match="a fills row has 16 values, not 15"):
+        ledger.add_many("fills", [fill_row(run_id, 90), fill_row(run_id, 91)[:-1]])
+    ledger.add_many("fills", rows[8:12])  # the 12th row passes batch_rows: the batch holds all 12
+    ledger.wait_written()
+    columns = ", ".join(COLUMNS["fills"])
+    stored = read_table(path, f"SELECT {columns} FROM fills ORDER BY id")
+    assert list(stored.itertuples(index=False, name=None)) == rows[:12]
+    ledger.add_many("fills", rows[12:])
+    ledger.flush(wait=True)
+    assert len(read_table(path, "SELECT id FROM fills")) == 14
+    assert ledger.rows_written == 14
+    ledger.close()
+
+
 def test_time_based_flush(tmp_path):
     path = tmp_path / "ledger.db"
     ledger = Ledger(path, batch_rows=1_000_000, flush_seconds=0.0)
