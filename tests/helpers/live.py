@@ -188,6 +188,25 @@ def table_has(db: Path, sql: str, params: tuple = ()) -> bool:
         return False
 
 
+def start_gap(db: Path, run_id: int) -> pd.DataFrame:
+    """The run's unfilled gap from its start, if any: a first connection so late that REST's
+    recent trades could not reach back to the session's start (a loaded machine)."""
+    started = int(query(db, "SELECT data_start FROM runs WHERE id = ?", (run_id,)).data_start.iloc[0])
+    return query(db, "SELECT * FROM feed_gaps WHERE run_id = ? AND status = 'unfilled' AND gap_from = ?",
+                 (run_id, started))
+
+
+def first_bar_open(db: Path, run_id: int, stream_start_ns: int, step_ns: int) -> int:
+    """Where a live run's first bar opens: the stream's first bar when the session was up
+    before it (as usual), else the first whole bar after the session's start (a start slowed
+    down by a loaded machine); when REST could not reach back to the start (a first connection
+    slower still), the bar of the first trade the session got, inside that recorded gap."""
+    started = int(query(db, "SELECT data_start FROM runs WHERE id = ?", (run_id,)).data_start.iloc[0])
+    lost = start_gap(db, run_id)
+    first = -(-started // step_ns) * step_ns if lost.empty else int(lost.gap_to.iloc[0]) // step_ns * step_ns
+    return max(stream_start_ns, first)
+
+
 def check_ledger(db: Path, run_ids: list[int], status: str = "finished") -> pd.DataFrame:
     """The ledger of a run (and the runs it resumed, oldest first) is consistent: the last run
     has ``status``; every fill's order exists; the position after each fill equals the

@@ -11,6 +11,7 @@ from tests.helpers.live import (
     LiveProcess,
     aligned_start_ms,
     assert_same_rows,
+    first_bar_open,
     papertape,
     query,
     start_exchange,
@@ -38,10 +39,8 @@ def test_a_recorded_session_replays_into_the_same_ledger_rows(tmp_path):
     counts = assert_same_rows(tmp_path / "live.db", done.result["run_id"], tmp_path / "replay.db",
                               result["run_id"])
     first_bar = query(tmp_path / "live.db", "SELECT min(open_time) AS t FROM bars").t.iloc[0]
-    started = int(query(tmp_path / "live.db", "SELECT data_start FROM runs").data_start.iloc[0])
-    bar_ns = 2_000_000_000  # the first bar is the first whole one: at the stream's start when the
-    # session was up before it, else the first after the session's start (a slow start under load)
-    assert first_bar == max(wall_start * 1_000_000, -(-started // bar_ns) * bar_ns)
+    assert first_bar == first_bar_open(tmp_path / "live.db", done.result["run_id"], wall_start * 1_000_000,
+                                       2_000_000_000)
     assert counts["bars"] >= 10 and counts["orders"] >= 2 and counts["fills"] >= 2, counts
     assert counts["plots"] == 2 * (counts["bars"] - 3), counts  # sma_fast and sma_slow from bar 4
     assert result["bars"] == done.result["bars"] and result["fills"] == done.result["fills"]

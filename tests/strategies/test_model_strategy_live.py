@@ -21,9 +21,11 @@ from tests.helpers.live import (
     check_ledger,
     compare_bars,
     expected_bars,
+    first_bar_open,
     query,
     served_ms,
     start_exchange,
+    start_gap,
 )
 from tests.helpers.model import ar1_bars, first_forecast_due, train_tiny, write_bars
 
@@ -150,18 +152,9 @@ def test_the_bars_between_the_warm_up_and_the_first_live_bar_join_the_window(tmp
     first_ns = int(query(ledger, "SELECT min(open_time) AS t FROM bars WHERE run_id = ?",
                          (run_id,)).t.iloc[0])
     first_ms = first_ns // 1_000_000
-    started = int(query(ledger, "SELECT data_start FROM runs WHERE id = ?", (run_id,)).data_start.iloc[0])
-    gaps = query(ledger, "SELECT * FROM feed_gaps WHERE run_id = ? ORDER BY id", (run_id,))
-    lost = gaps[(gaps.status == "unfilled") & (gaps.gap_from == started)]
-    # the first whole bar: the stream's first when the session was up before it (as usual), else
-    # the first after the session's start (a start slowed down by a loaded machine); when REST
-    # could not reach back to the start (a first connection slower still), the bar of the first
-    # trade the session got, in that recorded gap
-    if lost.empty:
-        first_whole = -(-started // step_ns) * step_ns
-    else:
-        first_whole = int(lost.gap_to.iloc[0]) // step_ns * step_ns
-    assert first_ns == max(start_ms * 1_000_000, first_whole), gaps
+    # the first whole bar (later than the stream's start when a loaded machine started it late)
+    assert first_ns == first_bar_open(ledger, run_id, start_ms * 1_000_000, step_ns), \
+        start_gap(ledger, run_id)
     forecast = query(ledger, "SELECT * FROM predictions WHERE run_id = ? ORDER BY id LIMIT 1", (run_id,))
     saved = json.loads(query(ledger, "SELECT state FROM strategy_state ORDER BY id").state.iloc[-1])
     # of the first live bar, or of the newest the warm-up held when its history came after it
