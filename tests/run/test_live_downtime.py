@@ -25,7 +25,10 @@ from tests.helpers.live import (
     wait_for,
 )
 
-SPEED = 200  # REST keeps the last 1000 trades: about 10 s of the sample at this speed
+# REST keeps the last 1000 trades: about 20 s of the sample at this speed. At 200x (10 s) a
+# downtime of 10.7 s at load 8-10 (the 2.5 s below, then the resumed process's start) took 970
+# of them: a little more load and the backfill could not reach back.
+SPEED = 100
 INTERVAL_MS = 2000
 STRATEGY = "tests.helpers.live:BuyThenRest"
 
