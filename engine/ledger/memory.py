@@ -60,9 +60,15 @@ class MemoryLedger:
             raise ValueError(f"a {table} row has {WIDTHS[table]} values, not {len(row)}: {row!r}")
         self.buffers[table].extend(row)
 
-    def add_many(self, table: str, rows) -> None:
+    def add_many(self, table: str, rows: list) -> None:
+        """Several rows of one table, all or none of them (as :meth:`Ledger.add_many`)."""
+        width = WIDTHS[table]
         for row in rows:
-            self.add(table, row)
+            if len(row) != width:
+                raise ValueError(f"a {table} row has {width} values, not {len(row)}: {row!r}")
+        buffer = self.buffers[table]
+        for row in rows:
+            buffer.extend(row)
 
     def flush(self, wait: bool = False) -> None:
         """Nothing to hand over until the run is done."""

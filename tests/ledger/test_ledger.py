@@ -19,6 +19,7 @@ from engine.feeds.history.sources import DataError, load_bars_from
 from engine.ledger import store
 from engine.ledger.batch_writer import ROWS_PER_INSERT
 from engine.ledger.liveness import ResumeRefused
+from engine.ledger.memory import MemoryLedger
 from engine.ledger.reader import LedgerQueryError, LedgerReader, ledger_bars
 from engine.ledger.schema import COLUMNS, database_url
 from engine.ledger.store import Ledger
@@ -214,6 +215,16 @@ def test_rows_added_together_are_written_as_added_one_by_one_in_one_batch(tmp_pa
     assert len(read_table(path, "SELECT id FROM fills")) == 14
     assert ledger.rows_written == 14
     ledger.close()
+
+
+def test_a_sweep_trials_memory_ledger_takes_rows_added_together_all_or_none(tmp_path):
+    ledger = MemoryLedger(str(tmp_path / "ledger.db"), run_id=7)
+    rows = [fill_row(7, i) for i in range(3)]
+    ledger.add_many("fills", rows[:2])
+    with pytest.raises(ValueError, match="a fills row has 16 values, not 15"):
+        ledger.add_many("fills", [fill_row(7, 90), fill_row(7, 91)[:-1]])
+    ledger.add_many("fills", rows[2:])
+    assert ledger.buffers["fills"] == [value for row in rows for value in row]
 
 
 def test_time_based_flush(tmp_path):
