@@ -31,7 +31,7 @@ from engine.feeds.live.rest import BybitRest
 from engine.feeds.live.websocket import Backoff, HandshakeRefused
 from engine.ledger.reader import LedgerReader
 from engine.run.resume import downtime_start, restore_session
-from engine.run.session import Market, Session, SessionResult
+from engine.run.session import Market, Session, SessionResult, load_strategy
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,10 @@ class WallTimer:
 
 async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
     """Run one live paper-trading session until the duration ends or a signal arrives."""
+    # The strategy is made first: a model's imports and checkpoint take seconds (more on a busy
+    # machine), which would otherwise lie between the data's start and the first connection, a
+    # gap only REST's last 1000 trades can fill.
+    strategy = load_strategy(cfg.strategy.name, cfg.strategy.params)
     start, whole_bar = time.time_ns(), False
     if opts.resume is not None:  # a run that is not there is a typo, not a failed run
         reader = LedgerReader(cfg.ledger.path)
@@ -109,7 +113,7 @@ async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
     market = Market(opts.symbol, opts.category, opts.interval, "trades", start, start,
                     starts_in_a_bar=not whole_bar)
     session = Session(cfg, clock, market, kind="live", ledger_target=cfg.ledger.path,
-                      resume_from=opts.resume, save_state_every_bar=True)
+                      resume_from=opts.resume, save_state_every_bar=True, strategy=strategy)
     try:
         if opts.resume is not None:
             reader = LedgerReader(cfg.ledger.path)

@@ -101,6 +101,7 @@ class Session:
         resume_from: int | None = None,
         save_state_every_bar: bool = False,
         ledger: Any = None,
+        strategy: Any = None,
     ) -> None:
         # one spelling per interval ("60", "1H" and "1h" are 1h): bars carry the label, and the
         # recorder and the strategy pick their bars by it
@@ -119,7 +120,9 @@ class Session:
             self._build_aggregators(cfg, clock, market)
         strategy_cfg = cfg.strategy
         self.strategy_name = strategy_cfg.name
-        self.strategy = load_strategy(strategy_cfg.name, strategy_cfg.params)
+        # a live session makes its strategy before its data starts (see engine.run.live)
+        self.strategy = strategy if strategy is not None else load_strategy(strategy_cfg.name,
+                                                                             strategy_cfg.params)
         self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error,
                                     mode="live" if kind == "live" else "replay")
