@@ -94,14 +94,20 @@ def test_a_slow_model_drops_late_forecasts_and_never_holds_up_the_feed(tmp_path)
     assert len(free) >= 2 and max(free) < 2.5, (saved["bar_lag_s"], gaps)
 
 
+BUSY_STRETCH_MS = 52_140_000  # into the sample day, from its first trade
+
+
 def rest_warm_up_session(tmp_path, fault: str | None = None):
     """A 3 s session of a 1m model that warms up on the REST klines of an exchange which has
-    served three hours of the archive already, in real time (``fault`` fired on it first, 5
-    times): the result, the checkpoint, the ledger."""
+    served 14.5 hours of the archive already, in real time (``fault`` fired on it first, 5
+    times): the result, the checkpoint, the ledger. The session runs in the sample day's
+    busiest stretch (no trade more than 0.92 s after the last for 90 s from there), so a
+    3 s session has market data even when it starts late: elsewhere the day's trades are
+    1.8 s apart at the median and up to 29 s."""
     bars = load_bars_from([str(SAMPLE_DAY)], "1m")
     ckpt = train_tiny(bars, "full", tmp_path / "model.pt", interval="1m")
     exchange = start_exchange([SAMPLE_DAY], tmp_path, speed=1,
-                              wall_start_ms=time.time_ns() // 1_000_000 - 3 * 3_600_000)
+                              wall_start_ms=time.time_ns() // 1_000_000 - BUSY_STRETCH_MS)
     ledger = tmp_path / "live.db"
     try:
         if fault:
