@@ -24,6 +24,9 @@ PROMPT_S = 5.5
 # timeout; a prompt one took 5.7 s at load 8-10 (the 1 s the client gives a close, then the
 # ledger's flush and the exit on starved cores), so that case is bounded by the wait itself.
 WEBSOCKETS_CLOSE_S = 10.0
+# A stop that waited out a 10 s connect attempt begun at the start of a 2 s session would end
+# about 8 s after the duration; the bound leaves a second of that for a loaded machine.
+CONNECT_ATTEMPT_REST_S = 7.0
 
 
 def stop_and_time(live: LiveProcess, seen: str | None = None, act=None):
@@ -85,7 +88,7 @@ def test_the_duration_ends_a_session_stuck_in_a_connect_attempt(tmp_path):
         done, took, _ = stop_and_time(live, r"stopping \(duration\)")
     finally:
         mute.close()
-    assert took < PROMPT_S, f"exited {took:.1f} s after the duration, during a connect attempt"
+    assert took < CONNECT_ATTEMPT_REST_S, f"exited {took:.1f} s after the duration, during a connect attempt"
     assert done.returncode == 1 and done.result["status"] == "failed", done.stderr[-2000:]
     assert_never_connected(tmp_path / "live.db", "failed")
     assert_no_data_line(done.stderr, mute.ws)
