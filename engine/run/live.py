@@ -94,9 +94,8 @@ class WallTimer:
 
 async def run_live_async(cfg: Config, opts: LiveOptions) -> SessionResult:
     """Run one live paper-trading session until the duration ends or a signal arrives."""
-    # The strategy is made first: a model's imports and checkpoint take seconds (more on a busy
-    # machine), which would otherwise lie between the data's start and the first connection, a
-    # gap only REST's last 1000 trades can fill.
+    # made first: a model's imports and checkpoint take seconds, which would otherwise lie between
+    # the data's start and the first connection (a gap only REST's last 1000 trades can fill)
     strategy = load_strategy(cfg.strategy.name, cfg.strategy.params)
     start, whole_bar = time.time_ns(), False
     if opts.resume is not None:  # a run that is not there is a typo, not a failed run
