@@ -19,7 +19,7 @@ from engine.ledger import curve_columns
 from engine.ledger.batch_writer import CURVE_TABLE
 from engine.ledger.reader import FILL_NUMBERS, frame_fill_blocks, frame_passes, unpack_curve
 from engine.ledger.schema import COLUMNS, TABLES, WIDTHS, database_url
-from engine.ledger.store import serialise
+from engine.ledger.store import check_widths, serialise
 
 
 def written_by_workers(target: str) -> bool:
@@ -62,10 +62,7 @@ class MemoryLedger:
 
     def add_many(self, table: str, rows: list) -> None:
         """Several rows of one table, all or none of them (as :meth:`Ledger.add_many`)."""
-        width = WIDTHS[table]
-        for row in rows:
-            if len(row) != width:
-                raise ValueError(f"a {table} row has {width} values, not {len(row)}: {row!r}")
+        check_widths(table, rows)
         buffer = self.buffers[table]
         for row in rows:
             buffer.extend(row)

@@ -128,10 +128,8 @@ class Ledger:
     def add_many(self, table: str, rows: list) -> None:
         """Buffer several rows of one table (a portfolio's close time) as :meth:`add` does, all
         or none of them, in one batch: a flush, when due, comes after the last of them."""
-        width, buffer = WIDTHS[table], self._buffers[table]
-        for row in rows:
-            if len(row) != width:
-                raise ValueError(f"a {table} row has {width} values, not {len(row)}: {row!r}")
+        check_widths(table, rows)
+        buffer = self._buffers[table]
         for row in rows:
             buffer.extend(row)
         before = self._buffered
@@ -234,6 +232,15 @@ def _child_env() -> dict[str, str]:
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return env
+
+
+def check_widths(table: str, rows: list) -> None:
+    """Refuse rows of ``table`` before any is buffered if one has the wrong width: rows travel
+    as one flat list, so a short row would shift every later value into the wrong column."""
+    width = WIDTHS[table]
+    for row in rows:
+        if len(row) != width:
+            raise ValueError(f"a {table} row has {width} values, not {len(row)}: {row!r}")
 
 
 def serialise(batch: dict[str, list]) -> bytes:
