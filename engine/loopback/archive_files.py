@@ -80,7 +80,7 @@ class ArchiveFiles:
         if span is not None:
             response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         await response.prepare(request)
-        entry["cut"] = self.faults.take("cut_left")
+        entry["cut"] = self.faults.take("cut_left", info["symbol"])
         cut_after = (last - first + 1) // 2 if entry["cut"] else None
         sent = 0
         with open(path, "rb") as fh:

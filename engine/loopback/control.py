@@ -35,18 +35,21 @@ class ControlRoutes:
 
     async def post_fault(self, request: web.Request) -> web.Response:
         """Body ``{"fault": NAME}``, plus ``"seconds"`` (stall, nopong) or ``"count"``
-        (rest403, cut) where the fault takes one."""
+        (rest403, cut) where the fault takes one, and ``"symbol"`` to aim it at one symbol."""
         if (refused := self._refused(request)) is not None:
             return refused
         try:
             body = json.loads(await request.text())
             if not isinstance(body, dict) or not isinstance(body.get("fault"), str):
                 raise FaultError('body must be a JSON object like {"fault": "stall", "seconds": 5}')
-            fault = make_fault(body["fault"], body.get("seconds", body.get("count")))
+            symbol = body.get("symbol")
+            if symbol is not None and not isinstance(symbol, str):
+                raise FaultError(f'"symbol" must be a symbol like "ETHUSDT", got {symbol!r}')
+            fault = make_fault(body["fault"], body.get("seconds", body.get("count")), symbol=symbol)
+            self.fire(fault, "control")
         except (ValueError, TypeError) as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
-        self.fire(fault, "control")
-        return web.json_response({"ok": True, "fault": fault.name, "arg": fault.arg})
+        return web.json_response({"ok": True, "fault": fault.name, "arg": fault.arg, "symbol": fault.symbol})
 
     async def get_state(self, request: web.Request) -> web.Response:
         if (refused := self._refused(request)) is not None:

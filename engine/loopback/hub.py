@@ -2,8 +2,8 @@
 
 Every client has one outgoing queue drained by one writer task, so a slow client never holds
 up the stream or the others (one that falls ``MAX_QUEUED`` messages behind is cut off).
-Data pushes pass the fault state here: nothing goes out during a stall, and the
-duplicate/out-of-order faults act on trade messages.
+Data pushes pass the fault state here: nothing goes out during a stall (of every symbol,
+or of the topic's symbol), and the duplicate/out-of-order faults act on trade messages.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import uuid
 
 from aiohttp import web
 
+from engine.bybit.parse import topic_symbol
 from engine.loopback.faults import FaultState
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,14 @@ class Connection:
         self.conn_id = str(uuid.uuid4())
         self.topics: set[str] = set()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def symbols(self) -> set[str]:
+        """The symbols of the topics this client is subscribed to."""
+        return {topic_symbol(t) for t in self.topics}
+
+    def follows(self, symbol: str | None) -> bool:
+        """Whether a fault aimed at ``symbol`` (None: every symbol) reaches this client."""
+        return symbol is None or any(topic_symbol(t) == symbol for t in self.topics)
 
     def send(self, text: str) -> None:
         """Queue a text frame; cut the client off when it is hopelessly behind."""
@@ -61,7 +70,7 @@ class Hub:
         self.faults = faults
         self.connections: set[Connection] = set()
         self.messages_published = 0
-        self._last_trade: tuple[str, str, str] | None = None
+        self._last_trade: dict[str | None, tuple[str, str, str]] = {}  # per symbol; None: of all
         self._held: tuple[str, str, str] | None = None
 
     def subscribed(self) -> set[tuple[str, str]]:
@@ -69,9 +78,9 @@ class Hub:
         return {(c.category, t) for c in self.connections for t in c.topics}
 
     def broadcast(self, category: str, topic: str, text: str) -> None:
-        """Send a data message to the topic's subscribers (if any), unless the stream is
-        stalled; counted in ``messages_published``."""
-        if self.faults.stalled():
+        """Send a data message to the topic's subscribers (if any), unless the stream or the
+        topic's symbol is stalled; counted in ``messages_published``."""
+        if self.faults.stalled(topic_symbol(topic)):
             return
         for conn in self.connections:
             if conn.category == category and topic in conn.topics:
@@ -79,16 +88,16 @@ class Hub:
         self.messages_published += 1
 
     def publish_trades(self, category: str, topic: str, text: str) -> None:
-        """Broadcast a trade message, holding one back if an out-of-order fault is pending
-        and sending it after the topic's next message."""
-        if self.faults.stalled():
+        """Broadcast a trade message, holding one back if an out-of-order fault (of every
+        symbol or of this one) is pending and sending it after the topic's next message."""
+        symbol = topic_symbol(topic)
+        if self.faults.stalled(symbol):
             return
-        if self.faults.outoforder_pending and self._held is None:
-            self.faults.outoforder_pending = False
+        if self._held is None and self.faults.take_outoforder(symbol):
             self._held = (category, topic, text)
             return
         self.broadcast(category, topic, text)
-        self._last_trade = (category, topic, text)
+        self._last_trade[None] = self._last_trade[symbol] = (category, topic, text)
         self.release_held(category, topic)
 
     def release_held(self, category: str, topic: str) -> None:
@@ -96,21 +105,25 @@ class Hub:
         if self._held is not None and self._held[:2] == (category, topic):
             held, self._held = self._held, None
             self.broadcast(*held)
-            self._last_trade = held
+            self._last_trade[None] = self._last_trade[topic_symbol(topic)] = held
 
-    def duplicate_last(self) -> None:
-        """Send the last trade message again."""
-        if self._last_trade is None:
-            log.warning("fault duplicate: no trade message sent yet, nothing to repeat")
+    def duplicate_last(self, symbol: str | None = None) -> None:
+        """Send the last trade message (of ``symbol``, or of any) again."""
+        last = self._last_trade.get(symbol)
+        if last is None:
+            log.warning("fault duplicate: no trade message%s sent yet, nothing to repeat",
+                        "" if symbol is None else f" of {symbol}")
             return
-        self.broadcast(*self._last_trade)
+        self.broadcast(*last)
 
-    def send_garbage(self) -> None:
-        """Send every client a text frame that is not valid JSON."""
+    def send_garbage(self, symbol: str | None = None) -> None:
+        """Send every client (subscribed to ``symbol``) a text frame that is not valid JSON."""
         for conn in self.connections:
-            conn.send(GARBAGE)
+            if conn.follows(symbol):
+                conn.send(GARBAGE)
 
-    def drop_all(self) -> None:
-        """Abort every client's connection."""
+    def drop(self, symbol: str | None = None) -> None:
+        """Abort every client's connection (each subscribed to ``symbol``)."""
         for conn in list(self.connections):
-            conn.abort()
+            if conn.follows(symbol):
+                conn.abort()

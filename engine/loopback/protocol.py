@@ -49,7 +49,7 @@ def handle_request(conn: Connection, text: str, topics: TopicIndex, faults: Faul
     req_id = request.get("req_id")
     req_id = "" if req_id is None else str(req_id)
     if op == "ping":
-        if not faults.ignoring_pings():
+        if not faults.ignoring_pings(conn.symbols()):
             conn.send(dumps(pong(conn.category, conn.conn_id, req_id)))
         return
     if op not in ("subscribe", "unsubscribe"):

@@ -17,7 +17,7 @@ from engine.broker.instruments import InstrumentBook
 from engine.core.clock import NS_PER_MS
 from engine.loopback.archive_files import ArchiveFiles
 from engine.loopback.control import ControlRoutes
-from engine.loopback.faults import Fault, FaultState, parse_schedule
+from engine.loopback.faults import Fault, FaultError, FaultState, parse_schedule
 from engine.loopback.hub import Connection, Hub
 from engine.loopback.protocol import TopicIndex, handle_request
 from engine.loopback.rest import CATEGORIES, MarketRoutes
@@ -60,6 +60,8 @@ class ExchangeServer:
             raise ValueError(f"speed must be positive, got {options.speed}")
         self.options, self.now = options, now
         self.tapes = load_tapes(list(options.data))
+        for fault in options.faults:  # a schedule's aim is checked at the start, not when it fires
+            self.check_aim(fault)
         self.stores = {key: SymbolStore(*key) for key in self.tapes}
         self.faults = FaultState()
         self.hub = Hub(self.faults)
@@ -132,15 +134,25 @@ class ExchangeServer:
         return f"ws://{self._host}:{self.port}/v5/public/{category}"
 
     def fire(self, fault: Fault, source: str = "control") -> None:
-        """Inject ``fault`` now."""
+        """Inject ``fault`` now (a :class:`FaultError` if it is aimed at a symbol not served)."""
+        self.check_aim(fault)
         log.warning("fault: %s (%s)", fault.describe(), source)
         self.faults.note(fault, source, self.now())
         if fault.name == "drop":
-            self.hub.drop_all()
+            self.hub.drop(fault.symbol)
         elif fault.name == "malformed":
-            self.hub.send_garbage()
+            self.hub.send_garbage(fault.symbol)
         elif fault.name == "duplicate":
-            self.hub.duplicate_last()
+            self.hub.duplicate_last(fault.symbol)
+
+    def check_aim(self, fault: Fault) -> None:
+        """A :class:`FaultError` when ``fault`` is aimed at a symbol this server does not serve."""
+        if fault.symbol is None or (fault.name == "cut" and self.options.archive_dir is not None):
+            return  # archive files are found by name when asked for
+        served = sorted({symbol for _, symbol in self.tapes})
+        if fault.symbol not in served:
+            raise FaultError(f"fault {fault.name}:{fault.symbol}: this server serves no {fault.symbol} "
+                             f"(it serves {', '.join(served) or 'nothing'})")
 
     def state(self) -> dict:
         """The time mapping, progress, connections and faults, for tests and demos."""
@@ -161,6 +173,7 @@ class ExchangeServer:
                          "finished": s.finished} for key, s in self.stores.items()],
             "faults_fired": list(self.faults.fired),
             "stalled": self.faults.stalled(),
+            "stalled_symbols": self.faults.stalled_symbols(),
             "ignoring_pings": self.faults.ignoring_pings(),
             "rest403_left": self.faults.rest403_left,
             "cut_left": self.faults.cut_left,
@@ -174,7 +187,8 @@ class ExchangeServer:
 
     @web.middleware
     async def _rest403(self, request: web.Request, handler) -> web.StreamResponse:
-        if request.path.startswith("/v5/market/") and self.faults.take("rest403_left"):
+        if request.path.startswith("/v5/market/") and self.faults.take("rest403_left",
+                                                                        request.query.get("symbol")):
             # Bybit's IP ban (BYBIT.md section 5); the exact body Bybit sends is not documented.
             return web.Response(status=403, text="access too frequent")
         return await handler(request)
@@ -192,7 +206,7 @@ class ExchangeServer:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     handle_request(conn, msg.data, self.topics, self.faults)
-                elif msg.type == WSMsgType.PING and not self.faults.ignoring_pings():
+                elif msg.type == WSMsgType.PING and not self.faults.ignoring_pings(conn.symbols()):
                     await ws.pong(msg.data)
         finally:
             self.hub.connections.discard(conn)

@@ -76,9 +76,9 @@ class Exchange:
         with urllib.request.urlopen(self.url + "/_control/state", timeout=5) as resp:
             return json.loads(resp.read())
 
-    def fault(self, name: str, count: int) -> None:
-        """Fire the fault ``name`` now through ``POST /_control/fault``."""
-        body = json.dumps({"fault": name, "count": count}).encode()
+    def fault(self, name: str, count: int, symbol: str | None = None) -> None:
+        """Fire the fault ``name`` now through ``POST /_control/fault`` (aimed at ``symbol``)."""
+        body = json.dumps({"fault": name, "count": count} | ({"symbol": symbol} if symbol else {})).encode()
         with urllib.request.urlopen(urllib.request.Request(self.url + "/_control/fault", data=body),
                                     timeout=5) as resp:
             assert json.loads(resp.read())["ok"]

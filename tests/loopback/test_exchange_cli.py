@@ -93,12 +93,13 @@ async def test_restart_on_the_same_port_continues_the_stream(tmp_path):
 def test_help_documents_the_mapping_and_the_fault_grammar():
     shown = subprocess.run([sys.executable, "-m", "engine.loopback", "--help"], cwd=ROOT, capture_output=True,
                            text=True, timeout=30)
-    assert shown.returncode == 0 and "NAME@TIME[+ARG]" in shown.stdout and "wall_start_ms" in shown.stdout
+    assert shown.returncode == 0 and "NAME[:SYMBOL]@TIME[+ARG]" in shown.stdout and "wall_start_ms" in shown.stdout
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--data", "/no/such/file.csv"], "no file matches"),
-    (["--data", "{sample}", "--faults", "drop@x"], "NAME@SECONDS"),
+    (["--data", "{sample}", "--faults", "drop@x"], "NAME[:SYMBOL]@SECONDS"),
+    (["--data", "{sample}", "--faults", "stall:ETHUSDT@1s"], "serves no ETHUSDT (it serves BTCUSDT)"),
     ([], "nothing to serve"),
     (["--data", "{sample}", "--start-at", "yesterday"], "--start-at"),
 ])

@@ -1,7 +1,9 @@
 """``papertape live --symbols`` against the loopback exchange serving three archives as three
-symbols, with a drop mid-session: one websocket connection for every symbol; every symbol's
-bars equal the bars of its served stream; no decision sees a trade of any symbol stamped
-after it; the recording replays into the same ledger rows, with or without ``--symbols``."""
+symbols, with a drop mid-session and later a stall of one symbol alone: one websocket
+connection for every symbol; every symbol's bars equal the bars of its served stream; the
+stalled symbol's silence is its own gap, backfilled, while the others' bars close on time; no
+decision sees a trade of any symbol stamped after it; the recording replays into the same
+ledger rows, with or without ``--symbols``."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.loopback.timemap import wall_ms
 from tests.helpers.broker import instruments_with_sol
 from tests.helpers.live import (
     LiveProcess,
@@ -35,6 +38,8 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 SPEED = 400
 INTERVAL_MS = 2000
 CLOSE_DELAY_NS = 1_000_000_000
+STALL_AFTER_MS = 16_000  # after the drop at 11 s and its backfill
+STALL_S = 3
 STRATEGY = ("--strategy", "tests.helpers.live_portfolio:WatchedSmaCross", "--param", "fast=2",
             "--param", "slow=4", "--param", "notional=500", "--interval", "2s")
 
@@ -50,6 +55,7 @@ class PortfolioSession:
     connections_seen: set[int]
     run_id: int
     settings: tuple[str, ...]
+    stalled_ms: int
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +67,7 @@ def session(tmp_path_factory) -> PortfolioSession:
     exchange = start_exchange(archives, work, speed=SPEED, faults="drop@11",
                               wall_start_ms=aligned_start_ms(lead_s=6))
     seen: set[int] = set()
+    stall_from, stalled_ms = wall_ms() + STALL_AFTER_MS, 0
     try:
         live = LiveProcess(exchange, work, work / "live.db", "--symbols", ",".join(SYMBOLS), *STRATEGY,
                            *settings, "--record", str(work / "rec.jsonl"),
@@ -68,6 +75,11 @@ def session(tmp_path_factory) -> PortfolioSession:
         wait_for(lambda: exchange.state()["connections"] >= 1, 20, "the client to connect")
         while live.proc.poll() is None:  # the connections the server holds, through the session
             seen.add(exchange.state()["connections"])
+            if not stalled_ms and wall_ms() >= stall_from:  # just after a bar's start, ETHUSDT alone
+                now = wall_ms()
+                time.sleep(((now // INTERVAL_MS + 1) * INTERVAL_MS + 50 - now) / 1000)
+                stalled_ms = wall_ms()
+                exchange.fault("stall", STALL_S, symbol="ETHUSDT")
             time.sleep(0.3)
         done = live.wait(60)
         state = exchange.state()
@@ -75,7 +87,7 @@ def session(tmp_path_factory) -> PortfolioSession:
         exchange.stop()
     assert done.returncode == 0, done.stderr[-3000:]
     return PortfolioSession(work, work / "live.db", work / "rec.jsonl", archives, done, state, seen,
-                            done.result["run_id"], settings)
+                            done.result["run_id"], settings, stalled_ms)
 
 
 def test_one_connection_carries_every_symbol(session):
@@ -111,6 +123,26 @@ def test_every_symbols_bars_equal_the_bars_of_its_served_stream(session):
         ns = served * 1_000_000
         span = (ns >= bars.open_time.min()) & (ns < bars.open_time.max() + step)
         assert bars.trades.sum() == int(span.sum()), symbol  # no trade lost, none counted twice
+
+
+def test_a_stall_of_one_symbol_is_its_own_gap_and_holds_only_its_bars(session):
+    assert session.stalled_ms, "the session ended before the stall"
+    fired = [f for f in session.state["faults_fired"] if f["fault"] == "stall"]
+    assert [f["symbol"] for f in fired] == ["ETHUSDT"], session.state["faults_fired"]
+    gaps = query(session.ledger, "SELECT * FROM feed_gaps WHERE run_id = ? ORDER BY id", (session.run_id,))
+    silent = gaps[gaps.status == "silent"]
+    assert set(silent.symbol) == {"ETHUSDT"}, gaps  # the stall is recorded, for ETHUSDT alone
+    assert (silent.ts >= session.stalled_ms * 1_000_000).any(), gaps
+    after = gaps[gaps.ts >= session.stalled_ms * 1_000_000]
+    assert not (after.status == "disconnected").any(), gaps  # the others' data kept the connection
+    # The bar of the stall's first moments: ETHUSDT's is held until its backfill, past the close
+    # delay; the other symbols' of that close time close on time.
+    close = (session.stalled_ms // INTERVAL_MS + 1) * INTERVAL_MS * 1_000_000
+    states = query(session.ledger, "SELECT state FROM strategy_state WHERE run_id = ? ORDER BY id",
+                   (session.run_id,))
+    delays = json.loads(states.state.iloc[-1])["bar_delays"][str(close)]
+    assert delays["ETHUSDT"] > CLOSE_DELAY_NS, delays
+    assert delays["BTCUSDT"] <= CLOSE_DELAY_NS and delays["SOLUSDT"] <= CLOSE_DELAY_NS, delays
 
 
 def test_no_decision_sees_a_trade_of_any_symbol_stamped_after_it(session):
