@@ -177,6 +177,10 @@ CASES = {
     "data key not a symbol": (BACKTEST + ["--data", "btcusdt={d}/good.csv"],
                               "'btcusdt' is not a Bybit symbol"),
     "data a device": (BACKTEST + ["--data", "/dev/null"], "no data file"),
+    "data that cannot be read": (BACKTEST + ["--data", "/proc/self/mem"], "mem: cannot read"),  # EIO
+    "portfolio data that cannot be read": (BACKTEST + ["--symbols", "BTCUSDT,ETHUSDT", "--data",
+                                                       "BTCUSDT={d}/good.csv", "ETHUSDT=/proc/self/mem"],
+                                           "mem: cannot read"),
     # sweep: refused before the ledger is touched (new.db is never made)
     "sweep workers beyond the machine": (SWEEP + ["--grid", "fast=5,10", "--workers", "100000"],
                                          "--workers 100000: give 1 to"),

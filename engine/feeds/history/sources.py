@@ -77,9 +77,13 @@ def _symbol_hint(given: str) -> str:
 
 
 def file_kind(path: Path) -> str:
-    """``trades``, ``klines``, ``recording`` or ``ledger`` from a file's first bytes."""
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    """``trades``, ``klines``, ``recording`` or ``ledger`` from a file's first bytes; a file
+    that cannot be read (no permission, an I/O error) is a :class:`DataError` naming it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if head.startswith(b"SQLite format 3"):
         return "ledger"
     if path.suffix == ".jsonl" or head.lstrip().startswith(b"{"):
