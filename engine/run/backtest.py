@@ -76,13 +76,13 @@ def run_backtest(cfg: Config, *, progress: bool = True, source=None, ledger=None
 def open_run_source(run: RunSection):
     """The replay source of ``[run]``: one symbol's, or the merged sources of ``symbols``."""
     start_ns, end_ns = parse_time(run.start, "--start"), parse_time(run.end, "--end")
-    if is_portfolio(run.data, run.symbols) and not is_recording(run.data):
-        return open_portfolio(run.data, symbols=run.portfolio, category=run.category,
+    names = run.portfolio  # each market's one name: linear:BTCUSDT is BTCUSDT in a linear run
+    if is_portfolio(run.data, names) and not is_recording(run.data):
+        return open_portfolio(run.data, symbols=names, category=run.category,
                               interval=run.interval, start_ns=start_ns, end_ns=end_ns)
-    symbol = run.symbols[0] if run.symbols else run.symbol
-    source = open_source(run.data, symbol=symbol, category=run.category, interval=run.interval,
+    source = open_source(run.data, symbol=names[0], category=run.category, interval=run.interval,
                          start_ns=start_ns, end_ns=end_ns)
-    if run.symbols and source.range.symbol != ",".join(run.symbols):  # a recording names its symbols
+    if run.symbols and source.range.symbol != ",".join(names):  # a recording names its symbols
         raise DataError(f"--symbols {','.join(run.symbols)}: the data holds {source.range.symbol}")
     return source
 

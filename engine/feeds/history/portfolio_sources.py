@@ -25,8 +25,11 @@ FETCHED_KLINES = re.compile(
 
 
 def is_portfolio(patterns: list[str] | tuple[str, ...], symbols: tuple[str, ...]) -> bool:
-    """True when the run holds several symbols or names a file's symbol with ``SYMBOL=``."""
-    return len(symbols) > 1 or any(split_symbol(p)[0] is not None for p in patterns)
+    """True when the run holds several symbols, a market of another category than the run's
+    (``spot:BTCUSDT``, which only a portfolio's sources name) or names a file's symbol with
+    ``SYMBOL=``; ``symbols`` are the run's names for them (``RunSection.portfolio``)."""
+    return (len(symbols) > 1 or any(":" in s for s in symbols)
+            or any(split_symbol(p)[0] is not None for p in patterns))
 
 
 def is_recording(patterns: list[str] | tuple[str, ...]) -> bool:
@@ -45,7 +48,8 @@ def fetched_symbol(path: Path) -> str | None:
 def files_by_symbol(patterns: list[str] | tuple[str, ...], symbols: tuple[str, ...] = (),
                     category: str = "linear") -> tuple[str, dict[str, list[Path]]]:
     """The data's one kind and its files per symbol, named as the run's ``symbols`` name them
-    (``spot:SYMBOL``: :func:`engine.core.symbols.market_name`), in the order they first appear."""
+    (``spot:SYMBOL``: :func:`engine.core.symbols.market_name`), in the order they first appear.
+    A kline file that names no symbol is the symbol of a run of one, as without ``--symbols``."""
     groups: dict[str, list[Path]] = {}
     kinds: set[str] = set()
     mixed = any(":" in s for s in symbols)
@@ -61,7 +65,7 @@ def files_by_symbol(patterns: list[str] | tuple[str, ...], symbols: tuple[str, .
                     raise DataError(str(exc)) from None
                 symbol = _archive_name(path, info.category, info.symbol, named, symbols, category, mixed)
             elif kind == "klines":
-                given = named or fetched_symbol(path)
+                given = named or fetched_symbol(path) or (symbols[0] if len(symbols) == 1 else None)
                 if given is None:
                     raise DataError(f"{path}: a kline file names no symbol; give it as SYMBOL={path}")
                 prefix, colon, bare = given.partition(":")
