@@ -12,12 +12,12 @@ from typing import Any
 
 from engine.analysis.sweep_stats import best_trial, overfitting
 from engine.bars.aggregator import parse_interval
-from engine.core.config import Config, parse_time
+from engine.core.config import Config
 from engine.core.typed import ConfigError, build
-from engine.feeds.history.sources import open_source
 from engine.ledger.reader import LedgerReader
 from engine.ledger.store import Ledger
 from engine.ledger.sweeps import create_sweep, finish_sweep, load_sweep, load_trials, set_sweep_status
+from engine.run.backtest import open_run_source
 from engine.run.sweep import SweepOptions, SweepRun
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,9 @@ def _config_json(cfg: Config) -> dict[str, Any]:
 
 def data_window(cfg: Config) -> tuple[int, int, int]:
     """The replay's first and end time (ns) and the bar length to cut it at (1 ms for bars
-    that are not time bars)."""
+    that are not time bars), of the source the trials replay (one symbol's or a portfolio's)."""
     run = cfg.run
-    source = open_source(run.data, symbol=run.symbol, category=run.category, interval=run.interval,
-                         start_ns=parse_time(run.start, "--start"), end_ns=parse_time(run.end, "--end"))
+    source = open_run_source(run)
     label = source.label if source.kind == "bars" else (run.interval or "1m")
     spec = parse_interval(label)
     return source.range.start, source.range.end, int(spec.size) if spec.is_time else 1_000_000
