@@ -58,7 +58,8 @@ _FLAG_KEYS = {"symbol": "run.symbol", "category": "run.category", "interval": "r
 def resolve_config(args: argparse.Namespace) -> Config:
     """The config file (explicit, or ./config.toml) with ``--set`` and flag overrides. A
     ``--strategy`` other than the file's starts from that strategy's defaults. A ``--symbol``
-    must be a Bybit symbol, and one the data holds."""
+    must be a Bybit symbol, and one the data holds; it makes a one-symbol run even when the
+    config lists ``[run] symbols``."""
     path = args.config or ("config.toml" if Path("config.toml").is_file() else None)
     overrides = list(args.overrides) + [
         f"{key}={getattr(args, flag)}" for flag, key in _FLAG_KEYS.items()
@@ -75,6 +76,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"--symbols {args.symbols}: a symbol is listed twice")
     if getattr(args, "symbol", None) is not None and symbols is not None:
         raise ConfigError("give --symbol or --symbols, not both")
+    if getattr(args, "symbol", None) is not None:  # the flag overrides the file's [run] symbols too
+        run = replace(run, symbols=())
     if getattr(args, "symbol", None) is not None and hasattr(args, "data"):
         from engine.feeds.history.sources import check_data_symbol
 
