@@ -11,6 +11,7 @@ A symbol ranks only once it has ``lookback`` bars of history.
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ class RotationConfig(StrategyConfig):
         for name in ("lookback", "rebalance", "top"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lookback >= sys.maxsize:  # it keeps lookback + 1 closes a symbol: a deque's maxlen
+            raise ValueError(f"lookback must be below {sys.maxsize:,}, got {self.lookback:,}")
         if not (math.isfinite(self.notional) and self.notional > 0):
             raise ValueError(f"notional must be positive, got {self.notional}")
         if self.side not in ("long", "long_short"):
