@@ -89,6 +89,11 @@ class Strategy:
         return self._ctx.interval
 
     @property
+    def timeframes(self) -> tuple[str, ...]:
+        """The run's higher timeframes (``--timeframes 5m,1h``), whose bars go to ``on_timeframe_bar``."""
+        return self._ctx.timeframes
+
+    @property
     def strategy_id(self) -> str:
         return self._ctx.strategy_id
 
@@ -233,6 +238,11 @@ class Strategy:
         """Every symbol's bar of one close time (symbol -> bar), after each went to
         ``on_bar``; a symbol without a bar then (an empty interval with ``[bars] empty =
         "skip"``) is missing. Time bars only."""
+
+    def on_timeframe_bar(self, bar: Bar) -> None:
+        """A bar of one of the run's higher timeframes (``bar.interval``, one of ``timeframes``)
+        closed, folded from ``bar.symbol``'s run bars; it comes right after the run bar that
+        ends it went to ``on_bar``. A run with ``--timeframes`` needs a strategy defining this."""
 
     def on_trades(self, trades: Trades) -> None:
         """A batch of trades arrived (only delivered to strategies that override this)."""

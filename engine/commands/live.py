@@ -42,6 +42,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                    "account (a portfolio): one websocket connection subscribes every symbol's topic")
     p.add_argument("--category", choices=("linear", "spot"), help="market (default: [run] category)")
     p.add_argument("--interval", help="bar interval (default 1m)")
+    p.add_argument("--timeframes", metavar="5m,1h", help="higher timeframes folded from the run's "
+                   "--interval bars: each symbol's bars of each go to the strategy's on_timeframe_bar")
     p.add_argument("--duration", type=parse_duration, help="stop after this long, e.g. 30s, 2h "
                    "(default: run until Ctrl-C)")
     p.add_argument("--record", metavar="FILE.jsonl", help="record the raw feed; replay it later with "

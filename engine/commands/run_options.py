@@ -41,6 +41,8 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
                    "spot:BTCUSDT,BTCUSDT for a basis trade")
     p.add_argument("--interval", help="bar interval: 1m, 5m, 1h, 1d, 90s, tick:N, volume:X, value:X "
                                       "(default: 1m from trade archives, the files' own for klines)")
+    p.add_argument("--timeframes", metavar="5m,1h", help="higher timeframes folded from the run's "
+                   "--interval bars: each symbol's bars of each go to the strategy's on_timeframe_bar")
     p.add_argument("--start", help="first time to replay (YYYY-MM-DD[THH:MM], UTC)")
     p.add_argument("--end", help="time to stop replaying (exclusive)")
     p.add_argument("--seed", type=int, help="seed of the broker's random models")
@@ -78,6 +80,8 @@ def resolve_config(args: argparse.Namespace) -> Config:
         raise ConfigError("give --symbol or --symbols, not both")
     if getattr(args, "symbol", None) is not None:  # the flag overrides the file's [run] symbols too
         run = replace(run, symbols=())
+    if getattr(args, "timeframes", None) is not None:
+        run = replace(run, timeframes=tuple(filter(None, (t.strip() for t in args.timeframes.split(",")))))
     if getattr(args, "symbol", None) is not None and hasattr(args, "data"):
         from engine.feeds.history.sources import check_data_symbol
 

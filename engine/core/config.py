@@ -32,6 +32,7 @@ class RunSection:
     symbols: tuple[str, ...] = ()  # a portfolio: the symbols one run trades (symbol is then unused)
     category: Literal["linear", "inverse", "spot"] = "linear"
     interval: str | None = None
+    timeframes: tuple[str, ...] = ()  # higher timeframes folded from the interval's bars (5m, 1h)
     start: str | None = None
     end: str | None = None
     seed: int = 0

@@ -18,6 +18,7 @@ from engine.analysis.by_symbol import by_symbol_for_run
 from engine.analysis.metrics import metrics_for_run
 from engine.bars.aggregator import make_aggregator, parse_interval
 from engine.bars.bar_sets import BarSetCollector
+from engine.bars.timeframes import check_timeframes
 from engine.broker.from_config import broker_from_config
 from engine.core import plugins
 from engine.core.bus import Bus
@@ -123,9 +124,10 @@ class Session:
         # a live session makes its strategy before its data starts (see engine.run.live)
         self.strategy = strategy if strategy is not None else load_strategy(strategy_cfg.name,
                                                                              strategy_cfg.params)
+        timeframes = check_timeframes(cfg.run.timeframes, parse_interval(market.interval))
         self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error,
-                                    mode="live" if kind == "live" else "replay")
+                                    mode="live" if kind == "live" else "replay", timeframes=timeframes)
         if self.host.reads_bar_sets and self.aggregators and parse_interval(market.interval).is_time:
             self.bar_sets = BarSetCollector(parse_interval(market.interval), clock, self.bus.publish,
                                             cfg.bars.close_delay_ms * NS_PER_MS)

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from engine.bars.aggregator import BarSpec
+from engine.bars.timeframes import TimeframeBars
 from engine.broker import Instrument, SimulatedBroker
 from engine.core.bus import Bus
 from engine.core.events import (
@@ -31,6 +33,7 @@ from engine.core.events import (
     Prediction,
     Trades,
 )
+from engine.core.typed import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class StrategyContext:
         broker: SimulatedBroker,
         on_error: str = "stop",
         mode: str = "replay",
+        timeframes: Sequence[BarSpec] = (),
     ) -> None:
         self.strategy = strategy
         self.strategy_id = strategy_id
@@ -91,7 +95,14 @@ class StrategyContext:
         self._fill_callback = self._guard(strategy.on_fill)
         self._update_callback = self._guard(strategy.on_order_update)
         self._prediction_callback = self._guard(strategy.on_prediction)
-        bus.subscribe(Bar, self._on_bar)
+        self.timeframes = tuple(spec.label for spec in timeframes)
+        if timeframes:  # the higher timeframes' bars follow each run bar (engine.bars.timeframes)
+            if not _overrides(strategy, "on_timeframe_bar"):
+                raise ConfigError(f"timeframes {','.join(self.timeframes)}: strategy {strategy_id} has no "
+                                  "on_timeframe_bar to receive them")
+            self._higher = TimeframeBars(timeframes)
+            self._timeframe_callback = self._guard(strategy.on_timeframe_bar)
+        bus.subscribe(Bar, self._on_bar_and_timeframes if timeframes else self._on_bar)
         self.reads_bar_sets = _overrides(strategy, "on_bars")
         if self.reads_bar_sets:
             self._bar_set_callback = self._guard(lambda bar_set: strategy.on_bars(bar_set.bars))
@@ -306,6 +317,14 @@ class StrategyContext:
         if bar.interval == self.interval and bar.symbol in self._symbol_set:
             self.last_bar_close = bar.close_time
             self._bar_callback(bar)
+
+    def _on_bar_and_timeframes(self, bar: Bar) -> None:
+        """:meth:`_on_bar`, then the bars of the higher timeframes that this run bar closes."""
+        if bar.interval == self.interval and bar.symbol in self._symbol_set:
+            self.last_bar_close = bar.close_time
+            self._bar_callback(bar)
+            for higher in self._higher.on_bar(bar):
+                self._timeframe_callback(higher)
 
     def _on_bar_set(self, bar_set: BarSet) -> None:
         if bar_set.interval == self.interval:

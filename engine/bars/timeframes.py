@@ -1,0 +1,81 @@
+"""Higher timeframes of a run: each symbol's 5m or 1h bars folded from its run bars (1m, say)
+as they close. A higher bar closes with the last run bar it holds, at that bar's clock, so it
+keeps every rule of the run's bars (the close delay, bars held over a feed gap, late trades)
+and holds nothing stamped after it. A symbol's first window is kept only when its first run
+bar opens it (a run or a resume that starts mid-window gets no short bar); a window whose last
+run bar never comes (``[bars] empty = "skip"``) closes with the next run bar after it. Flat
+bars of intervals without trades set no prices, as a bar of the longer interval would not."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from engine.bars.aggregator import BarSpec, parse_interval
+from engine.core.events import Bar
+from engine.core.typed import ConfigError
+
+
+def check_timeframes(labels: Sequence[str], base: BarSpec) -> tuple[BarSpec, ...]:
+    """The specs of ``labels`` (``--timeframes 5m,1h``): time intervals, each a whole multiple
+    of the run's interval ``base`` and longer, none twice; else a :class:`ConfigError`."""
+    specs: list[BarSpec] = []
+    for label in labels:
+        if not isinstance(label, str):
+            raise ConfigError(f"timeframes: {str(label)[:40]!r} is not an interval like 5m or 1h")
+        spec = parse_interval(label)
+        if not (spec.is_time and base.is_time):
+            raise ConfigError(f"timeframes: {label} needs time bars on both sides (the run's interval is "
+                              f"{base.label}); tick, volume and value bars have no higher timeframe")
+        if spec.size <= base.size or spec.size % base.size or (spec.offset_ns - base.offset_ns) % base.size:
+            raise ConfigError(f"timeframes: {label} is not a whole multiple of the run's interval "
+                              f"{base.label} longer than it")
+        if any(s.label == spec.label for s in specs):
+            raise ConfigError(f"timeframes: {label} is listed twice")
+        specs.append(spec)
+    return tuple(specs)
+
+
+class TimeframeBars:
+    """Folds each symbol's run bars into its bars of every higher timeframe; :meth:`on_bar`
+    returns the higher bars a run bar closes, shortest timeframe first."""
+
+    def __init__(self, specs: Sequence[BarSpec]) -> None:
+        self.specs = tuple(sorted(specs, key=lambda s: s.size))
+        self._open: dict[tuple[str, str], list] = {}  # (symbol, label) -> the window being folded
+        self._started: set[tuple[str, str]] = set()  # windows of which a first one was seen
+
+    def on_bar(self, bar: Bar) -> list[Bar]:
+        symbol, _, open_time, close_time, o, h, lo, c, volume, turnover, trades, ts_event, ts_init = bar
+        closed: list[Bar] = []
+        for spec in self.specs:
+            step, key = int(spec.size), (symbol, spec.label)
+            start = open_time - (open_time - spec.offset_ns) % step
+            window = self._open.pop(key, None)
+            if window is not None and window[0] != start:  # its last run bar never came
+                self._close(key, window, ts_event, ts_init, closed)
+                window = None
+            empty = volume == 0 and trades == 0  # a flat bar of an interval without trades
+            if window is None:
+                keep = key in self._started or open_time == start
+                self._started.add(key)
+                window = [start, start + step, keep, o, h, lo, c, volume, turnover, trades, not empty]
+            elif not empty:
+                if window[10]:
+                    window[4], window[5], window[6] = max(window[4], h), min(window[5], lo), c
+                else:  # the window's first trades: a flat bar before them sets none of its prices
+                    window[3], window[4], window[5], window[6], window[10] = o, h, lo, c, True
+                window[7] += volume
+                window[8] += turnover
+                window[9] += trades
+            if close_time >= window[1]:
+                self._close(key, window, ts_event, ts_init, closed)
+            else:
+                self._open[key] = window
+        return closed
+
+    @staticmethod
+    def _close(key: tuple[str, str], window: list, ts_event: int, ts_init: int, closed: list[Bar]) -> None:
+        start, end, keep, o, h, lo, c, volume, turnover, trades, _ = window
+        if keep:
+            closed.append(Bar(key[0], key[1], start, end, o, h, lo, c, volume, turnover, trades,
+                              ts_event, ts_init))

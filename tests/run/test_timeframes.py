@@ -1,0 +1,130 @@
+"""Higher timeframes (``--timeframes 5m,1h``): each symbol's 5m and 1h bars, folded from its 1m
+bars, equal the bars of a 5m and a 1h run of the same trades; each comes right after the run
+bar that ends it, at that bar's clock, never before its close; a run that starts mid-window
+gets no short first bar; a bad timeframe or a strategy that cannot take them is one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.bars.aggregator import parse_interval
+from engine.bars.timeframes import TimeframeBars
+from engine.cli import main
+from engine.core.events import Bar
+from tests.helpers.live import papertape, query
+from tests.helpers.live_portfolio import symbol_archives
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+WATCHER = ("--strategy", "tests.helpers.timeframes:TimeframeWatcher")
+MIN_NS = 60_000_000_000
+START = "2025-06-01T00:07"  # mid-window: the first 5m bar opens at 00:10, the first 1h at 01:00
+COLUMNS = ["open", "high", "low", "close", "volume", "turnover", "trades"]
+
+
+def backtest(work, ledger, *args) -> int:
+    done = papertape("backtest", "--symbols", ",".join(SYMBOLS), "--ledger", str(ledger), "--start", START,
+                     "--json", "--no-progress", *args, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)["run_id"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    work = tmp_path_factory.mktemp("timeframes")
+    data = ("--data", *map(str, symbol_archives(work, SYMBOLS)))
+    ledger = work / "ledger.db"
+    watched = backtest(work, ledger, *data, *WATCHER, "--timeframes", "5m,1h")
+    saved = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ?", (watched,))
+    state = json.loads(saved.state.iloc[-1])
+    events = pd.DataFrame(state["events"], columns=["kind", "symbol", "interval", "open_time", "close_time",
+                                                    *COLUMNS, "clock"])
+    bars = {label: query(ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY symbol, open_time",
+                         (backtest(work, ledger, *data, "--interval", label),))
+            for label in ("5m", "1h")}
+    return events, bars, state
+
+
+@pytest.mark.parametrize("label", ["5m", "1h"])
+def test_each_symbols_higher_bars_equal_a_run_of_that_interval(runs, label):
+    events, bars, state = runs
+    assert state["timeframes"] == ["5m", "1h"]
+    higher = events[(events.kind == "higher") & (events.interval == label)]
+    step = parse_interval(label).size
+    for symbol in SYMBOLS:
+        mine = higher[higher.symbol == symbol].reset_index(drop=True)
+        theirs = bars[label][bars[label].symbol == symbol]
+        theirs = theirs[theirs.open_time % step == 0].reset_index(drop=True)  # whole windows only
+        theirs = theirs[theirs.open_time >= mine.open_time.min()].reset_index(drop=True)
+        assert len(mine) >= (20 if label == "1h" else 250), (symbol, len(mine))
+        assert len(theirs) - len(mine) in (0, 1), (symbol, len(mine), len(theirs))  # the last may be open
+        theirs = theirs.iloc[:len(mine)]
+        assert (mine.open_time.to_numpy() == theirs.open_time.to_numpy()).all(), symbol
+        exact = ["open", "high", "low", "close", "trades"]
+        assert (mine[exact].to_numpy() == theirs[exact].to_numpy()).all(), symbol
+        for column in ("volume", "turnover"):  # sums of per-minute sums: the same to rounding
+            assert np.allclose(mine[column], theirs[column], rtol=1e-9, atol=0), (symbol, column)
+
+
+def test_a_run_that_starts_mid_window_gets_no_short_first_bar(runs):
+    events, _, _ = runs
+    higher = events[events.kind == "higher"]
+    first = higher.groupby(["symbol", "interval"]).open_time.min()
+    day = pd.Timestamp("2025-06-01", tz="UTC").value
+    for symbol in SYMBOLS:
+        assert first[(symbol, "5m")] == day + 10 * MIN_NS and first[(symbol, "1h")] == day + 60 * MIN_NS
+
+
+def test_a_higher_bar_follows_the_run_bar_that_ends_it_at_its_clock(runs):
+    events, _, _ = runs
+    assert (events.clock >= events.close_time).all()  # nothing before its close
+    for k in np.flatnonzero(events.kind.to_numpy() == "higher"):
+        row = events.iloc[k]
+        before = events.iloc[k - 1]  # the run bar that ends it (or, for the 1h, its 5m bar)
+        run_bar = events.iloc[k - 1 - (row.interval == "1h" and before.kind == "higher")]
+        assert run_bar.kind == "run" and run_bar.symbol == row.symbol, (row, run_bar)
+        assert run_bar.close_time == row.close_time and row.clock == run_bar.clock, (row, run_bar)
+
+
+def test_a_window_missing_its_last_run_bar_closes_with_the_next_one():
+    folding = TimeframeBars([parse_interval("5m")])
+
+    def bar(minute: int, close: float, ts: int | None = None) -> Bar:
+        ts = (minute + 1) * MIN_NS if ts is None else ts
+        return Bar("BTCUSDT", "1m", minute * MIN_NS, (minute + 1) * MIN_NS, close, close + 1, close - 1,
+                   close, 1.0, close, 2, ts, ts)
+
+    assert folding.on_bar(bar(0, 10.0)) == [] and folding.on_bar(bar(3, 12.0)) == []  # 1, 2, 4 empty
+    closed = folding.on_bar(bar(6, 20.0))
+    assert [(b.open_time, b.close_time, b.open, b.high, b.low, b.close, b.volume, b.trades, b.ts_init)
+            for b in closed] == [(0, 5 * MIN_NS, 10.0, 13.0, 9.0, 12.0, 2.0, 4, 7 * MIN_NS)]
+    flat = Bar("BTCUSDT", "1m", 10 * MIN_NS, 11 * MIN_NS, 20.0, 20.0, 20.0, 20.0, 0.0, 0.0, 0, 0, 0)
+    (late,) = folding.on_bar(flat)  # closes the 5-10 window, whose last minute never came
+    assert (late.open_time, late.open, late.trades) == (5 * MIN_NS, 20.0, 2)
+    folding.on_bar(bar(11, 30.0))
+    (window,) = folding.on_bar(bar(14, 25.0))
+    assert (window.open, window.high, window.low, window.close, window.trades) == (30.0, 31.0, 24.0, 25.0, 4)
+
+
+@pytest.mark.parametrize("timeframes, message", [
+    ("7m", "not a whole multiple of the run's interval 5m"),
+    ("5m", "not a whole multiple of the run's interval 5m longer than it"),
+    ("15m,15m", "15m is listed twice"),
+    ("tick:50", "tick, volume and value bars have no higher timeframe"),
+    ("3x", "unknown interval"),
+])
+def test_a_bad_timeframe_is_one_line(tmp_path, capsys, timeframes, message):
+    code = main(["backtest", "--interval", "5m", "--timeframes", timeframes, *WATCHER,
+                 "--ledger", str(tmp_path / "l.db"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "l.db").exists() or query(tmp_path / "l.db", "SELECT * FROM runs").empty
+
+
+def test_a_strategy_without_on_timeframe_bar_is_refused_in_one_line(tmp_path, capsys):
+    code = main(["backtest", "--timeframes", "5m", "--ledger", str(tmp_path / "l.db"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "sma_cross has no on_timeframe_bar" in err and len(err.splitlines()) == 1, err
