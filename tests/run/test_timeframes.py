@@ -15,6 +15,7 @@ from engine.bars.aggregator import parse_interval
 from engine.bars.timeframes import TimeframeBars
 from engine.cli import main
 from engine.core.events import Bar
+from tests.helpers.archive import write_derivatives
 from tests.helpers.live import papertape, query
 from tests.helpers.live_portfolio import symbol_archives
 
@@ -32,25 +33,30 @@ def backtest(work, ledger, *args) -> int:
     return json.loads(done.stdout)["run_id"]
 
 
+def watch(work, archives, ledger) -> tuple[pd.DataFrame, dict]:
+    """The watcher's events (and saved state) in a 1m run of ``archives`` with 5m and 1h."""
+    run_id = backtest(work, ledger, "--data", *map(str, archives), *WATCHER, "--timeframes", "5m,1h")
+    saved = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ?", (run_id,))
+    state = json.loads(saved.state.iloc[-1])
+    return pd.DataFrame(state["events"], columns=["kind", "symbol", "interval", "open_time", "close_time",
+                                                  *COLUMNS, "clock"]), state
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     work = tmp_path_factory.mktemp("timeframes")
-    data = ("--data", *map(str, symbol_archives(work, SYMBOLS)))
+    archives = symbol_archives(work, SYMBOLS)
     ledger = work / "ledger.db"
-    watched = backtest(work, ledger, *data, *WATCHER, "--timeframes", "5m,1h")
-    saved = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ?", (watched,))
-    state = json.loads(saved.state.iloc[-1])
-    events = pd.DataFrame(state["events"], columns=["kind", "symbol", "interval", "open_time", "close_time",
-                                                    *COLUMNS, "clock"])
+    events, state = watch(work, archives, ledger)
     bars = {label: query(ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY symbol, open_time",
-                         (backtest(work, ledger, *data, "--interval", label),))
+                         (backtest(work, ledger, "--data", *map(str, archives), "--interval", label),))
             for label in ("5m", "1h")}
-    return events, bars, state
+    return events, bars, state, work, archives
 
 
 @pytest.mark.parametrize("label", ["5m", "1h"])
 def test_each_symbols_higher_bars_equal_a_run_of_that_interval(runs, label):
-    events, bars, state = runs
+    events, bars, state, _, _ = runs
     assert state["timeframes"] == ["5m", "1h"]
     higher = events[(events.kind == "higher") & (events.interval == label)]
     step = parse_interval(label).size
@@ -70,7 +76,7 @@ def test_each_symbols_higher_bars_equal_a_run_of_that_interval(runs, label):
 
 
 def test_a_run_that_starts_mid_window_gets_no_short_first_bar(runs):
-    events, _, _ = runs
+    events, *_ = runs
     higher = events[events.kind == "higher"]
     first = higher.groupby(["symbol", "interval"]).open_time.min()
     day = pd.Timestamp("2025-06-01", tz="UTC").value
@@ -79,7 +85,7 @@ def test_a_run_that_starts_mid_window_gets_no_short_first_bar(runs):
 
 
 def test_a_higher_bar_follows_the_run_bar_that_ends_it_at_its_clock(runs):
-    events, _, _ = runs
+    events, *_ = runs
     assert (events.clock >= events.close_time).all()  # nothing before its close
     for k in np.flatnonzero(events.kind.to_numpy() == "higher"):
         row = events.iloc[k]
@@ -87,6 +93,30 @@ def test_a_higher_bar_follows_the_run_bar_that_ends_it_at_its_clock(runs):
         run_bar = events.iloc[k - 1 - (row.interval == "1h" and before.kind == "higher")]
         assert run_bar.kind == "run" and run_bar.symbol == row.symbol, (row, run_bar)
         assert run_bar.close_time == row.close_time and row.clock == run_bar.clock, (row, run_bar)
+
+
+def test_a_planted_future_trade_changes_no_bar_delivered_before_it(runs):
+    """ETHUSDT gets one trade at 1.5x the price at 12:34:30.5: every bar of either kind and
+    symbol delivered before it is the same, and the 5m and 1h bars that hold it show it."""
+    events, _, _, work, archives = runs
+    eth = pd.read_csv(archives[1])
+    planted_s = pd.Timestamp("2025-06-01T12:34:30.5", tz="UTC").value / 1e9
+    at = int(np.searchsorted(eth.timestamp.to_numpy(), planted_s))
+    price = round(float(eth.price.iloc[at]) * 1.5, 1)  # the archive's tick
+    eth = pd.concat([eth.iloc[:at], pd.DataFrame({"timestamp": [planted_s], "price": [price], "size": [0.1],
+                                                  "side": ["Buy"]}), eth.iloc[at:]], ignore_index=True)
+    (work / "planted").mkdir()
+    path = write_derivatives(work / "planted" / archives[1].name, eth.timestamp.to_numpy(),
+                             eth.price.to_numpy(), eth["size"].to_numpy(), np.where(eth.side == "Buy", 1, -1),
+                             symbol="ETHUSDT")
+    planted, _ = watch(work, [archives[0], path], work / "planted.db")
+    cut = int(round(planted_s * 1e9))
+    before = [e[e.clock < cut].reset_index(drop=True) for e in (events, planted)]
+    assert len(before[0]) > 1000
+    pd.testing.assert_frame_equal(*before)
+    holding = planted[(planted.kind == "higher") & (planted.symbol == "ETHUSDT") & (planted.open_time <= cut)
+                      & (planted.close_time > cut)]
+    assert sorted(holding.interval) == ["1h", "5m"] and (holding.high == price).all(), holding
 
 
 def test_a_window_missing_its_last_run_bar_closes_with_the_next_one():
