@@ -34,6 +34,17 @@ from engine.strategy.host import StrategyContext
 log = logging.getLogger(__name__)
 
 
+def _no_bar_sets(name: str, interval: str, reads_bars: bool) -> None:
+    """``on_bars`` gets one close time's bars of every symbol, which only time bars share: a
+    strategy that decides there alone would trade nothing on ``interval`` (refused); one that
+    also reads ``on_bar`` runs, told that its ``on_bars`` is never called."""
+    why = (f"strategy {name} reads on_bars (one close time's bars of every symbol), which only time "
+           f"bars give; {interval} bars close on their own counts")
+    if not reads_bars:
+        raise UserError(f"{why}, so it would trade nothing: give a time --interval (1m, 1h, ...)")
+    log.warning("%s: its on_bars is never called in this run", why)
+
+
 @dataclass(frozen=True)
 class Market:
     """What a session trades and how its data arrives; ``symbol`` is the run's symbol, or
@@ -132,6 +143,8 @@ class Session:
             self.bar_sets = BarSetCollector(parse_interval(market.interval), clock, self.bus.publish,
                                             cfg.bars.close_delay_ms * NS_PER_MS)
             self.bus.subscribe(Bar, self.bar_sets.on_bar)
+        if self.host.reads_bar_sets and not parse_interval(market.interval).is_time:
+            _no_bar_sets(strategy_cfg.name, market.interval, self.host.reads_bars)
         self.strategy.check_run()
         # a sweep worker passes a MemoryLedger: the same rows, sent on to the sweep's ledger; a
         # replay's batches are cut by row count alone, so its ledger bytes never depend on timing

@@ -103,6 +103,7 @@ class StrategyContext:
             self._higher = TimeframeBars(timeframes)
             self._timeframe_callback = self._guard(strategy.on_timeframe_bar)
         bus.subscribe(Bar, self._on_bar_and_timeframes if timeframes else self._on_bar)
+        self.reads_bars = _overrides(strategy, "on_bar")
         self.reads_bar_sets = _overrides(strategy, "on_bars")
         if self.reads_bar_sets:
             self._bar_set_callback = self._guard(lambda bar_set: strategy.on_bars(bar_set.bars))

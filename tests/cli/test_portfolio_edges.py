@@ -1,7 +1,8 @@
 """Portfolio inputs at their edges, each found by an outside-style probe: ``--symbols`` of one
 market spelt with its category, ``--symbol`` beside a config's ``[run] symbols``, a resumed
 session's symbols in another spelling, a sweep's holdout over a portfolio and a rotation
-lookback no deque can hold. Each is the run the input names, or one line and exit 2."""
+lookback no deque can hold, a strategy deciding in ``on_bars`` on bars that are not time bars.
+Each is the run the input names, or one line and exit 2."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import engine.run.live
 from engine.cli import main
 from engine.ledger.store import Ledger
+from strategies.base import Strategy
 from tests.helpers.archive import write_spot
 from tests.helpers.broker import instruments_with_sol, kline_frame, start_run, write_trade_archive
 
@@ -131,3 +133,30 @@ def test_a_rotation_lookback_no_deque_holds_is_one_line(tmp_path, capsys, data):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "lookback must be below" in lines[0], err
     assert "Traceback" not in err
+
+
+class EveryBar(Strategy):
+    """Reads ``on_bar`` and ``on_bars``; trades nothing."""
+
+    def on_bar(self, bar) -> None:
+        pass
+
+    def on_bars(self, bars) -> None:
+        pass
+
+
+@pytest.mark.parametrize("interval", ["tick:100", "volume:50"])
+def test_a_strategy_deciding_in_on_bars_alone_is_refused_bars_that_are_not_time_bars(tmp_path, capsys, caplog,
+                                                                                      data, interval):
+    """Rotation on tick or volume bars ran and traded nothing without a word (exit 0): those bars
+    close one symbol at a time, so no set ever reaches on_bars. A strategy that also reads on_bar
+    runs, warned."""
+    files = [str(data / f"{s}2025-06-01.csv") for s in ("BTCUSDT", "ETHUSDT")]
+    common = ["--symbols", "BTCUSDT,ETHUSDT", "--data", *files, "--interval", interval,
+              "--ledger", str(tmp_path / "l.db")]
+    code, _, err = run(capsys, "backtest", *common, "--strategy", "rotation")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "reads on_bars" in lines[0] and interval in lines[0], err
+    assert not (tmp_path / "l.db").exists()  # refused before the run is recorded
+    code, _, err = run(capsys, "backtest", *common, "--strategy", f"{__name__}:EveryBar")
+    assert code == 0 and "its on_bars is never called" in caplog.text, err
