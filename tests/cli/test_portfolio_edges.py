@@ -1,7 +1,8 @@
 """Portfolio inputs at their edges, each found by an outside-style probe: ``--symbols`` of one
 market spelt with its category, ``--symbol`` beside a config's ``[run] symbols``, a resumed
 session's symbols in another spelling, a sweep's holdout over a portfolio and a rotation
-lookback no deque can hold, a strategy deciding in ``on_bars`` on bars that are not time bars.
+lookback no deque can hold, a strategy deciding in ``on_bars`` on bars that are not time bars, a
+portfolio's recording given as ``SYMBOL=PATH``.
 Each is the run the input names, or one line and exit 2."""
 
 from __future__ import annotations
@@ -160,3 +161,31 @@ def test_a_strategy_deciding_in_on_bars_alone_is_refused_bars_that_are_not_time_
     assert not (tmp_path / "l.db").exists()  # refused before the run is recorded
     code, _, err = run(capsys, "backtest", *common, "--strategy", f"{__name__}:EveryBar")
     assert code == 0 and "its on_bars is never called" in caplog.text, err
+
+
+def write_recording(path: Path, symbols: tuple[str, ...]) -> Path:
+    """A two-minute recording of a portfolio session: one trade a second of each symbol."""
+    day0, started = 1_748_736_000, 1_748_736_000 * 10**9
+    header = {"papertape_recording": 1, "symbol": ",".join(symbols), "category": "linear", "mode": "trades",
+              "interval": "1m", "started": started}
+    lines = [json.dumps(header)]
+    for k in range(1, 120):
+        for symbol in symbols:
+            trade = {"T": (day0 + k) * 1000, "s": symbol, "S": "Buy", "v": "0.01",
+                     "p": str(PRICES[symbol] + k), "i": f"{symbol}{k}"}
+            message = {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": 1, "data": [trade]}
+            lines.append(json.dumps({"t": started + k * 10**9, "k": "ws", "d": json.dumps(message)}))
+    lines.append(json.dumps({"t": started + 121 * 10**9, "k": "end"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_recording_given_as_symbol_equals_path_is_one_line(tmp_path, capsys):
+    """``--data ETHUSDT=rec.jsonl`` of a BTCUSDT,ETHUSDT session replayed both symbols, the name
+    ignored; the recording alone still replays as its portfolio."""
+    recording = write_recording(tmp_path / "rec.jsonl", ("BTCUSDT", "ETHUSDT"))
+    assert backtest(capsys, tmp_path, "--data", str(recording))["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    code, _, err = run(capsys, "backtest", "--data", f"ETHUSDT={recording}",
+                       "--ledger", str(tmp_path / "l.db"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "a recording names its own symbols" in lines[0], err

@@ -148,6 +148,10 @@ def open_source(
     except (ArchiveError, BarFileError) as exc:
         raise DataError(str(exc)) from None
     if kind == "recording":
+        named = next((p for p in patterns if split_symbol(p)[0] is not None), None)
+        if named is not None:
+            raise DataError(f"{named}: a recording names its own symbols; give it without "
+                            f"{split_symbol(named)[0]}=")
         try:
             return RecordingReplay(paths, start_ns, end_ns)
         except ArchiveError as exc:
