@@ -46,7 +46,8 @@ class WatchedSmaCross(SmaCross):
     across symbols; and the bar sets (``on_bars``) that came a close time late or mixed
     close times. It notes each set's symbols and how long after its close each bar reached
     ``on_bar``, so a test can tell the close times a feed gap held past their set from the
-    rest. All of it goes into the saved state, so the ledger holds it."""
+    rest, and every higher-timeframe bar it gets. All of it goes into the saved state, so the
+    ledger holds it."""
 
     def __init__(self, config=None) -> None:
         super().__init__(config)
@@ -57,6 +58,7 @@ class WatchedSmaCross(SmaCross):
         self.late_sets = 0  # bar sets delivered after their own close time's deadline had passed
         self.set_symbols: dict[str, list[str]] = {}  # close time -> the symbols of its set
         self.bar_delays: dict[str, dict[str, int]] = {}  # close time -> symbol -> ns from close to on_bar
+        self.higher: list[list] = []  # higher-timeframe bars: symbol, open, close, o, h, l, c, trades, clock
 
     def on_trades(self, trades) -> None:
         self.latest[trades.symbol] = max(self.latest.get(trades.symbol, 0), int(trades.ts_event.max()),
@@ -68,6 +70,12 @@ class WatchedSmaCross(SmaCross):
         self.bar_delays.setdefault(str(bar.close_time), {})[bar.symbol] = now - bar.close_time
         self.ahead += sum(ts > now for ts in self.latest.values()) + (bar.close_time > now)
         super().on_bar(bar)
+
+    def on_timeframe_bar(self, bar) -> None:
+        now = self.clock.timestamp_ns()
+        self.ahead += bar.close_time > now
+        self.higher.append([bar.symbol, bar.open_time, bar.close_time, bar.open, bar.high, bar.low, bar.close,
+                            bar.trades, now])
 
     def on_bars(self, bars) -> None:
         now = self.clock.timestamp_ns()
@@ -81,7 +89,8 @@ class WatchedSmaCross(SmaCross):
     def on_save(self) -> dict[str, Any]:
         return super().on_save() | {"decisions": self.decisions, "ahead": self.ahead, "sets": self.sets,
                                     "late_sets": self.late_sets, "symbols_seen": sorted(self.latest),
-                                    "set_symbols": self.set_symbols, "bar_delays": self.bar_delays}
+                                    "set_symbols": self.set_symbols, "bar_delays": self.bar_delays,
+                                    "higher": self.higher}
 
 
 class BuyThenRestEach(Strategy):

@@ -41,7 +41,7 @@ CLOSE_DELAY_NS = 1_000_000_000
 STALL_AFTER_MS = 16_000  # after the drop at 11 s and its backfill
 STALL_S = 3
 STRATEGY = ("--strategy", "tests.helpers.live_portfolio:WatchedSmaCross", "--param", "fast=2",
-            "--param", "slow=4", "--param", "notional=500", "--interval", "2s")
+            "--param", "slow=4", "--param", "notional=500", "--interval", "2s", "--timeframes", "6s")
 
 
 @dataclass
@@ -168,6 +168,27 @@ def test_no_decision_sees_a_trade_of_any_symbol_stamped_after_it(session):
                    "WHERE o.run_id = ? GROUP BY o.id", (session.run_id,))
     assert len(orders) == query(session.ledger, "SELECT count(*) AS n FROM orders WHERE run_id = ?",
                                 (session.run_id,)).n.iloc[0]  # every order follows a closed bar
+
+
+def test_each_symbols_6s_bars_fold_its_2s_bars_and_come_at_their_close(session):
+    """The higher timeframe live: each symbol's 6s bars are its three 2s bars of the ledger,
+    folded, each delivered at or after its close (the stalled symbol's later, with its bars)."""
+    states = query(session.ledger, "SELECT state FROM strategy_state WHERE run_id = ? ORDER BY id",
+                   (session.run_id,))
+    columns = ["symbol", "open_time", "close_time", "open", "high", "low", "close", "trades", "clock"]
+    higher = pd.DataFrame(json.loads(states.state.iloc[-1])["higher"], columns=columns)
+    assert set(higher.symbol) == set(SYMBOLS) and (higher.clock >= higher.close_time).all(), higher
+    bars = query(session.ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY open_time", (session.run_id,))
+    for symbol, mine in higher.groupby("symbol"):
+        assert len(mine) >= 2, symbol
+        for row in mine.itertuples():
+            run_bars = bars[(bars.symbol == symbol) & (bars.open_time >= row.open_time)
+                            & (bars.open_time < row.close_time)]
+            assert len(run_bars) == 3, (symbol, row)
+            real = run_bars[run_bars.trades > 0]
+            assert row.trades == run_bars.trades.sum() and row.close == run_bars.close.iloc[-1], (symbol, row)
+            if len(real):
+                assert (row.open, row.high, row.low) == (real.open.iloc[0], real.high.max(), real.low.min())
 
 
 @pytest.mark.parametrize("named", [False, True], ids=["recording-names-its-symbols", "with---symbols"])
