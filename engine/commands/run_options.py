@@ -115,7 +115,7 @@ def default_ledger(args: argparse.Namespace) -> str:
 
 def print_result(args: argparse.Namespace, result: SessionResult) -> None:
     """A run's result: one JSON object with ``--json``, else the metrics table and what the
-    reader should know (rejections, dropped forecasts, a resumed run's parts)."""
+    reader should know (rejections, malformed rows, dropped forecasts, a resumed run's parts)."""
     from engine.analysis.report import format_by_symbol, format_metrics
 
     if args.json:
@@ -137,6 +137,10 @@ def print_result(args: argparse.Namespace, result: SessionResult) -> None:
             for r, n in result.rejections.items()))
     if extra.get("plots_rejected"):
         print(f"  rejected plot points: {extra['plots_rejected']:,} (bad name or value; see the log)")
+    if result.data.get("bad_rows"):  # a cached replay logs no warning: the file was parsed before
+        print(f"  malformed rows left out: {result.data['bad_rows']:,} of "
+              f"{result.data['rows'] + result.data['bad_rows']:,} (the replay that first read the file "
+              "logged each file's reasons and first line)")
     if extra.get("predictions_dropped"):
         print(f"  dropped forecasts: {extra['predictions_dropped']:,} (arrived after the next bar "
               "had closed)")

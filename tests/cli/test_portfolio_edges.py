@@ -2,7 +2,7 @@
 market spelt with its category, ``--symbol`` beside a config's ``[run] symbols``, a resumed
 session's symbols in another spelling, a sweep's holdout over a portfolio and a rotation
 lookback no deque can hold, a strategy deciding in ``on_bars`` on bars that are not time bars, a
-portfolio's recording given as ``SYMBOL=PATH``.
+portfolio's recording given as ``SYMBOL=PATH``, malformed rows of a replay from the cache.
 Each is the run the input names, or one line and exit 2."""
 
 from __future__ import annotations
@@ -189,3 +189,18 @@ def test_a_recording_given_as_symbol_equals_path_is_one_line(tmp_path, capsys):
                        "--ledger", str(tmp_path / "l.db"))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "a recording names its own symbols" in lines[0], err
+
+
+def test_malformed_rows_are_reported_on_every_replay_not_only_the_first(tmp_path, capsys, monkeypatch, data):
+    """The warning naming them comes when a file is parsed; a replay from the cache said nothing
+    in its text output (the JSON's bad_rows had the count)."""
+    monkeypatch.setenv("PAPERTAPE_CACHE", str(tmp_path / "cache"))
+    lines = (data / "ETHUSDT2025-06-01.csv").read_text().splitlines()
+    bad = tmp_path / "ETHUSDT2025-06-01.csv"
+    bad.write_text("\n".join([*lines[:50], "1748736100.0,ETHUSDT,Buy,abc,2000,ZeroPlusTick,x,0,0,0,0",
+                              *lines[50:]]) + "\n")
+    args = ["backtest", "--symbols", "BTCUSDT,ETHUSDT", "--data", str(data / "BTCUSDT2025-06-01.csv"),
+            str(bad), "--ledger", str(tmp_path / "l.db")]
+    for _ in range(2):  # parsed into the cache, then read from it
+        code, out, err = run(capsys, *args)
+        assert code == 0 and "malformed rows left out: 1 of 4,001" in out, err
