@@ -91,6 +91,9 @@ def test_kline_files_take_symbol_equals_path(tmp_path, capsys, data):
       "{d}/ETHUSDT2025-06-01.csv"], "lists as linear; name it spot:BTCUSDT"),
     (["--symbols", "spot:BTCUSDT,BTCUSDT", "--data", "spot:BTCUSDT={d}/BTCUSDT2025-06-01.csv"],
      "spot:BTCUSDT= names a linear trade archive of BTCUSDT"),
+    (["--symbols", "BTCUSDT,ETHUSDT", "--data", "{d}/spot/BTCUSDT_2025-06-01.csv",
+      "{d}/BTCUSDT2025-06-01.csv", "{d}/ETHUSDT2025-06-01.csv"],
+     "a spot one; to trade both markets, list spot:BTCUSDT"),  # was '... overlaps ... in time'
     (["--symbols", "BTCUSDT", "--symbol", "BTCUSDT", "--data", "{d}/BTCUSDT2025-06-01.csv"], "not both"),
     (["--symbols", "BTCUSDT,ETHUSDT", "--data", "ETHUSDT={d}/BTCUSDT2025-06-01.csv",
       "{d}/ETHUSDT2025-06-01.csv"], "ETHUSDT= names a linear trade archive of BTCUSDT"),

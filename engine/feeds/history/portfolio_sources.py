@@ -52,6 +52,7 @@ def files_by_symbol(patterns: list[str] | tuple[str, ...], symbols: tuple[str, .
     A kline file that names no symbol is the symbol of a run of one, as without ``--symbols``."""
     groups: dict[str, list[Path]] = {}
     kinds: set[str] = set()
+    held_as: dict[str, tuple[str, Path]] = {}  # each name's category of trade archive, and its first file
     mixed = any(":" in s for s in symbols)
     for pattern in patterns:
         named, _ = split_symbol(pattern)
@@ -64,6 +65,11 @@ def files_by_symbol(patterns: list[str] | tuple[str, ...], symbols: tuple[str, .
                 except ArchiveError as exc:
                     raise DataError(str(exc)) from None
                 symbol = _archive_name(path, info.category, info.symbol, named, symbols, category, mixed)
+                first_category, first = held_as.setdefault(symbol, (info.category, path))
+                if first_category != info.category:
+                    raise DataError(f"{path}: a {info.category} archive of {info.symbol} beside {first}, a "
+                                    f"{first_category} one; to trade both markets, list "
+                                    f"spot:{info.symbol} in --symbols")
             elif kind == "klines":
                 given = named or fetched_symbol(path) or (symbols[0] if len(symbols) == 1 else None)
                 if given is None:
