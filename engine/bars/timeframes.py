@@ -1,10 +1,12 @@
 """Higher timeframes of a run: each symbol's 5m or 1h bars folded from its run bars (1m, say)
 as they close. A higher bar closes with the last run bar it holds, at that bar's clock, so it
 keeps every rule of the run's bars (the close delay, bars held over a feed gap, late trades)
-and holds nothing stamped after it. A symbol's first window is kept only when its first run
-bar opens it (a run or a resume that starts mid-window gets no short bar); a window whose last
-run bar never comes (``[bars] empty = "skip"``) closes with the next run bar after it. Flat
-bars of intervals without trades set no prices, as a bar of the longer interval would not."""
+and holds nothing stamped after it. A window that opens before ``partial_before`` (where the
+run's data was cut, as the aggregator's ``start_ns``: a ``--start``, a live start or a resume
+inside it) is partial and left out; without it (a replay of files from their own beginning)
+every window is kept, as a bar of that interval would be. A window whose last run bar never
+comes (``[bars] empty = "skip"``) closes with the next run bar after it. Flat bars of
+intervals without trades set no prices, as a bar of the longer interval would not."""
 
 from __future__ import annotations
 
@@ -39,10 +41,11 @@ class TimeframeBars:
     """Folds each symbol's run bars into its bars of every higher timeframe; :meth:`on_bar`
     returns the higher bars a run bar closes, shortest timeframe first."""
 
-    def __init__(self, specs: Sequence[BarSpec]) -> None:
+    def __init__(self, specs: Sequence[BarSpec], partial_before: int | None = None) -> None:
+        self.labels = tuple(spec.label for spec in specs)  # as listed
         self.specs = tuple(sorted(specs, key=lambda s: s.size))
+        self.partial_before = partial_before
         self._open: dict[tuple[str, str], list] = {}  # (symbol, label) -> the window being folded
-        self._started: set[tuple[str, str]] = set()  # windows of which a first one was seen
 
     def on_bar(self, bar: Bar) -> list[Bar]:
         symbol, _, open_time, close_time, o, h, lo, c, volume, turnover, trades, ts_event, ts_init = bar
@@ -56,8 +59,7 @@ class TimeframeBars:
                 window = None
             empty = volume == 0 and trades == 0  # a flat bar of an interval without trades
             if window is None:
-                keep = key in self._started or open_time == start
-                self._started.add(key)
+                keep = self.partial_before is None or start >= self.partial_before
                 window = [start, start + step, keep, o, h, lo, c, volume, turnover, trades, not empty]
             elif not empty:
                 if window[10]:

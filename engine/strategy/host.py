@@ -12,10 +12,9 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from engine.bars.aggregator import BarSpec
 from engine.bars.timeframes import TimeframeBars
 from engine.broker import Instrument, SimulatedBroker
 from engine.core.bus import Bus
@@ -67,7 +66,7 @@ class StrategyContext:
         broker: SimulatedBroker,
         on_error: str = "stop",
         mode: str = "replay",
-        timeframes: Sequence[BarSpec] = (),
+        timeframes: TimeframeBars | None = None,
     ) -> None:
         self.strategy = strategy
         self.strategy_id = strategy_id
@@ -95,14 +94,14 @@ class StrategyContext:
         self._fill_callback = self._guard(strategy.on_fill)
         self._update_callback = self._guard(strategy.on_order_update)
         self._prediction_callback = self._guard(strategy.on_prediction)
-        self.timeframes = tuple(spec.label for spec in timeframes)
-        if timeframes:  # the higher timeframes' bars follow each run bar (engine.bars.timeframes)
+        self.timeframes = timeframes.labels if timeframes is not None else ()
+        if self.timeframes:  # the higher timeframes' bars follow each run bar (engine.bars.timeframes)
             if not _overrides(strategy, "on_timeframe_bar"):
                 raise ConfigError(f"timeframes {','.join(self.timeframes)}: strategy {strategy_id} has no "
                                   "on_timeframe_bar to receive them")
-            self._higher = TimeframeBars(timeframes)
+            self._higher = timeframes
             self._timeframe_callback = self._guard(strategy.on_timeframe_bar)
-        bus.subscribe(Bar, self._on_bar_and_timeframes if timeframes else self._on_bar)
+        bus.subscribe(Bar, self._on_bar_and_timeframes if self.timeframes else self._on_bar)
         self.reads_bars = _overrides(strategy, "on_bar")
         self.reads_bar_sets = _overrides(strategy, "on_bars")
         if self.reads_bar_sets:

@@ -16,12 +16,13 @@ from engine.bars.timeframes import TimeframeBars
 from engine.cli import main
 from engine.core.events import Bar
 from tests.helpers.archive import write_derivatives
-from tests.helpers.live import papertape, query
+from tests.helpers.live import SAMPLE_DAY, papertape, query
 from tests.helpers.live_portfolio import symbol_archives
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 WATCHER = ("--strategy", "tests.helpers.timeframes:TimeframeWatcher")
 MIN_NS = 60_000_000_000
+DAY_NS = pd.Timestamp("2025-06-01", tz="UTC").value
 START = "2025-06-01T00:07"  # mid-window: the first 5m bar opens at 00:10, the first 1h at 01:00
 COLUMNS = ["open", "high", "low", "close", "volume", "turnover", "trades"]
 
@@ -117,6 +118,45 @@ def test_a_planted_future_trade_changes_no_bar_delivered_before_it(runs):
     holding = planted[(planted.kind == "higher") & (planted.symbol == "ETHUSDT") & (planted.open_time <= cut)
                       & (planted.close_time > cut)]
     assert sorted(holding.interval) == ["1h", "5m"] and (holding.high == price).all(), holding
+
+
+def test_a_replay_of_files_from_their_beginning_keeps_its_first_window(tmp_path):
+    """Data that starts at 00:07:20 without --start: a 5m or 1h run keeps its first bar (no trade
+    is missing from it), so the 5m and 1h bars folded from the 1m run keep it too, equal."""
+    day = pd.read_csv(SAMPLE_DAY)
+    day = day[day.timestamp >= pd.Timestamp("2025-06-01T00:07:20", tz="UTC").value / 1e9]
+    path = write_derivatives(tmp_path / "BTCUSDT2025-06-01.csv.gz", day.timestamp.to_numpy(),
+                             day.price.to_numpy(), day["size"].to_numpy(), np.where(day.side == "Buy", 1, -1))
+    ledger = tmp_path / "l.db"
+    common = ("backtest", "--data", str(path), "--ledger", str(ledger), "--json", "--no-progress")
+    done = papertape(*common, *WATCHER, "--timeframes", "5m,1h", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = json.loads(done.stdout)["run_id"]
+    saved = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ?", (run_id,))
+    events = pd.DataFrame(json.loads(saved.state.iloc[-1])["events"], columns=[
+        "kind", "symbol", "interval", "open_time", "close_time", *COLUMNS, "clock"])
+    for label in ("5m", "1h"):
+        done = papertape(*common, "--interval", label, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        theirs = query(ledger, "SELECT * FROM bars WHERE run_id = ? ORDER BY open_time LIMIT 1",
+                       (json.loads(done.stdout)["run_id"],)).iloc[0]
+        mine = events[(events.kind == "higher") & (events.interval == label)].iloc[0]
+        assert mine.open_time == theirs.open_time == DAY_NS + (5 if label == "5m" else 0) * MIN_NS, label
+        exact = ["open", "high", "low", "close", "trades"]
+        assert mine[exact].tolist() == theirs[exact].tolist(), label
+
+
+def test_a_window_that_opens_before_the_cut_is_partial():
+    """``partial_before`` (a --start, a live start or a resume at minute 2): the 0-5 window is
+    left out, the next kept; without it (files from their beginning) the first is kept."""
+    def bar(minute: int) -> Bar:
+        return Bar("BTCUSDT", "1m", minute * MIN_NS, (minute + 1) * MIN_NS, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1,
+                   (minute + 1) * MIN_NS, (minute + 1) * MIN_NS)
+
+    for partial_before, kept in ((2 * MIN_NS, [5 * MIN_NS]), (None, [0, 5 * MIN_NS])):
+        folding = TimeframeBars([parse_interval("5m")], partial_before)
+        closed = [b.open_time for minute in range(2, 10) for b in folding.on_bar(bar(minute))]
+        assert closed == kept, partial_before
 
 
 def test_a_window_missing_its_last_run_bar_closes_with_the_next_one():
