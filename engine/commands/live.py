@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = resumed_config(cfg, args.resume, strategy=args.strategy,
                              params=parse_assignments(args.param, "--param", once=True),
                              market={key: getattr(args, key) for key in MARKET},
-                             symbols=cfg.run.portfolio if args.symbols is not None else None)
+                             symbols=cfg.run.portfolio if args.symbols is not None else None,
+                             timeframes=cfg.run.timeframes if args.timeframes is not None else None)
     mixed = [s for s in cfg.run.portfolio if ":" in s]
     if mixed:
         raise ConfigError(f"--symbols {','.join(mixed)}: live sessions trade one category (Bybit streams "

@@ -27,12 +27,12 @@ MARKET = ("symbol", "category", "interval")
 
 
 def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: dict[str, str],
-                   market: dict[str, str | None], symbols: tuple[str, ...] | None = None) -> Config:
+                   market: dict[str, str | None], symbols: tuple[str, ...] | None = None,
+                   timeframes: tuple[str, ...] | None = None) -> Config:
     """``cfg`` set to continue run ``run_id`` of its ledger: that run's strategy, parameters,
-    symbol (or symbols), category and interval. A ``strategy``, ``market`` value or
-    ``symbols`` given that differs is
-    refused (the run would change what it trades); ``params`` given override the run's, each
-    change logged as a warning."""
+    symbol (or symbols), category, interval and higher timeframes. A ``strategy``, ``market``
+    value, ``symbols`` or ``timeframes`` given that differs is refused (the run would change
+    what it trades); ``params`` given override the run's, each change logged as a warning."""
     reader = LedgerReader(cfg.ledger.path)
     try:
         previous = reader.run(run_id)
@@ -57,6 +57,10 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
     if symbols is not None and symbols != traded:
         raise ConfigError(f"run {run_id} traded symbols {','.join(traded)}; --resume cannot change them "
                           f"to {','.join(symbols)}")
+    ran = _timeframes_of(previous)
+    if timeframes is not None and _labels(timeframes) != _labels(ran):
+        raise ConfigError(f"run {run_id} ran timeframes {','.join(ran) or '(none)'}; --resume cannot change "
+                          f"them to {','.join(timeframes) or '(none)'}")
     stored = json.loads(previous["params"])
     cls = plugins.load_strategy_class(previous["strategy"])
     config_class = getattr(cls, "config_class", None)
@@ -68,9 +72,23 @@ def resumed_config(cfg: Config, run_id: int, *, strategy: str | None, params: di
             if old != new:
                 log.warning("resuming run %d with %s %r instead of %r", run_id, field.name, new, old)
     run = dataclasses.replace(cfg.run, **{key: previous[key] for key in MARKET if key != "symbol"},
-                              symbol=traded[0], symbols=traded if len(traded) > 1 else ())
+                              symbol=traded[0], symbols=traded if len(traded) > 1 else (), timeframes=ran)
     chosen = dataclasses.replace(cfg.strategy, name=previous["strategy"], params=stored | params)
     return dataclasses.replace(cfg, run=run, strategy=chosen)
+
+
+def _timeframes_of(previous: dict) -> tuple[str, ...]:
+    """The higher timeframes a recorded run ran with (none for a run recorded before them)."""
+    config = json.loads(previous.get("config") or "{}")
+    return tuple(config.get("run", {}).get("timeframes") or ())
+
+
+def _labels(timeframes: tuple[str, ...]) -> set[str]:
+    """Each timeframe's one spelling (60m and 1h are one), for comparing two lists."""
+    try:
+        return {parse_interval(t).label for t in timeframes}
+    except ValueError as exc:
+        raise ConfigError(f"timeframes: {exc}") from None
 
 
 def check_resumable(ledger: str, previous: dict) -> None:
