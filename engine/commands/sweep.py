@@ -169,12 +169,17 @@ def make_pool(args: argparse.Namespace, cfg):
 
 def check_sweep(args: argparse.Namespace, cfg, opts) -> None:
     """Everything a sweep can refuse before it touches the ledger: the space against the
-    strategy, the training settings and the checkpoint folder, the sampler's budget."""
+    strategy, the training settings and the checkpoint folder, the sampler's budget, the data
+    and the higher timeframes (against its interval and the strategy)."""
+    from engine.bars.aggregator import parse_interval
+    from engine.bars.timeframes import check_timeframes
+    from engine.core import plugins
     from engine.core.typed import parse_assignments
     from engine.run.backtest import open_run_source
     from engine.run.sweep import typed_params
     from engine.run.sweep_samplers import make_sampler
     from engine.run.sweep_training import plan_training
+    from engine.strategy.host import check_takes_timeframes
 
     fixed = tuple(parse_assignments(args.param, "--param", once=True)) if args.resume is None else ()
     hints = typed_params(cfg.strategy.name, opts.space, fixed)
@@ -193,7 +198,11 @@ def check_sweep(args: argparse.Namespace, cfg, opts) -> None:
     if opts.trials is not None and opts.trials > MAX_TRIALS:
         raise ConfigError(f"--trials {opts.trials:,}: a sweep runs at most {MAX_TRIALS:,}")
     make_sampler(opts.sampler, opts.space, opts.trials, opts.seed)  # a bad budget fails here
-    open_run_source(cfg.run)  # data the trials cannot replay is the command's error, not each trial's
+    source = open_run_source(cfg.run)  # data the trials cannot replay is the command's error, not each's
+    interval = source.label if source.kind == "bars" else (cfg.run.interval or "1m")
+    labels = tuple(s.label for s in check_timeframes(cfg.run.timeframes, parse_interval(interval)))
+    check_takes_timeframes(plugins.load("papertape.strategies", cfg.strategy.name, "strategy"),
+                           cfg.strategy.name, labels)  # as each trial's Session would refuse them
 
 
 def run(args: argparse.Namespace) -> int:

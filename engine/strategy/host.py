@@ -45,11 +45,20 @@ PLOT_WARNINGS = 10  # rejected plot points logged one by one; later ones only co
 
 
 def _overrides(strategy: Any, name: str) -> bool:
-    """True when the strategy's class defines ``name`` itself rather than inheriting the base no-op."""
-    for klass in type(strategy).__mro__:
+    """True when the strategy's class (or ``strategy``, a class) defines ``name`` itself rather
+    than inheriting the base no-op."""
+    for klass in (strategy if isinstance(strategy, type) else type(strategy)).__mro__:
         if name in vars(klass):
             return klass.__module__ != "strategies.base"
     return False
+
+
+def check_takes_timeframes(strategy: Any, strategy_id: str, labels: tuple[str, ...]) -> None:
+    """A :class:`ConfigError` when a run with higher timeframes ``labels`` has a strategy (an
+    instance or its class) without ``on_timeframe_bar`` to receive their bars."""
+    if labels and not _overrides(strategy, "on_timeframe_bar"):
+        raise ConfigError(f"timeframes {','.join(labels)}: strategy {strategy_id} has no "
+                          "on_timeframe_bar to receive them")
 
 
 class StrategyContext:
@@ -96,9 +105,7 @@ class StrategyContext:
         self._prediction_callback = self._guard(strategy.on_prediction)
         self.timeframes = timeframes.labels if timeframes is not None else ()
         if self.timeframes:  # the higher timeframes' bars follow each run bar (engine.bars.timeframes)
-            if not _overrides(strategy, "on_timeframe_bar"):
-                raise ConfigError(f"timeframes {','.join(self.timeframes)}: strategy {strategy_id} has no "
-                                  "on_timeframe_bar to receive them")
+            check_takes_timeframes(strategy, strategy_id, self.timeframes)
             self._higher = timeframes
             self._timeframe_callback = self._guard(strategy.on_timeframe_bar)
         bus.subscribe(Bar, self._on_bar_and_timeframes if self.timeframes else self._on_bar)

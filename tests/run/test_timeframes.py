@@ -198,3 +198,16 @@ def test_a_strategy_without_on_timeframe_bar_is_refused_in_one_line(tmp_path, ca
     code = main(["backtest", "--timeframes", "5m", "--ledger", str(tmp_path / "l.db"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "sma_cross has no on_timeframe_bar" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("timeframes, message", [
+    ("7m", "7m is not a whole multiple of the run's interval 5m"),
+    ("15m", "strategy sma_cross has no on_timeframe_bar"),
+])
+def test_a_sweep_refuses_timeframes_its_trials_cannot_run_before_any_trial(tmp_path, capsys, timeframes,
+                                                                             message):
+    code = main(["sweep", "--interval", "5m", "--timeframes", timeframes, "--grid", "fast=2,3",
+                 "--param", "slow=10", "--workers", "1", "--ledger", str(tmp_path / "l.db"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "l.db").exists() or query(tmp_path / "l.db", "SELECT * FROM runs").empty
