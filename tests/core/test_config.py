@@ -21,6 +21,20 @@ def test_the_repo_config_file_loads(tmp_path):
     assert cfg.strategy.params == {"fast": 10, "slow": 30, "qty": 0.01}
 
 
+def test_the_repo_config_file_shows_every_run_key():
+    """config.toml documents every key with its default: ``[run] symbols`` and ``timeframes`` too."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from engine.core.config import RunSection
+
+    text = (Path(__file__).resolve().parents[2] / "config.toml").read_text()
+    run = text.split("[run]", 1)[1].split("\n[", 1)[0]
+    shown = {f.name for f in dataclasses.fields(RunSection) if re.search(rf"^#? ?{f.name} = ", run, re.M)}
+    assert shown == {f.name for f in dataclasses.fields(RunSection)}
+
+
 @pytest.mark.parametrize("text, overrides, message", [
     ("[broker]\ntaker_fe = 0.1\n", [], "unknown key 'taker_fe'"),
     ("[brokr]\n", [], "unknown section [brokr]"),
