@@ -24,7 +24,10 @@ def check_timeframes(labels: Sequence[str], base: BarSpec) -> tuple[BarSpec, ...
     for label in labels:
         if not isinstance(label, str):
             raise ConfigError(f"timeframes: {str(label)[:40]!r} is not an interval like 5m or 1h")
-        spec = parse_interval(label)
+        try:
+            spec = parse_interval(label)
+        except ConfigError as exc:  # which setting it came from: the run has its --interval too
+            raise ConfigError(f"timeframes: {exc}") from None
         if not (spec.is_time and base.is_time):
             raise ConfigError(f"timeframes: {label} needs time bars on both sides (the run's interval is "
                               f"{base.label}); tick, volume and value bars have no higher timeframe")

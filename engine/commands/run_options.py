@@ -81,7 +81,7 @@ def resolve_config(args: argparse.Namespace) -> Config:
     if getattr(args, "symbol", None) is not None:  # the flag overrides the file's [run] symbols too
         run = replace(run, symbols=())
     if getattr(args, "timeframes", None) is not None:
-        run = replace(run, timeframes=tuple(filter(None, (t.strip() for t in args.timeframes.split(",")))))
+        run = replace(run, timeframes=parse_timeframes(args.timeframes))
     if getattr(args, "symbol", None) is not None and hasattr(args, "data"):
         from engine.feeds.history.sources import check_data_symbol
 
@@ -102,6 +102,16 @@ def parse_symbols(text: str) -> tuple[str, ...]:
     for symbol in symbols:
         check_symbol(symbol.partition(":")[2] or symbol, "--symbols")
     return symbols
+
+
+def parse_timeframes(text: str) -> tuple[str, ...]:
+    """``--timeframes 5m,1h`` as its items; none at all, or an empty one, is a :class:`ConfigError`
+    (a run given ``--timeframes ""`` ran without them, silently). Each is checked against the
+    run's interval when the data gives it (:func:`engine.bars.timeframes.check_timeframes`)."""
+    timeframes = tuple(part.strip() for part in text.split(","))
+    if not all(timeframes):
+        raise ConfigError(f"--timeframes {text!r}: give one or more intervals, e.g. 5m,1h")
+    return timeframes
 
 
 def default_ledger(args: argparse.Namespace) -> str:

@@ -211,3 +211,13 @@ def test_a_sweep_refuses_timeframes_its_trials_cannot_run_before_any_trial(tmp_p
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "l.db").exists() or query(tmp_path / "l.db", "SELECT * FROM runs").empty
+
+
+@pytest.mark.parametrize("given", ["", ",", "5m,,1h", "5m,"])
+def test_timeframes_given_empty_are_one_line(tmp_path, capsys, given):
+    """``--timeframes ""`` ran without them (a strategy reading them got none, silently)."""
+    code = main(["backtest", "--timeframes", given, *WATCHER, "--ledger", str(tmp_path / "l.db"),
+                 "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "give one or more intervals" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "l.db").exists()
