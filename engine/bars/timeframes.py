@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from engine.bars.aggregator import BarSpec, parse_interval
+from engine.bars.bar_sums import TURNOVER_SCALE, VOLUME_SCALE
 from engine.core.events import Bar
 from engine.core.typed import ConfigError
 
@@ -44,15 +45,20 @@ class TimeframeBars:
     """Folds each symbol's run bars into its bars of every higher timeframe; :meth:`on_bar`
     returns the higher bars a run bar closes, shortest timeframe first."""
 
-    def __init__(self, specs: Sequence[BarSpec], partial_before: int | None = None) -> None:
+    def __init__(self, specs: Sequence[BarSpec], partial_before: int | None = None,
+                 turnover_scale: int = TURNOVER_SCALE) -> None:
         self.labels = tuple(spec.label for spec in specs)  # as listed
         self.specs = tuple(sorted(specs, key=lambda s: s.size))
         self.partial_before = partial_before
+        self.turnover_scale = turnover_scale  # the aggregator's units (INVERSE_TURNOVER_SCALE: inverse)
         self._open: dict[tuple[str, str], list] = {}  # (symbol, label) -> the window being folded
 
     def on_bar(self, bar: Bar) -> list[Bar]:
         symbol, _, open_time, close_time, o, h, lo, c, volume, turnover, trades, ts_event, ts_init = bar
         closed: list[Bar] = []
+        # summed in the aggregator's integer units, so a higher bar's volume and turnover are the
+        # bits of a bar of that interval, not a float sum of its run bars' that differs in the last
+        units = round(volume * VOLUME_SCALE), round(turnover * self.turnover_scale)
         for spec in self.specs:
             step, key = int(spec.size), (symbol, spec.label)
             start = open_time - (open_time - spec.offset_ns) % step
@@ -63,14 +69,14 @@ class TimeframeBars:
             empty = volume == 0 and trades == 0  # a flat bar of an interval without trades
             if window is None:
                 keep = self.partial_before is None or start >= self.partial_before
-                window = [start, start + step, keep, o, h, lo, c, volume, turnover, trades, not empty]
+                window = [start, start + step, keep, o, h, lo, c, *units, trades, not empty]
             elif not empty:
                 if window[10]:
                     window[4], window[5], window[6] = max(window[4], h), min(window[5], lo), c
                 else:  # the window's first trades: a flat bar before them sets none of its prices
                     window[3], window[4], window[5], window[6], window[10] = o, h, lo, c, True
-                window[7] += volume
-                window[8] += turnover
+                window[7] += units[0]
+                window[8] += units[1]
                 window[9] += trades
             if close_time >= window[1]:
                 self._close(key, window, ts_event, ts_init, closed)
@@ -78,9 +84,9 @@ class TimeframeBars:
                 self._open[key] = window
         return closed
 
-    @staticmethod
-    def _close(key: tuple[str, str], window: list, ts_event: int, ts_init: int, closed: list[Bar]) -> None:
+    def _close(self, key: tuple[str, str], window: list, ts_event: int, ts_init: int,
+               closed: list[Bar]) -> None:
         start, end, keep, o, h, lo, c, volume, turnover, trades, _ = window
         if keep:
-            closed.append(Bar(key[0], key[1], start, end, o, h, lo, c, volume, turnover, trades,
-                              ts_event, ts_init))
+            closed.append(Bar(key[0], key[1], start, end, o, h, lo, c, volume / VOLUME_SCALE,
+                              turnover / self.turnover_scale, trades, ts_event, ts_init))

@@ -18,6 +18,7 @@ from engine.analysis.by_symbol import by_symbol_for_run
 from engine.analysis.metrics import metrics_for_run
 from engine.bars.aggregator import make_aggregator, parse_interval
 from engine.bars.bar_sets import BarSetCollector
+from engine.bars.bar_sums import INVERSE_TURNOVER_SCALE, TURNOVER_SCALE
 from engine.bars.timeframes import TimeframeBars, check_timeframes
 from engine.broker.from_config import broker_from_config
 from engine.core import plugins
@@ -139,7 +140,8 @@ class Session:
         # opened before a resumed run's start: its first run bars went to the earlier process
         cut = resume_from is not None or (market.starts_in_a_bar and cfg.bars.first_partial == "skip")
         timeframes = TimeframeBars(check_timeframes(cfg.run.timeframes, parse_interval(market.interval)),
-                                   market.data_start if cut else None)
+                                   market.data_start if cut else None,
+                                   INVERSE_TURNOVER_SCALE if market.category == "inverse" else TURNOVER_SCALE)
         self.host = StrategyContext(self.strategy, strategy_cfg.name, market.symbol,
                                     market.interval, self.bus, self.broker, strategy_cfg.on_error,
                                     mode="live" if kind == "live" else "replay", timeframes=timeframes)
