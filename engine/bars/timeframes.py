@@ -5,7 +5,8 @@ and holds nothing stamped after it. A window that opens before ``partial_before`
 run's data was cut, as the aggregator's ``start_ns``: a ``--start``, a live start or a resume
 inside it) is partial and left out; without it (a replay of files from their own beginning)
 every window is kept, as a bar of that interval would be. A window whose last run bar never
-comes (``[bars] empty = "skip"``) closes with the next run bar after it. Flat bars of
+comes (``[bars] empty = "skip"``) closes at the next run bar after it, and reaches the strategy
+just before that bar does (:meth:`TimeframeBars.ended_before`). Flat bars of
 intervals without trades set no prices, as a bar of the longer interval would not."""
 
 from __future__ import annotations
@@ -53,9 +54,22 @@ class TimeframeBars:
         self.turnover_scale = turnover_scale  # the aggregator's units (INVERSE_TURNOVER_SCALE: inverse)
         self._open: dict[tuple[str, str], list] = {}  # (symbol, label) -> the window being folded
 
-    def on_bar(self, bar: Bar) -> list[Bar]:
-        symbol, _, open_time, close_time, o, h, lo, c, volume, turnover, trades, ts_event, ts_init = bar
+    def ended_before(self, bar: Bar) -> list[Bar]:
+        """The higher bars of ``bar.symbol`` whose windows ended before ``bar`` opens, their last
+        run bar never having come (``[bars] empty = "skip"``): they go to the strategy before
+        ``bar`` does, so it sees every bar in the order of its close."""
         closed: list[Bar] = []
+        for spec in self.specs:
+            key = (bar.symbol, spec.label)
+            window = self._open.get(key)
+            if window is not None and window[1] <= bar.open_time:
+                self._close(key, self._open.pop(key), bar.ts_event, bar.ts_init, closed)
+        return closed
+
+    def on_bar(self, bar: Bar) -> list[Bar]:
+        """The higher bars ``bar`` closes (with any :meth:`ended_before` it left undelivered)."""
+        closed = self.ended_before(bar)
+        symbol, _, open_time, close_time, o, h, lo, c, volume, turnover, trades, ts_event, ts_init = bar
         # summed in the aggregator's integer units, so a higher bar's volume and turnover are the
         # bits of a bar of that interval, not a float sum of its run bars' that differs in the last
         units = round(volume * VOLUME_SCALE), round(turnover * self.turnover_scale)
@@ -63,9 +77,6 @@ class TimeframeBars:
             step, key = int(spec.size), (symbol, spec.label)
             start = open_time - (open_time - spec.offset_ns) % step
             window = self._open.pop(key, None)
-            if window is not None and window[0] != start:  # its last run bar never came
-                self._close(key, window, ts_event, ts_init, closed)
-                window = None
             empty = volume == 0 and trades == 0  # a flat bar of an interval without trades
             if window is None:
                 keep = self.partial_before is None or start >= self.partial_before

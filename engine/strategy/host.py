@@ -326,9 +326,11 @@ class StrategyContext:
             self._bar_callback(bar)
 
     def _on_bar_and_timeframes(self, bar: Bar) -> None:
-        """:meth:`_on_bar`, then the bars of the higher timeframes that this run bar closes."""
+        """:meth:`_on_bar` between the higher bars of windows ended before it and those it closes."""
         if bar.interval == self.interval and bar.symbol in self._symbol_set:
             self.last_bar_close = bar.close_time
+            for higher in self._higher.ended_before(bar):
+                self._timeframe_callback(higher)
             self._bar_callback(bar)
             for higher in self._higher.on_bar(bar):
                 self._timeframe_callback(higher)

@@ -217,3 +217,23 @@ def test_timeframes_given_empty_are_one_line(tmp_path, capsys, given):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "give one or more intervals" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "l.db").exists()
+
+
+def test_with_empty_skip_each_symbols_bars_come_in_the_order_of_their_close(tmp_path):
+    """``[bars] empty = "skip"``: a 5m window whose last minute had no trades closes at the next
+    run bar, and reaches the strategy before that bar (which closes after it), not after it."""
+    day = pd.read_csv(SAMPLE_DAY)
+    day = day[(day.timestamp // 60).astype(int) % 5 != 4]  # no trades in any window's last minute
+    path = write_derivatives(tmp_path / "BTCUSDT2025-06-01.csv.gz", day.timestamp.to_numpy(),
+                             day.price.to_numpy(), day["size"].to_numpy(), np.where(day.side == "Buy", 1, -1))
+    ledger = tmp_path / "l.db"
+    done = papertape("backtest", "--data", str(path), "--ledger", str(ledger), "--json", "--no-progress",
+                     "--set", "bars.empty=skip", *WATCHER, "--timeframes", "5m,1h", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_id = json.loads(done.stdout)["run_id"]
+    saved = query(ledger, "SELECT state FROM strategy_state WHERE run_id = ?", (run_id,))
+    events = pd.DataFrame(json.loads(saved.state.iloc[-1])["events"], columns=[
+        "kind", "symbol", "interval", "open_time", "close_time", *COLUMNS, "clock"])
+    higher = events[events.kind == "higher"]
+    assert len(higher) > 250 and (higher.clock > higher.close_time + MIN_NS).all()  # each at a later bar
+    assert (np.diff(events.close_time.to_numpy()) >= 0).all()
