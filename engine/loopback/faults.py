@@ -4,7 +4,8 @@ Schedule grammar (``--faults``): comma-separated ``NAME[:SYMBOL]@TIME[+ARG]``, w
 wall seconds since the server started (``20`` or ``20s``) and ARG a duration in seconds for
 ``stall``/``nopong`` or a count for ``rest403``/``cut``. A fault aimed at ``SYMBOL`` hits only
 that symbol's topics, the connections subscribed to them, its REST calls and its archive
-downloads; without one it hits everything the server serves.
+downloads, in every category that serves it (spot's BTCUSDT and linear's alike); without one
+it hits everything the server serves.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ fault schedule (--faults): comma-separated NAME[:SYMBOL]@TIME[+ARG], TIME in wal
 the server started (20 or 20s), e.g. "drop@20s,stall@40s+5s,nopong@60s+30s,malformed@70s,
 duplicate@75s,outoforder@80s,rest403@90s+3,cut@95s". NAME:SYMBOL aims a fault at one symbol
 (stall:ETHUSDT@40s+5s stalls ETHUSDT's topics while the others stream on; drop:ETHUSDT closes
-the connections subscribed to ETHUSDT); without :SYMBOL a fault hits every symbol. Faults:
+the connections subscribed to ETHUSDT), in spot and linear alike when both serve it; without
+:SYMBOL a fault hits every symbol. Faults:
   drop          close every websocket abruptly (transport aborted, no close frame)
   stall+D       keep sockets open and answer pings, but send no data for D s (default 5);
                 trades due meanwhile are never sent (REST still has them)
