@@ -4,8 +4,7 @@ opening a database with it (SQLite in WAL mode by default, any SQLAlchemy URL ac
 Tables: runs, orders, order_updates, fills, funding, equity (one snapshot per bar, with the
 bar; the ``bars`` view shows just the bars; ``equity_curve`` packs their ts, equity and
 position per batch for fast reads, ``bar_columns`` the bars), strategy_state, predictions,
-feed_gaps and plots (the strategies' named series; ``plot_columns`` packs them).
-"""
+feed_gaps and plots (the strategies' named series; ``plot_columns`` packs them)."""
 
 from __future__ import annotations
 
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from engine.ledger.new_tables import create_tables
 from engine.ledger.sqlite_file import LedgerError, check_sqlite_file
 
 
@@ -345,7 +345,7 @@ def open_engine(target: str | Path) -> sa.Engine:
         engine = sa.create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(engine)
+        create_tables(Base.metadata, engine)  # another process may be making them too
         view = BARS_VIEW
         if engine.dialect.name == "postgresql":  # no IF NOT EXISTS for views there
             view = view.replace("CREATE VIEW IF NOT EXISTS", "CREATE OR REPLACE VIEW")
