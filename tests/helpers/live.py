@@ -76,9 +76,11 @@ class Exchange:
         with urllib.request.urlopen(self.url + "/_control/state", timeout=5) as resp:
             return json.loads(resp.read())
 
-    def fault(self, name: str, count: int, symbol: str | None = None) -> None:
-        """Fire the fault ``name`` now through ``POST /_control/fault`` (aimed at ``symbol``)."""
-        body = json.dumps({"fault": name, "count": count} | ({"symbol": symbol} if symbol else {})).encode()
+    def fault(self, name: str, arg: float, symbol: str | None = None) -> None:
+        """Fire the fault ``name`` now through ``POST /_control/fault``: ``arg`` seconds (stall,
+        nopong) or a count (rest403, cut), aimed at ``symbol`` when given."""
+        key = "seconds" if name in ("stall", "nopong") else "count"
+        body = json.dumps({"fault": name, key: arg} | ({"symbol": symbol} if symbol else {})).encode()
         with urllib.request.urlopen(urllib.request.Request(self.url + "/_control/fault", data=body),
                                     timeout=5) as resp:
             assert json.loads(resp.read())["ok"]
