@@ -133,6 +133,7 @@ class _LiveRun:
     def __init__(self, session: Session, opts: LiveOptions, queue: asyncio.Queue,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.session, self.opts, self.queue, self.loop = session, opts, queue, loop
+        self.began = time.time_ns()  # this session's start: a resumed run's data began long before
         self.recording = None
         if opts.record:
             self.recording = RecordingWriter(opts.record, {
@@ -147,8 +148,7 @@ class _LiveRun:
                              interval=opts.interval, ping_interval=opts.ping_interval_s,
                              pong_timeout=opts.pong_timeout_s, backoff=Backoff(),
                              stale_after=opts.stale_after_s, silent_after=opts.silent_after_s,
-                             start_ns=session.market.data_start,
-                             downtime_of=opts.resume)
+                             start_ns=session.market.data_start, downtime_of=opts.resume)
 
         self.inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         session.host.go_live(self._offload, opts.rest_url)
@@ -260,7 +260,7 @@ class _LiveRun:
         feed = self.feed
         if not feed.received_nothing():
             return None
-        seconds = (end - self.session.market.data_start) / NS_PER_S
+        seconds = (end - self.began) / NS_PER_S
         return (f"no market data from {feed.ws.url} in {seconds:.0f} s: {feed.ws.attempts} connection "
                 f"attempt(s), {feed.ws.connects} connected; last error: {feed.ws.last_error or 'none'}")
 

@@ -4,7 +4,9 @@ cleanly."""
 
 from __future__ import annotations
 
+import re
 import signal
+import sqlite3
 
 import pytest
 
@@ -96,6 +98,23 @@ def test_resuming_keeps_the_runs_strategy_and_market_and_records_nothing_else(tm
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr
     assert len(query(ledger, "SELECT id FROM runs")) == 2  # no failed run left
+
+
+def test_a_resumed_session_that_gets_no_data_counts_its_own_time(tmp_path):
+    """The "no market data ... in N s" of a resumed session is its own time, not the time since
+    the run it resumes began (a day here: the line said 86400-odd seconds)."""
+    ledger = tmp_path / "live.db"
+    nowhere = [a if a != "5s" else "1s" for a in NOWHERE]
+    done = papertape("live", "--ledger", str(ledger), *nowhere, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    con = sqlite3.connect(ledger)
+    with con:  # as if that run had started a day ago
+        con.execute("UPDATE runs SET data_start = data_start - 86400000000000 WHERE id = 1")
+    con.close()
+    done = papertape("live", "--resume", "1", "--ledger", str(ledger), *nowhere, cwd=tmp_path)
+    last = done.stderr.strip().splitlines()[-1]
+    match = re.search(r"no market data from \S+ in (\d+) s", last)
+    assert done.returncode == 1 and match and int(match.group(1)) < 600, last
 
 
 def test_sigterm_stops_a_session_cleanly(tmp_path):
