@@ -12,20 +12,21 @@ import pytest
 
 from engine.cli import main
 from tests.helpers.archive import write_spot
-from tests.helpers.broker import instruments_with_sol, kline_frame, write_trade_archive
+from tests.helpers.broker import (
+    PORTFOLIO_PRICES,
+    instruments_with_sol,
+    write_portfolio_files,
+    write_trade_archive,
+)
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-PRICES = {"BTCUSDT": 30_000.0, "ETHUSDT": 2_000.0, "SOLUSDT": 150.0}
+PRICES = PORTFOLIO_PRICES
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("portfolio-cli")
-    for k, symbol in enumerate(SYMBOLS):
-        write_trade_archive(root, "2025-06-01", 6_000, seed=3 + k, symbol=symbol, price=PRICES[symbol],
-                            vol=0.001)
-        bars = kline_frame(200, seed=k, price=PRICES[symbol])
-        bars.to_csv(root / f"{symbol.lower()}-bars.csv", index=False, float_format="%.10g")
+    write_portfolio_files(root, trades=6_000, bars=200)
     (root / "spot").mkdir()
     write_spot(root / "spot" / "BTCUSDT_2025-06-01.csv", [1_748_736_000.5 + k for k in range(50)],
                [30_000.0 + k for k in range(50)], [0.01] * 50, [1, -1] * 25)

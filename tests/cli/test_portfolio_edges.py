@@ -8,6 +8,7 @@ Each is the run the input names, or one line and exit 2."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -18,19 +19,20 @@ from engine.cli import main
 from engine.ledger.store import Ledger
 from strategies.base import Strategy
 from tests.helpers.archive import write_spot
-from tests.helpers.broker import instruments_with_sol, kline_frame, start_run, write_trade_archive
+from tests.helpers.broker import (
+    PORTFOLIO_PRICES,
+    instruments_with_sol,
+    start_run,
+    write_portfolio_files,
+)
 
-PRICES = {"BTCUSDT": 30_000.0, "ETHUSDT": 2_000.0, "SOLUSDT": 150.0}
+PRICES = PORTFOLIO_PRICES
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("portfolio-edges")
-    for k, symbol in enumerate(PRICES):
-        write_trade_archive(root, "2025-06-01", 2_000, seed=3 + k, symbol=symbol, price=PRICES[symbol],
-                            vol=0.001)
-        kline_frame(120, seed=k, price=PRICES[symbol]).to_csv(root / f"{symbol.lower()}-bars.csv",
-                                                              index=False, float_format="%.10g")
+    write_portfolio_files(root, trades=2_000, bars=120)
     (root / "spot").mkdir()
     write_spot(root / "spot" / "BTCUSDT_2025-06-01.csv", [1_748_736_000.5 + 60 * k for k in range(200)],
                [30_000.0 + (k % 7) * 10 for k in range(200)], [0.01] * 200, [1, -1] * 100)
@@ -137,13 +139,20 @@ def test_a_rotation_lookback_no_deque_holds_is_one_line(tmp_path, capsys, data):
 
 
 class EveryBar(Strategy):
-    """Reads ``on_bar`` and ``on_bars``; trades nothing."""
+    """Reads ``on_bar`` and ``on_bars`` and counts what reaches each; trades nothing."""
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self.bars = self.sets = 0
 
     def on_bar(self, bar) -> None:
-        pass
+        self.bars += 1
 
     def on_bars(self, bars) -> None:
-        pass
+        self.sets += 1
+
+    def on_save(self) -> dict:
+        return {"bars": self.bars, "sets": self.sets}
 
 
 @pytest.mark.parametrize("interval", ["tick:100", "volume:50"])
@@ -161,6 +170,8 @@ def test_a_strategy_deciding_in_on_bars_alone_is_refused_bars_that_are_not_time_
     assert not (tmp_path / "l.db").exists()  # refused before the run is recorded
     code, _, err = run(capsys, "backtest", *common, "--strategy", f"{__name__}:EveryBar")
     assert code == 0 and "its on_bars is never called" in caplog.text, err
+    saved = sqlite3.connect(tmp_path / "l.db").execute("SELECT state FROM strategy_state").fetchall()
+    assert json.loads(saved[-1][0])["bars"] > 0 and json.loads(saved[-1][0])["sets"] == 0, saved
 
 
 def write_recording(path: Path, symbols: tuple[str, ...]) -> Path:

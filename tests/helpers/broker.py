@@ -365,3 +365,16 @@ def instruments_with_sol(directory: Path) -> Path:
     path = Path(directory) / "instruments.json"
     path.write_text(json.dumps({"instruments": rows}))
     return path
+
+
+PORTFOLIO_PRICES = {"BTCUSDT": 30_000.0, "ETHUSDT": 2_000.0, "SOLUSDT": 150.0}
+
+
+def write_portfolio_files(root: Path, trades: int, bars: int) -> None:
+    """Each of ``PORTFOLIO_PRICES``' symbols as a derivatives archive of 2025-06-01 (``trades``
+    trades) and a kline file ``<symbol>-bars.csv`` (``bars`` one-minute bars) in ``root``."""
+    for k, symbol in enumerate(PORTFOLIO_PRICES):
+        write_trade_archive(root, "2025-06-01", trades, seed=3 + k, symbol=symbol,
+                            price=PORTFOLIO_PRICES[symbol], vol=0.001)
+        kline_frame(bars, seed=k, price=PORTFOLIO_PRICES[symbol]).to_csv(
+            root / f"{symbol.lower()}-bars.csv", index=False, float_format="%.10g")
