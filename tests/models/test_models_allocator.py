@@ -47,9 +47,14 @@ def faults_per_forward(mode: str, seq: int = 2048, width: int = 128) -> float:
     return float(done.stdout)
 
 
+ACTIVATION_PAGES = 2048 * 128 * 4 // 4096  # one [2048, 128] float32 activation: 256 pages
+
+
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     plain, kept = faults_per_forward("plain"), faults_per_forward("keep")
-    assert plain > 500, plain  # glibc's defaults: every forward faults in fresh pages (~1,000)
+    # glibc's defaults: every forward faults in fresh pages, more than one activation's worth
+    # (~1,035 on a quiet machine; 458 once in the loaded suite, where the other worker ran too)
+    assert plain > ACTIVATION_PAGES, plain
     assert kept < plain / 5, (kept, plain)
 
 
